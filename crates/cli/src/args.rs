@@ -1,0 +1,250 @@
+//! Command-line arguments (clap). Each command's flags become an engine config in exactly one
+//! place: the `resolve` functions here.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use tunesmith_engine::generate::GenerateConfig;
+use tunesmith_engine::train::{ModelSpec, TrainConfig};
+
+#[derive(Parser)]
+#[command(name = "tunesmith", version, about = "Teach a GPT-2 model your own documents, then talk to it.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Fine-tune a model on text files, or train a new one from scratch.
+    Train(TrainArgs),
+    /// Continue a prompt with a model.
+    Generate(GenerateArgs),
+    /// Measure a model's loss and perplexity on a text file.
+    Eval(EvalArgs),
+    /// Download a model from the Hugging Face hub into the local cache.
+    Download(DownloadArgs),
+    /// Measure training and generation speed (compared with PyTorch when it is installed).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Text files or folders to learn from (.txt, .md).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub data: Vec<PathBuf>,
+    /// The run folder: checkpoints, metrics, samples and the resolved config go here.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    /// Start from this model: a model folder, a run folder or a hub id (gpt2, distilgpt2, …).
+    #[arg(long, value_name = "SOURCE", conflicts_with = "scratch")]
+    pub model: Option<String>,
+    /// Train a new model of this size from scratch: tiny, small or base.
+    #[arg(long, value_name = "SIZE")]
+    pub scratch: Option<String>,
+    /// Start from a beginner preset: quick, balanced or thorough.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Read settings from a JSON file (a run.json, or a training config).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<u64>,
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub block_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    #[arg(long)]
+    pub clip: Option<f64>,
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    #[arg(long)]
+    pub val_frac: Option<f64>,
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    #[arg(long)]
+    pub save_every: Option<u64>,
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    #[arg(long)]
+    pub only_train_transformer_layers: bool,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Steps between progress reports (default 1 with --json, 10 otherwise).
+    #[arg(long)]
+    pub log_every: Option<u64>,
+    /// `latest` continues the run folder's last checkpoint (the default); `fresh` starts over
+    /// from the base model and is refused if the folder already has checkpoints.
+    #[arg(long, value_parser = ["latest", "fresh"])]
+    pub restore_from: Option<String>,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// One JSON event per line on stdout, nothing else.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// A model folder, a run folder (its latest checkpoint) or a hub id.
+    #[arg(long, value_name = "SOURCE")]
+    pub model: String,
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 100)]
+    pub max_new_tokens: usize,
+    /// 0 = always the most likely token.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// 0 = off.
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f64,
+    /// Stop before this text (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Number of samples.
+    #[arg(long, default_value_t = 1)]
+    pub n: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(long, value_name = "SOURCE")]
+    pub model: String,
+    /// A text file.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct DownloadArgs {
+    /// A hub id: gpt2, distilgpt2, gpt2-medium, gpt2-large or owner/name.
+    pub model_id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Comma-separated presets: tiny, small, gpt2.
+    #[arg(long, default_value = "tiny,small")]
+    pub presets: String,
+    /// Timed training steps per measurement.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Python interpreter with PyTorch for the reference (skipped when it has none).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    pub no_torch: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GenerateArgs {
+    pub fn resolve(&self) -> GenerateConfig {
+        GenerateConfig {
+            prompt: self.prompt.clone(),
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            stop: self.stop.clone(),
+            n: self.n,
+            seed: self.seed,
+            stop_at_eot: true,
+        }
+    }
+}
+
+impl TrainArgs {
+    /// Settings in order of precedence: flags, then `--config`, then the run folder's own
+    /// `run.json` (when continuing), then `--preset`, then defaults.
+    pub fn resolve(&self) -> Result<TrainConfig> {
+        let mut cfg = if let Some(path) = &self.config {
+            read_config(path)?
+        } else if let Some(stored) = stored_config(&self.out)? {
+            stored
+        } else if let Some(p) = &self.preset {
+            TrainConfig::preset(p)?
+        } else {
+            TrainConfig::default()
+        };
+        if let Some(m) = &self.model {
+            cfg.model = ModelSpec::Source(m.clone());
+        }
+        if let Some(s) = &self.scratch {
+            cfg.model = ModelSpec::Scratch(s.clone());
+        }
+        if !self.data.is_empty() {
+            cfg.data = self.data.clone();
+        }
+        if self.steps.is_some() {
+            (cfg.steps, cfg.epochs) = (self.steps, None);
+        }
+        if self.epochs.is_some() {
+            (cfg.steps, cfg.epochs) = (None, self.epochs);
+        }
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { cfg.$f = v; } )* };
+        }
+        set!(batch_size, block_size, lr, warmup, weight_decay, grad_accum, clip, val_frac, eval_every, sample_every, save_every, vocab_size, seed);
+        if self.dropout.is_some() {
+            cfg.dropout = self.dropout;
+        }
+        if self.only_train_transformer_layers {
+            cfg.only_train_transformer_layers = true;
+        }
+        cfg.log_every = self.log_every.unwrap_or(if self.json { 1 } else { cfg.log_every });
+        Ok(cfg)
+    }
+}
+
+/// A run.json (`{"config": {...}}`) or a bare training config.
+fn read_config(path: &Path) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let v = v.get("config").cloned().unwrap_or(v);
+    serde_json::from_value(v).with_context(|| format!("{} is not a Tunesmith training config", path.display()))
+}
+
+fn stored_config(out: &Path) -> Result<Option<TrainConfig>> {
+    let p = out.join("run.json");
+    if !p.is_file() {
+        return Ok(None);
+    }
+    match read_config(&p) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => bail!("{e:#}; fix or delete {}", p.display()),
+    }
+}

@@ -1,0 +1,82 @@
+//! One file per command verb.
+
+mod bench;
+mod download;
+mod eval;
+mod generate;
+mod train;
+
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Result;
+use tunesmith_engine::{CancelToken, Event, ProgressSink};
+
+use crate::args::Command;
+use crate::sink::{JsonSink, TermSink};
+
+/// Set when the error has already been shown (as a JSON `failed` event or by the terminal sink).
+pub static ERROR_REPORTED: AtomicBool = AtomicBool::new(false);
+
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Train(a) => train::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Download(a) => download::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+/// A sink for `--json` or the terminal.
+pub enum Sink {
+    Json(JsonSink),
+    Term(TermSink),
+}
+
+impl Sink {
+    pub fn new(json: bool) -> Self {
+        if json {
+            Sink::Json(JsonSink)
+        } else {
+            Sink::Term(TermSink::default())
+        }
+    }
+}
+
+impl ProgressSink for Sink {
+    fn emit(&mut self, event: Event) {
+        match self {
+            Sink::Json(s) => s.emit(event),
+            Sink::Term(s) => s.emit(event),
+        }
+    }
+}
+
+/// Ctrl-C asks the job to stop at its next step boundary; a second Ctrl-C quits at once.
+pub fn cancel_on_ctrl_c() -> CancelToken {
+    let token = CancelToken::new();
+    let t = token.clone();
+    let _ = ctrlc::set_handler(move || {
+        if t.is_cancelled() {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping at the next step boundary (press Ctrl-C again to quit at once)…");
+        t.cancel();
+    });
+    token
+}
+
+/// Ends a job's event stream with `finished` or `failed`, always last.
+pub fn finish<T: serde::Serialize>(sink: &mut Sink, result: tunesmith_engine::Result<T>) -> Result<T> {
+    match result {
+        Ok(v) => {
+            sink.emit(Event::Finished { summary: serde_json::to_value(&v)? });
+            Ok(v)
+        }
+        Err(e) => {
+            sink.emit(Event::Failed { kind: e.kind().into(), message: e.to_string() });
+            ERROR_REPORTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            Err(e.into())
+        }
+    }
+}

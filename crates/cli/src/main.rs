@@ -1,0 +1,23 @@
+//! `tunesmith`: the command line over the engine. Parses arguments, hands the resolved config to
+//! the engine, and renders its events.
+
+mod args;
+mod commands;
+mod sink;
+
+use clap::Parser;
+
+fn main() {
+    let cli = args::Cli::parse();
+    let code = match commands::run(cli.command) {
+        Ok(()) => 0,
+        Err(e) => {
+            // JSON-mode commands have already printed a `failed` event on stdout.
+            if !commands::ERROR_REPORTED.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!("error: {e:#}");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,5 @@
+//! Data: reading documents, tokenizers, token datasets and batches.
+
+pub mod dataset;
+pub mod text;
+pub mod tokenizer;

@@ -1,0 +1,130 @@
+//! Tokenizers: load a model's `tokenizer.json`, build GPT-2's byte-level BPE from `vocab.json` +
+//! `merges.txt`, or train a byte-level BPE on the user's own text for a model made from scratch.
+
+use std::path::Path;
+
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::models::TrainerWrapper;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::{Error, Result};
+
+/// GPT-2's end-of-text token, used as separator between documents and as the stop token.
+pub const EOT: &str = "<|endoftext|>";
+
+/// Loads the tokenizer stored in a model directory.
+pub fn load(dir: &Path) -> Result<Tokenizer> {
+    let json = dir.join("tokenizer.json");
+    if json.is_file() {
+        return Tokenizer::from_file(&json)
+            .map_err(|e| Error::model(&json, format!("its tokenizer.json could not be read ({e})")));
+    }
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    if vocab.is_file() && merges.is_file() {
+        return from_vocab_merges(&vocab, &merges);
+    }
+    Err(Error::model(
+        dir,
+        "it has no tokenizer (tokenizer.json, or vocab.json with merges.txt); copy the tokenizer \
+         files from where the model came from into this folder",
+    ))
+}
+
+/// GPT-2's byte-level BPE built from its `vocab.json` and `merges.txt`.
+pub fn from_vocab_merges(vocab: &Path, merges: &Path) -> Result<Tokenizer> {
+    let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
+        .build()
+        .map_err(|e| Error::model(vocab, format!("vocab.json/merges.txt could not be read ({e})")))?;
+    let mut tok = Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
+        .with_decoder(Some(ByteLevel::default()))
+        .with_post_processor(Some(ByteLevel::new(false, true, true)));
+    if tok.token_to_id(EOT).is_some() {
+        tok.add_special_tokens(vec![AddedToken::from(EOT, true)])
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    }
+    Ok(tok)
+}
+
+/// Trains a byte-level BPE with `vocab_size` entries (including the 256 byte symbols and the
+/// end-of-text token) on `texts`. Any input encodes, because every byte is in the alphabet.
+pub fn train_bpe<I, S>(texts: I, vocab_size: usize) -> Result<Tokenizer>
+where
+    I: Iterator<Item = S> + Send,
+    S: AsRef<str> + Send,
+{
+    if vocab_size < 257 {
+        return Err(Error::config(
+            "vocab_size",
+            format!("is {vocab_size}; it must be at least 257 (256 bytes + the end-of-text token)"),
+        ));
+    }
+    let trainer = BpeTrainerBuilder::new()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(vec![AddedToken::from(EOT, true)])
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build();
+    let mut trainer = TrainerWrapper::BpeTrainer(trainer);
+    let mut tok = Tokenizer::new(BPE::default());
+    tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
+        .with_decoder(Some(ByteLevel::default()))
+        .with_post_processor(Some(ByteLevel::new(false, true, true)));
+    tok.train(&mut trainer, texts).map_err(|e| Error::Tokenizer(format!("training failed ({e})")))?;
+    Ok(tok)
+}
+
+/// Token ids of `text` without special tokens added.
+pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    Ok(tok
+        .encode_fast(text, false)
+        .map_err(|e| Error::Tokenizer(format!("could not encode text ({e})")))?
+        .get_ids()
+        .to_vec())
+}
+
+/// Text of `ids`, special tokens kept (so `<|endoftext|>` is visible and can act as a stop string).
+pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
+    tok.decode(ids, false).map_err(|e| Error::Tokenizer(format!("could not decode tokens ({e})")))
+}
+
+/// The end-of-text id, if the tokenizer has one.
+pub fn eot_id(tok: &Tokenizer) -> Option<u32> {
+    tok.token_to_id(EOT)
+}
+
+/// Writes `tokenizer.json` atomically into `dir`.
+pub fn save(tok: &Tokenizer, dir: &Path) -> Result<()> {
+    let json = tok.to_string(false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+    crate::fsutil::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trained_bpe_encodes_anything_and_round_trips() {
+        let texts = ["the cat sat on the mat. ".repeat(50), "the dog ate the cat's food. ".repeat(50)];
+        let tok = train_bpe(texts.iter(), 300).unwrap();
+        assert!(tok.get_vocab_size(true) <= 300);
+        let eot = eot_id(&tok).unwrap();
+        // Unseen characters, including multi-byte ones, still encode through the byte alphabet.
+        let s = "Zebra café ☕ naïve 😀";
+        let ids = encode(&tok, s).unwrap();
+        assert_eq!(decode(&tok, &ids).unwrap(), s);
+        assert!(!ids.contains(&eot));
+        let ids = encode(&tok, &format!("the cat{EOT}the dog")).unwrap();
+        assert!(ids.contains(&eot));
+        // Merges were learnt: "the cat" is fewer tokens than bytes.
+        assert!(encode(&tok, "the cat sat").unwrap().len() < "the cat sat".len());
+    }
+
+    #[test]
+    fn too_small_vocab_is_a_config_error() {
+        let e = train_bpe(["x"].iter(), 100).unwrap_err();
+        assert!(e.to_string().contains("vocab_size"), "{e}");
+    }
+}

@@ -1,0 +1,5 @@
+//! Evaluation: loss and perplexity of a model on text.
+
+pub mod perplexity;
+
+pub use perplexity::{evaluate_text, loss_on_tokens, EvalResult};

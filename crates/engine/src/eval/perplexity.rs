@@ -1,0 +1,74 @@
+//! Loss and perplexity. Loss is the mean next-token cross-entropy over every predicted position,
+//! the text cut into consecutive windows of the model's context length (each window predicts its
+//! own tokens 2..n from 1..n−1), so the number matches Hugging Face transformers on the same text.
+
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::data::tokenizer;
+use crate::model::Gpt2;
+use crate::progress::{CancelToken, Event, ProgressSink};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    pub loss: f64,
+    pub perplexity: f64,
+    /// Tokens in the text.
+    pub tokens: usize,
+}
+
+/// Evaluates `text` (tokenised without special tokens).
+pub fn evaluate_text(
+    model: &Gpt2,
+    tok: &Tokenizer,
+    text: &str,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<EvalResult> {
+    let ids = tokenizer::encode(tok, text)?;
+    if ids.len() < 2 {
+        return Err(Error::Data(format!(
+            "the text has {} token(s); at least 2 are needed to measure a loss",
+            ids.len()
+        )));
+    }
+    let n_ctx = model.config().n_positions;
+    let (loss, _) = loss_on_tokens(model, &ids, n_ctx, usize::MAX, cancel, sink)?;
+    Ok(EvalResult { loss, perplexity: loss.exp(), tokens: ids.len() })
+}
+
+/// Mean loss over consecutive windows of `window` tokens (at most `max_windows` of them); returns
+/// the loss and the number of predicted positions.
+pub fn loss_on_tokens(
+    model: &Gpt2,
+    ids: &[u32],
+    window: usize,
+    max_windows: usize,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<(f64, usize)> {
+    let windows: Vec<&[u32]> = ids.chunks(window).filter(|w| w.len() >= 2).take(max_windows).collect();
+    let (mut total, mut count) = (0f64, 0usize);
+    for (i, w) in windows.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let n = w.len() - 1;
+        let input = candle_core::Tensor::from_slice(&w[..n], (1, n), model.device())?;
+        let hidden = model.hidden(&input, None, None)?;
+        let loss: f32 = model.loss(&hidden, &w[1..])?.to_scalar()?;
+        total += loss as f64 * n as f64;
+        count += n;
+        sink.emit(Event::Progress {
+            stage: "evaluate".into(),
+            done: i as u64 + 1,
+            total: windows.len() as u64,
+            unit: "windows".into(),
+        });
+    }
+    if count == 0 {
+        return Err(Error::Data("there is no text to evaluate (fewer than 2 tokens)".into()));
+    }
+    Ok((total / count as f64, count))
+}

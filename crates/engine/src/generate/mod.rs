@@ -1,0 +1,166 @@
+//! Text generation with a KV cache: each new token costs one position. Pieces of text are streamed
+//! through the event sink as soon as they are valid UTF-8 and cannot be part of a stop string.
+
+pub mod sampling;
+pub mod stream;
+
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::data::tokenizer;
+use crate::model::{Gpt2, KvCache};
+use crate::progress::{CancelToken, Event, ProgressSink};
+use crate::rng::Rng;
+use crate::{Error, Result};
+pub use sampling::SamplingParams;
+use stream::TextStream;
+
+/// Settings for `generate`. Saved with chats; validated before anything runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerateConfig {
+    pub prompt: String,
+    pub max_new_tokens: usize,
+    pub temperature: f64,
+    pub top_k: usize,
+    pub top_p: f64,
+    pub repetition_penalty: f64,
+    /// Generation ends before the first occurrence of any of these strings.
+    pub stop: Vec<String>,
+    /// Number of independent samples.
+    pub n: usize,
+    pub seed: u64,
+    /// End at the model's end-of-text token.
+    pub stop_at_eot: bool,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig {
+            prompt: String::new(),
+            max_new_tokens: 100,
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            stop: Vec::new(),
+            n: 1,
+            seed: 42,
+            stop_at_eot: true,
+        }
+    }
+}
+
+impl GenerateConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(Error::config("temperature", "must be 0 (greedy) or more"));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::config("top_p", "must be above 0 and at most 1"));
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return Err(Error::config("repetition_penalty", "must be above 0 (1 = off)"));
+        }
+        if self.n == 0 {
+            return Err(Error::config("n", "must be at least 1"));
+        }
+        if self.max_new_tokens == 0 {
+            return Err(Error::config("max_new_tokens", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+        }
+    }
+}
+
+/// One finished sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The continuation only (not the prompt), cut before any stop string.
+    pub text: String,
+    /// The generated token ids.
+    pub tokens: Vec<u32>,
+    /// `stop` (stop string or end-of-text), `length` (max tokens) or `cancelled`.
+    pub finish_reason: String,
+}
+
+/// Generates `cfg.n` samples one after another.
+pub fn generate(
+    model: &Gpt2,
+    tok: &Tokenizer,
+    cfg: &GenerateConfig,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<Vec<Generation>> {
+    (0..cfg.n).map(|i| generate_one(model, tok, cfg, i as u64, cancel, sink)).collect()
+}
+
+/// Generates sample number `index` (its own seeded stream), emitting `Token` events.
+pub fn generate_one(
+    model: &Gpt2,
+    tok: &Tokenizer,
+    cfg: &GenerateConfig,
+    index: u64,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<Generation> {
+    cfg.validate()?;
+    let eot = tokenizer::eot_id(tok);
+    let mut context = tokenizer::encode(tok, &cfg.prompt)?;
+    if context.is_empty() {
+        // An empty prompt starts a fresh document, the way GPT-2 was trained.
+        context.push(eot.ok_or_else(|| Error::config("prompt", "is empty; type some text to continue"))?);
+    }
+    let n_ctx = model.config().n_positions;
+    let vocab = model.config().vocab_size;
+    let params = cfg.sampling();
+    let mut rng = Rng::derive(cfg.seed, "generate", &[index]);
+    let mut cache = KvCache::default();
+    let mut stream = TextStream::new(tok, &cfg.stop);
+    let mut tokens = Vec::new();
+    let mut finish = "length";
+    // The prompt is fed whole first; afterwards only the newest token.
+    let mut pending: Vec<u32> = context[context.len().saturating_sub(n_ctx)..].to_vec();
+    for _ in 0..cfg.max_new_tokens {
+        if cancel.is_cancelled() {
+            finish = "cancelled";
+            break;
+        }
+        if cache.len() + pending.len() > n_ctx {
+            // Context full: restart the cache on the most recent half of the context.
+            cache.clear();
+            pending = context[context.len() - n_ctx / 2..].to_vec();
+        }
+        let mut logits = model.step(&pending, &mut cache)?.to_vec1::<f32>()?;
+        logits.truncate(tok.get_vocab_size(true).min(vocab));
+        let next = sampling::sample(&mut logits, &context, &params, &mut rng);
+        if cfg.stop_at_eot && Some(next) == eot {
+            finish = "stop";
+            break;
+        }
+        context.push(next);
+        tokens.push(next);
+        pending = vec![next];
+        let piece = stream.push(next)?;
+        if !piece.is_empty() {
+            sink.emit(Event::Token { text: piece });
+        }
+        if stream.stopped() {
+            finish = "stop";
+            break;
+        }
+    }
+    let rest = stream.finish();
+    if !rest.is_empty() {
+        sink.emit(Event::Token { text: rest });
+    }
+    Ok(Generation { text: stream.text().to_string(), tokens, finish_reason: finish.into() })
+}

@@ -1,0 +1,170 @@
+//! Downloads from the Hugging Face hub through hf-hub and its cache (shared with Python tools when
+//! `HF_HOME` is set). Files already in the cache are used without any network access; an offline
+//! or unreachable hub fails fast with a message that says what to do instead.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::api::Progress;
+use hf_hub::{Cache, Repo};
+
+use crate::progress::{Event, ProgressSink};
+use crate::{Error, Result};
+
+/// The hub's address: `HF_ENDPOINT`, or huggingface.co.
+pub fn endpoint() -> String {
+    std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| "https://huggingface.co".into())
+}
+
+/// Files of a GPT-2 model: the first two are required.
+const REQUIRED: &[&str] = &["config.json", "model.safetensors"];
+const TOKENIZER: &[&str] = &["tokenizer.json", "vocab.json", "merges.txt"];
+
+/// Whether `s` looks like a hub id (`gpt2`, `openai-community/gpt2`).
+pub fn is_hub_id(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    (parts.len() == 1 || parts.len() == 2) && parts.iter().all(|p| ok(p))
+}
+
+fn offline_advice() -> &'static str {
+    "Check the internet connection and try again, or use a model you already have: import a \
+     model folder, or train a small model from scratch, which needs no download"
+}
+
+/// The folder of a model already in the cache, if every needed file is there.
+pub fn cached(repo_id: &str, cache_dir: &Path) -> Option<PathBuf> {
+    let repo = Cache::new(cache_dir.to_path_buf()).repo(Repo::model(repo_id.to_string()));
+    let config = repo.get("config.json")?;
+    repo.get("model.safetensors")?;
+    let has_tokenizer = repo.get("tokenizer.json").is_some()
+        || (repo.get("vocab.json").is_some() && repo.get("merges.txt").is_some());
+    has_tokenizer.then(|| config.parent().map(Path::to_path_buf)).flatten()
+}
+
+/// Fails within ~10 s when the hub cannot be reached at all, instead of hanging.
+fn probe(endpoint: &str, repo_id: &str) -> Result<()> {
+    let fail = |why: String| {
+        Error::Hub(format!("Could not download `{repo_id}`: the model hub at {endpoint} cannot be reached ({why}). {}", offline_advice()))
+    };
+    let rest = endpoint.split("://").nth(1).unwrap_or(endpoint);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let default_port = if endpoint.starts_with("https") { 443 } else { 80 };
+    let target = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:{default_port}") };
+    let addrs: Vec<_> = target.to_socket_addrs().map_err(|e| fail(format!("name lookup failed: {e}")))?.collect();
+    let mut last = String::from("no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(fail(last))
+}
+
+/// Forwards hf-hub's byte counts as `Progress` events, about once per percent.
+struct HubProgress<'a, S: ProgressSink> {
+    sink: &'a mut S,
+    file: String,
+    total: u64,
+    done: u64,
+    last_emit: u64,
+}
+
+impl<S: ProgressSink> Progress for HubProgress<'_, S> {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.total = size as u64;
+        self.file = filename.to_string();
+        self.emit();
+    }
+
+    fn update(&mut self, size: usize) {
+        self.done += size as u64;
+        if self.done - self.last_emit >= (self.total / 100).max(1 << 20) {
+            self.emit();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = self.total;
+        self.emit();
+    }
+}
+
+impl<S: ProgressSink> HubProgress<'_, S> {
+    fn emit(&mut self) {
+        self.last_emit = self.done;
+        self.sink.emit(Event::Progress {
+            stage: format!("download {}", self.file),
+            done: self.done,
+            total: self.total,
+            unit: "bytes".into(),
+        });
+    }
+}
+
+/// Returns a local folder with the model's files, downloading what the cache lacks.
+pub fn download(repo_id: &str, cache_dir: &Path, sink: &mut impl ProgressSink) -> Result<PathBuf> {
+    if !is_hub_id(repo_id) {
+        return Err(Error::Hub(format!("`{repo_id}` is not a model name on the hub (expected something like `gpt2` or `owner/name`)")));
+    }
+    if let Some(dir) = cached(repo_id, cache_dir) {
+        sink.log(format!("using {repo_id} from the local cache"));
+        return Ok(dir);
+    }
+    let endpoint = endpoint();
+    probe(&endpoint, repo_id)?;
+    let api = ApiBuilder::new()
+        .with_endpoint(endpoint.clone())
+        .with_cache_dir(cache_dir.to_path_buf())
+        .with_progress(false)
+        .with_retries(1)
+        .build()
+        .map_err(|e| Error::Hub(format!("could not set up downloads ({e})")))?;
+    let repo = api.model(repo_id.to_string());
+    let mut dir = None;
+    for &file in REQUIRED.iter().chain(TOKENIZER) {
+        let progress = HubProgress { sink: &mut *sink, file: file.into(), total: 0, done: 0, last_emit: 0 };
+        match repo.download_with_progress(file, progress) {
+            Ok(path) => dir = path.parent().map(Path::to_path_buf),
+            Err(e) => {
+                let text = e.to_string();
+                let missing = text.contains("404");
+                if TOKENIZER.contains(&file) && missing {
+                    continue; // a model has either tokenizer.json or vocab.json + merges.txt
+                }
+                return Err(Error::Hub(if missing && file == "config.json" {
+                    format!("The hub has no model called `{repo_id}` (or it needs a login). Check the name, e.g. gpt2, distilgpt2, gpt2-medium or gpt2-large.")
+                } else if missing {
+                    format!("`{repo_id}` on the hub has no {file}; Tunesmith needs models stored as safetensors. Pick another model.")
+                } else {
+                    format!("Could not download {file} of `{repo_id}` ({text}). {}", offline_advice())
+                }));
+            }
+        }
+    }
+    cached(repo_id, cache_dir).or(dir).ok_or_else(|| {
+        Error::Hub(format!("`{repo_id}` on the hub has no tokenizer files (tokenizer.json, or vocab.json and merges.txt)"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids() {
+        assert!(is_hub_id("gpt2"));
+        assert!(is_hub_id("openai-community/gpt2-large"));
+        assert!(!is_hub_id("./gpt2"));
+        assert!(!is_hub_id("/abs/path"));
+        assert!(!is_hub_id("a/b/c"));
+        assert!(!is_hub_id("has space"));
+    }
+}

@@ -1,0 +1,372 @@
+//! GPT-2 in candle: the same maths as Hugging Face's `GPT2LMHeadModel`, written for training.
+//!
+//! Weights keep HF's names (without the `transformer.` prefix) and HF's Conv1D layout — `(in, out)`,
+//! used as `x @ W + b` — so a checkpoint is a HF model directory as it stands. The LM head is tied to
+//! `wte`. Activations stay 2-D `(B·T, C)` between layers so every projection is one large matmul.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Module, Tensor};
+
+use super::config::Gpt2Config;
+use super::ops;
+use crate::rng::Rng;
+
+/// Named weight tensors in HF layout, prefix-free (`h.0.attn.c_attn.weight`, `wte.weight`, …).
+pub type Weights = HashMap<String, Tensor>;
+
+/// Dropout masks for one micro-batch, drawn in a fixed order from a derived stream so that a resumed
+/// run repeats them exactly. `None` wherever the model runs in evaluation mode.
+pub struct DropoutRng(pub Rng);
+
+fn dropout(x: &Tensor, p: f32, rng: &mut Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
+    let Some(rng) = rng.as_mut() else { return Ok(x.clone()) };
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let scale = 1.0 / (1.0 - p);
+    let mask: Vec<f32> =
+        (0..x.elem_count()).map(|_| if rng.0.next_f32() >= p { scale } else { 0.0 }).collect();
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+fn get(w: &Weights, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
+    let t = w
+        .get(name)
+        .ok_or_else(|| candle_core::Error::Msg(format!("missing weight `{name}`")))?;
+    if t.dims() != shape {
+        candle_core::bail!("weight `{name}` has shape {:?}, expected {shape:?}", t.dims());
+    }
+    Ok(t.clone())
+}
+
+/// The names and shapes every GPT-2 of this config has, in a stable order.
+pub fn weight_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
+    let (c, inner) = (cfg.n_embd, cfg.inner());
+    let mut v = vec![
+        ("wte.weight".to_string(), vec![cfg.vocab_size, c]),
+        ("wpe.weight".to_string(), vec![cfg.n_positions, c]),
+    ];
+    for i in 0..cfg.n_layer {
+        let p = |s: &str| format!("h.{i}.{s}");
+        v.extend([
+            (p("ln_1.weight"), vec![c]),
+            (p("ln_1.bias"), vec![c]),
+            (p("attn.c_attn.weight"), vec![c, 3 * c]),
+            (p("attn.c_attn.bias"), vec![3 * c]),
+            (p("attn.c_proj.weight"), vec![c, c]),
+            (p("attn.c_proj.bias"), vec![c]),
+            (p("ln_2.weight"), vec![c]),
+            (p("ln_2.bias"), vec![c]),
+            (p("mlp.c_fc.weight"), vec![c, inner]),
+            (p("mlp.c_fc.bias"), vec![inner]),
+            (p("mlp.c_proj.weight"), vec![inner, c]),
+            (p("mlp.c_proj.bias"), vec![c]),
+        ]);
+    }
+    v.push(("ln_f.weight".to_string(), vec![c]));
+    v.push(("ln_f.bias".to_string(), vec![c]));
+    v
+}
+
+/// GPT-2's initialisation: N(0, 0.02) for matrices and embeddings, N(0, 0.02/√(2·n_layer)) for the
+/// residual projections, zero biases, unit norms. Seeded, so a from-scratch run is reproducible.
+pub fn init_weights(cfg: &Gpt2Config, seed: u64, device: &Device) -> candle_core::Result<Weights> {
+    let mut out = Weights::new();
+    for (idx, (name, shape)) in weight_shapes(cfg).into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let mut rng = Rng::derive(seed, "init", &[idx as u64]);
+        let data: Vec<f32> = if name.contains("ln_") {
+            vec![if name.ends_with("weight") { 1.0 } else { 0.0 }; n]
+        } else if name.ends_with("bias") {
+            vec![0.0; n]
+        } else {
+            let std = if name.ends_with("c_proj.weight") {
+                0.02 / (2.0 * cfg.n_layer as f32).sqrt()
+            } else {
+                0.02
+            };
+            (0..n).map(|_| rng.normal() * std).collect()
+        };
+        out.insert(name, Tensor::from_vec(data, shape, device)?);
+    }
+    Ok(out)
+}
+
+struct Norm {
+    w: Tensor,
+    b: Tensor,
+    eps: f64,
+}
+
+impl Norm {
+    fn new(w: &Weights, p: &str, cfg: &Gpt2Config) -> candle_core::Result<Self> {
+        let c = cfg.n_embd;
+        Ok(Norm {
+            w: get(w, &format!("{p}.weight"), &[c])?,
+            b: get(w, &format!("{p}.bias"), &[c])?,
+            eps: cfg.layer_norm_epsilon,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        ops::layer_norm(x, &self.w, &self.b, self.eps)
+    }
+}
+
+/// HF's Conv1D: `x @ W + b` with `W: (in, out)`.
+struct Conv1D {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Conv1D {
+    fn new(w: &Weights, p: &str, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
+        Ok(Conv1D {
+            w: get(w, &format!("{p}.weight"), &[n_in, n_out])?,
+            b: get(w, &format!("{p}.bias"), &[n_out])?,
+        })
+    }
+
+    // x: (N, in) -> (N, out)
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.w)?.broadcast_add(&self.b)
+    }
+}
+
+/// Per-layer keys and values of the tokens seen so far, for decoding one token at a time.
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// Number of positions already cached.
+    pub fn len(&self) -> usize {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.layers.clear()
+    }
+}
+
+struct Attention {
+    c_attn: Conv1D,
+    c_proj: Conv1D,
+    n_head: usize,
+    attn_pdrop: f32,
+    resid_pdrop: f32,
+}
+
+/// 0 where query `i` (at absolute position `offset + i`) may see key `j`, −∞ elsewhere. (T, Tk)
+fn causal_mask(t: usize, tk: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let offset = tk - t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..tk).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Tensor::from_vec(mask, (t, tk), device)
+}
+
+impl Attention {
+    // x: (B·T, C) -> (B·T, C)
+    fn forward(
+        &self,
+        x: &Tensor,
+        (b, t): (usize, usize),
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let c = x.dim(1)?;
+        let (h, d) = (self.n_head, c / self.n_head);
+        // qkv: (B·T, 3C) -> (3, B, H, T, D)
+        let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, h, d))?.permute((2, 0, 3, 1, 4))?;
+        let q = qkv.get(0)?.contiguous()?;
+        let mut k = qkv.get(1)?.contiguous()?;
+        let mut v = qkv.get(2)?.contiguous()?;
+        if let Some(cache) = cache {
+            if let Some((pk, pv)) = cache.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *cache = Some((k.clone(), v.clone()));
+        }
+        let tk = k.dim(2)?;
+        // scores: (B, H, T, Tk)
+        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+        if t > 1 {
+            scores = scores.broadcast_add(&causal_mask(t, tk, x.device())?)?;
+        }
+        let att = dropout(&ops::softmax_last_dim(&scores)?, self.attn_pdrop, rng)?;
+        // y: (B, H, T, D) -> (B, T, H, D) -> (B·T, C)
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, c))?;
+        dropout(&self.c_proj.forward(&y)?, self.resid_pdrop, rng)
+    }
+}
+
+struct Mlp {
+    c_fc: Conv1D,
+    c_proj: Conv1D,
+    activation: String,
+    resid_pdrop: f32,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor, rng: &mut Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
+        let hidden = self.c_fc.forward(x)?;
+        let hidden = match self.activation.as_str() {
+            "gelu" => hidden.gelu_erf()?,
+            "relu" => hidden.relu()?,
+            _ => hidden.gelu()?, // gelu_new / gelu_pytorch_tanh / gelu_fast: the tanh approximation
+        };
+        dropout(&self.c_proj.forward(&hidden)?, self.resid_pdrop, rng)
+    }
+}
+
+struct Block {
+    ln_1: Norm,
+    attn: Attention,
+    ln_2: Norm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(w: &Weights, i: usize, cfg: &Gpt2Config) -> candle_core::Result<Self> {
+        let (c, inner) = (cfg.n_embd, cfg.inner());
+        let p = |s: &str| format!("h.{i}.{s}");
+        Ok(Block {
+            ln_1: Norm::new(w, &p("ln_1"), cfg)?,
+            attn: Attention {
+                c_attn: Conv1D::new(w, &p("attn.c_attn"), c, 3 * c)?,
+                c_proj: Conv1D::new(w, &p("attn.c_proj"), c, c)?,
+                n_head: cfg.n_head,
+                attn_pdrop: cfg.attn_pdrop,
+                resid_pdrop: cfg.resid_pdrop,
+            },
+            ln_2: Norm::new(w, &p("ln_2"), cfg)?,
+            mlp: Mlp {
+                c_fc: Conv1D::new(w, &p("mlp.c_fc"), c, inner)?,
+                c_proj: Conv1D::new(w, &p("mlp.c_proj"), inner, c)?,
+                activation: cfg.activation_function.clone(),
+                resid_pdrop: cfg.resid_pdrop,
+            },
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bt: (usize, usize),
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, bt, cache, rng)?)?;
+        &x + self.mlp.forward(&self.ln_2.forward(&x)?, rng)?
+    }
+}
+
+/// GPT-2 with its LM head tied to the token embedding.
+pub struct Gpt2 {
+    cfg: Gpt2Config,
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: Norm,
+}
+
+impl Gpt2 {
+    /// Builds the model over `weights` (plain tensors for inference, `Var`s for training).
+    pub fn new(weights: &Weights, cfg: &Gpt2Config) -> candle_core::Result<Self> {
+        let c = cfg.n_embd;
+        Ok(Gpt2 {
+            cfg: cfg.clone(),
+            wte: get(weights, "wte.weight", &[cfg.vocab_size, c])?,
+            wpe: get(weights, "wpe.weight", &[cfg.n_positions, c])?,
+            blocks: (0..cfg.n_layer).map(|i| Block::new(weights, i, cfg)).collect::<Result<_, _>>()?,
+            ln_f: Norm::new(weights, "ln_f", cfg)?,
+        })
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        self.wte.device()
+    }
+
+    /// Final hidden states for token ids `(B, T)`, positions starting after the cached ones.
+    /// Returns `(B·T, C)`. `rng` enables dropout (training).
+    pub fn hidden(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        if offset + t > self.cfg.n_positions {
+            candle_core::bail!(
+                "sequence of {} tokens is longer than the model's context of {}",
+                offset + t,
+                self.cfg.n_positions
+            );
+        }
+        let tok = self.wte.embedding_forward(&ids.flatten_all()?)?; // (B·T, C)
+        let pos = Tensor::arange(offset as u32, (offset + t) as u32, ids.device())?;
+        let pos = self.wpe.embedding_forward(&pos)?; // (T, C)
+        let x = tok.reshape((b, t, self.cfg.n_embd))?.broadcast_add(&pos)?;
+        let mut x = dropout(&x.reshape((b * t, self.cfg.n_embd))?, self.cfg.embd_pdrop, &mut rng)?;
+        if let Some(c) = cache.as_mut() {
+            c.layers.resize(self.blocks.len(), None);
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(&x, (b, t), layer_cache, &mut rng)?;
+        }
+        self.ln_f.forward(&x)
+    }
+
+    /// Logits `(N, V)` for hidden states `(N, C)`.
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        hidden.matmul(&self.wte.t()?)
+    }
+
+    /// Full-sequence logits `(B, T, V)`.
+    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        self.logits(&self.hidden(ids, None, None)?)?.reshape((b, t, self.cfg.vocab_size))
+    }
+
+    /// Mean cross-entropy of next-token prediction; `targets` has one id per row of `hidden`
+    /// (`ops::IGNORE_INDEX` to skip a position).
+    pub fn loss(&self, hidden: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
+        ops::cross_entropy(&self.logits(hidden)?, targets)
+    }
+
+    /// Feeds `ids` (one sequence) through the cache and returns the logits of the last position (V).
+    pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
+        let h = self.hidden(&t, Some(cache), None)?;
+        let last = h.narrow(0, ids.len() - 1, 1)?;
+        self.logits(&last)?.squeeze(0)?.to_dtype(DType::F32)
+    }
+}
+
+/// Embedding lookup that keeps the gradient path (`index_select` has a backward in candle).
+trait EmbeddingForward {
+    fn embedding_forward(&self, ids: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+impl EmbeddingForward for Tensor {
+    fn embedding_forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::Embedding::new(self.clone(), self.dim(1)?).forward(ids)
+    }
+}

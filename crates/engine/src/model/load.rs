@@ -1,0 +1,134 @@
+//! Loading a GPT-2 from a Hugging Face-style folder: `config.json`, `model.safetensors` (keys with
+//! or without `transformer.`, buffers ignored, head tied) and the tokenizer files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use tokenizers::Tokenizer;
+
+use super::config::Gpt2Config;
+use super::gpt2::{weight_shapes, Gpt2, Weights};
+use crate::data::tokenizer;
+use crate::{Error, Result};
+
+/// A model ready for generation or evaluation.
+pub struct LoadedModel {
+    pub model: Gpt2,
+    pub tokenizer: Tokenizer,
+    pub config: Gpt2Config,
+    pub dir: PathBuf,
+}
+
+/// Loads config, weights and tokenizer from a model folder.
+pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    let config = read_config(dir)?;
+    let weights = read_weights(dir, &config, device)?;
+    let tokenizer = tokenizer::load(dir)?;
+    check_vocab(dir, &config, &tokenizer)?;
+    let model = Gpt2::new(&weights, &config)?;
+    Ok(LoadedModel { model, tokenizer, config, dir: dir.to_path_buf() })
+}
+
+/// The folder's `config.json`, with a plain error if this is not a model folder.
+pub fn read_config(dir: &Path) -> Result<Gpt2Config> {
+    if !dir.is_dir() {
+        return Err(Error::model(dir, "it is not a folder"));
+    }
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Err(Error::model(
+            dir,
+            "it has no config.json; choose a folder holding a Hugging Face GPT-2 model \
+             (config.json, model.safetensors, tokenizer files), a Tunesmith run folder, or a hub id such as gpt2",
+        ));
+    }
+    Gpt2Config::load(&path)
+}
+
+fn check_vocab(dir: &Path, cfg: &Gpt2Config, tok: &Tokenizer) -> Result<()> {
+    let n = tok.get_vocab_size(true);
+    if n > cfg.vocab_size {
+        return Err(Error::model(
+            dir,
+            format!("its tokenizer has {n} tokens but the model only {}; the files do not belong together", cfg.vocab_size),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the weights, maps HF names onto ours and checks every shape against the config.
+pub fn read_weights(dir: &Path, cfg: &Gpt2Config, device: &Device) -> Result<Weights> {
+    let mut raw = HashMap::new();
+    for file in weight_files(dir)? {
+        let tensors = candle_core::safetensors::load(&file, device).map_err(|e| {
+            Error::model(
+                &file,
+                format!("the weights file is damaged or incomplete ({e}); download or copy it again"),
+            )
+        })?;
+        raw.extend(tensors);
+    }
+    let mut weights = Weights::new();
+    for (name, t) in raw {
+        let name = name.strip_prefix("transformer.").unwrap_or(&name).to_string();
+        // The causal-mask buffers of old checkpoints and the tied head carry no information.
+        if name == "lm_head.weight" || name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") {
+            continue;
+        }
+        weights.insert(name, t.to_dtype(DType::F32)?);
+    }
+    let mut problems = Vec::new();
+    for (name, shape) in weight_shapes(cfg) {
+        match weights.get(&name) {
+            None => problems.push(format!("`{name}` is missing")),
+            Some(t) if t.dims() != shape.as_slice() => {
+                problems.push(format!("`{name}` has shape {:?}, config.json says {shape:?}", t.dims()))
+            }
+            _ => {}
+        }
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        problems.truncate(3);
+        return Err(Error::model(
+            dir,
+            format!("its weights do not match its config.json ({n} problems, e.g. {})", problems.join("; ")),
+        ));
+    }
+    Ok(weights)
+}
+
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::model(&index, format!("the index is not valid JSON ({e})")))?;
+        let mut files: Vec<PathBuf> = v["weight_map"]
+            .as_object()
+            .map(|m| m.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.dedup();
+        return Ok(files);
+    }
+    let hint = if dir.join("pytorch_model.bin").is_file() {
+        "it has only pytorch_model.bin; Tunesmith reads the safer .safetensors format — \
+         convert it, or download the safetensors version of the model"
+    } else {
+        "it has no model.safetensors"
+    };
+    Err(Error::model(dir, hint))
+}
+
+/// Saves weights under HF's names (`transformer.` prefix), loadable by transformers.
+pub fn save_weights(weights: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let prefixed: HashMap<String, Tensor> =
+        weights.iter().map(|(k, v)| (format!("transformer.{k}"), v.clone())).collect();
+    candle_core::safetensors::save(&prefixed, path).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+}

@@ -1,0 +1,182 @@
+//! The run folder (DESIGN.md §4): `run.json`, `metrics.jsonl`, `samples.jsonl`, `dataset/` and
+//! `checkpoints/step-N/`. A checkpoint is written under a temporary name and renamed when complete,
+//! so the latest complete checkpoint survives a crash or `kill -9` at any moment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::data::tokenizer;
+use crate::fsutil;
+use crate::model::{load, Gpt2Config};
+use crate::train::TrainConfig;
+use crate::{Error, Result};
+
+/// What `run.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The fully resolved configuration (so resume, generate and eval need no flags).
+    pub config: TrainConfig,
+    /// `running`, `completed`, `stopped` or `failed`.
+    pub status: String,
+    pub device: String,
+    pub step: u64,
+    pub total_steps: u64,
+    pub best_val_loss: Option<f32>,
+    pub created_unix: u64,
+    pub updated_unix: u64,
+    /// The last error, for a failed run.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Training state saved in every checkpoint's `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub step: u64,
+    pub total_steps: u64,
+    pub optimizer_t: u64,
+    pub best_val_loss: Option<f32>,
+    pub tokens_seen: u64,
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A run folder.
+#[derive(Debug, Clone)]
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RunDir(path.into())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn run_json(&self) -> PathBuf {
+        self.0.join("run.json")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.jsonl")
+    }
+    pub fn samples(&self) -> PathBuf {
+        self.0.join("samples.jsonl")
+    }
+    pub fn dataset(&self) -> PathBuf {
+        self.0.join("dataset")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.0.join("checkpoints")
+    }
+
+    /// Whether `path` looks like a run folder.
+    pub fn is_run(path: &Path) -> bool {
+        path.join("run.json").is_file() || path.join("checkpoints").is_dir()
+    }
+
+    pub fn read_info(&self) -> Result<Option<RunInfo>> {
+        let p = self.run_json();
+        if !p.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::file(&p, format!("is not a valid run description ({e})")))
+    }
+
+    pub fn write_info(&self, info: &RunInfo) -> Result<()> {
+        fsutil::write_json(&self.run_json(), info)
+    }
+
+    /// Complete checkpoints, oldest first, as (step, folder).
+    pub fn list_checkpoints(&self) -> Vec<(u64, PathBuf)> {
+        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(self.checkpoints())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("step-")?.parse().ok()?;
+                let path = e.path();
+                path.join("state.json").is_file().then_some((step, path))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn latest_checkpoint(&self) -> Option<(u64, PathBuf)> {
+        self.list_checkpoints().pop()
+    }
+
+    /// Writes a complete, HF-loadable checkpoint and keeps only the newest `keep` of them.
+    pub fn save_checkpoint(
+        &self,
+        state: &CheckpointState,
+        weights: &HashMap<String, Tensor>,
+        optimizer: &HashMap<String, Tensor>,
+        tok: &Tokenizer,
+        config: &Gpt2Config,
+        keep: usize,
+    ) -> Result<PathBuf> {
+        let root = self.checkpoints();
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        let final_dir = root.join(format!("step-{}", state.step));
+        let tmp = root.join(format!(".step-{}.tmp", state.step));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        load::save_weights(weights, &tmp.join("model.safetensors"))?;
+        candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors"))
+            .map_err(|e| Error::io(tmp.join("optimizer.safetensors"), std::io::Error::other(e.to_string())))?;
+        fsutil::write_json(&tmp.join("config.json"), &config.to_json())?;
+        tokenizer::save(tok, &tmp)?;
+        // state.json last: a folder without it is never taken for a checkpoint.
+        fsutil::write_json(&tmp.join("state.json"), state)?;
+        if final_dir.exists() {
+            let old = root.join(format!(".step-{}.old", state.step));
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(&final_dir, &old).map_err(|e| Error::io(&final_dir, e))?;
+            std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+        }
+        let all = self.list_checkpoints();
+        if keep > 0 && all.len() > keep {
+            for (_, old) in &all[..all.len() - keep] {
+                let _ = std::fs::remove_dir_all(old);
+            }
+        }
+        Ok(final_dir)
+    }
+
+    pub fn read_state(checkpoint: &Path) -> Result<CheckpointState> {
+        let p = checkpoint.join("state.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::file(&p, format!("is damaged ({e}); resume from another checkpoint")))
+    }
+}
+
+/// Lists the runs under `root` with their info (folders without a readable run.json are skipped).
+pub fn list_runs(root: &Path) -> Vec<(PathBuf, RunInfo)> {
+    let mut out: Vec<(PathBuf, RunInfo)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let run = RunDir::new(e.path());
+            run.read_info().ok().flatten().map(|i| (e.path(), i))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}

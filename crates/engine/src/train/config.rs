@@ -1,0 +1,233 @@
+//! Training configuration: one plain serde struct with defaults, presets and one `validate()`.
+//! The resolved config is saved in `run.json`, so resume needs no flags.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Where the model comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ModelSpec {
+    /// A model folder, run folder or hub id.
+    Source(String),
+    /// A new model of a preset size (`tiny`, `small`, `base`) with a tokenizer trained on the data.
+    Scratch(String),
+}
+
+/// Every training hyperparameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub model: ModelSpec,
+    /// Text files or folders to learn from.
+    pub data: Vec<PathBuf>,
+    /// Number of optimiser steps; when neither this nor `epochs` is set, 1000.
+    pub steps: Option<u64>,
+    /// Passes over the training tokens (converted to steps).
+    pub epochs: Option<f64>,
+    pub batch_size: usize,
+    pub block_size: usize,
+    pub lr: f64,
+    /// The cosine schedule ends at `lr × min_lr_ratio`.
+    pub min_lr_ratio: f64,
+    pub warmup: u64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub grad_accum: usize,
+    /// Global gradient-norm clip; 0 = off.
+    pub clip: f64,
+    /// Overrides the model's dropout (embedding, attention, residual) when set.
+    pub dropout: Option<f32>,
+    pub val_frac: f64,
+    /// Steps between validation passes; 0 = only at the end.
+    pub eval_every: u64,
+    /// Validation windows per pass (at most).
+    pub eval_windows: usize,
+    /// Steps between samples; 0 = none.
+    pub sample_every: u64,
+    pub sample_tokens: usize,
+    /// Steps between checkpoints; 0 = only at the end (and when stopped).
+    pub save_every: u64,
+    /// How many checkpoints to keep.
+    pub keep_checkpoints: usize,
+    /// Tokenizer size for a from-scratch model.
+    pub vocab_size: usize,
+    /// Freeze the embeddings (and final norm): train only the transformer blocks.
+    pub only_train_transformer_layers: bool,
+    pub seed: u64,
+    /// Steps between `TrainStep` events.
+    pub log_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: ModelSpec::Scratch("tiny".into()),
+            data: Vec::new(),
+            steps: None,
+            epochs: None,
+            batch_size: 4,
+            block_size: 128,
+            lr: 3e-4,
+            min_lr_ratio: 0.1,
+            warmup: 20,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            grad_accum: 1,
+            clip: 1.0,
+            dropout: None,
+            val_frac: 0.1,
+            eval_every: 100,
+            eval_windows: 16,
+            sample_every: 200,
+            sample_tokens: 64,
+            save_every: 200,
+            keep_checkpoints: 3,
+            vocab_size: 4096,
+            only_train_transformer_layers: false,
+            seed: 42,
+            log_every: 10,
+        }
+    }
+}
+
+pub const DEFAULT_STEPS: u64 = 1000;
+
+impl TrainConfig {
+    /// Beginner presets: `quick`, `balanced`, `thorough`.
+    pub fn preset(name: &str) -> Result<Self> {
+        let base = TrainConfig::default();
+        Ok(match name {
+            "quick" => TrainConfig { steps: Some(200), lr: 1e-3, warmup: 10, eval_every: 50, sample_every: 50, save_every: 100, ..base },
+            "balanced" => TrainConfig { steps: Some(1000), ..base },
+            "thorough" => TrainConfig { steps: Some(4000), lr: 2e-4, warmup: 100, save_every: 500, eval_every: 250, ..base },
+            other => return Err(Error::config("preset", format!("is `{other}`; use quick, balanced or thorough"))),
+        })
+    }
+
+    /// Checks every field; the message names the field and the allowed range.
+    pub fn validate(&self) -> Result<()> {
+        let err = |f: &str, m: String| Err(Error::config(f, m));
+        if !(self.lr > 0.0 && self.lr.is_finite() && self.lr < 1.0) {
+            return err("lr", format!("is {}; the learning rate must be above 0 and below 1 (try 3e-4)", self.lr));
+        }
+        if self.batch_size == 0 {
+            return err("batch_size", "is 0; it must be at least 1".into());
+        }
+        if self.block_size < 2 {
+            return err("block_size", format!("is {}; it must be at least 2 tokens", self.block_size));
+        }
+        if self.grad_accum == 0 {
+            return err("grad_accum", "is 0; it must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.val_frac) || self.val_frac > 0.5 {
+            return err("val_frac", format!("is {}; use a value from 0 to 0.5 (e.g. 0.1)", self.val_frac));
+        }
+        if let Some(p) = self.dropout {
+            if !(0.0..1.0).contains(&p) {
+                return err("dropout", format!("is {p}; use a value from 0 to 0.9"));
+            }
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return err("weight_decay", format!("is {}; it must be 0 or more", self.weight_decay));
+        }
+        if !(self.clip >= 0.0 && self.clip.is_finite()) {
+            return err("clip", format!("is {}; it must be 0 (off) or more", self.clip));
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return err("beta1/beta2", "must be from 0 to below 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return err("min_lr_ratio", "must be from 0 to 1".into());
+        }
+        if self.steps == Some(0) {
+            return err("steps", "is 0; it must be at least 1".into());
+        }
+        if let Some(e) = self.epochs {
+            if !(e > 0.0 && e.is_finite()) {
+                return err("epochs", format!("is {e}; it must be above 0"));
+            }
+            if self.steps.is_some() {
+                return err("epochs", "and `steps` are both set; give only one".into());
+            }
+        }
+        if self.log_every == 0 {
+            return err("log_every", "is 0; it must be at least 1".into());
+        }
+        if let ModelSpec::Scratch(p) = &self.model {
+            if !crate::model::config::SCRATCH_PRESETS.contains(&p.as_str()) {
+                return err("scratch", format!("is `{p}`; use tiny, small or base"));
+            }
+            if self.vocab_size < 257 {
+                return err("vocab_size", format!("is {}; it must be at least 257", self.vocab_size));
+            }
+        }
+        if self.data.is_empty() {
+            return err("data", "is empty; give at least one text file or folder".into());
+        }
+        Ok(())
+    }
+
+    /// Tokens consumed by one optimiser step.
+    pub fn tokens_per_step(&self) -> u64 {
+        (self.batch_size * self.block_size * self.grad_accum) as u64
+    }
+
+    /// Steps to run for a training set of `train_tokens`.
+    pub fn total_steps(&self, train_tokens: usize) -> u64 {
+        match (self.steps, self.epochs) {
+            (Some(s), _) => s,
+            (None, Some(e)) => ((e * train_tokens as f64) / self.tokens_per_step() as f64).ceil().max(1.0) as u64,
+            (None, None) => DEFAULT_STEPS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> TrainConfig {
+        TrainConfig { data: vec!["x.txt".into()], ..Default::default() }
+    }
+
+    #[test]
+    fn nonsense_values_name_their_field() {
+        let cases: Vec<(TrainConfig, &str)> = vec![
+            (TrainConfig { lr: 0.0, ..ok() }, "lr"),
+            (TrainConfig { lr: -1.0, ..ok() }, "lr"),
+            (TrainConfig { batch_size: 0, ..ok() }, "batch_size"),
+            (TrainConfig { val_frac: 1.0, ..ok() }, "val_frac"),
+            (TrainConfig { block_size: 1, ..ok() }, "block_size"),
+            (TrainConfig { dropout: Some(1.5), ..ok() }, "dropout"),
+            (TrainConfig { steps: Some(0), ..ok() }, "steps"),
+            (TrainConfig { data: vec![], ..ok() }, "data"),
+            (TrainConfig { model: ModelSpec::Scratch("huge".into()), ..ok() }, "scratch"),
+        ];
+        for (cfg, field) in cases {
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("`{field}`")), "{field}: {e}");
+        }
+        ok().validate().unwrap();
+        TrainConfig::preset("quick").unwrap();
+    }
+
+    #[test]
+    fn epochs_become_steps() {
+        let c = TrainConfig { epochs: Some(2.0), batch_size: 2, block_size: 10, ..ok() };
+        assert_eq!(c.total_steps(105), 11);
+        assert_eq!(TrainConfig { steps: Some(7), ..ok() }.total_steps(1), 7);
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let c = TrainConfig { model: ModelSpec::Source("gpt2".into()), ..ok() };
+        let back: TrainConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+}
