@@ -109,8 +109,14 @@ impl<S: ProgressSink> HubProgress<'_, S> {
     }
 }
 
-/// Returns a local folder with the model's files, downloading what the cache lacks.
+/// Returns a local folder with the model's files, downloading what the cache lacks from
+/// [`endpoint()`].
 pub fn download(repo_id: &str, cache_dir: &Path, sink: &mut impl ProgressSink) -> Result<PathBuf> {
+    download_from(&endpoint(), repo_id, cache_dir, sink)
+}
+
+/// [`download`] from an explicit hub address.
+pub fn download_from(endpoint: &str, repo_id: &str, cache_dir: &Path, sink: &mut impl ProgressSink) -> Result<PathBuf> {
     if !is_hub_id(repo_id) {
         return Err(Error::Hub(format!("`{repo_id}` is not a model name on the hub (expected something like `gpt2` or `owner/name`)")));
     }
@@ -118,10 +124,9 @@ pub fn download(repo_id: &str, cache_dir: &Path, sink: &mut impl ProgressSink) -
         sink.log(format!("using {repo_id} from the local cache"));
         return Ok(dir);
     }
-    let endpoint = endpoint();
-    probe(&endpoint, repo_id)?;
+    probe(endpoint, repo_id)?;
     let api = ApiBuilder::new()
-        .with_endpoint(endpoint.clone())
+        .with_endpoint(endpoint.trim_end_matches('/').to_string())
         .with_cache_dir(cache_dir.to_path_buf())
         .with_progress(false)
         .with_retries(1)

@@ -2,6 +2,7 @@
 //! evaluates. It knows nothing of its faces (CLI, desktop app): long jobs take a config, a
 //! [`CancelToken`] and a [`ProgressSink`], and return a typed result or an [`Error`].
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;

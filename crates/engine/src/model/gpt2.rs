@@ -162,6 +162,8 @@ struct Attention {
     c_attn: Conv1D,
     c_proj: Conv1D,
     n_head: usize,
+    /// Multiplies q·k: 1/√d, and 1/(layer+1) with `scale_attn_by_inverse_layer_idx`.
+    scale: f64,
     attn_pdrop: f32,
     resid_pdrop: f32,
 }
@@ -200,7 +202,7 @@ impl Attention {
         }
         let tk = k.dim(2)?;
         // scores: (B, H, T, Tk)
-        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+        let mut scores = (q.matmul(&k.t()?)? * self.scale)?;
         if t > 1 {
             scores = scores.broadcast_add(&causal_mask(t, tk, x.device())?)?;
         }
@@ -209,6 +211,18 @@ impl Attention {
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, c))?;
         dropout(&self.c_proj.forward(&y)?, self.resid_pdrop, rng)
     }
+}
+
+fn attention_scale(cfg: &Gpt2Config, layer: usize) -> f64 {
+    let flag = |k: &str, default: bool| cfg.extra.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
+    let mut scale = 1.0;
+    if flag("scale_attn_weights", true) {
+        scale /= (cfg.head_dim() as f64).sqrt();
+    }
+    if flag("scale_attn_by_inverse_layer_idx", false) {
+        scale /= (layer + 1) as f64;
+    }
+    scale
 }
 
 struct Mlp {
@@ -247,6 +261,7 @@ impl Block {
                 c_attn: Conv1D::new(w, &p("attn.c_attn"), c, 3 * c)?,
                 c_proj: Conv1D::new(w, &p("attn.c_proj"), c, c)?,
                 n_head: cfg.n_head,
+                scale: attention_scale(cfg, i),
                 attn_pdrop: cfg.attn_pdrop,
                 resid_pdrop: cfg.resid_pdrop,
             },

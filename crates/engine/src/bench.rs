@@ -1,0 +1,102 @@
+//! Throughput measurements for `tunesmith bench`: one training step (forward, backward, clipping,
+//! AdamW) and one decode step, on random data, for the GPT-2 shapes in the README.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+
+use crate::generate::sampling::argmax;
+use crate::model::gpt2::{init_weights, DropoutRng};
+use crate::model::{Gpt2, Gpt2Config, KvCache};
+use crate::rng::Rng;
+use crate::train::optim::{AdamW, AdamWParams};
+use crate::train::schedule::clip_factor;
+use crate::{Error, Result};
+
+/// A benchmark shape: architecture and batch.
+#[derive(Debug, Clone)]
+pub struct BenchPreset {
+    pub name: String,
+    pub config: Gpt2Config,
+    pub batch: usize,
+    pub block: usize,
+}
+
+/// `tiny` (4 layers, 4 heads, 256 wide), `small` (6, 6, 384), `gpt2` (12, 12, 768, batch 2): vocab
+/// 50257, block 256, dropout 0.1, f32.
+pub fn preset(name: &str) -> Result<BenchPreset> {
+    let (scratch, batch, n_positions) = match name {
+        "tiny" => ("tiny", 4, 256),
+        "small" => ("small", 4, 256),
+        "gpt2" => ("base", 2, 1024),
+        other => return Err(Error::config("presets", format!("`{other}` is not one of tiny, small, gpt2"))),
+    };
+    let config = Gpt2Config::preset(scratch, 50257, n_positions)?;
+    Ok(BenchPreset { name: name.into(), config, batch, block: 256 })
+}
+
+fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|_| rng.below(vocab as u64) as u32).collect()
+}
+
+/// Training tokens per second over `steps` timed steps (after one untimed warm-up step).
+pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> Result<f64> {
+    let weights = init_weights(&p.config, 0, device)?;
+    let mut params = Vec::new();
+    let mut tensors = std::collections::HashMap::new();
+    for (name, t) in weights {
+        let var = Var::from_tensor(&t)?;
+        tensors.insert(name.clone(), var.as_tensor().clone());
+        let decay = t.rank() == 2 && !name.starts_with("wte") && !name.starts_with("wpe");
+        params.push((name, var, decay));
+    }
+    let model = Gpt2::new(&tensors, &p.config)?;
+    let mut opt = AdamW::new(params)?;
+    let hp = AdamWParams { lr: 3e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
+    let mut rng = Rng::new(1);
+    let mut run_step = |step: u64| -> Result<()> {
+        let n = p.batch * (p.block + 1);
+        let ids = random_ids(&mut rng, n, p.config.vocab_size);
+        let (inputs, targets): (Vec<u32>, Vec<u32>) = ids
+            .chunks(p.block + 1)
+            .flat_map(|row| row[..p.block].iter().copied().zip(row[1..].iter().copied()))
+            .unzip();
+        let x = Tensor::from_vec(inputs, (p.batch, p.block), device)?;
+        let mut drop = DropoutRng(Rng::derive(0, "dropout", &[step]));
+        let loss = model.loss(&model.hidden(&x, None, Some(&mut drop))?, &targets)?;
+        let grads = loss.backward()?;
+        let norm = opt.grad_norm(&grads)?;
+        opt.step(&grads, clip_factor(norm, 1.0), hp)?;
+        Ok(())
+    };
+    run_step(0)?;
+    let start = Instant::now();
+    for s in 0..steps {
+        run_step(s as u64 + 1)?;
+    }
+    Ok((p.batch * p.block * steps) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Greedy decoding speed (tokens per second) for `new_tokens` after a 16-token prompt, with the KV
+/// cache or recomputing the whole sequence for every token.
+pub fn generate_tokens_per_sec(p: &BenchPreset, new_tokens: usize, cached: bool, device: &Device) -> Result<f64> {
+    let weights = init_weights(&p.config, 0, device)?;
+    let model = Gpt2::new(&weights, &p.config)?;
+    let mut ids = random_ids(&mut Rng::new(2), 16, p.config.vocab_size);
+    let start = Instant::now();
+    let mut cache = KvCache::default();
+    let mut pending = ids.clone();
+    for _ in 0..new_tokens {
+        let logits = if cached {
+            model.step(&pending, &mut cache)?
+        } else {
+            let x = Tensor::from_slice(&ids, (1, ids.len()), device)?;
+            let h = model.hidden(&x, None, None)?;
+            model.logits(&h.narrow(0, ids.len() - 1, 1)?)?.squeeze(0)?
+        };
+        let next = argmax(&logits.to_vec1::<f32>()?);
+        ids.push(next);
+        pending = vec![next];
+    }
+    Ok(new_tokens as f64 / start.elapsed().as_secs_f64())
+}
