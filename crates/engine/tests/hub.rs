@@ -1,0 +1,122 @@
+//! The hub client against a small HTTP server on loopback that answers like the Hugging Face hub
+//! (`/{repo}/resolve/{rev}/{file}` with etag, commit and range headers), and hf-hub's cache layout.
+//! No test touches the network.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use common::fixtures;
+use tunesmith_engine::hub;
+use tunesmith_engine::model::load::load_dir;
+use tunesmith_engine::{Event, NullSink};
+
+/// Serves `repo -> folder` for up to `max_requests` requests, then stops.
+fn serve(repos: Vec<(&'static str, PathBuf)>, max_requests: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max_requests) {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).ok();
+            let mut range_start = 0usize;
+            let mut range_end = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(r) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    let (a, b) = r.trim().split_once('-').unwrap();
+                    range_start = a.parse().unwrap_or(0);
+                    range_end = b.parse::<usize>().ok();
+                }
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let file = repos.iter().find_map(|(repo, dir)| {
+                let rest = path.strip_prefix(&format!("/{repo}/resolve/main/"))?;
+                let f = dir.join(rest);
+                f.is_file().then_some((f, rest.to_string()))
+            });
+            let Some((f, name)) = file else {
+                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            };
+            let mut body = Vec::new();
+            std::fs::File::open(&f).unwrap().read_to_end(&mut body).unwrap();
+            let size = body.len();
+            let end = range_end.unwrap_or(size - 1).min(size - 1);
+            let part = &body[range_start..=end];
+            let head = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {range_start}-{end}/{size}\r\nETag: \"etag-{name}-{size}\"\r\nX-Repo-Commit: 0123456789abcdef0123456789abcdef01234567\r\nConnection: close\r\n\r\n",
+                part.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(part);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn downloads_into_the_cache_with_progress_then_works_offline() {
+    let endpoint = serve(vec![("acme/tiny", fixtures().join("gpt2-tiny")), ("acme/noprefix", fixtures().join("gpt2-tiny-noprefix"))], 40);
+    let cache = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    let dir = hub::download_from(&endpoint, "acme/tiny", cache.path(), &mut |e| events.push(e)).unwrap();
+    assert!(dir.starts_with(cache.path().join("models--acme--tiny/snapshots")), "{}", dir.display());
+    let m = load_dir(&dir, &Device::Cpu).unwrap();
+    assert_eq!(m.config.n_layer, 2);
+    let weights_size = std::fs::metadata(fixtures().join("gpt2-tiny/model.safetensors")).unwrap().len();
+    assert!(events.iter().any(|e| matches!(e, Event::Progress { stage, done, total, unit }
+        if stage == "download model.safetensors" && unit == "bytes" && *done == weights_size && *total == weights_size)));
+
+    // A repo without vocab.json/merges.txt: the missing optional files are skipped.
+    let dir2 = hub::download_from(&endpoint, "acme/noprefix", cache.path(), &mut NullSink).unwrap();
+    load_dir(&dir2, &Device::Cpu).unwrap();
+
+    // Cached: no server needed any more (port 1 refuses connections).
+    let again = hub::download_from("http://127.0.0.1:1", "acme/tiny", cache.path(), &mut NullSink).unwrap();
+    assert_eq!(again, dir);
+
+    // Unknown model: a clear message.
+    let e = hub::download_from(&endpoint, "acme/nothing", cache.path(), &mut NullSink).unwrap_err();
+    assert!(e.to_string().contains("no model called `acme/nothing`"), "{e}");
+}
+
+#[test]
+fn unreachable_hub_fails_fast_and_says_what_to_do() {
+    let cache = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let e = hub::download_from("http://127.0.0.1:1", "gpt2", cache.path(), &mut NullSink).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let msg = e.to_string();
+    assert!(msg.contains("Could not download `gpt2`"), "{msg}");
+    assert!(msg.contains("from scratch") && msg.contains("model folder"), "{msg}");
+    assert_eq!(e.kind(), "hub");
+}
+
+#[test]
+fn finds_models_in_hf_hub_cache_layout() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--openai-community--gpt2");
+    let commit = "a".repeat(40);
+    let snap = repo.join("snapshots").join(&commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), &commit).unwrap();
+    for f in ["config.json", "model.safetensors", "vocab.json", "merges.txt"] {
+        std::fs::copy(fixtures().join("gpt2-tiny").join(f), snap.join(f)).unwrap();
+    }
+    let dir = hub::download_from("http://127.0.0.1:1", "openai-community/gpt2", cache.path(), &mut NullSink).unwrap();
+    assert_eq!(dir, snap);
+    // Loads with the tokenizer rebuilt from vocab.json + merges.txt.
+    load_dir(&dir, &Device::Cpu).unwrap();
+}
