@@ -280,7 +280,11 @@ fn validate(
         return Ok(None);
     }
     let window = (cfg.block_size + 1).min(val.len());
-    let (loss, _) = crate::eval::loss_on_tokens(model, val, window, cfg.eval_windows.max(1), cancel, &mut NullSink)?;
+    // A stop request during validation skips it; the loop then stops and saves as usual.
+    let (loss, _) = match crate::eval::loss_on_tokens(model, val, window, cfg.eval_windows.max(1), cancel, &mut NullSink) {
+        Err(Error::Cancelled) => return Ok(None),
+        other => other?,
+    };
     let (val_loss, perplexity) = (loss as f32, loss.exp() as f32);
     fsutil::append_line(&run.metrics(), &serde_json::json!({"step": step, "valLoss": val_loss, "perplexity": perplexity}).to_string())?;
     sink.emit(Event::Eval { step, val_loss, perplexity });

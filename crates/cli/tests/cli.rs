@@ -1,0 +1,231 @@
+//! Black-box tests of the real `tunesmith` binary. Each test works in its own temporary folder
+//! (also `TUNESMITH_HOME`) and prints the command, status, stdout and stderr when it fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures")
+}
+
+fn tiny_model() -> String {
+    fixtures().join("gpt2-tiny").display().to_string()
+}
+
+fn corpus() -> String {
+    fixtures().join("corpus.txt").display().to_string()
+}
+
+fn cmd(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tunesmith"));
+    c.args(args).env("TUNESMITH_HOME", home).env("HF_ENDPOINT", "http://127.0.0.1:1").env_remove("HF_HOME");
+    c
+}
+
+fn show(args: &[&str], out: &Output) -> String {
+    format!(
+        "command: tunesmith {}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs and expects success.
+fn ok(home: &Path, args: &[&str]) -> Output {
+    let out = cmd(home, args).output().unwrap();
+    assert!(out.status.success(), "{}", show(args, &out));
+    out
+}
+
+/// Runs and expects failure whose stderr (or JSON stdout) contains `needle`.
+fn fails(home: &Path, args: &[&str], needle: &str) -> Output {
+    let out = cmd(home, args).output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && all.contains(needle), "expected failure with `{needle}`\n{}", show(args, &out));
+    out
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn train_args<'a>(out: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "train", "--model", "MODEL", "--data", "CORPUS", "--out", out, "--steps", steps, "--batch-size", "4",
+        "--block-size", "32", "--lr", "3e-3", "--warmup", "2", "--save-every", "4", "--eval-every", "4",
+        "--sample-every", "0", "--json",
+    ]
+}
+
+fn with_paths(args: Vec<&str>, model: &str, corpus: &str) -> Vec<String> {
+    args.into_iter().map(|a| match a { "MODEL" => model.to_string(), "CORPUS" => corpus.to_string(), a => a.to_string() }).collect()
+}
+
+fn step_loss(lines: &[Value], step: u64) -> f64 {
+    lines.iter().find(|l| l["type"] == "trainStep" && l["step"] == step).unwrap_or_else(|| panic!("no step {step}"))["loss"].as_f64().unwrap()
+}
+
+#[test]
+fn train_json_then_generate_and_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run").display().to_string();
+    let args = with_paths(train_args(&run, "8"), &tiny_model(), &corpus());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(tmp.path(), &args);
+    let lines = json_lines(&out);
+    let steps: Vec<&Value> = lines.iter().filter(|l| l["type"] == "trainStep").collect();
+    assert_eq!(steps.len(), 8, "--json logs every step by default");
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s["step"].as_u64(), Some(i as u64 + 1));
+        assert!(s["loss"].as_f64().unwrap().is_finite());
+    }
+    assert!(lines.iter().any(|l| l["type"] == "checkpoint"));
+    assert!(lines.iter().any(|l| l["type"] == "eval"));
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "finished", "{last}");
+    assert_eq!(last["summary"]["status"], "completed");
+    let run_json: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(&run).join("run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["config"]["block_size"], 32);
+
+    // Generate from the run folder (its latest checkpoint).
+    let g = ok(tmp.path(), &["generate", "--model", &run, "--prompt", "A refund", "--max-new-tokens", "12", "--n", "2", "--seed", "3"]);
+    let text = String::from_utf8_lossy(&g.stdout);
+    assert!(text.lines().any(|l| l == "===="), "{text}");
+    let gj = ok(tmp.path(), &["generate", "--model", &run, "--prompt", "A refund", "--max-new-tokens", "12", "--n", "2", "--json"]);
+    let samples = json_lines(&gj);
+    assert_eq!(samples.len(), 2);
+    for s in &samples {
+        assert!(s["text"].is_string() && s["tokens"].is_array() && s["finish_reason"].is_string(), "{s}");
+    }
+    // Same seed, same text.
+    let again = ok(tmp.path(), &["generate", "--model", &run, "--prompt", "A refund", "--max-new-tokens", "12", "--n", "2", "--seed", "3"]);
+    assert_eq!(g.stdout, again.stdout);
+
+    // Settings can come from the run's own run.json.
+    let run2 = tmp.path().join("run2").display().to_string();
+    let run_json_path = Path::new(&run).join("run.json").display().to_string();
+    let out2 = ok(tmp.path(), &["train", "--config", &run_json_path, "--out", &run2, "--steps", "2", "--json"]);
+    assert_eq!(json_lines(&out2).last().unwrap()["summary"]["steps"], 2);
+}
+
+#[test]
+fn eval_matches_transformers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    let data = fixtures().join("eval.txt").display().to_string();
+    let out = ok(tmp.path(), &["eval", "--model", &tiny_model(), "--data", &data, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = reference["eval"]["loss"].as_f64().unwrap();
+    assert!((v["loss"].as_f64().unwrap() - want).abs() / want < 1e-4, "{v}");
+    assert_eq!(v["tokens"], reference["eval"]["tokens"]);
+    assert!(v["perplexity"].as_f64().unwrap() > 1.0);
+    let plain = ok(tmp.path(), &["eval", "--model", &tiny_model(), "--data", &data]);
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("perplexity:"));
+}
+
+/// Reads JSON events from a running training until `stop(event)` is true; returns what was read.
+fn read_until(child: &mut std::process::Child, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let done = stop(&v);
+        lines.push(v);
+        if done {
+            break;
+        }
+    }
+    lines
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = tmp.path().join("straight").display().to_string();
+    let a = with_paths(train_args(&straight, "12"), &tiny_model(), &corpus());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let want = step_loss(&json_lines(&ok(tmp.path(), &a)), 12);
+
+    let parted = tmp.path().join("parted").display().to_string();
+    let b = with_paths(train_args(&parted, "12"), &tiny_model(), &corpus());
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let mut child = cmd(tmp.path(), &b).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    // kill -9 right after the step-8 checkpoint is reported: no chance to save anything more.
+    read_until(&mut child, |v| v["type"] == "checkpoint" && v["step"] == 8);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed = json_lines(&ok(tmp.path(), &b));
+    assert!(resumed.iter().all(|l| l["type"] != "trainStep" || l["step"].as_u64().unwrap() > 8), "resumed after step 8");
+    let got = step_loss(&resumed, 12);
+    assert!((got - want).abs() <= 1e-5 * want.abs(), "loss at step 12: {got} vs {want}");
+}
+
+#[test]
+fn ctrl_c_stops_saves_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run").display().to_string();
+    let args = with_paths(train_args(&run, "40"), &tiny_model(), &corpus());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = cmd(tmp.path(), &args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id().to_string();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    let mut sent = false;
+    for line in BufReader::new(stdout).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if !sent && v["type"] == "trainStep" && v["step"] == 3 {
+            Command::new("kill").args(["-INT", &pid]).status().unwrap();
+            sent = true;
+        }
+        lines.push(v);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?} {lines:?}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "finished");
+    assert_eq!(last["summary"]["status"], "stopped");
+    let stopped_at = last["summary"]["steps"].as_u64().unwrap();
+    assert!(stopped_at < 40 && Path::new(&run).join(format!("checkpoints/step-{stopped_at}")).is_dir());
+    // Resume with only the run folder: settings come from its run.json.
+    let out = ok(tmp.path(), &["train", "--out", &run, "--json"]);
+    let lines = json_lines(&out);
+    assert_eq!(lines.last().unwrap()["summary"]["steps"], 40);
+    assert_eq!(lines.iter().find(|l| l["type"] == "trainStep").unwrap()["step"], stopped_at + 1);
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run").display().to_string();
+    let empty = tmp.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.display().to_string();
+    let missing = tmp.path().join("missing.txt").display().to_string();
+    let m = tiny_model();
+    fails(tmp.path(), &["train", "--model", &m, "--data", &missing, "--out", &run], "missing.txt: does not exist");
+    fails(tmp.path(), &["train", "--model", &m, "--data", &empty, "--out", &run], "is empty");
+    fails(tmp.path(), &["train", "--model", &m, "--data", &corpus(), "--out", &run, "--lr", "0"], "`lr`");
+    fails(tmp.path(), &["train", "--model", &m, "--data", &corpus(), "--out", &run, "--val-frac", "1"], "`val_frac`");
+    fails(tmp.path(), &["train", "--model", &m, "--data", &corpus(), "--out", &run, "--batch-size", "0"], "`batch_size`");
+    // In JSON mode the failure is the last line on stdout.
+    let out = fails(tmp.path(), &["train", "--model", &m, "--data", &missing, "--out", &run, "--json"], "does not exist");
+    let last = json_lines(&out).pop().unwrap();
+    assert_eq!((last["type"].as_str(), last["kind"].as_str()), (Some("failed"), Some("file")));
+    // Not a model; unreachable hub (HF_ENDPOINT points at a closed port) within 30 s.
+    let not_model = tmp.path().display().to_string();
+    fails(tmp.path(), &["generate", "--model", &not_model, "--prompt", "x"], "no config.json");
+    let start = Instant::now();
+    fails(tmp.path(), &["download", "gpt2"], "train a small model from scratch");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    fails(tmp.path(), &["generate", "--model", "gpt2", "--prompt", "x"], "cannot be reached");
+    assert!(!Path::new(&run).join("checkpoints").exists(), "failed runs write no checkpoints");
+}
