@@ -9,12 +9,18 @@ use tunesmith_engine::generate::GenerateConfig;
 use tunesmith_engine::train::{ModelSpec, TrainConfig};
 
 #[derive(Parser)]
-#[command(name = "tunesmith", version, about = "Teach a GPT-2 model your own documents, then talk to it.")]
+#[command(
+    name = "tunesmith",
+    version,
+    about = "Teach a GPT-2 model your own documents, then talk to it."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+// Parsed once per process: the size of the train variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Fine-tune a model on text files, or train a new one from scratch.
@@ -218,24 +224,43 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { cfg.$f = v; } )* };
         }
-        set!(batch_size, block_size, lr, warmup, weight_decay, grad_accum, clip, val_frac, eval_every, sample_every, save_every, vocab_size, seed);
+        set!(
+            batch_size,
+            block_size,
+            lr,
+            warmup,
+            weight_decay,
+            grad_accum,
+            clip,
+            val_frac,
+            eval_every,
+            sample_every,
+            save_every,
+            vocab_size,
+            seed
+        );
         if self.dropout.is_some() {
             cfg.dropout = self.dropout;
         }
         if self.only_train_transformer_layers {
             cfg.only_train_transformer_layers = true;
         }
-        cfg.log_every = self.log_every.unwrap_or(if self.json { 1 } else { cfg.log_every });
+        cfg.log_every = self
+            .log_every
+            .unwrap_or(if self.json { 1 } else { cfg.log_every });
         Ok(cfg)
     }
 }
 
 /// A run.json (`{"config": {...}}`) or a bare training config.
 fn read_config(path: &Path) -> Result<TrainConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
     let v = v.get("config").cloned().unwrap_or(v);
-    serde_json::from_value(v).with_context(|| format!("{} is not a Tunesmith training config", path.display()))
+    serde_json::from_value(v)
+        .with_context(|| format!("{} is not a Tunesmith training config", path.display()))
 }
 
 fn stored_config(out: &Path) -> Result<Option<TrainConfig>> {

@@ -1,6 +1,9 @@
 //! `tunesmith`: the command line over the engine. Parses arguments, hands the resolved config to
 //! the engine, and renders its events.
 
+// The CLI is the one place that prints to stdout.
+#![allow(clippy::print_stdout)]
+
 mod args;
 mod commands;
 mod sink;

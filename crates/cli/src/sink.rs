@@ -11,7 +11,11 @@ pub struct JsonSink;
 impl ProgressSink for JsonSink {
     fn emit(&mut self, event: Event) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", serde_json::to_string(&event).expect("events serialise"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&event).expect("events serialise")
+        );
         let _ = out.flush();
     }
 }
@@ -54,7 +58,12 @@ impl TermSink {
 impl ProgressSink for TermSink {
     fn emit(&mut self, event: Event) {
         match event {
-            Event::Progress { stage, done, total, unit } => {
+            Event::Progress {
+                stage,
+                done,
+                total,
+                unit,
+            } => {
                 let template = if unit == "bytes" {
                     "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
                 } else {
@@ -65,7 +74,15 @@ impl ProgressSink for TermSink {
                 b.set_position(done);
                 b.set_message(stage);
             }
-            Event::TrainStep { step, total, loss, lr, tokens_per_sec, eta_secs, .. } => {
+            Event::TrainStep {
+                step,
+                total,
+                loss,
+                lr,
+                tokens_per_sec,
+                eta_secs,
+                ..
+            } => {
                 let b = self.bar("train", total, "train [{bar:30}] {pos}/{len} {msg}");
                 b.set_length(total);
                 b.set_position(step);
@@ -74,10 +91,16 @@ impl ProgressSink for TermSink {
                     fmt_secs(eta_secs)
                 ));
             }
-            Event::Eval { step, val_loss, perplexity } => {
-                self.println(format!("step {step}: validation loss {val_loss:.4}, perplexity {perplexity:.2}"))
+            Event::Eval {
+                step,
+                val_loss,
+                perplexity,
+            } => self.println(format!(
+                "step {step}: validation loss {val_loss:.4}, perplexity {perplexity:.2}"
+            )),
+            Event::Sample { step, text } => {
+                self.println(format!("--- sample at step {step} ---\n{text}\n---"))
             }
-            Event::Sample { step, text } => self.println(format!("--- sample at step {step} ---\n{text}\n---")),
             Event::Checkpoint { step, path } => self.println(format!("step {step}: saved {path}")),
             Event::Token { text } => {
                 let mut out = std::io::stdout().lock();

@@ -22,7 +22,10 @@ fn corpus() -> String {
 
 fn cmd(home: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tunesmith"));
-    c.args(args).env("TUNESMITH_HOME", home).env("HF_ENDPOINT", "http://127.0.0.1:1").env_remove("HF_HOME");
+    c.args(args)
+        .env("TUNESMITH_HOME", home)
+        .env("HF_ENDPOINT", "http://127.0.0.1:1")
+        .env_remove("HF_HOME");
     c
 }
 
@@ -46,8 +49,16 @@ fn ok(home: &Path, args: &[&str]) -> Output {
 /// Runs and expects failure whose stderr (or JSON stdout) contains `needle`.
 fn fails(home: &Path, args: &[&str], needle: &str) -> Output {
     let out = cmd(home, args).output().unwrap();
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success() && all.contains(needle), "expected failure with `{needle}`\n{}", show(args, &out));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && all.contains(needle),
+        "expected failure with `{needle}`\n{}",
+        show(args, &out)
+    );
     out
 }
 
@@ -60,18 +71,50 @@ fn json_lines(out: &Output) -> Vec<Value> {
 
 fn train_args<'a>(out: &'a str, steps: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "--model", "MODEL", "--data", "CORPUS", "--out", out, "--steps", steps, "--batch-size", "4",
-        "--block-size", "32", "--lr", "3e-3", "--warmup", "2", "--save-every", "4", "--eval-every", "4",
-        "--sample-every", "0", "--json",
+        "train",
+        "--model",
+        "MODEL",
+        "--data",
+        "CORPUS",
+        "--out",
+        out,
+        "--steps",
+        steps,
+        "--batch-size",
+        "4",
+        "--block-size",
+        "32",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "2",
+        "--save-every",
+        "4",
+        "--eval-every",
+        "4",
+        "--sample-every",
+        "0",
+        "--json",
     ]
 }
 
 fn with_paths(args: Vec<&str>, model: &str, corpus: &str) -> Vec<String> {
-    args.into_iter().map(|a| match a { "MODEL" => model.to_string(), "CORPUS" => corpus.to_string(), a => a.to_string() }).collect()
+    args.into_iter()
+        .map(|a| match a {
+            "MODEL" => model.to_string(),
+            "CORPUS" => corpus.to_string(),
+            a => a.to_string(),
+        })
+        .collect()
 }
 
 fn step_loss(lines: &[Value], step: u64) -> f64 {
-    lines.iter().find(|l| l["type"] == "trainStep" && l["step"] == step).unwrap_or_else(|| panic!("no step {step}"))["loss"].as_f64().unwrap()
+    lines
+        .iter()
+        .find(|l| l["type"] == "trainStep" && l["step"] == step)
+        .unwrap_or_else(|| panic!("no step {step}"))["loss"]
+        .as_f64()
+        .unwrap()
 }
 
 #[test]
@@ -93,42 +136,114 @@ fn train_json_then_generate_and_eval() {
     let last = lines.last().unwrap();
     assert_eq!(last["type"], "finished", "{last}");
     assert_eq!(last["summary"]["status"], "completed");
-    let run_json: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(&run).join("run.json")).unwrap()).unwrap();
+    let run_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&run).join("run.json")).unwrap())
+            .unwrap();
     assert_eq!(run_json["config"]["block_size"], 32);
 
     // Generate from the run folder (its latest checkpoint).
-    let g = ok(tmp.path(), &["generate", "--model", &run, "--prompt", "A refund", "--max-new-tokens", "12", "--n", "2", "--seed", "3"]);
+    let g = ok(
+        tmp.path(),
+        &[
+            "generate",
+            "--model",
+            &run,
+            "--prompt",
+            "A refund",
+            "--max-new-tokens",
+            "12",
+            "--n",
+            "2",
+            "--seed",
+            "3",
+        ],
+    );
     let text = String::from_utf8_lossy(&g.stdout);
     assert!(text.lines().any(|l| l == "===="), "{text}");
-    let gj = ok(tmp.path(), &["generate", "--model", &run, "--prompt", "A refund", "--max-new-tokens", "12", "--n", "2", "--json"]);
+    let gj = ok(
+        tmp.path(),
+        &[
+            "generate",
+            "--model",
+            &run,
+            "--prompt",
+            "A refund",
+            "--max-new-tokens",
+            "12",
+            "--n",
+            "2",
+            "--json",
+        ],
+    );
     let samples = json_lines(&gj);
     assert_eq!(samples.len(), 2);
     for s in &samples {
-        assert!(s["text"].is_string() && s["tokens"].is_array() && s["finish_reason"].is_string(), "{s}");
+        assert!(
+            s["text"].is_string() && s["tokens"].is_array() && s["finish_reason"].is_string(),
+            "{s}"
+        );
     }
     // Same seed, same text.
-    let again = ok(tmp.path(), &["generate", "--model", &run, "--prompt", "A refund", "--max-new-tokens", "12", "--n", "2", "--seed", "3"]);
+    let again = ok(
+        tmp.path(),
+        &[
+            "generate",
+            "--model",
+            &run,
+            "--prompt",
+            "A refund",
+            "--max-new-tokens",
+            "12",
+            "--n",
+            "2",
+            "--seed",
+            "3",
+        ],
+    );
     assert_eq!(g.stdout, again.stdout);
 
     // Settings can come from the run's own run.json.
     let run2 = tmp.path().join("run2").display().to_string();
     let run_json_path = Path::new(&run).join("run.json").display().to_string();
-    let out2 = ok(tmp.path(), &["train", "--config", &run_json_path, "--out", &run2, "--steps", "2", "--json"]);
+    let out2 = ok(
+        tmp.path(),
+        &[
+            "train",
+            "--config",
+            &run_json_path,
+            "--out",
+            &run2,
+            "--steps",
+            "2",
+            "--json",
+        ],
+    );
     assert_eq!(json_lines(&out2).last().unwrap()["summary"]["steps"], 2);
 }
 
 #[test]
 fn eval_matches_transformers() {
     let tmp = tempfile::tempdir().unwrap();
-    let reference: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
+            .unwrap();
     let data = fixtures().join("eval.txt").display().to_string();
-    let out = ok(tmp.path(), &["eval", "--model", &tiny_model(), "--data", &data, "--json"]);
+    let out = ok(
+        tmp.path(),
+        &["eval", "--model", &tiny_model(), "--data", &data, "--json"],
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let want = reference["eval"]["loss"].as_f64().unwrap();
-    assert!((v["loss"].as_f64().unwrap() - want).abs() / want < 1e-4, "{v}");
+    assert!(
+        (v["loss"].as_f64().unwrap() - want).abs() / want < 1e-4,
+        "{v}"
+    );
     assert_eq!(v["tokens"], reference["eval"]["tokens"]);
     assert!(v["perplexity"].as_f64().unwrap() > 1.0);
-    let plain = ok(tmp.path(), &["eval", "--model", &tiny_model(), "--data", &data]);
+    let plain = ok(
+        tmp.path(),
+        &["eval", "--model", &tiny_model(), "--data", &data],
+    );
     assert!(String::from_utf8_lossy(&plain.stdout).contains("perplexity:"));
 }
 
@@ -158,15 +273,27 @@ fn killed_run_resumes_to_the_same_loss() {
     let parted = tmp.path().join("parted").display().to_string();
     let b = with_paths(train_args(&parted, "12"), &tiny_model(), &corpus());
     let b: Vec<&str> = b.iter().map(String::as_str).collect();
-    let mut child = cmd(tmp.path(), &b).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd(tmp.path(), &b)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // kill -9 right after the step-8 checkpoint is reported: no chance to save anything more.
     read_until(&mut child, |v| v["type"] == "checkpoint" && v["step"] == 8);
     child.kill().unwrap();
     child.wait().unwrap();
     let resumed = json_lines(&ok(tmp.path(), &b));
-    assert!(resumed.iter().all(|l| l["type"] != "trainStep" || l["step"].as_u64().unwrap() > 8), "resumed after step 8");
+    assert!(
+        resumed
+            .iter()
+            .all(|l| l["type"] != "trainStep" || l["step"].as_u64().unwrap() > 8),
+        "resumed after step 8"
+    );
     let got = step_loss(&resumed, 12);
-    assert!((got - want).abs() <= 1e-5 * want.abs(), "loss at step 12: {got} vs {want}");
+    assert!(
+        (got - want).abs() <= 1e-5 * want.abs(),
+        "loss at step 12: {got} vs {want}"
+    );
 }
 
 #[test]
@@ -175,7 +302,11 @@ fn ctrl_c_stops_saves_and_resumes() {
     let run = tmp.path().join("run").display().to_string();
     let args = with_paths(train_args(&run, "40"), &tiny_model(), &corpus());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = cmd(tmp.path(), &args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd(tmp.path(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = child.id().to_string();
     let stdout = child.stdout.take().unwrap();
     let mut lines = Vec::new();
@@ -194,12 +325,20 @@ fn ctrl_c_stops_saves_and_resumes() {
     assert_eq!(last["type"], "finished");
     assert_eq!(last["summary"]["status"], "stopped");
     let stopped_at = last["summary"]["steps"].as_u64().unwrap();
-    assert!(stopped_at < 40 && Path::new(&run).join(format!("checkpoints/step-{stopped_at}")).is_dir());
+    assert!(
+        stopped_at < 40
+            && Path::new(&run)
+                .join(format!("checkpoints/step-{stopped_at}"))
+                .is_dir()
+    );
     // Resume with only the run folder: settings come from its run.json.
     let out = ok(tmp.path(), &["train", "--out", &run, "--json"]);
     let lines = json_lines(&out);
     assert_eq!(lines.last().unwrap()["summary"]["steps"], 40);
-    assert_eq!(lines.iter().find(|l| l["type"] == "trainStep").unwrap()["step"], stopped_at + 1);
+    assert_eq!(
+        lines.iter().find(|l| l["type"] == "trainStep").unwrap()["step"],
+        stopped_at + 1
+    );
 }
 
 #[test]
@@ -211,21 +350,95 @@ fn bad_input_gets_clear_errors() {
     let empty = empty.display().to_string();
     let missing = tmp.path().join("missing.txt").display().to_string();
     let m = tiny_model();
-    fails(tmp.path(), &["train", "--model", &m, "--data", &missing, "--out", &run], "missing.txt: does not exist");
-    fails(tmp.path(), &["train", "--model", &m, "--data", &empty, "--out", &run], "is empty");
-    fails(tmp.path(), &["train", "--model", &m, "--data", &corpus(), "--out", &run, "--lr", "0"], "`lr`");
-    fails(tmp.path(), &["train", "--model", &m, "--data", &corpus(), "--out", &run, "--val-frac", "1"], "`val_frac`");
-    fails(tmp.path(), &["train", "--model", &m, "--data", &corpus(), "--out", &run, "--batch-size", "0"], "`batch_size`");
+    fails(
+        tmp.path(),
+        &["train", "--model", &m, "--data", &missing, "--out", &run],
+        "missing.txt: does not exist",
+    );
+    fails(
+        tmp.path(),
+        &["train", "--model", &m, "--data", &empty, "--out", &run],
+        "is empty",
+    );
+    fails(
+        tmp.path(),
+        &[
+            "train",
+            "--model",
+            &m,
+            "--data",
+            &corpus(),
+            "--out",
+            &run,
+            "--lr",
+            "0",
+        ],
+        "`lr`",
+    );
+    fails(
+        tmp.path(),
+        &[
+            "train",
+            "--model",
+            &m,
+            "--data",
+            &corpus(),
+            "--out",
+            &run,
+            "--val-frac",
+            "1",
+        ],
+        "`val_frac`",
+    );
+    fails(
+        tmp.path(),
+        &[
+            "train",
+            "--model",
+            &m,
+            "--data",
+            &corpus(),
+            "--out",
+            &run,
+            "--batch-size",
+            "0",
+        ],
+        "`batch_size`",
+    );
     // In JSON mode the failure is the last line on stdout.
-    let out = fails(tmp.path(), &["train", "--model", &m, "--data", &missing, "--out", &run, "--json"], "does not exist");
+    let out = fails(
+        tmp.path(),
+        &[
+            "train", "--model", &m, "--data", &missing, "--out", &run, "--json",
+        ],
+        "does not exist",
+    );
     let last = json_lines(&out).pop().unwrap();
-    assert_eq!((last["type"].as_str(), last["kind"].as_str()), (Some("failed"), Some("file")));
+    assert_eq!(
+        (last["type"].as_str(), last["kind"].as_str()),
+        (Some("failed"), Some("file"))
+    );
     // Not a model; unreachable hub (HF_ENDPOINT points at a closed port) within 30 s.
     let not_model = tmp.path().display().to_string();
-    fails(tmp.path(), &["generate", "--model", &not_model, "--prompt", "x"], "no config.json");
+    fails(
+        tmp.path(),
+        &["generate", "--model", &not_model, "--prompt", "x"],
+        "no config.json",
+    );
     let start = Instant::now();
-    fails(tmp.path(), &["download", "gpt2"], "train a small model from scratch");
+    fails(
+        tmp.path(),
+        &["download", "gpt2"],
+        "train a small model from scratch",
+    );
     assert!(start.elapsed() < Duration::from_secs(30));
-    fails(tmp.path(), &["generate", "--model", "gpt2", "--prompt", "x"], "cannot be reached");
-    assert!(!Path::new(&run).join("checkpoints").exists(), "failed runs write no checkpoints");
+    fails(
+        tmp.path(),
+        &["generate", "--model", "gpt2", "--prompt", "x"],
+        "cannot be reached",
+    );
+    assert!(
+        !Path::new(&run).join("checkpoints").exists(),
+        "failed runs write no checkpoints"
+    );
 }

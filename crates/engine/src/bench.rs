@@ -29,10 +29,20 @@ pub fn preset(name: &str) -> Result<BenchPreset> {
         "tiny" => ("tiny", 4, 256),
         "small" => ("small", 4, 256),
         "gpt2" => ("base", 2, 1024),
-        other => return Err(Error::config("presets", format!("`{other}` is not one of tiny, small, gpt2"))),
+        other => {
+            return Err(Error::config(
+                "presets",
+                format!("`{other}` is not one of tiny, small, gpt2"),
+            ))
+        }
     };
     let config = Gpt2Config::preset(scratch, 50257, n_positions)?;
-    Ok(BenchPreset { name: name.into(), config, batch, block: 256 })
+    Ok(BenchPreset {
+        name: name.into(),
+        config,
+        batch,
+        block: 256,
+    })
 }
 
 fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
@@ -52,7 +62,13 @@ pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> R
     }
     let model = Gpt2::new(&tensors, &p.config)?;
     let mut opt = AdamW::new(params)?;
-    let hp = AdamWParams { lr: 3e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
+    let hp = AdamWParams {
+        lr: 3e-4,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
     let mut rng = Rng::new(1);
     let mut run_step = |step: u64| -> Result<()> {
         let n = p.batch * (p.block + 1);
@@ -79,7 +95,12 @@ pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> R
 
 /// Greedy decoding speed (tokens per second) for `new_tokens` after a 16-token prompt, with the KV
 /// cache or recomputing the whole sequence for every token.
-pub fn generate_tokens_per_sec(p: &BenchPreset, new_tokens: usize, cached: bool, device: &Device) -> Result<f64> {
+pub fn generate_tokens_per_sec(
+    p: &BenchPreset,
+    new_tokens: usize,
+    cached: bool,
+    device: &Device,
+) -> Result<f64> {
     let weights = init_weights(&p.config, 0, device)?;
     let model = Gpt2::new(&weights, &p.config)?;
     let mut ids = random_ids(&mut Rng::new(2), 16, p.config.vocab_size);

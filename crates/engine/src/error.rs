@@ -46,7 +46,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A file error with an explanation of what to do.
     pub fn file(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        Error::File { path: path.as_ref().to_path_buf(), message: message.into() }
+        Error::File {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
     }
 
     /// A file error built from an I/O error, with a plain-language reason.
@@ -63,12 +66,18 @@ impl Error {
 
     /// A configuration error naming the field.
     pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config { field: field.into(), message: message.into() }
+        Error::Config {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// A model loading error naming the path.
     pub fn model(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        Error::Model { path: path.as_ref().to_path_buf(), message: message.into() }
+        Error::Model {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
     }
 
     /// A short machine-readable kind, used by the CLI's JSON output and the desktop app.

@@ -15,7 +15,10 @@ use crate::{Error, Result};
 
 /// The hub's address: `HF_ENDPOINT`, or huggingface.co.
 pub fn endpoint() -> String {
-    std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| "https://huggingface.co".into())
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".into())
 }
 
 /// Files of a GPT-2 model: the first two are required.
@@ -28,7 +31,8 @@ pub fn is_hub_id(s: &str) -> bool {
     let ok = |p: &str| {
         !p.is_empty()
             && !p.starts_with('.')
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     (parts.len() == 1 || parts.len() == 2) && parts.iter().all(|p| ok(p))
 }
@@ -45,7 +49,9 @@ pub fn cached(repo_id: &str, cache_dir: &Path) -> Option<PathBuf> {
     repo.get("model.safetensors")?;
     let has_tokenizer = repo.get("tokenizer.json").is_some()
         || (repo.get("vocab.json").is_some() && repo.get("merges.txt").is_some());
-    has_tokenizer.then(|| config.parent().map(Path::to_path_buf)).flatten()
+    has_tokenizer
+        .then(|| config.parent().map(Path::to_path_buf))
+        .flatten()
 }
 
 /// Fails within ~10 s when the hub cannot be reached at all, instead of hanging.
@@ -55,9 +61,20 @@ fn probe(endpoint: &str, repo_id: &str) -> Result<()> {
     };
     let rest = endpoint.split("://").nth(1).unwrap_or(endpoint);
     let hostport = rest.split('/').next().unwrap_or(rest);
-    let default_port = if endpoint.starts_with("https") { 443 } else { 80 };
-    let target = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:{default_port}") };
-    let addrs: Vec<_> = target.to_socket_addrs().map_err(|e| fail(format!("name lookup failed: {e}")))?.collect();
+    let default_port = if endpoint.starts_with("https") {
+        443
+    } else {
+        80
+    };
+    let target = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:{default_port}")
+    };
+    let addrs: Vec<_> = target
+        .to_socket_addrs()
+        .map_err(|e| fail(format!("name lookup failed: {e}")))?
+        .collect();
     let mut last = String::from("no address");
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
@@ -116,7 +133,12 @@ pub fn download(repo_id: &str, cache_dir: &Path, sink: &mut impl ProgressSink) -
 }
 
 /// [`download`] from an explicit hub address.
-pub fn download_from(endpoint: &str, repo_id: &str, cache_dir: &Path, sink: &mut impl ProgressSink) -> Result<PathBuf> {
+pub fn download_from(
+    endpoint: &str,
+    repo_id: &str,
+    cache_dir: &Path,
+    sink: &mut impl ProgressSink,
+) -> Result<PathBuf> {
     if !is_hub_id(repo_id) {
         return Err(Error::Hub(format!("`{repo_id}` is not a model name on the hub (expected something like `gpt2` or `owner/name`)")));
     }
@@ -135,7 +157,13 @@ pub fn download_from(endpoint: &str, repo_id: &str, cache_dir: &Path, sink: &mut
     let repo = api.model(repo_id.to_string());
     let mut dir = None;
     for &file in REQUIRED.iter().chain(TOKENIZER) {
-        let progress = HubProgress { sink: &mut *sink, file: file.into(), total: 0, done: 0, last_emit: 0 };
+        let progress = HubProgress {
+            sink: &mut *sink,
+            file: file.into(),
+            total: 0,
+            done: 0,
+            last_emit: 0,
+        };
         match repo.download_with_progress(file, progress) {
             Ok(path) => dir = path.parent().map(Path::to_path_buf),
             Err(e) => {
@@ -149,7 +177,10 @@ pub fn download_from(endpoint: &str, repo_id: &str, cache_dir: &Path, sink: &mut
                 } else if missing {
                     format!("`{repo_id}` on the hub has no {file}; Tunesmith needs models stored as safetensors. Pick another model.")
                 } else {
-                    format!("Could not download {file} of `{repo_id}` ({text}). {}", offline_advice())
+                    format!(
+                        "Could not download {file} of `{repo_id}` ({text}). {}",
+                        offline_advice()
+                    )
                 }));
             }
         }

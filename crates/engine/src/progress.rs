@@ -11,11 +11,20 @@ use serde::{Deserialize, Serialize};
 
 /// A progress event from any job. Serialised tagged by `type`, fields in camelCase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum Event {
     /// Generic progress of a stage: `done` of `total` `unit`s (total 0 = unknown).
-    Progress { stage: String, done: u64, total: u64, unit: String },
+    Progress {
+        stage: String,
+        done: u64,
+        total: u64,
+        unit: String,
+    },
     /// A human-readable message.
     Log { level: LogLevel, message: String },
     /// One optimiser step. `step` is 1-based.
@@ -29,7 +38,11 @@ pub enum Event {
         epoch: f64,
     },
     /// A validation pass.
-    Eval { step: u64, val_loss: f32, perplexity: f32 },
+    Eval {
+        step: u64,
+        val_loss: f32,
+        perplexity: f32,
+    },
     /// A text sample generated during training.
     Sample { step: u64, text: String },
     /// A checkpoint was written completely.
@@ -55,11 +68,17 @@ pub trait ProgressSink {
     fn emit(&mut self, event: Event);
 
     fn log(&mut self, message: impl Into<String>) {
-        self.emit(Event::Log { level: LogLevel::Info, message: message.into() });
+        self.emit(Event::Log {
+            level: LogLevel::Info,
+            message: message.into(),
+        });
     }
 
     fn warn(&mut self, message: impl Into<String>) {
-        self.emit(Event::Log { level: LogLevel::Warn, message: message.into() });
+        self.emit(Event::Log {
+            level: LogLevel::Warn,
+            message: message.into(),
+        });
     }
 }
 

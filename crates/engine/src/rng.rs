@@ -73,10 +73,18 @@ mod tests {
 
     #[test]
     fn derived_streams_are_reproducible_and_distinct() {
-        let a: Vec<u64> = (0..4).map(|_| Rng::derive(7, "x", &[1, 2]).next_u64()).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| Rng::derive(7, "x", &[1, 2]).next_u64())
+            .collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
-        assert_ne!(Rng::derive(7, "x", &[1, 2]).next_u64(), Rng::derive(7, "x", &[2, 1]).next_u64());
-        assert_ne!(Rng::derive(7, "x", &[1]).next_u64(), Rng::derive(7, "y", &[1]).next_u64());
+        assert_ne!(
+            Rng::derive(7, "x", &[1, 2]).next_u64(),
+            Rng::derive(7, "x", &[2, 1]).next_u64()
+        );
+        assert_ne!(
+            Rng::derive(7, "x", &[1]).next_u64(),
+            Rng::derive(7, "y", &[1]).next_u64()
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub struct CheckpointState {
 }
 
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A run folder.
@@ -135,8 +138,14 @@ impl RunDir {
         }
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         load::save_weights(weights, &tmp.join("model.safetensors"))?;
-        candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors"))
-            .map_err(|e| Error::io(tmp.join("optimizer.safetensors"), std::io::Error::other(e.to_string())))?;
+        candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors")).map_err(
+            |e| {
+                Error::io(
+                    tmp.join("optimizer.safetensors"),
+                    std::io::Error::other(e.to_string()),
+                )
+            },
+        )?;
         fsutil::write_json(&tmp.join("config.json"), &config.to_json())?;
         tokenizer::save(tok, &tmp)?;
         // state.json last: a folder without it is never taken for a checkpoint.
@@ -162,7 +171,12 @@ impl RunDir {
     pub fn read_state(checkpoint: &Path) -> Result<CheckpointState> {
         let p = checkpoint.join("state.json");
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::file(&p, format!("is damaged ({e}); resume from another checkpoint")))
+        serde_json::from_str(&text).map_err(|e| {
+            Error::file(
+                &p,
+                format!("is damaged ({e}); resume from another checkpoint"),
+            )
+        })
     }
 }
 

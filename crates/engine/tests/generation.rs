@@ -16,7 +16,14 @@ fn model() -> LoadedModel {
 }
 
 fn cfg(prompt: &str) -> GenerateConfig {
-    GenerateConfig { prompt: prompt.into(), max_new_tokens: 30, temperature: 1.0, top_k: 0, stop_at_eot: false, ..Default::default() }
+    GenerateConfig {
+        prompt: prompt.into(),
+        max_new_tokens: 30,
+        temperature: 1.0,
+        top_k: 0,
+        stop_at_eot: false,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -24,15 +31,37 @@ fn kv_cache_gives_the_same_logits_as_recomputing() {
     let m = model();
     let ids: Vec<u32> = (1..20).collect();
     let mut cache = KvCache::default();
-    let mut cached = vec![m.model.step(&ids[..5], &mut cache).unwrap().to_vec1::<f32>().unwrap()];
+    let mut cached = vec![m
+        .model
+        .step(&ids[..5], &mut cache)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()];
     for i in 5..ids.len() {
-        cached.push(m.model.step(&ids[i..i + 1], &mut cache).unwrap().to_vec1::<f32>().unwrap());
+        cached.push(
+            m.model
+                .step(&ids[i..i + 1], &mut cache)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+        );
     }
     let x = Tensor::from_slice(&ids, (1, ids.len()), &Device::Cpu).unwrap();
-    let full: Vec<Vec<f32>> = m.model.forward(&x).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+    let full: Vec<Vec<f32>> = m
+        .model
+        .forward(&x)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     for (k, c) in cached.iter().enumerate() {
         let f = &full[k + 4];
-        let d = c.iter().zip(f).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let d = c
+            .iter()
+            .zip(f)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(d < 1e-4, "position {}: {d}", k + 4);
     }
 }
@@ -42,7 +71,15 @@ fn seeded_sampling_is_reproducible() {
     let m = model();
     let c = cfg("The invoice");
     let run = |seed| {
-        generate_one(&m.model, &m.tokenizer, &GenerateConfig { seed, ..c.clone() }, 0, &CancelToken::new(), &mut NullSink).unwrap()
+        generate_one(
+            &m.model,
+            &m.tokenizer,
+            &GenerateConfig { seed, ..c.clone() },
+            0,
+            &CancelToken::new(),
+            &mut NullSink,
+        )
+        .unwrap()
     };
     assert_eq!(run(7), run(7));
     assert_ne!(run(7).tokens, run(8).tokens);
@@ -52,31 +89,69 @@ fn seeded_sampling_is_reproducible() {
 fn n_samples_are_independent_and_streamed() {
     let m = model();
     let mut pieces = Vec::new();
-    let out = generate(&m.model, &m.tokenizer, &GenerateConfig { n: 3, ..cfg("Rules") }, &CancelToken::new(), &mut |e| {
-        if let Event::Token { text } = e {
-            pieces.push(text)
-        }
-    })
+    let out = generate(
+        &m.model,
+        &m.tokenizer,
+        &GenerateConfig {
+            n: 3,
+            ..cfg("Rules")
+        },
+        &CancelToken::new(),
+        &mut |e| {
+            if let Event::Token { text } = e {
+                pieces.push(text)
+            }
+        },
+    )
     .unwrap();
     assert_eq!(out.len(), 3);
     assert!(out[0].tokens != out[1].tokens || out[1].tokens != out[2].tokens);
     let all: String = out.iter().map(|g| g.text.as_str()).collect();
-    assert_eq!(pieces.concat(), all, "streamed pieces add up to the samples");
+    assert_eq!(
+        pieces.concat(),
+        all,
+        "streamed pieces add up to the samples"
+    );
 }
 
 #[test]
 fn stop_strings_cut_before_the_stop_and_never_stream_it() {
     let m = model();
-    let c = GenerateConfig { temperature: 0.0, max_new_tokens: 24, ..cfg("A refund request is approved by") };
-    let full = generate_one(&m.model, &m.tokenizer, &c, 0, &CancelToken::new(), &mut NullSink).unwrap();
+    let c = GenerateConfig {
+        temperature: 0.0,
+        max_new_tokens: 24,
+        ..cfg("A refund request is approved by")
+    };
+    let full = generate_one(
+        &m.model,
+        &m.tokenizer,
+        &c,
+        0,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
     let stop = "AAA";
-    let cut = full.text.find(stop).expect("the greedy text of the fixture repeats A");
+    let cut = full
+        .text
+        .find(stop)
+        .expect("the greedy text of the fixture repeats A");
     let mut pieces = Vec::new();
-    let g = generate_one(&m.model, &m.tokenizer, &GenerateConfig { stop: vec![stop.into()], ..c }, 0, &CancelToken::new(), &mut |e| {
-        if let Event::Token { text } = e {
-            pieces.push(text)
-        }
-    })
+    let g = generate_one(
+        &m.model,
+        &m.tokenizer,
+        &GenerateConfig {
+            stop: vec![stop.into()],
+            ..c
+        },
+        0,
+        &CancelToken::new(),
+        &mut |e| {
+            if let Event::Token { text } = e {
+                pieces.push(text)
+            }
+        },
+    )
     .unwrap();
     assert_eq!(g.text, full.text[..cut]);
     assert_eq!(g.finish_reason, "stop");
@@ -88,14 +163,22 @@ fn streamed_pieces_are_whole_characters() {
     let m = model();
     let text = "Le café coûte 12 € — naïve 🚀 fin";
     let ids = tokenizer::encode(&m.tokenizer, text).unwrap();
-    assert!(ids.len() > text.chars().count() / 2, "multi-byte characters span several tokens");
+    assert!(
+        ids.len() > text.chars().count() / 2,
+        "multi-byte characters span several tokens"
+    );
     let mut s = TextStream::new(&m.tokenizer, &[]);
     let mut pieces = Vec::new();
     for id in ids {
         pieces.push(s.push(id).unwrap());
     }
     pieces.push(s.finish());
-    assert!(pieces.iter().all(|p| !p.contains(char::REPLACEMENT_CHARACTER)), "{pieces:?}");
+    assert!(
+        pieces
+            .iter()
+            .all(|p| !p.contains(char::REPLACEMENT_CHARACTER)),
+        "{pieces:?}"
+    );
     assert_eq!(pieces.concat(), text);
     // A stop string that arrives split over several tokens is held back, then cut.
     let mut s = TextStream::new(&m.tokenizer, &["€ —".to_string()]);
@@ -112,7 +195,18 @@ fn streamed_pieces_are_whole_characters() {
 fn generation_runs_past_the_context_length() {
     let m = model();
     let n_ctx = m.config.n_positions;
-    let g = generate_one(&m.model, &m.tokenizer, &GenerateConfig { max_new_tokens: n_ctx + 20, ..cfg("x") }, 0, &CancelToken::new(), &mut NullSink).unwrap();
+    let g = generate_one(
+        &m.model,
+        &m.tokenizer,
+        &GenerateConfig {
+            max_new_tokens: n_ctx + 20,
+            ..cfg("x")
+        },
+        0,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
     assert_eq!(g.tokens.len(), n_ctx + 20);
 }
 
@@ -120,11 +214,31 @@ fn generation_runs_past_the_context_length() {
 fn bad_generation_settings_name_the_field() {
     let m = model();
     for (c, field) in [
-        (GenerateConfig { temperature: -1.0, ..cfg("x") }, "temperature"),
-        (GenerateConfig { top_p: 0.0, ..cfg("x") }, "top_p"),
+        (
+            GenerateConfig {
+                temperature: -1.0,
+                ..cfg("x")
+            },
+            "temperature",
+        ),
+        (
+            GenerateConfig {
+                top_p: 0.0,
+                ..cfg("x")
+            },
+            "top_p",
+        ),
         (GenerateConfig { n: 0, ..cfg("x") }, "`n`"),
     ] {
-        let e = generate_one(&m.model, &m.tokenizer, &c, 0, &CancelToken::new(), &mut NullSink).unwrap_err();
+        let e = generate_one(
+            &m.model,
+            &m.tokenizer,
+            &c,
+            0,
+            &CancelToken::new(),
+            &mut NullSink,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains(field), "{e}");
     }
 }

@@ -39,18 +39,27 @@ fn serve(repos: Vec<(&'static str, PathBuf)>, max_requests: usize) -> String {
                     range_end = b.parse::<usize>().ok();
                 }
             }
-            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
             let file = repos.iter().find_map(|(repo, dir)| {
                 let rest = path.strip_prefix(&format!("/{repo}/resolve/main/"))?;
                 let f = dir.join(rest);
                 f.is_file().then_some((f, rest.to_string()))
             });
             let Some((f, name)) = file else {
-                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
                 continue;
             };
             let mut body = Vec::new();
-            std::fs::File::open(&f).unwrap().read_to_end(&mut body).unwrap();
+            std::fs::File::open(&f)
+                .unwrap()
+                .read_to_end(&mut body)
+                .unwrap();
             let size = body.len();
             let end = range_end.unwrap_or(size - 1).min(size - 1);
             let part = &body[range_start..=end];
@@ -67,14 +76,29 @@ fn serve(repos: Vec<(&'static str, PathBuf)>, max_requests: usize) -> String {
 
 #[test]
 fn downloads_into_the_cache_with_progress_then_works_offline() {
-    let endpoint = serve(vec![("acme/tiny", fixtures().join("gpt2-tiny")), ("acme/noprefix", fixtures().join("gpt2-tiny-noprefix"))], 40);
+    let endpoint = serve(
+        vec![
+            ("acme/tiny", fixtures().join("gpt2-tiny")),
+            ("acme/noprefix", fixtures().join("gpt2-tiny-noprefix")),
+        ],
+        40,
+    );
     let cache = tempfile::tempdir().unwrap();
     let mut events = Vec::new();
-    let dir = hub::download_from(&endpoint, "acme/tiny", cache.path(), &mut |e| events.push(e)).unwrap();
-    assert!(dir.starts_with(cache.path().join("models--acme--tiny/snapshots")), "{}", dir.display());
+    let dir = hub::download_from(&endpoint, "acme/tiny", cache.path(), &mut |e| {
+        events.push(e)
+    })
+    .unwrap();
+    assert!(
+        dir.starts_with(cache.path().join("models--acme--tiny/snapshots")),
+        "{}",
+        dir.display()
+    );
     let m = load_dir(&dir, &Device::Cpu).unwrap();
     assert_eq!(m.config.n_layer, 2);
-    let weights_size = std::fs::metadata(fixtures().join("gpt2-tiny/model.safetensors")).unwrap().len();
+    let weights_size = std::fs::metadata(fixtures().join("gpt2-tiny/model.safetensors"))
+        .unwrap()
+        .len();
     assert!(events.iter().any(|e| matches!(e, Event::Progress { stage, done, total, unit }
         if stage == "download model.safetensors" && unit == "bytes" && *done == weights_size && *total == weights_size)));
 
@@ -83,23 +107,36 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
     load_dir(&dir2, &Device::Cpu).unwrap();
 
     // Cached: no server needed any more (port 1 refuses connections).
-    let again = hub::download_from("http://127.0.0.1:1", "acme/tiny", cache.path(), &mut NullSink).unwrap();
+    let again = hub::download_from(
+        "http://127.0.0.1:1",
+        "acme/tiny",
+        cache.path(),
+        &mut NullSink,
+    )
+    .unwrap();
     assert_eq!(again, dir);
 
     // Unknown model: a clear message.
     let e = hub::download_from(&endpoint, "acme/nothing", cache.path(), &mut NullSink).unwrap_err();
-    assert!(e.to_string().contains("no model called `acme/nothing`"), "{e}");
+    assert!(
+        e.to_string().contains("no model called `acme/nothing`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unreachable_hub_fails_fast_and_says_what_to_do() {
     let cache = tempfile::tempdir().unwrap();
     let start = Instant::now();
-    let e = hub::download_from("http://127.0.0.1:1", "gpt2", cache.path(), &mut NullSink).unwrap_err();
+    let e =
+        hub::download_from("http://127.0.0.1:1", "gpt2", cache.path(), &mut NullSink).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(30));
     let msg = e.to_string();
     assert!(msg.contains("Could not download `gpt2`"), "{msg}");
-    assert!(msg.contains("from scratch") && msg.contains("model folder"), "{msg}");
+    assert!(
+        msg.contains("from scratch") && msg.contains("model folder"),
+        "{msg}"
+    );
     assert_eq!(e.kind(), "hub");
 }
 
@@ -112,10 +149,21 @@ fn finds_models_in_hf_hub_cache_layout() {
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), &commit).unwrap();
-    for f in ["config.json", "model.safetensors", "vocab.json", "merges.txt"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+        "merges.txt",
+    ] {
         std::fs::copy(fixtures().join("gpt2-tiny").join(f), snap.join(f)).unwrap();
     }
-    let dir = hub::download_from("http://127.0.0.1:1", "openai-community/gpt2", cache.path(), &mut NullSink).unwrap();
+    let dir = hub::download_from(
+        "http://127.0.0.1:1",
+        "openai-community/gpt2",
+        cache.path(),
+        &mut NullSink,
+    )
+    .unwrap();
     assert_eq!(dir, snap);
     // Loads with the tokenizer rebuilt from vocab.json + merges.txt.
     load_dir(&dir, &Device::Cpu).unwrap();

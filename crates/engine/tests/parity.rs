@@ -16,7 +16,14 @@ fn check_logits(dir: &str) {
     let m = load_dir(&fixtures().join(dir), &Device::Cpu).unwrap();
     let prompt = ids(&r["prompt_ids"]);
     let x = Tensor::from_slice(&prompt, (1, prompt.len()), &Device::Cpu).unwrap();
-    let ours: Vec<Vec<f32>> = m.model.forward(&x).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+    let ours: Vec<Vec<f32>> = m
+        .model
+        .forward(&x)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     let theirs = r["logits"].as_array().unwrap();
     assert_eq!(ours.len(), theirs.len());
     let mut max = 0f64;
@@ -28,9 +35,20 @@ fn check_logits(dir: &str) {
     assert!(max < 1e-4, "{dir}: max abs logit difference {max}");
     // Loss on the prompt, as HF computes it with labels = input ids.
     let hidden = m.model.hidden(&x, None, None).unwrap();
-    let loss: f32 = m.model.loss(&hidden.narrow(0, 0, prompt.len() - 1).unwrap(), &prompt[1..]).unwrap().to_scalar().unwrap();
+    let loss: f32 = m
+        .model
+        .loss(
+            &hidden.narrow(0, 0, prompt.len() - 1).unwrap(),
+            &prompt[1..],
+        )
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     let want = r["loss"].as_f64().unwrap();
-    assert!(((loss as f64 - want) / want).abs() < 1e-4, "loss {loss} vs {want}");
+    assert!(
+        ((loss as f64 - want) / want).abs() < 1e-4,
+        "loss {loss} vs {want}"
+    );
 }
 
 #[test]
@@ -48,7 +66,10 @@ fn greedy_continuation_is_identical() {
     let r = reference();
     let m = load_dir(&fixtures().join("gpt2-tiny"), &Device::Cpu).unwrap();
     let prompt = r["prompt_text"].as_str().unwrap();
-    assert_eq!(tokenizer::encode(&m.tokenizer, prompt).unwrap(), ids(&r["prompt_ids"]));
+    assert_eq!(
+        tokenizer::encode(&m.tokenizer, prompt).unwrap(),
+        ids(&r["prompt_ids"])
+    );
     let cfg = GenerateConfig {
         prompt: prompt.into(),
         max_new_tokens: 24,
@@ -56,7 +77,15 @@ fn greedy_continuation_is_identical() {
         stop_at_eot: false,
         ..Default::default()
     };
-    let g = generate_one(&m.model, &m.tokenizer, &cfg, 0, &CancelToken::new(), &mut NullSink).unwrap();
+    let g = generate_one(
+        &m.model,
+        &m.tokenizer,
+        &cfg,
+        0,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
     assert_eq!(g.tokens, ids(&r["greedy"]));
     assert_eq!(g.finish_reason, "length");
 }
@@ -66,10 +95,21 @@ fn eval_loss_matches_transformers() {
     let r = reference();
     let m = load_dir(&fixtures().join("gpt2-tiny"), &Device::Cpu).unwrap();
     let text = std::fs::read_to_string(fixtures().join("eval.txt")).unwrap();
-    let e = evaluate_text(&m.model, &m.tokenizer, &text, &CancelToken::new(), &mut NullSink).unwrap();
+    let e = evaluate_text(
+        &m.model,
+        &m.tokenizer,
+        &text,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
     let want = r["eval"]["loss"].as_f64().unwrap();
     assert_eq!(e.tokens as u64, r["eval"]["tokens"].as_u64().unwrap());
-    assert!(((e.loss - want) / want).abs() < 1e-4, "eval loss {} vs {want}", e.loss);
+    assert!(
+        ((e.loss - want) / want).abs() < 1e-4,
+        "eval loss {} vs {want}",
+        e.loss
+    );
     assert!((e.perplexity - want.exp()).abs() / want.exp() < 1e-3);
 }
 
@@ -81,8 +121,12 @@ fn both_tokenizer_formats_encode_like_transformers() {
     let want = ids(&r["encode"]["ids"]);
     let from_json = tokenizer::load(&dir).unwrap();
     assert_eq!(tokenizer::encode(&from_json, text).unwrap(), want);
-    let from_bpe = tokenizer::from_vocab_merges(&dir.join("vocab.json"), &dir.join("merges.txt")).unwrap();
+    let from_bpe =
+        tokenizer::from_vocab_merges(&dir.join("vocab.json"), &dir.join("merges.txt")).unwrap();
     assert_eq!(tokenizer::encode(&from_bpe, text).unwrap(), want);
     assert_eq!(tokenizer::decode(&from_bpe, &want).unwrap(), text);
-    assert_eq!(tokenizer::eot_id(&from_bpe), Some(r["eos_id"].as_u64().unwrap() as u32));
+    assert_eq!(
+        tokenizer::eot_id(&from_bpe),
+        Some(r["eos_id"].as_u64().unwrap() as u32)
+    );
 }

@@ -34,14 +34,26 @@ fn tiny_vars() -> (Gpt2, Vec<(String, Var)>) {
 fn every_trainable_variable_gets_a_gradient() {
     let (model, vars) = tiny_vars();
     let ids: Vec<u32> = (0..2 * 17).map(|i| (i * 37 % 384) as u32).collect();
-    let x = Tensor::from_slice(&ids, (2, 17), &Device::Cpu).unwrap().narrow(1, 0, 16).unwrap().contiguous().unwrap();
+    let x = Tensor::from_slice(&ids, (2, 17), &Device::Cpu)
+        .unwrap()
+        .narrow(1, 0, 16)
+        .unwrap()
+        .contiguous()
+        .unwrap();
     let targets: Vec<u32> = ids.chunks(17).flat_map(|r| r[1..].to_vec()).collect();
     let mut drop = DropoutRng(Rng::new(1));
-    let loss = model.loss(&model.hidden(&x, None, Some(&mut drop)).unwrap(), &targets).unwrap();
+    let loss = model
+        .loss(&model.hidden(&x, None, Some(&mut drop)).unwrap(), &targets)
+        .unwrap();
     let grads = loss.backward().unwrap();
-    assert_eq!(vars.len(), tunesmith_engine::model::gpt2::weight_shapes(model.config()).len());
+    assert_eq!(
+        vars.len(),
+        tunesmith_engine::model::gpt2::weight_shapes(model.config()).len()
+    );
     for (name, v) in &vars {
-        let g = grads.get(v).unwrap_or_else(|| panic!("`{name}` got no gradient"));
+        let g = grads
+            .get(v)
+            .unwrap_or_else(|| panic!("`{name}` got no gradient"));
         let s: f32 = g.abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
         assert!(s > 0.0 && s.is_finite(), "`{name}` gradient sum {s}");
     }
@@ -55,11 +67,19 @@ fn one_batch_overfits() {
     let targets: Vec<u32> = ids.chunks(33).flat_map(|r| r[1..].to_vec()).collect();
     let x = Tensor::from_vec(inputs, (4, 32), &Device::Cpu).unwrap();
     let mut opt = AdamW::new(vars.into_iter().map(|(n, v)| (n, v, false)).collect()).unwrap();
-    let hp = AdamWParams { lr: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.0 };
+    let hp = AdamWParams {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
     let mut first = None;
     let mut last = 0f32;
     for _ in 0..150 {
-        let loss = model.loss(&model.hidden(&x, None, None).unwrap(), &targets).unwrap();
+        let loss = model
+            .loss(&model.hidden(&x, None, None).unwrap(), &targets)
+            .unwrap();
         last = loss.to_scalar().unwrap();
         first.get_or_insert(last);
         opt.step(&loss.backward().unwrap(), 1.0, hp).unwrap();
@@ -89,26 +109,40 @@ fn finetune_cfg(steps: u64) -> TrainConfig {
     }
 }
 
-fn run(cfg: &TrainConfig, dir: &Path, cancel_at: Option<u64>) -> (tunesmith_engine::Result<TrainSummary>, Vec<Event>) {
+fn run(
+    cfg: &TrainConfig,
+    dir: &Path,
+    cancel_at: Option<u64>,
+) -> (tunesmith_engine::Result<TrainSummary>, Vec<Event>) {
     let cancel = CancelToken::new();
     let mut events = Vec::new();
     let c = cancel.clone();
-    let r = train(cfg, dir, Restore::Latest, &Device::Cpu, &cancel, &mut |e: Event| {
-        if let (Some(at), Event::TrainStep { step, .. }) = (cancel_at, &e) {
-            if *step == at {
-                c.cancel();
+    let r = train(
+        cfg,
+        dir,
+        Restore::Latest,
+        &Device::Cpu,
+        &cancel,
+        &mut |e: Event| {
+            if let (Some(at), Event::TrainStep { step, .. }) = (cancel_at, &e) {
+                if *step == at {
+                    c.cancel();
+                }
             }
-        }
-        events.push(e);
-    });
+            events.push(e);
+        },
+    );
     (r, events)
 }
 
 fn step_losses(events: &[Event]) -> HashMap<u64, f32> {
-    events.iter().filter_map(|e| match e {
-        Event::TrainStep { step, loss, .. } => Some((*step, *loss)),
-        _ => None,
-    }).collect()
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TrainStep { step, loss, .. } => Some((*step, *loss)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -124,8 +158,13 @@ fn stopped_run_resumes_to_the_same_loss() {
     let (r1, _) = run(&cfg, parted.path(), Some(6));
     let r1 = r1.unwrap();
     assert_eq!((r1.status.as_str(), r1.steps), ("stopped", 6));
-    assert!(parted.path().join("checkpoints/step-6/optimizer.safetensors").is_file());
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(parted.path().join("run.json")).unwrap()).unwrap();
+    assert!(parted
+        .path()
+        .join("checkpoints/step-6/optimizer.safetensors")
+        .is_file());
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(parted.path().join("run.json")).unwrap())
+            .unwrap();
     assert_eq!(info["status"], "stopped");
 
     let (r2, ev2) = run(&cfg, parted.path(), None);
@@ -134,12 +173,25 @@ fn stopped_run_resumes_to_the_same_loss() {
     let got = step_losses(&ev2);
     assert!(!got.contains_key(&6), "resumed after step 6");
     for s in 7..=12 {
-        assert!((got[&s] - want[&s]).abs() <= 1e-5 * want[&s].abs(), "step {s}: {} vs {}", got[&s], want[&s]);
+        assert!(
+            (got[&s] - want[&s]).abs() <= 1e-5 * want[&s].abs(),
+            "step {s}: {} vs {}",
+            got[&s],
+            want[&s]
+        );
     }
     // The final checkpoint is a model folder; keep_checkpoints (3) pruned the older ones.
-    let steps: Vec<u64> = tunesmith_engine::runs::RunDir::new(parted.path()).list_checkpoints().iter().map(|c| c.0).collect();
+    let steps: Vec<u64> = tunesmith_engine::runs::RunDir::new(parted.path())
+        .list_checkpoints()
+        .iter()
+        .map(|c| c.0)
+        .collect();
     assert_eq!(steps, vec![6, 8, 12]);
-    tunesmith_engine::model::load::load_dir(&parted.path().join("checkpoints/step-12"), &Device::Cpu).unwrap();
+    tunesmith_engine::model::load::load_dir(
+        &parted.path().join("checkpoints/step-12"),
+        &Device::Cpu,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -165,13 +217,34 @@ fn from_scratch_trains_a_tokenizer_and_learns() {
     let r = r.unwrap();
     let vocab = 320f32;
     let losses = step_losses(&ev);
-    assert!(losses[&1] > vocab.ln() - 1.0, "starts near ln(V): {}", losses[&1]);
+    assert!(
+        losses[&1] > vocab.ln() - 1.0,
+        "starts near ln(V): {}",
+        losses[&1]
+    );
     let last = r.final_loss.unwrap();
-    assert!(last < vocab.ln() - 2.0, "loss fell well below ln(V) = {}: {last}", vocab.ln());
-    let sample = ev.iter().find_map(|e| match e { Event::Sample { text, .. } => Some(text.clone()), _ => None }).unwrap();
-    let letters = sample.chars().filter(|c| c.is_alphabetic() || *c == ' ').count();
-    assert!(letters * 10 >= sample.chars().count() * 7, "sample is mostly letters: {sample:?}");
-    let tok = tunesmith_engine::data::tokenizer::load(&dir.path().join("checkpoints/step-60")).unwrap();
+    assert!(
+        last < vocab.ln() - 2.0,
+        "loss fell well below ln(V) = {}: {last}",
+        vocab.ln()
+    );
+    let sample = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Sample { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let letters = sample
+        .chars()
+        .filter(|c| c.is_alphabetic() || *c == ' ')
+        .count();
+    assert!(
+        letters * 10 >= sample.chars().count() * 7,
+        "sample is mostly letters: {sample:?}"
+    );
+    let tok =
+        tunesmith_engine::data::tokenizer::load(&dir.path().join("checkpoints/step-60")).unwrap();
     assert!(tok.get_vocab_size(true) <= 320);
     assert!(r.val_loss.is_some());
 }
@@ -192,26 +265,87 @@ fn bad_input_fails_clearly_and_writes_nothing_over() {
     let short = tmp.path().join("short.txt");
     std::fs::write(&short, "Only a few words.").unwrap();
     let out = tmp.path().join("run");
-    let with = |data: Vec<PathBuf>| TrainConfig { data, ..finetune_cfg(2) };
+    let with = |data: Vec<PathBuf>| TrainConfig {
+        data,
+        ..finetune_cfg(2)
+    };
 
     expect_err(run(&with(vec![empty.clone()]), &out, None).0, "is empty");
-    expect_err(run(&with(vec![binary.clone()]), &out, None).0, "not a text file");
-    expect_err(run(&with(vec![tmp.path().join("missing.txt")]), &out, None).0, "does not exist");
+    expect_err(
+        run(&with(vec![binary.clone()]), &out, None).0,
+        "not a text file",
+    );
+    expect_err(
+        run(&with(vec![tmp.path().join("missing.txt")]), &out, None).0,
+        "does not exist",
+    );
     expect_err(run(&with(vec![short]), &out, None).0, "less than one block");
-    expect_err(run(&TrainConfig { lr: 0.0, ..finetune_cfg(2) }, &out, None).0, "`lr`");
-    expect_err(run(&TrainConfig { batch_size: 0, ..finetune_cfg(2) }, &out, None).0, "`batch_size`");
-    expect_err(run(&TrainConfig { val_frac: 1.0, ..finetune_cfg(2) }, &out, None).0, "`val_frac`");
+    expect_err(
+        run(
+            &TrainConfig {
+                lr: 0.0,
+                ..finetune_cfg(2)
+            },
+            &out,
+            None,
+        )
+        .0,
+        "`lr`",
+    );
+    expect_err(
+        run(
+            &TrainConfig {
+                batch_size: 0,
+                ..finetune_cfg(2)
+            },
+            &out,
+            None,
+        )
+        .0,
+        "`batch_size`",
+    );
+    expect_err(
+        run(
+            &TrainConfig {
+                val_frac: 1.0,
+                ..finetune_cfg(2)
+            },
+            &out,
+            None,
+        )
+        .0,
+        "`val_frac`",
+    );
 
     // One good file among bad ones: the bad ones are skipped with a warning.
     let (r, ev) = run(&with(vec![empty, binary, corpus()]), &out, None);
     assert_eq!(r.unwrap().steps, 2);
-    let warnings = ev.iter().filter(|e| matches!(e, Event::Log { level: tunesmith_engine::LogLevel::Warn, .. })).count();
+    let warnings = ev
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Log {
+                    level: tunesmith_engine::LogLevel::Warn,
+                    ..
+                }
+            )
+        })
+        .count();
     assert_eq!(warnings, 2);
 
     // Starting fresh over an existing run is refused, and its checkpoint is untouched.
     let ckpt = out.join("checkpoints/step-2/model.safetensors");
     let before = std::fs::read(&ckpt).unwrap();
-    let e = train(&finetune_cfg(2), &out, Restore::Fresh, &Device::Cpu, &CancelToken::new(), &mut NullSink).unwrap_err();
+    let e = train(
+        &finetune_cfg(2),
+        &out,
+        Restore::Fresh,
+        &Device::Cpu,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("already holds checkpoints"), "{e}");
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);
 }

@@ -28,14 +28,32 @@ fn torch(args: &BenchArgs, preset: &str, mode: &str, steps: usize) -> Option<f64
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let out = Command::new(&args.python)
         .arg(script)
-        .args(["--preset", preset, "--mode", mode, "--threads", &threads.to_string(), "--steps", &steps.to_string()])
+        .args([
+            "--preset",
+            preset,
+            "--mode",
+            mode,
+            "--threads",
+            &threads.to_string(),
+            "--steps",
+            &steps.to_string(),
+        ])
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!("(PyTorch reference unavailable: {})", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+        eprintln!(
+            "(PyTorch reference unavailable: {})",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
         return None;
     }
-    let line = String::from_utf8_lossy(&out.stdout).lines().last()?.to_string();
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()?
+        .to_string();
     serde_json::from_str::<serde_json::Value>(&line).ok()?["tokens_per_sec"].as_f64()
 }
 
@@ -46,7 +64,12 @@ fn ratio(ours: f64, theirs: Option<f64>) -> String {
 pub fn run(args: BenchArgs) -> Result<()> {
     let dev = device::select("auto")?;
     let mut rows = Vec::new();
-    for name in args.presets.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for name in args
+        .presets
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let p = bench::preset(name)?;
         eprintln!("{name}: training…");
         // Interleaved: ours, PyTorch, ours again; our figure is the mean of the two.

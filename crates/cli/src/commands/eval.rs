@@ -14,12 +14,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .map_err(|_| Error::file(&args.data, "is not UTF-8 text; save it as UTF-8 plain text"))?;
     let dir = source::resolve(&args.model, &mut NullSink)?;
     let loaded = load::load_dir(&dir, &dev)?;
-    let r = evaluate_text(&loaded.model, &loaded.tokenizer, &text, &CancelToken::new(), &mut NullSink)
-        .with_context(|| format!("evaluating {}", args.data.display()))?;
+    let r = evaluate_text(
+        &loaded.model,
+        &loaded.tokenizer,
+        &text,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .with_context(|| format!("evaluating {}", args.data.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
-        println!("loss: {:.6}\nperplexity: {:.4}\ntokens: {}", r.loss, r.perplexity, r.tokens);
+        println!(
+            "loss: {:.6}\nperplexity: {:.4}\ntokens: {}",
+            r.loss, r.perplexity, r.tokens
+        );
     }
     Ok(())
 }

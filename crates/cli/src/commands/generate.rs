@@ -15,19 +15,37 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     cfg.validate()?;
     let dev = device::select(&args.device)?;
     let mut term = Sink::new(false);
-    let dir = if args.json { source::resolve(&args.model, &mut NullSink)? } else { source::resolve(&args.model, &mut term)? };
+    let dir = if args.json {
+        source::resolve(&args.model, &mut NullSink)?
+    } else {
+        source::resolve(&args.model, &mut term)?
+    };
     let loaded = load::load_dir(&dir, &dev)?;
     let cancel = cancel_on_ctrl_c();
     for i in 0..cfg.n {
         if args.json {
-            let g = generate_one(&loaded.model, &loaded.tokenizer, &cfg, i as u64, &cancel, &mut NullSink)?;
+            let g = generate_one(
+                &loaded.model,
+                &loaded.tokenizer,
+                &cfg,
+                i as u64,
+                &cancel,
+                &mut NullSink,
+            )?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", serde_json::to_string(&g)?)?;
         } else {
             if i > 0 {
                 println!("\n====");
             }
-            generate_one(&loaded.model, &loaded.tokenizer, &cfg, i as u64, &cancel, &mut term)?;
+            generate_one(
+                &loaded.model,
+                &loaded.tokenizer,
+                &cfg,
+                i as u64,
+                &cancel,
+                &mut term,
+            )?;
         }
     }
     if !args.json {

@@ -67,14 +67,22 @@ pub fn cancel_on_ctrl_c() -> CancelToken {
 }
 
 /// Ends a job's event stream with `finished` or `failed`, always last.
-pub fn finish<T: serde::Serialize>(sink: &mut Sink, result: tunesmith_engine::Result<T>) -> Result<T> {
+pub fn finish<T: serde::Serialize>(
+    sink: &mut Sink,
+    result: tunesmith_engine::Result<T>,
+) -> Result<T> {
     match result {
         Ok(v) => {
-            sink.emit(Event::Finished { summary: serde_json::to_value(&v)? });
+            sink.emit(Event::Finished {
+                summary: serde_json::to_value(&v)?,
+            });
             Ok(v)
         }
         Err(e) => {
-            sink.emit(Event::Failed { kind: e.kind().into(), message: e.to_string() });
+            sink.emit(Event::Failed {
+                kind: e.kind().into(),
+                message: e.to_string(),
+            });
             ERROR_REPORTED.store(true, std::sync::atomic::Ordering::SeqCst);
             Err(e.into())
         }

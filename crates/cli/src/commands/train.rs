@@ -15,7 +15,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let result = args
         .resolve()
-        .map_err(|e| Error::Config { field: "arguments".into(), message: format!("{e:#}") })
+        .map_err(|e| Error::Config {
+            field: "arguments".into(),
+            message: format!("{e:#}"),
+        })
         .and_then(|cfg| {
             let dev = device::select(&args.device)?;
             let cancel = cancel_on_ctrl_c();
@@ -29,7 +32,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             summary.steps,
             summary.total_steps,
             summary.final_loss.map_or("-".into(), |l| format!("{l:.4}")),
-            summary.checkpoint.as_ref().map_or("-".into(), |p| p.display().to_string())
+            summary
+                .checkpoint
+                .as_ref()
+                .map_or("-".into(), |p| p.display().to_string())
         );
     }
     Ok(())

@@ -48,7 +48,10 @@ pub fn build(
     dir: &Path,
 ) -> Result<(TokenData, Manifest)> {
     if !(0.0..1.0).contains(&val_frac) {
-        return Err(Error::config("val_frac", format!("is {val_frac}; use a value from 0 to 0.5")));
+        return Err(Error::config(
+            "val_frac",
+            format!("is {val_frac}; use a value from 0 to 0.5"),
+        ));
     }
     let eot = tokenizer::eot_id(tok);
     let mut encoded = Vec::with_capacity(docs.len());
@@ -114,7 +117,10 @@ pub fn build(
 
 /// Loads a dataset written by [`build`].
 pub fn load(dir: &Path) -> Result<TokenData> {
-    Ok(TokenData { train: read_tokens(&dir.join("train.tokens"))?, val: read_tokens(&dir.join("val.tokens"))? })
+    Ok(TokenData {
+        train: read_tokens(&dir.join("train.tokens"))?,
+        val: read_tokens(&dir.join("val.tokens"))?,
+    })
 }
 
 pub fn write_tokens(path: &Path, ids: &[u32]) -> Result<()> {
@@ -125,9 +131,15 @@ pub fn write_tokens(path: &Path, ids: &[u32]) -> Result<()> {
 pub fn read_tokens(path: &Path) -> Result<Vec<u32>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.len() % 4 != 0 {
-        return Err(Error::file(path, "is not a token file (its size is not a multiple of 4 bytes)"));
+        return Err(Error::file(
+            path,
+            "is not a token file (its size is not a multiple of 4 bytes)",
+        ));
     }
-    Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// One batch: inputs and next-token targets, each `batch × block` ids, row-major.
@@ -140,8 +152,18 @@ pub struct Batch {
 
 /// `batch` random windows of `block + 1` tokens. The draw depends only on `(seed, step, micro)`,
 /// so a resumed run sees the same batches.
-pub fn sample_batch(tokens: &[u32], batch: usize, block: usize, seed: u64, step: u64, micro: u64) -> Batch {
-    assert!(tokens.len() > block, "caller checks the dataset holds one block");
+pub fn sample_batch(
+    tokens: &[u32],
+    batch: usize,
+    block: usize,
+    seed: u64,
+    step: u64,
+    micro: u64,
+) -> Batch {
+    assert!(
+        tokens.len() > block,
+        "caller checks the dataset holds one block"
+    );
     let mut rng = Rng::derive(seed, "batch", &[step, micro]);
     let mut inputs = Vec::with_capacity(batch * block);
     let mut targets = Vec::with_capacity(batch * block);
@@ -150,7 +172,12 @@ pub fn sample_batch(tokens: &[u32], batch: usize, block: usize, seed: u64, step:
         inputs.extend_from_slice(&tokens[start..start + block]);
         targets.extend_from_slice(&tokens[start + 1..start + block + 1]);
     }
-    Batch { inputs, targets, batch, block }
+    Batch {
+        inputs,
+        targets,
+        batch,
+        block,
+    }
 }
 
 #[cfg(test)]
@@ -158,19 +185,34 @@ mod tests {
     use super::*;
 
     fn doc(name: &str, text: &str) -> Document {
-        Document { source: name.into(), text: text.into() }
+        Document {
+            source: name.into(),
+            text: text.into(),
+        }
     }
 
     #[test]
     fn split_is_by_document_seeded_and_written() {
-        let texts = ["alpha beta gamma ".repeat(30), "delta epsilon ".repeat(30), "zeta eta ".repeat(30), "theta iota ".repeat(30)];
+        let texts = [
+            "alpha beta gamma ".repeat(30),
+            "delta epsilon ".repeat(30),
+            "zeta eta ".repeat(30),
+            "theta iota ".repeat(30),
+        ];
         let tok = tokenizer::train_bpe(texts.iter(), 300).unwrap();
-        let docs: Vec<Document> = texts.iter().enumerate().map(|(i, t)| doc(&format!("d{i}.txt"), t)).collect();
+        let docs: Vec<Document> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| doc(&format!("d{i}.txt"), t))
+            .collect();
         let dir = tempfile::tempdir().unwrap();
         let (data, m) = build(&docs, &tok, 0.25, 7, dir.path()).unwrap();
         assert_eq!(m.split, "documents");
         assert!(!data.val.is_empty() && !data.train.is_empty());
-        assert_eq!(m.train_tokens + m.val_tokens, m.sources.iter().map(|s| s.tokens).sum::<usize>());
+        assert_eq!(
+            m.train_tokens + m.val_tokens,
+            m.sources.iter().map(|s| s.tokens).sum::<usize>()
+        );
         let again = load(dir.path()).unwrap();
         assert_eq!(again.train, data.train);
         assert_eq!(again.val, data.val);
@@ -180,7 +222,10 @@ mod tests {
         let (one, m1) = build(&docs[..1], &tok, 0.1, 7, dir.path()).unwrap();
         assert_eq!(m1.split, "tail");
         assert!(!one.val.is_empty());
-        assert!(build(&docs, &tok, 1.0, 7, dir.path()).unwrap_err().to_string().contains("val_frac"));
+        assert!(build(&docs, &tok, 1.0, 7, dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("val_frac"));
     }
 
     #[test]

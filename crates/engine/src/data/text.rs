@@ -27,7 +27,10 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             if found.is_empty() {
                 return Err(Error::file(
                     p,
-                    format!("this folder holds no text files ({})", TEXT_EXTENSIONS.join(", ")),
+                    format!(
+                        "this folder holds no text files ({})",
+                        TEXT_EXTENSIONS.join(", ")
+                    ),
                 ));
             }
             found.sort();
@@ -60,7 +63,10 @@ fn has_text_extension(path: &Path) -> bool {
 /// Reads one text file and normalises it.
 pub fn read_document(path: &Path) -> Result<Document> {
     if !has_text_extension(path) {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("(none)");
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("(none)");
         return Err(Error::file(
             path,
             format!(
@@ -73,15 +79,24 @@ pub fn read_document(path: &Path) -> Result<Document> {
     let text = decode(path, &bytes)?;
     let text = normalise(&text);
     if text.is_empty() {
-        return Err(Error::file(path, "is empty (or only whitespace); add text or remove it"));
+        return Err(Error::file(
+            path,
+            "is empty (or only whitespace); add text or remove it",
+        ));
     }
-    Ok(Document { source: path.to_path_buf(), text })
+    Ok(Document {
+        source: path.to_path_buf(),
+        text,
+    })
 }
 
 /// UTF-8 text, tolerating a few stray bytes; binary data is refused.
 fn decode(path: &Path, bytes: &[u8]) -> Result<String> {
     let not_text = || {
-        Error::file(path, "is not a text file (it looks like binary data); remove it from the list")
+        Error::file(
+            path,
+            "is not a text file (it looks like binary data); remove it from the list",
+        )
     };
     if bytes.contains(&0) {
         return Err(not_text());
@@ -90,7 +105,10 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<String> {
         Ok(s) => Ok(s.to_string()),
         Err(_) => {
             let s = String::from_utf8_lossy(bytes);
-            let bad = s.chars().filter(|&c| c == char::REPLACEMENT_CHARACTER).count();
+            let bad = s
+                .chars()
+                .filter(|&c| c == char::REPLACEMENT_CHARACTER)
+                .count();
             // A handful of bad bytes in a real text file is common (Latin-1 quotes); keep the text.
             if bad * 100 > s.chars().count() {
                 Err(not_text())
@@ -105,7 +123,10 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<String> {
 /// trailing blank lines. Inner spacing and indentation are kept: they are part of the style the
 /// model should learn.
 pub fn normalise(text: &str) -> String {
-    let text = text.trim_start_matches('\u{feff}').replace("\r\n", "\n").replace('\r', "\n");
+    let text = text
+        .trim_start_matches('\u{feff}')
+        .replace("\r\n", "\n")
+        .replace('\r', "\n");
     let mut out = String::with_capacity(text.len());
     let mut blank_run = 0;
     for line in text.lines() {
@@ -138,17 +159,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.txt");
         std::fs::write(&empty, "  \n\n").unwrap();
-        assert!(read_document(&empty).unwrap_err().to_string().contains("is empty"));
+        assert!(read_document(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("is empty"));
         let bin = dir.path().join("bin.txt");
         std::fs::write(&bin, [0u8, 159, 146, 150, 1, 2, 3]).unwrap();
-        assert!(read_document(&bin).unwrap_err().to_string().contains("not a text file"));
+        assert!(read_document(&bin)
+            .unwrap_err()
+            .to_string()
+            .contains("not a text file"));
         let missing = dir.path().join("nope.txt");
-        assert!(read_document(&missing).unwrap_err().to_string().contains("does not exist"));
+        assert!(read_document(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
         let pdf = dir.path().join("x.pdf");
         std::fs::write(&pdf, "hi").unwrap();
-        assert!(read_document(&pdf).unwrap_err().to_string().contains(".pdf"));
+        assert!(read_document(&pdf)
+            .unwrap_err()
+            .to_string()
+            .contains(".pdf"));
         let latin1 = dir.path().join("l.txt");
-        std::fs::write(&latin1, [&b"caf\xe9"[..], &b" au lait is a drink that many people like to have in the morning. ".repeat(3)].concat()).unwrap();
+        std::fs::write(
+            &latin1,
+            [
+                &b"caf\xe9"[..],
+                &b" au lait is a drink that many people like to have in the morning. ".repeat(3),
+            ]
+            .concat(),
+        )
+        .unwrap();
         assert!(read_document(&latin1).unwrap().text.starts_with("caf"));
     }
 

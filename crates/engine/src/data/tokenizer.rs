@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::{Error, Result};
@@ -17,8 +17,9 @@ pub const EOT: &str = "<|endoftext|>";
 pub fn load(dir: &Path) -> Result<Tokenizer> {
     let json = dir.join("tokenizer.json");
     if json.is_file() {
-        return Tokenizer::from_file(&json)
-            .map_err(|e| Error::model(&json, format!("its tokenizer.json could not be read ({e})")));
+        return Tokenizer::from_file(&json).map_err(|e| {
+            Error::model(&json, format!("its tokenizer.json could not be read ({e})"))
+        });
     }
     let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
     if vocab.is_file() && merges.is_file() {
@@ -35,7 +36,12 @@ pub fn load(dir: &Path) -> Result<Tokenizer> {
 pub fn from_vocab_merges(vocab: &Path, merges: &Path) -> Result<Tokenizer> {
     let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
         .build()
-        .map_err(|e| Error::model(vocab, format!("vocab.json/merges.txt could not be read ({e})")))?;
+        .map_err(|e| {
+            Error::model(
+                vocab,
+                format!("vocab.json/merges.txt could not be read ({e})"),
+            )
+        })?;
     let mut tok = Tokenizer::new(bpe);
     tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
         .with_decoder(Some(ByteLevel::default()))
@@ -72,7 +78,8 @@ where
     tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
         .with_decoder(Some(ByteLevel::default()))
         .with_post_processor(Some(ByteLevel::new(false, true, true)));
-    tok.train(&mut trainer, texts).map_err(|e| Error::Tokenizer(format!("training failed ({e})")))?;
+    tok.train(&mut trainer, texts)
+        .map_err(|e| Error::Tokenizer(format!("training failed ({e})")))?;
     Ok(tok)
 }
 
@@ -87,7 +94,8 @@ pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 
 /// Text of `ids`, special tokens kept (so `<|endoftext|>` is visible and can act as a stop string).
 pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
-    tok.decode(ids, false).map_err(|e| Error::Tokenizer(format!("could not decode tokens ({e})")))
+    tok.decode(ids, false)
+        .map_err(|e| Error::Tokenizer(format!("could not decode tokens ({e})")))
 }
 
 /// The end-of-text id, if the tokenizer has one.
@@ -97,7 +105,9 @@ pub fn eot_id(tok: &Tokenizer) -> Option<u32> {
 
 /// Writes `tokenizer.json` atomically into `dir`.
 pub fn save(tok: &Tokenizer, dir: &Path) -> Result<()> {
-    let json = tok.to_string(false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+    let json = tok
+        .to_string(false)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
     crate::fsutil::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())
 }
 
@@ -107,7 +117,10 @@ mod tests {
 
     #[test]
     fn trained_bpe_encodes_anything_and_round_trips() {
-        let texts = ["the cat sat on the mat. ".repeat(50), "the dog ate the cat's food. ".repeat(50)];
+        let texts = [
+            "the cat sat on the mat. ".repeat(50),
+            "the dog ate the cat's food. ".repeat(50),
+        ];
         let tok = train_bpe(texts.iter(), 300).unwrap();
         assert!(tok.get_vocab_size(true) <= 300);
         let eot = eot_id(&tok).unwrap();

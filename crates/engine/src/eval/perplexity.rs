@@ -35,7 +35,11 @@ pub fn evaluate_text(
     }
     let n_ctx = model.config().n_positions;
     let (loss, _) = loss_on_tokens(model, &ids, n_ctx, usize::MAX, cancel, sink)?;
-    Ok(EvalResult { loss, perplexity: loss.exp(), tokens: ids.len() })
+    Ok(EvalResult {
+        loss,
+        perplexity: loss.exp(),
+        tokens: ids.len(),
+    })
 }
 
 /// Mean loss over consecutive windows of `window` tokens (at most `max_windows` of them); returns
@@ -48,7 +52,11 @@ pub fn loss_on_tokens(
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<(f64, usize)> {
-    let windows: Vec<&[u32]> = ids.chunks(window).filter(|w| w.len() >= 2).take(max_windows).collect();
+    let windows: Vec<&[u32]> = ids
+        .chunks(window)
+        .filter(|w| w.len() >= 2)
+        .take(max_windows)
+        .collect();
     let (mut total, mut count) = (0f64, 0usize);
     for (i, w) in windows.iter().enumerate() {
         if cancel.is_cancelled() {
@@ -68,7 +76,9 @@ pub fn loss_on_tokens(
         });
     }
     if count == 0 {
-        return Err(Error::Data("there is no text to evaluate (fewer than 2 tokens)".into()));
+        return Err(Error::Data(
+            "there is no text to evaluate (fewer than 2 tokens)".into(),
+        ));
     }
     Ok((total / count as f64, count))
 }

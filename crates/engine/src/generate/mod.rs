@@ -60,7 +60,10 @@ impl GenerateConfig {
             return Err(Error::config("top_p", "must be above 0 and at most 1"));
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return Err(Error::config("repetition_penalty", "must be above 0 (1 = off)"));
+            return Err(Error::config(
+                "repetition_penalty",
+                "must be above 0 (1 = off)",
+            ));
         }
         if self.n == 0 {
             return Err(Error::config("n", "must be at least 1"));
@@ -100,7 +103,9 @@ pub fn generate(
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<Vec<Generation>> {
-    (0..cfg.n).map(|i| generate_one(model, tok, cfg, i as u64, cancel, sink)).collect()
+    (0..cfg.n)
+        .map(|i| generate_one(model, tok, cfg, i as u64, cancel, sink))
+        .collect()
 }
 
 /// Generates sample number `index` (its own seeded stream), emitting `Token` events.
@@ -117,7 +122,9 @@ pub fn generate_one(
     let mut context = tokenizer::encode(tok, &cfg.prompt)?;
     if context.is_empty() {
         // An empty prompt starts a fresh document, the way GPT-2 was trained.
-        context.push(eot.ok_or_else(|| Error::config("prompt", "is empty; type some text to continue"))?);
+        context.push(
+            eot.ok_or_else(|| Error::config("prompt", "is empty; type some text to continue"))?,
+        );
     }
     let n_ctx = model.config().n_positions;
     let vocab = model.config().vocab_size;
@@ -162,5 +169,9 @@ pub fn generate_one(
     if !rest.is_empty() {
         sink.emit(Event::Token { text: rest });
     }
-    Ok(Generation { text: stream.text().to_string(), tokens, finish_reason: finish.into() })
+    Ok(Generation {
+        text: stream.text().to_string(),
+        tokens,
+        finish_reason: finish.into(),
+    })
 }

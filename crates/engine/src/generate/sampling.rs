@@ -18,7 +18,12 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 0.8, top_k: 40, top_p: 1.0, repetition_penalty: 1.0 }
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+        }
     }
 }
 
@@ -60,12 +65,19 @@ pub fn sample(logits: &mut [f32], context: &[u32], params: &SamplingParams, rng:
     let t = params.temperature as f32;
     // Candidates sorted by logit, most likely first.
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    idx.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    idx.sort_unstable_by(|&a, &b| {
+        logits[b as usize]
+            .total_cmp(&logits[a as usize])
+            .then(a.cmp(&b))
+    });
     if params.top_k > 0 && params.top_k < idx.len() {
         idx.truncate(params.top_k);
     }
     let max = logits[idx[0] as usize];
-    let mut probs: Vec<f64> = idx.iter().map(|&i| (((logits[i as usize] - max) / t) as f64).exp()).collect();
+    let mut probs: Vec<f64> = idx
+        .iter()
+        .map(|&i| (((logits[i as usize] - max) / t) as f64).exp())
+        .collect();
     let sum: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= sum);
     if params.top_p < 1.0 {
@@ -98,7 +110,10 @@ mod tests {
 
     #[test]
     fn greedy_picks_argmax() {
-        let p = SamplingParams { temperature: 0.0, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        };
         assert_eq!(sample(&mut [0.1, 3.0, 2.0], &[], &p, &mut Rng::new(0)), 1);
     }
 
@@ -108,19 +123,32 @@ mod tests {
         apply_repetition_penalty(&mut l, &[0, 1, 1], 2.0);
         assert_eq!(l, [1.0, -2.0, 4.0]);
         // With a penalty the greedy choice moves away from a repeated token.
-        let p = SamplingParams { temperature: 0.0, repetition_penalty: 3.0, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 3.0,
+            ..Default::default()
+        };
         assert_eq!(sample(&mut [3.0, 2.0], &[0], &p, &mut Rng::new(0)), 1);
     }
 
     #[test]
     fn top_k_one_is_greedy_and_top_p_cuts_the_tail() {
         let mut rng = Rng::new(3);
-        let k1 = SamplingParams { temperature: 1.0, top_k: 1, ..Default::default() };
+        let k1 = SamplingParams {
+            temperature: 1.0,
+            top_k: 1,
+            ..Default::default()
+        };
         for _ in 0..20 {
             assert_eq!(sample(&mut [0.0, 1.0, 0.5], &[], &k1, &mut rng), 1);
         }
         // probs ≈ [0.665, 0.245, 0.09]: top_p 0.6 keeps only the first.
-        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.6, repetition_penalty: 1.0 };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.6,
+            repetition_penalty: 1.0,
+        };
         for _ in 0..20 {
             assert_eq!(sample(&mut [2.0, 1.0, 0.0], &[], &p, &mut rng), 0);
         }
@@ -129,9 +157,16 @@ mod tests {
     #[test]
     fn sampling_follows_the_distribution() {
         let mut rng = Rng::new(9);
-        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0 };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+        };
         let n = 20_000;
-        let ones = (0..n).filter(|_| sample(&mut [0.0, (3f32).ln()], &[], &p, &mut rng) == 1).count();
+        let ones = (0..n)
+            .filter(|_| sample(&mut [0.0, (3f32).ln()], &[], &p, &mut rng) == 1)
+            .count();
         let frac = ones as f64 / n as f64;
         assert!((frac - 0.75).abs() < 0.02, "{frac}");
     }

@@ -67,7 +67,12 @@ impl<'a> TextStream<'a> {
         if self.stopped {
             return String::new();
         }
-        if let Some(cut) = self.stops.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+        if let Some(cut) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
             self.text.truncate(cut);
             self.stopped = true;
             return self.take(cut);

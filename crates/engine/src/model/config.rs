@@ -108,14 +108,20 @@ impl Gpt2Config {
         if self.model_type != "gpt2" {
             return Err(Error::config(
                 "model_type",
-                format!("is `{}`; this version of Tunesmith trains GPT-2 models only", self.model_type),
+                format!(
+                    "is `{}`; this version of Tunesmith trains GPT-2 models only",
+                    self.model_type
+                ),
             ));
         }
         if self.vocab_size == 0 {
             return bad("vocab_size", "must be at least 1");
         }
         if self.n_layer == 0 || self.n_head == 0 || self.n_embd == 0 || self.n_positions == 0 {
-            return bad("n_layer/n_head/n_embd/n_positions", "must all be at least 1");
+            return bad(
+                "n_layer/n_head/n_embd/n_positions",
+                "must all be at least 1",
+            );
         }
         if self.n_embd % self.n_head != 0 {
             return bad("n_embd", "must be divisible by n_head");
@@ -138,14 +144,20 @@ impl Gpt2Config {
         let cfg: Gpt2Config = serde_json::from_str(&text).map_err(|e| {
             Error::model(path, format!("its config.json is not a GPT-2 config ({e})"))
         })?;
-        cfg.validate().map_err(|e| Error::model(path, e.to_string()))?;
+        cfg.validate()
+            .map_err(|e| Error::model(path, e.to_string()))?;
         Ok(cfg)
     }
 
     /// Parameter count with the head tied to the token embedding.
     pub fn num_params(&self) -> usize {
         let c = self.n_embd;
-        let per_layer = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + 2 * (c * self.inner()) + self.inner() + c;
+        let per_layer = 2 * 2 * c
+            + (c * 3 * c + 3 * c)
+            + (c * c + c)
+            + 2 * (c * self.inner())
+            + self.inner()
+            + c;
         self.vocab_size * c + self.n_positions * c + self.n_layer * per_layer + 2 * c
     }
 

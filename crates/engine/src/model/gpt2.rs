@@ -20,13 +20,16 @@ pub type Weights = HashMap<String, Tensor>;
 pub struct DropoutRng(pub Rng);
 
 fn dropout(x: &Tensor, p: f32, rng: &mut Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
-    let Some(rng) = rng.as_mut() else { return Ok(x.clone()) };
+    let Some(rng) = rng.as_mut() else {
+        return Ok(x.clone());
+    };
     if p <= 0.0 {
         return Ok(x.clone());
     }
     let scale = 1.0 / (1.0 - p);
-    let mask: Vec<f32> =
-        (0..x.elem_count()).map(|_| if rng.0.next_f32() >= p { scale } else { 0.0 }).collect();
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.0.next_f32() >= p { scale } else { 0.0 })
+        .collect();
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
 }
 
@@ -35,7 +38,10 @@ fn get(w: &Weights, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> 
         .get(name)
         .ok_or_else(|| candle_core::Error::Msg(format!("missing weight `{name}`")))?;
     if t.dims() != shape {
-        candle_core::bail!("weight `{name}` has shape {:?}, expected {shape:?}", t.dims());
+        candle_core::bail!(
+            "weight `{name}` has shape {:?}, expected {shape:?}",
+            t.dims()
+        );
     }
     Ok(t.clone())
 }
@@ -172,7 +178,15 @@ struct Attention {
 fn causal_mask(t: usize, tk: usize, device: &Device) -> candle_core::Result<Tensor> {
     let offset = tk - t;
     let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..tk).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            (0..tk).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
     Tensor::from_vec(mask, (t, tk), device)
 }
@@ -189,7 +203,11 @@ impl Attention {
         let c = x.dim(1)?;
         let (h, d) = (self.n_head, c / self.n_head);
         // qkv: (B·T, 3C) -> (3, B, H, T, D)
-        let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, h, d))?.permute((2, 0, 3, 1, 4))?;
+        let qkv = self
+            .c_attn
+            .forward(x)?
+            .reshape((b, t, 3, h, d))?
+            .permute((2, 0, 3, 1, 4))?;
         let q = qkv.get(0)?.contiguous()?;
         let mut k = qkv.get(1)?.contiguous()?;
         let mut v = qkv.get(2)?.contiguous()?;
@@ -214,7 +232,12 @@ impl Attention {
 }
 
 fn attention_scale(cfg: &Gpt2Config, layer: usize) -> f64 {
-    let flag = |k: &str, default: bool| cfg.extra.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
+    let flag = |k: &str, default: bool| {
+        cfg.extra
+            .get(k)
+            .and_then(|v| v.as_bool())
+            .unwrap_or(default)
+    };
     let mut scale = 1.0;
     if flag("scale_attn_weights", true) {
         scale /= (cfg.head_dim() as f64).sqrt();
@@ -233,7 +256,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor, rng: &mut Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
         let hidden = self.c_fc.forward(x)?;
         let hidden = match self.activation.as_str() {
             "gelu" => hidden.gelu_erf()?,
@@ -304,7 +331,9 @@ impl Gpt2 {
             cfg: cfg.clone(),
             wte: get(weights, "wte.weight", &[cfg.vocab_size, c])?,
             wpe: get(weights, "wpe.weight", &[cfg.n_positions, c])?,
-            blocks: (0..cfg.n_layer).map(|i| Block::new(weights, i, cfg)).collect::<Result<_, _>>()?,
+            blocks: (0..cfg.n_layer)
+                .map(|i| Block::new(weights, i, cfg))
+                .collect::<Result<_, _>>()?,
             ln_f: Norm::new(weights, "ln_f", cfg)?,
         })
     }
@@ -338,7 +367,11 @@ impl Gpt2 {
         let pos = Tensor::arange(offset as u32, (offset + t) as u32, ids.device())?;
         let pos = self.wpe.embedding_forward(&pos)?; // (T, C)
         let x = tok.reshape((b, t, self.cfg.n_embd))?.broadcast_add(&pos)?;
-        let mut x = dropout(&x.reshape((b * t, self.cfg.n_embd))?, self.cfg.embd_pdrop, &mut rng)?;
+        let mut x = dropout(
+            &x.reshape((b * t, self.cfg.n_embd))?,
+            self.cfg.embd_pdrop,
+            &mut rng,
+        )?;
         if let Some(c) = cache.as_mut() {
             c.layers.resize(self.blocks.len(), None);
         }
@@ -357,7 +390,8 @@ impl Gpt2 {
     /// Full-sequence logits `(B, T, V)`.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        self.logits(&self.hidden(ids, None, None)?)?.reshape((b, t, self.cfg.vocab_size))
+        self.logits(&self.hidden(ids, None, None)?)?
+            .reshape((b, t, self.cfg.vocab_size))
     }
 
     /// Mean cross-entropy of next-token prediction; `targets` has one id per row of `hidden`

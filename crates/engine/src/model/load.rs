@@ -27,7 +27,12 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let tokenizer = tokenizer::load(dir)?;
     check_vocab(dir, &config, &tokenizer)?;
     let model = Gpt2::new(&weights, &config)?;
-    Ok(LoadedModel { model, tokenizer, config, dir: dir.to_path_buf() })
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        config,
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// The folder's `config.json`, with a plain error if this is not a model folder.
@@ -64,16 +69,24 @@ pub fn read_weights(dir: &Path, cfg: &Gpt2Config, device: &Device) -> Result<Wei
         let tensors = candle_core::safetensors::load(&file, device).map_err(|e| {
             Error::model(
                 &file,
-                format!("the weights file is damaged or incomplete ({e}); download or copy it again"),
+                format!(
+                    "the weights file is damaged or incomplete ({e}); download or copy it again"
+                ),
             )
         })?;
         raw.extend(tensors);
     }
     let mut weights = Weights::new();
     for (name, t) in raw {
-        let name = name.strip_prefix("transformer.").unwrap_or(&name).to_string();
+        let name = name
+            .strip_prefix("transformer.")
+            .unwrap_or(&name)
+            .to_string();
         // The causal-mask buffers of old checkpoints and the tied head carry no information.
-        if name == "lm_head.weight" || name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") {
+        if name == "lm_head.weight"
+            || name.ends_with(".attn.bias")
+            || name.ends_with(".attn.masked_bias")
+        {
             continue;
         }
         weights.insert(name, t.to_dtype(DType::F32)?);
@@ -82,9 +95,10 @@ pub fn read_weights(dir: &Path, cfg: &Gpt2Config, device: &Device) -> Result<Wei
     for (name, shape) in weight_shapes(cfg) {
         match weights.get(&name) {
             None => problems.push(format!("`{name}` is missing")),
-            Some(t) if t.dims() != shape.as_slice() => {
-                problems.push(format!("`{name}` has shape {:?}, config.json says {shape:?}", t.dims()))
-            }
+            Some(t) if t.dims() != shape.as_slice() => problems.push(format!(
+                "`{name}` has shape {:?}, config.json says {shape:?}",
+                t.dims()
+            )),
             _ => {}
         }
     }
@@ -93,7 +107,10 @@ pub fn read_weights(dir: &Path, cfg: &Gpt2Config, device: &Device) -> Result<Wei
         problems.truncate(3);
         return Err(Error::model(
             dir,
-            format!("its weights do not match its config.json ({n} problems, e.g. {})", problems.join("; ")),
+            format!(
+                "its weights do not match its config.json ({n} problems, e.g. {})",
+                problems.join("; ")
+            ),
         ));
     }
     Ok(weights)
@@ -111,7 +128,12 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .map_err(|e| Error::model(&index, format!("the index is not valid JSON ({e})")))?;
         let mut files: Vec<PathBuf> = v["weight_map"]
             .as_object()
-            .map(|m| m.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect())
+            .map(|m| {
+                m.values()
+                    .filter_map(|f| f.as_str())
+                    .map(|f| dir.join(f))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files.dedup();
@@ -128,7 +150,10 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Saves weights under HF's names (`transformer.` prefix), loadable by transformers.
 pub fn save_weights(weights: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let prefixed: HashMap<String, Tensor> =
-        weights.iter().map(|(k, v)| (format!("transformer.{k}"), v.clone())).collect();
-    candle_core::safetensors::save(&prefixed, path).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    let prefixed: HashMap<String, Tensor> = weights
+        .iter()
+        .map(|(k, v)| (format!("transformer.{k}"), v.clone()))
+        .collect();
+    candle_core::safetensors::save(&prefixed, path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }

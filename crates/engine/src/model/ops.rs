@@ -85,14 +85,14 @@ impl CustomOp1 for Softmax {
         let dx = with_data(y, |y| {
             with_data(g, |g| {
                 let mut dx = vec![0f32; y.len()];
-                dx.par_chunks_mut(n).zip(y.par_chunks(n).zip(g.par_chunks(n))).for_each(
-                    |(dx, (y, g))| {
+                dx.par_chunks_mut(n)
+                    .zip(y.par_chunks(n).zip(g.par_chunks(n)))
+                    .for_each(|(dx, (y, g))| {
                         let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
                         for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
                             *dx = y * (g - dot);
                         }
-                    },
-                );
+                    });
                 dx
             })
         })??;
@@ -106,7 +106,11 @@ impl CustomOp1 for Softmax {
 /// `(x − mean) / sqrt(var + eps) ⊙ w + b` over the last dimension, differentiable in x, w and b.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     if fused(x) {
-        x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNorm { eps: eps as f32 })
+        x.contiguous()?.apply_op3(
+            &w.contiguous()?,
+            &b.contiguous()?,
+            LayerNorm { eps: eps as f32 },
+        )
     } else {
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
@@ -145,7 +149,11 @@ impl CustomOp3 for LayerNorm {
         let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let n = last_dim(l1.shape())?;
         if w.len() != n || b.len() != n {
-            bail!("layer norm: weight/bias length {} / {} vs width {n}", w.len(), b.len());
+            bail!(
+                "layer norm: weight/bias length {} / {} vs width {n}",
+                w.len(),
+                b.len()
+            );
         }
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
@@ -173,10 +181,15 @@ impl CustomOp3 for LayerNorm {
                 with_data(g, |g| {
                     let mut dx = vec![0f32; x.len()];
                     // Rows are processed in chunks; each chunk keeps partial dw/db sums.
-                    let rows_per_chunk = (x.len() / n).div_ceil(rayon::current_num_threads() * 4).max(1);
+                    let rows_per_chunk = (x.len() / n)
+                        .div_ceil(rayon::current_num_threads() * 4)
+                        .max(1);
                     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
                         .par_chunks_mut(n * rows_per_chunk)
-                        .zip(x.par_chunks(n * rows_per_chunk).zip(g.par_chunks(n * rows_per_chunk)))
+                        .zip(
+                            x.par_chunks(n * rows_per_chunk)
+                                .zip(g.par_chunks(n * rows_per_chunk)),
+                        )
                         .map(|(dx, (x, g))| {
                             let mut dw = vec![0f32; n];
                             let mut db = vec![0f32; n];
@@ -227,9 +240,15 @@ impl CustomOp3 for LayerNorm {
 pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
     let (n, v) = logits.dims2()?;
     if n != targets.len() {
-        bail!("cross entropy: {n} rows of logits but {} targets", targets.len());
+        bail!(
+            "cross entropy: {n} rows of logits but {} targets",
+            targets.len()
+        );
     }
-    if let Some(&t) = targets.iter().find(|&&t| t != IGNORE_INDEX && t as usize >= v) {
+    if let Some(&t) = targets
+        .iter()
+        .find(|&&t| t != IGNORE_INDEX && t as usize >= v)
+    {
         bail!("cross entropy: target id {t} is outside the vocabulary of {v}");
     }
     let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
@@ -237,11 +256,20 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Te
         bail!("cross entropy: every target is masked");
     }
     if fused(logits) {
-        logits.contiguous()?.apply_op1(CrossEntropy { targets: targets.to_vec(), count })
+        logits.contiguous()?.apply_op1(CrossEntropy {
+            targets: targets.to_vec(),
+            count,
+        })
     } else {
         // Masked positions point at class 0 and are zeroed by the weight.
-        let ids: Vec<u32> = targets.iter().map(|&t| if t == IGNORE_INDEX { 0 } else { t }).collect();
-        let keep: Vec<f32> = targets.iter().map(|&t| (t != IGNORE_INDEX) as u8 as f32).collect();
+        let ids: Vec<u32> = targets
+            .iter()
+            .map(|&t| if t == IGNORE_INDEX { 0 } else { t })
+            .collect();
+        let keep: Vec<f32> = targets
+            .iter()
+            .map(|&t| (t != IGNORE_INDEX) as u8 as f32)
+            .collect();
         let dev = logits.device();
         let ids = Tensor::from_vec(ids, n, dev)?;
         let keep = Tensor::from_vec(keep, n, dev)?;
@@ -277,7 +305,10 @@ impl CustomOp1 for CrossEntropy {
             .filter(|(_, &t)| t != IGNORE_INDEX)
             .map(|(row, &t)| (logsumexp(row) - row[t as usize]) as f64)
             .sum();
-        Ok((CpuStorage::F32(vec![(total / self.count as f64) as f32]), Shape::from(())))
+        Ok((
+            CpuStorage::F32(vec![(total / self.count as f64) as f32]),
+            Shape::from(()),
+        ))
     }
 
     // d loss / d logits = g · (softmax − onehot) / count, zero on ignored rows.
@@ -286,8 +317,9 @@ impl CustomOp1 for CrossEntropy {
         let v = last_dim(x.shape())?;
         let dx = with_data(x, |x| {
             let mut dx = vec![0f32; x.len()];
-            dx.par_chunks_mut(v).zip(x.par_chunks(v).zip(self.targets.par_iter())).for_each(
-                |(dx, (row, &t))| {
+            dx.par_chunks_mut(v)
+                .zip(x.par_chunks(v).zip(self.targets.par_iter()))
+                .for_each(|(dx, (row, &t))| {
                     if t == IGNORE_INDEX {
                         return;
                     }
@@ -296,8 +328,7 @@ impl CustomOp1 for CrossEntropy {
                         *d = (r - lse).exp() * scale;
                     }
                     dx[t as usize] -= scale;
-                },
-            );
+                });
             dx
         })?;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
@@ -312,12 +343,25 @@ mod tests {
     fn rand(shape: &[usize], seed: u64) -> Tensor {
         let mut r = crate::rng::Rng::new(seed);
         let n: usize = shape.iter().product();
-        Tensor::from_vec((0..n).map(|_| r.normal()).collect::<Vec<f32>>(), shape, &Device::Cpu)
-            .unwrap()
+        Tensor::from_vec(
+            (0..n).map(|_| r.normal()).collect::<Vec<f32>>(),
+            shape,
+            &Device::Cpu,
+        )
+        .unwrap()
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     /// Gradients of `loss(op(x))` for the fused op and the reference composition agree.
@@ -328,10 +372,17 @@ mod tests {
     ) {
         let weights = rand(fused(inputs).dims(), 99);
         let run = |f: &dyn Fn(&[Tensor]) -> Tensor| {
-            let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+            let vars: Vec<Var> = inputs
+                .iter()
+                .map(|t| Var::from_tensor(t).unwrap())
+                .collect();
             let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
             let out = f(&ts);
-            let loss = if out.rank() == 0 { out.clone() } else { (&out * &weights).unwrap().sum_all().unwrap() };
+            let loss = if out.rank() == 0 {
+                out.clone()
+            } else {
+                (&out * &weights).unwrap().sum_all().unwrap()
+            };
             let grads = loss.backward().unwrap();
             let gs: Vec<Tensor> = vars.iter().map(|v| grads.get(v).unwrap().clone()).collect();
             (out, gs)
@@ -340,7 +391,11 @@ mod tests {
         let (out_b, gb) = run(&reference);
         assert!(max_diff(&out_a, &out_b) < 1e-5, "forward differs");
         for (a, b) in ga.iter().zip(&gb) {
-            assert!(max_diff(a, b) < 1e-4, "gradient differs by {}", max_diff(a, b));
+            assert!(
+                max_diff(a, b) < 1e-4,
+                "gradient differs by {}",
+                max_diff(a, b)
+            );
         }
     }
 
@@ -360,10 +415,19 @@ mod tests {
             let mean = t[0].mean_keepdim(D::Minus1).unwrap();
             let xc = t[0].broadcast_sub(&mean).unwrap();
             let var = xc.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
-            let xhat = xc.broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap()).unwrap();
-            xhat.broadcast_mul(&t[1]).unwrap().broadcast_add(&t[2]).unwrap()
+            let xhat = xc
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap();
+            xhat.broadcast_mul(&t[1])
+                .unwrap()
+                .broadcast_add(&t[2])
+                .unwrap()
         };
-        check_grads(&[x, w, b], |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(), reference);
+        check_grads(
+            &[x, w, b],
+            |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+            reference,
+        );
     }
 
     #[test]
@@ -379,7 +443,11 @@ mod tests {
                 .collect();
             (Tensor::stack(&rows, 0).unwrap().mean_all().unwrap() * -1.0).unwrap()
         };
-        check_grads(&[rand(&[6, 10], 5)], |t| cross_entropy(&t[0], &targets).unwrap(), reference);
+        check_grads(
+            &[rand(&[6, 10], 5)],
+            |t| cross_entropy(&t[0], &targets).unwrap(),
+            reference,
+        );
     }
 
     #[test]

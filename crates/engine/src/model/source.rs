@@ -12,14 +12,23 @@ pub fn resolve(source: &str, sink: &mut impl ProgressSink) -> Result<PathBuf> {
     let path = Path::new(source);
     if path.exists() {
         if RunDir::is_run(path) && !path.join("config.json").is_file() {
-            return RunDir::new(path).latest_checkpoint().map(|(_, p)| p).ok_or_else(|| {
-                Error::model(path, "this run has no checkpoint yet; train it for a few steps first")
-            });
+            return RunDir::new(path)
+                .latest_checkpoint()
+                .map(|(_, p)| p)
+                .ok_or_else(|| {
+                    Error::model(
+                        path,
+                        "this run has no checkpoint yet; train it for a few steps first",
+                    )
+                });
         }
         return Ok(path.to_path_buf());
     }
     if hub::is_hub_id(source) {
         return hub::download(source, &paths::hub_cache(), sink);
     }
-    Err(Error::file(path, "does not exist; give a model folder, a run folder or a hub id such as gpt2"))
+    Err(Error::file(
+        path,
+        "does not exist; give a model folder, a run folder or a hub id such as gpt2",
+    ))
 }

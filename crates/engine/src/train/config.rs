@@ -103,10 +103,33 @@ impl TrainConfig {
     pub fn preset(name: &str) -> Result<Self> {
         let base = TrainConfig::default();
         Ok(match name {
-            "quick" => TrainConfig { steps: Some(200), lr: 1e-3, warmup: 10, eval_every: 50, sample_every: 50, save_every: 100, ..base },
-            "balanced" => TrainConfig { steps: Some(1000), ..base },
-            "thorough" => TrainConfig { steps: Some(4000), lr: 2e-4, warmup: 100, save_every: 500, eval_every: 250, ..base },
-            other => return Err(Error::config("preset", format!("is `{other}`; use quick, balanced or thorough"))),
+            "quick" => TrainConfig {
+                steps: Some(200),
+                lr: 1e-3,
+                warmup: 10,
+                eval_every: 50,
+                sample_every: 50,
+                save_every: 100,
+                ..base
+            },
+            "balanced" => TrainConfig {
+                steps: Some(1000),
+                ..base
+            },
+            "thorough" => TrainConfig {
+                steps: Some(4000),
+                lr: 2e-4,
+                warmup: 100,
+                save_every: 500,
+                eval_every: 250,
+                ..base
+            },
+            other => {
+                return Err(Error::config(
+                    "preset",
+                    format!("is `{other}`; use quick, balanced or thorough"),
+                ))
+            }
         })
     }
 
@@ -114,19 +137,31 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let err = |f: &str, m: String| Err(Error::config(f, m));
         if !(self.lr > 0.0 && self.lr.is_finite() && self.lr < 1.0) {
-            return err("lr", format!("is {}; the learning rate must be above 0 and below 1 (try 3e-4)", self.lr));
+            return err(
+                "lr",
+                format!(
+                    "is {}; the learning rate must be above 0 and below 1 (try 3e-4)",
+                    self.lr
+                ),
+            );
         }
         if self.batch_size == 0 {
             return err("batch_size", "is 0; it must be at least 1".into());
         }
         if self.block_size < 2 {
-            return err("block_size", format!("is {}; it must be at least 2 tokens", self.block_size));
+            return err(
+                "block_size",
+                format!("is {}; it must be at least 2 tokens", self.block_size),
+            );
         }
         if self.grad_accum == 0 {
             return err("grad_accum", "is 0; it must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.val_frac) || self.val_frac > 0.5 {
-            return err("val_frac", format!("is {}; use a value from 0 to 0.5 (e.g. 0.1)", self.val_frac));
+            return err(
+                "val_frac",
+                format!("is {}; use a value from 0 to 0.5 (e.g. 0.1)", self.val_frac),
+            );
         }
         if let Some(p) = self.dropout {
             if !(0.0..1.0).contains(&p) {
@@ -134,10 +169,16 @@ impl TrainConfig {
             }
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return err("weight_decay", format!("is {}; it must be 0 or more", self.weight_decay));
+            return err(
+                "weight_decay",
+                format!("is {}; it must be 0 or more", self.weight_decay),
+            );
         }
         if !(self.clip >= 0.0 && self.clip.is_finite()) {
-            return err("clip", format!("is {}; it must be 0 (off) or more", self.clip));
+            return err(
+                "clip",
+                format!("is {}; it must be 0 (off) or more", self.clip),
+            );
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return err("beta1/beta2", "must be from 0 to below 1".into());
@@ -164,11 +205,17 @@ impl TrainConfig {
                 return err("scratch", format!("is `{p}`; use tiny, small or base"));
             }
             if self.vocab_size < 257 {
-                return err("vocab_size", format!("is {}; it must be at least 257", self.vocab_size));
+                return err(
+                    "vocab_size",
+                    format!("is {}; it must be at least 257", self.vocab_size),
+                );
             }
         }
         if self.data.is_empty() {
-            return err("data", "is empty; give at least one text file or folder".into());
+            return err(
+                "data",
+                "is empty; give at least one text file or folder".into(),
+            );
         }
         Ok(())
     }
@@ -182,7 +229,9 @@ impl TrainConfig {
     pub fn total_steps(&self, train_tokens: usize) -> u64 {
         match (self.steps, self.epochs) {
             (Some(s), _) => s,
-            (None, Some(e)) => ((e * train_tokens as f64) / self.tokens_per_step() as f64).ceil().max(1.0) as u64,
+            (None, Some(e)) => ((e * train_tokens as f64) / self.tokens_per_step() as f64)
+                .ceil()
+                .max(1.0) as u64,
             (None, None) => DEFAULT_STEPS,
         }
     }
@@ -193,7 +242,10 @@ mod tests {
     use super::*;
 
     fn ok() -> TrainConfig {
-        TrainConfig { data: vec!["x.txt".into()], ..Default::default() }
+        TrainConfig {
+            data: vec!["x.txt".into()],
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -201,13 +253,55 @@ mod tests {
         let cases: Vec<(TrainConfig, &str)> = vec![
             (TrainConfig { lr: 0.0, ..ok() }, "lr"),
             (TrainConfig { lr: -1.0, ..ok() }, "lr"),
-            (TrainConfig { batch_size: 0, ..ok() }, "batch_size"),
-            (TrainConfig { val_frac: 1.0, ..ok() }, "val_frac"),
-            (TrainConfig { block_size: 1, ..ok() }, "block_size"),
-            (TrainConfig { dropout: Some(1.5), ..ok() }, "dropout"),
-            (TrainConfig { steps: Some(0), ..ok() }, "steps"),
-            (TrainConfig { data: vec![], ..ok() }, "data"),
-            (TrainConfig { model: ModelSpec::Scratch("huge".into()), ..ok() }, "scratch"),
+            (
+                TrainConfig {
+                    batch_size: 0,
+                    ..ok()
+                },
+                "batch_size",
+            ),
+            (
+                TrainConfig {
+                    val_frac: 1.0,
+                    ..ok()
+                },
+                "val_frac",
+            ),
+            (
+                TrainConfig {
+                    block_size: 1,
+                    ..ok()
+                },
+                "block_size",
+            ),
+            (
+                TrainConfig {
+                    dropout: Some(1.5),
+                    ..ok()
+                },
+                "dropout",
+            ),
+            (
+                TrainConfig {
+                    steps: Some(0),
+                    ..ok()
+                },
+                "steps",
+            ),
+            (
+                TrainConfig {
+                    data: vec![],
+                    ..ok()
+                },
+                "data",
+            ),
+            (
+                TrainConfig {
+                    model: ModelSpec::Scratch("huge".into()),
+                    ..ok()
+                },
+                "scratch",
+            ),
         ];
         for (cfg, field) in cases {
             let e = cfg.validate().unwrap_err().to_string();
@@ -219,14 +313,29 @@ mod tests {
 
     #[test]
     fn epochs_become_steps() {
-        let c = TrainConfig { epochs: Some(2.0), batch_size: 2, block_size: 10, ..ok() };
+        let c = TrainConfig {
+            epochs: Some(2.0),
+            batch_size: 2,
+            block_size: 10,
+            ..ok()
+        };
         assert_eq!(c.total_steps(105), 11);
-        assert_eq!(TrainConfig { steps: Some(7), ..ok() }.total_steps(1), 7);
+        assert_eq!(
+            TrainConfig {
+                steps: Some(7),
+                ..ok()
+            }
+            .total_steps(1),
+            7
+        );
     }
 
     #[test]
     fn config_round_trips_through_json() {
-        let c = TrainConfig { model: ModelSpec::Source("gpt2".into()), ..ok() };
+        let c = TrainConfig {
+            model: ModelSpec::Source("gpt2".into()),
+            ..ok()
+        };
         let back: TrainConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
     }

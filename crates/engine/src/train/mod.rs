@@ -79,12 +79,28 @@ pub fn train(
         (Some((_, ckpt)), Restore::Latest) => resume(&run, ckpt, device, sink)?,
         (None, _) => prepare_fresh(cfg, &run, device, sink)?,
     };
-    let Prepared { mut model_cfg, tok, weights, data, state } = prepared;
+    let Prepared {
+        mut model_cfg,
+        tok,
+        weights,
+        data,
+        state,
+    } = prepared;
     if let Some(p) = cfg.dropout {
-        (model_cfg.embd_pdrop, model_cfg.attn_pdrop, model_cfg.resid_pdrop) = (p, p, p);
+        (
+            model_cfg.embd_pdrop,
+            model_cfg.attn_pdrop,
+            model_cfg.resid_pdrop,
+        ) = (p, p, p);
     }
     if cfg.block_size > model_cfg.n_positions {
-        return Err(Error::config("block_size", format!("is {}, longer than this model's context of {} tokens", cfg.block_size, model_cfg.n_positions)));
+        return Err(Error::config(
+            "block_size",
+            format!(
+                "is {}, longer than this model's context of {} tokens",
+                cfg.block_size, model_cfg.n_positions
+            ),
+        ));
     }
     if data.train.len() <= cfg.block_size {
         return Err(Error::Data(format!(
@@ -125,27 +141,62 @@ pub fn train(
         step,
         total_steps: total,
         best_val_loss: best_val,
-        created_unix: run.read_info().ok().flatten().map_or(now_unix(), |i| i.created_unix),
+        created_unix: run
+            .read_info()
+            .ok()
+            .flatten()
+            .map_or(now_unix(), |i| i.created_unix),
         updated_unix: now_unix(),
         error: None,
     };
     run.write_info(&info)?;
     sink.log(format!(
         "training {} parameters on {} train / {} validation tokens, {} steps on {}",
-        model_cfg.num_params(), data.train.len(), data.val.len(), total, info.device
+        model_cfg.num_params(),
+        data.train.len(),
+        data.val.len(),
+        total,
+        info.device
     ));
 
-    let save = |step: u64, opt: &AdamW, best_val: Option<f32>, tokens_seen: u64, sink: &mut dyn FnMut(Event)| -> Result<PathBuf> {
-        let state = CheckpointState { step, total_steps: total, optimizer_t: opt.t, best_val_loss: best_val, tokens_seen };
+    let save = |step: u64,
+                opt: &AdamW,
+                best_val: Option<f32>,
+                tokens_seen: u64,
+                sink: &mut dyn FnMut(Event)|
+     -> Result<PathBuf> {
+        let state = CheckpointState {
+            step,
+            total_steps: total,
+            optimizer_t: opt.t,
+            best_val_loss: best_val,
+            tokens_seen,
+        };
         let mut cfg_out = model_cfg.clone();
         cfg_out.eos_token_id = tokenizer::eot_id(&tok).or(cfg_out.eos_token_id);
         cfg_out.bos_token_id = cfg_out.eos_token_id;
-        let path = run.save_checkpoint(&state, &tensors, &opt.state_tensors(), &tok, &cfg_out, cfg.keep_checkpoints)?;
-        sink(Event::Checkpoint { step, path: path.display().to_string() });
+        let path = run.save_checkpoint(
+            &state,
+            &tensors,
+            &opt.state_tensors(),
+            &tok,
+            &cfg_out,
+            cfg.keep_checkpoints,
+        )?;
+        sink(Event::Checkpoint {
+            step,
+            path: path.display().to_string(),
+        });
         Ok(path)
     };
 
-    let hp = |lr: f64| AdamWParams { lr, beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weight_decay: cfg.weight_decay };
+    let hp = |lr: f64| AdamWParams {
+        lr,
+        beta1: cfg.beta1,
+        beta2: cfg.beta2,
+        eps: 1e-8,
+        weight_decay: cfg.weight_decay,
+    };
     let mut last_loss = None;
     let mut val_loss = None;
     let mut last_checkpoint = None;
@@ -159,12 +210,25 @@ pub fn train(
         }
         let started = Instant::now();
         // 2. learning rate for this step
-        let lr = schedule::lr_at(step, total, cfg.warmup.min(total), cfg.lr, cfg.lr * cfg.min_lr_ratio);
+        let lr = schedule::lr_at(
+            step,
+            total,
+            cfg.warmup.min(total),
+            cfg.lr,
+            cfg.lr * cfg.min_lr_ratio,
+        );
         // 3. forward, loss and backward over the micro-batches; gradients accumulate
         let mut grads: Option<candle_core::backprop::GradStore> = None;
         let mut loss_sum = 0f32;
         for micro in 0..cfg.grad_accum as u64 {
-            let batch = dataset::sample_batch(&data.train, cfg.batch_size, cfg.block_size, cfg.seed, step, micro);
+            let batch = dataset::sample_batch(
+                &data.train,
+                cfg.batch_size,
+                cfg.block_size,
+                cfg.seed,
+                step,
+                micro,
+            );
             let ids = Tensor::from_vec(batch.inputs, (batch.batch, batch.block), device)?;
             let mut drop = DropoutRng(Rng::derive(cfg.seed, "dropout", &[step, micro]));
             let hidden = model.hidden(&ids, None, Some(&mut drop))?;
@@ -187,12 +251,19 @@ pub fn train(
         let grads = grads.expect("grad_accum >= 1");
         let loss = loss_sum / cfg.grad_accum as f32;
         if !loss.is_finite() {
-            return Err(Error::Data(format!("the loss became {loss} at step {}; lower the learning rate (lr) and start again", step + 1)));
+            return Err(Error::Data(format!(
+                "the loss became {loss} at step {}; lower the learning rate (lr) and start again",
+                step + 1
+            )));
         }
         // 4. clip the global gradient norm (of the averaged gradient) and take the AdamW step
         let scale = 1.0 / cfg.grad_accum as f64;
         let norm = opt.grad_norm(&grads)? * scale;
-        opt.step(&grads, scale * schedule::clip_factor(norm, cfg.clip), hp(lr))?;
+        opt.step(
+            &grads,
+            scale * schedule::clip_factor(norm, cfg.clip),
+            hp(lr),
+        )?;
         drop(grads);
         step += 1;
         tokens_seen += cfg.tokens_per_step();
@@ -223,7 +294,9 @@ pub fn train(
             sample(&model, &tok, cfg, step, &run, sink)?;
         }
         if cfg.save_every > 0 && step % cfg.save_every == 0 && step < total {
-            last_checkpoint = Some(save(step, &opt, best_val, tokens_seen, &mut |e| sink.emit(e))?);
+            last_checkpoint = Some(save(step, &opt, best_val, tokens_seen, &mut |e| {
+                sink.emit(e)
+            })?);
             info.step = step;
             info.best_val_loss = best_val;
             info.updated_unix = now_unix();
@@ -233,11 +306,25 @@ pub fn train(
 
     // Final validation (when finished) and a checkpoint of where we are.
     if !stopped {
-        val_loss = validate(&model, &data.val, cfg, step, &run, &CancelToken::new(), sink)?.or(val_loss);
+        val_loss = validate(
+            &model,
+            &data.val,
+            cfg,
+            step,
+            &run,
+            &CancelToken::new(),
+            sink,
+        )?
+        .or(val_loss);
         best_val = min_opt(best_val, val_loss);
     }
-    if last_checkpoint.as_ref().is_none_or(|p| !p.ends_with(format!("step-{step}"))) {
-        last_checkpoint = Some(save(step, &opt, best_val, tokens_seen, &mut |e| sink.emit(e))?);
+    if last_checkpoint
+        .as_ref()
+        .is_none_or(|p| !p.ends_with(format!("step-{step}")))
+    {
+        last_checkpoint = Some(save(step, &opt, best_val, tokens_seen, &mut |e| {
+            sink.emit(e)
+        })?);
     }
     let status = if stopped { "stopped" } else { "completed" };
     if stopped {
@@ -281,18 +368,40 @@ fn validate(
     }
     let window = (cfg.block_size + 1).min(val.len());
     // A stop request during validation skips it; the loop then stops and saves as usual.
-    let (loss, _) = match crate::eval::loss_on_tokens(model, val, window, cfg.eval_windows.max(1), cancel, &mut NullSink) {
+    let (loss, _) = match crate::eval::loss_on_tokens(
+        model,
+        val,
+        window,
+        cfg.eval_windows.max(1),
+        cancel,
+        &mut NullSink,
+    ) {
         Err(Error::Cancelled) => return Ok(None),
         other => other?,
     };
     let (val_loss, perplexity) = (loss as f32, loss.exp() as f32);
-    fsutil::append_line(&run.metrics(), &serde_json::json!({"step": step, "valLoss": val_loss, "perplexity": perplexity}).to_string())?;
-    sink.emit(Event::Eval { step, val_loss, perplexity });
+    fsutil::append_line(
+        &run.metrics(),
+        &serde_json::json!({"step": step, "valLoss": val_loss, "perplexity": perplexity})
+            .to_string(),
+    )?;
+    sink.emit(Event::Eval {
+        step,
+        val_loss,
+        perplexity,
+    });
     Ok(Some(val_loss))
 }
 
 /// A short sample from an empty prompt, seeded by the step.
-fn sample(model: &Gpt2, tok: &Tokenizer, cfg: &TrainConfig, step: u64, run: &RunDir, sink: &mut impl ProgressSink) -> Result<()> {
+fn sample(
+    model: &Gpt2,
+    tok: &Tokenizer,
+    cfg: &TrainConfig,
+    step: u64,
+    run: &RunDir,
+    sink: &mut impl ProgressSink,
+) -> Result<()> {
     let gcfg = GenerateConfig {
         max_new_tokens: cfg.sample_tokens.max(1),
         temperature: 0.8,
@@ -302,14 +411,22 @@ fn sample(model: &Gpt2, tok: &Tokenizer, cfg: &TrainConfig, step: u64, run: &Run
         ..Default::default()
     };
     let g = generate::generate_one(model, tok, &gcfg, 0, &CancelToken::new(), &mut NullSink)?;
-    fsutil::append_line(&run.samples(), &serde_json::json!({"step": step, "text": g.text}).to_string())?;
+    fsutil::append_line(
+        &run.samples(),
+        &serde_json::json!({"step": step, "text": g.text}).to_string(),
+    )?;
     sink.emit(Event::Sample { step, text: g.text });
     Ok(())
 }
 
 /// A new run: read documents (bad files are skipped with a warning), get the model and tokenizer,
 /// tokenise into the run's dataset folder.
-fn prepare_fresh(cfg: &TrainConfig, run: &RunDir, device: &Device, sink: &mut impl ProgressSink) -> Result<Prepared> {
+fn prepare_fresh(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    device: &Device,
+    sink: &mut impl ProgressSink,
+) -> Result<Prepared> {
     let docs = read_documents(&cfg.data, sink)?;
     let (model_cfg, tok, weights) = match &cfg.model {
         ModelSpec::Source(src) => {
@@ -320,20 +437,47 @@ fn prepare_fresh(cfg: &TrainConfig, run: &RunDir, device: &Device, sink: &mut im
             (model_cfg, tok, weights)
         }
         ModelSpec::Scratch(preset) => {
-            sink.emit(Event::Progress { stage: "train tokenizer".into(), done: 0, total: 1, unit: "steps".into() });
+            sink.emit(Event::Progress {
+                stage: "train tokenizer".into(),
+                done: 0,
+                total: 1,
+                unit: "steps".into(),
+            });
             let tok = tokenizer::train_bpe(docs.iter().map(|d| d.text.as_str()), cfg.vocab_size)?;
-            sink.emit(Event::Progress { stage: "train tokenizer".into(), done: 1, total: 1, unit: "steps".into() });
-            let mut model_cfg = Gpt2Config::preset(preset, tok.get_vocab_size(true), cfg.block_size.max(64))?;
+            sink.emit(Event::Progress {
+                stage: "train tokenizer".into(),
+                done: 1,
+                total: 1,
+                unit: "steps".into(),
+            });
+            let mut model_cfg =
+                Gpt2Config::preset(preset, tok.get_vocab_size(true), cfg.block_size.max(64))?;
             model_cfg.eos_token_id = tokenizer::eot_id(&tok);
             model_cfg.bos_token_id = model_cfg.eos_token_id;
             let weights = init_weights(&model_cfg, cfg.seed, device)?;
             (model_cfg, tok, weights)
         }
     };
-    sink.emit(Event::Progress { stage: "tokenize".into(), done: 0, total: docs.len() as u64, unit: "files".into() });
+    sink.emit(Event::Progress {
+        stage: "tokenize".into(),
+        done: 0,
+        total: docs.len() as u64,
+        unit: "files".into(),
+    });
     let (data, _) = dataset::build(&docs, &tok, cfg.val_frac, cfg.seed, &run.dataset())?;
-    sink.emit(Event::Progress { stage: "tokenize".into(), done: docs.len() as u64, total: docs.len() as u64, unit: "files".into() });
-    Ok(Prepared { model_cfg, tok, weights, data, state: None })
+    sink.emit(Event::Progress {
+        stage: "tokenize".into(),
+        done: docs.len() as u64,
+        total: docs.len() as u64,
+        unit: "files".into(),
+    });
+    Ok(Prepared {
+        model_cfg,
+        tok,
+        weights,
+        data,
+        state: None,
+    })
 }
 
 /// Reads every file; a bad file is reported and skipped, unless none is left.
@@ -351,21 +495,41 @@ fn read_documents(paths: &[PathBuf], sink: &mut impl ProgressSink) -> Result<Vec
         }
     }
     if docs.is_empty() {
-        return Err(Error::Data(format!("No usable text: {}", errors.join("; "))));
+        return Err(Error::Data(format!(
+            "No usable text: {}",
+            errors.join("; ")
+        )));
     }
     Ok(docs)
 }
 
 /// Loads the latest checkpoint of a run and its dataset.
-fn resume(run: &RunDir, ckpt: &Path, device: &Device, sink: &mut impl ProgressSink) -> Result<Prepared> {
+fn resume(
+    run: &RunDir,
+    ckpt: &Path,
+    device: &Device,
+    sink: &mut impl ProgressSink,
+) -> Result<Prepared> {
     sink.log(format!("loading checkpoint {}", ckpt.display()));
     let model_cfg = load::read_config(ckpt)?;
     let weights = load::read_weights(ckpt, &model_cfg, device)?;
     let tok = tokenizer::load(ckpt)?;
     let state = RunDir::read_state(ckpt)?;
     let opt_path = ckpt.join("optimizer.safetensors");
-    let moments = candle_core::safetensors::load(&opt_path, device)
-        .map_err(|e| Error::file(&opt_path, format!("is damaged ({e}); delete this checkpoint folder to resume from the one before")))?;
+    let moments = candle_core::safetensors::load(&opt_path, device).map_err(|e| {
+        Error::file(
+            &opt_path,
+            format!(
+                "is damaged ({e}); delete this checkpoint folder to resume from the one before"
+            ),
+        )
+    })?;
     let data = dataset::load(&run.dataset())?;
-    Ok(Prepared { model_cfg, tok, weights, data, state: Some((state, moments)) })
+    Ok(Prepared {
+        model_cfg,
+        tok,
+        weights,
+        data,
+        state: Some((state, moments)),
+    })
 }

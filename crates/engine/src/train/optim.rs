@@ -41,7 +41,13 @@ impl AdamW {
             .map(|(name, var, decay)| {
                 let m = var.zeros_like()?;
                 let v = var.zeros_like()?;
-                Ok(Param { name, var, decay, m, v })
+                Ok(Param {
+                    name,
+                    var,
+                    decay,
+                    m,
+                    v,
+                })
             })
             .collect::<Result<_>>()?;
         Ok(AdamW { params, t: 0 })
@@ -52,7 +58,11 @@ impl AdamW {
         let mut sum = 0f64;
         for p in &self.params {
             if let Some(g) = grads.get(&p.var) {
-                sum += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                sum += g
+                    .sqr()?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
             }
         }
         Ok(sum.sqrt())
@@ -100,7 +110,10 @@ impl AdamW {
             };
             let (m, v) = (get(format!("m.{}", p.name))?, get(format!("v.{}", p.name))?);
             if m.dims() != p.var.dims() || v.dims() != p.var.dims() {
-                return Err(Error::Data(format!("the checkpoint's optimizer state for `{}` has the wrong shape", p.name)));
+                return Err(Error::Data(format!(
+                    "the checkpoint's optimizer state for `{}` has the wrong shape",
+                    p.name
+                )));
             }
             p.m = m;
             p.v = v;
@@ -115,8 +128,21 @@ fn cpu_vec(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1−lr·wd) − lr·m̂/(√v̂ + ε), in one pass.
-fn fused_update(p: &mut Param, g: &Tensor, scale: f64, hp: AdamWParams, wd: f64, bc1: f64, bc2: f64) -> Result<()> {
-    let (g, mut m, mut v, mut w) = (cpu_vec(g)?, cpu_vec(&p.m)?, cpu_vec(&p.v)?, cpu_vec(p.var.as_tensor())?);
+fn fused_update(
+    p: &mut Param,
+    g: &Tensor,
+    scale: f64,
+    hp: AdamWParams,
+    wd: f64,
+    bc1: f64,
+    bc2: f64,
+) -> Result<()> {
+    let (g, mut m, mut v, mut w) = (
+        cpu_vec(g)?,
+        cpu_vec(&p.m)?,
+        cpu_vec(&p.v)?,
+        cpu_vec(p.var.as_tensor())?,
+    );
     let (b1, b2, eps) = (hp.beta1 as f32, hp.beta2 as f32, hp.eps as f32);
     let (lr, decay, scale) = (hp.lr as f32, (1.0 - hp.lr * wd) as f32, scale as f32);
     let (ibc1, ibc2) = ((1.0 / bc1) as f32, (1.0 / bc2) as f32);
@@ -153,7 +179,13 @@ mod tests {
         let loss = (var.as_tensor() * 0.5).unwrap().sum_all().unwrap(); // dL/dp = 0.5
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(vec![("w".into(), var.clone(), true)]).unwrap();
-        let hp = AdamWParams { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
+        let hp = AdamWParams {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
         opt.step(&grads, 1.0, hp).unwrap();
         let w = var.as_tensor().to_vec1::<f32>().unwrap();
         assert!((w[0] - (1.0 * 0.99 - 0.1)).abs() < 1e-6, "{w:?}");
@@ -164,6 +196,9 @@ mod tests {
         let mut opt2 = AdamW::new(vec![("w".into(), var.clone(), true)]).unwrap();
         opt2.load_state(&state, opt.t).unwrap();
         assert_eq!(opt2.t, 1);
-        assert_eq!(opt2.params[0].m.to_vec1::<f32>().unwrap(), opt.params[0].m.to_vec1::<f32>().unwrap());
+        assert_eq!(
+            opt2.params[0].m.to_vec1::<f32>().unwrap(),
+            opt.params[0].m.to_vec1::<f32>().unwrap()
+        );
     }
 }

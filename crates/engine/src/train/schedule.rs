@@ -36,7 +36,10 @@ mod tests {
         let mid = 10.0 + (100 - 10 - 1) as f64 / 2.0;
         assert!((lr_at(mid as u64, 100, 10, 1.0, 0.1) - 0.55).abs() < 0.02);
         assert!((lr_at(99, 100, 10, 1.0, 0.1) - 0.1).abs() < 1e-12);
-        assert!((lr_at(5, 5, 0, 2.0, 0.2) - 0.2).abs() < 1e-12, "beyond total stays at min");
+        assert!(
+            (lr_at(5, 5, 0, 2.0, 0.2) - 0.2).abs() < 1e-12,
+            "beyond total stays at min"
+        );
         assert_eq!(lr_at(0, 1, 0, 3.0, 0.3), 3.0);
     }
 
