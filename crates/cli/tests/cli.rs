@@ -142,9 +142,8 @@ fn train_json_then_generate_and_eval() {
     assert_eq!(run_json["config"]["block_size"], 32);
 
     // Generate from the run folder (its latest checkpoint).
-    let g = ok(
-        tmp.path(),
-        &[
+    let generate = |extra: &[&str]| {
+        let mut args = vec![
             "generate",
             "--model",
             &run,
@@ -154,28 +153,14 @@ fn train_json_then_generate_and_eval() {
             "12",
             "--n",
             "2",
-            "--seed",
-            "3",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        ok(tmp.path(), &args)
+    };
+    let g = generate(&["--seed", "3"]);
     let text = String::from_utf8_lossy(&g.stdout);
     assert!(text.lines().any(|l| l == "===="), "{text}");
-    let gj = ok(
-        tmp.path(),
-        &[
-            "generate",
-            "--model",
-            &run,
-            "--prompt",
-            "A refund",
-            "--max-new-tokens",
-            "12",
-            "--n",
-            "2",
-            "--json",
-        ],
-    );
-    let samples = json_lines(&gj);
+    let samples = json_lines(&generate(&["--json"]));
     assert_eq!(samples.len(), 2);
     for s in &samples {
         assert!(
@@ -184,23 +169,7 @@ fn train_json_then_generate_and_eval() {
         );
     }
     // Same seed, same text.
-    let again = ok(
-        tmp.path(),
-        &[
-            "generate",
-            "--model",
-            &run,
-            "--prompt",
-            "A refund",
-            "--max-new-tokens",
-            "12",
-            "--n",
-            "2",
-            "--seed",
-            "3",
-        ],
-    );
-    assert_eq!(g.stdout, again.stdout);
+    assert_eq!(g.stdout, generate(&["--seed", "3"]).stdout);
 
     // Settings can come from the run's own run.json.
     let run2 = tmp.path().join("run2").display().to_string();

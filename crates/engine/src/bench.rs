@@ -108,12 +108,11 @@ pub fn generate_tokens_per_sec(
     let mut cache = KvCache::default();
     let mut pending = ids.clone();
     for _ in 0..new_tokens {
+        // Without the cache, the same step function sees the whole sequence every time.
         let logits = if cached {
             model.step(&pending, &mut cache)?
         } else {
-            let x = Tensor::from_slice(&ids, (1, ids.len()), device)?;
-            let h = model.hidden(&x, None, None)?;
-            model.logits(&h.narrow(0, ids.len() - 1, 1)?)?.squeeze(0)?
+            model.step(&ids, &mut KvCache::default())?
         };
         let next = argmax(&logits.to_vec1::<f32>()?);
         ids.push(next);

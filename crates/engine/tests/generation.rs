@@ -46,15 +46,7 @@ fn kv_cache_gives_the_same_logits_as_recomputing() {
                 .unwrap(),
         );
     }
-    let x = Tensor::from_slice(&ids, (1, ids.len()), &Device::Cpu).unwrap();
-    let full: Vec<Vec<f32>> = m
-        .model
-        .forward(&x)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let full = common::full_logits(&m.model, &ids);
     for (k, c) in cached.iter().enumerate() {
         let f = &full[k + 4];
         let d = c

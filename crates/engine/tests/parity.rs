@@ -16,14 +16,7 @@ fn check_logits(dir: &str) {
     let m = load_dir(&fixtures().join(dir), &Device::Cpu).unwrap();
     let prompt = ids(&r["prompt_ids"]);
     let x = Tensor::from_slice(&prompt, (1, prompt.len()), &Device::Cpu).unwrap();
-    let ours: Vec<Vec<f32>> = m
-        .model
-        .forward(&x)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let ours = common::full_logits(&m.model, &prompt);
     let theirs = r["logits"].as_array().unwrap();
     assert_eq!(ours.len(), theirs.len());
     let mut max = 0f64;

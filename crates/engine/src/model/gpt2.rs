@@ -136,7 +136,13 @@ impl Conv1D {
 
     // x: (N, in) -> (N, out)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.w)?.broadcast_add(&self.b)
+        // One row (a decode step) takes the streaming kernel; batches take the matmul.
+        let y = if x.dim(0)? == 1 {
+            ops::vecmat(x, &self.w)?
+        } else {
+            x.matmul(&self.w)?
+        };
+        y.broadcast_add(&self.b)
     }
 }
 
@@ -387,6 +393,11 @@ impl Gpt2 {
         hidden.matmul(&self.wte.t()?)
     }
 
+    /// Logits `(1, V)` for one position while decoding (no gradient).
+    fn next_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        ops::matvec_rows(hidden, &self.wte)
+    }
+
     /// Full-sequence logits `(B, T, V)`.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
@@ -405,7 +416,7 @@ impl Gpt2 {
         let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
         let h = self.hidden(&t, Some(cache), None)?;
         let last = h.narrow(0, ids.len() - 1, 1)?;
-        self.logits(&last)?.squeeze(0)?.to_dtype(DType::F32)
+        self.next_logits(&last)?.squeeze(0)?.to_dtype(DType::F32)
     }
 }
 

@@ -13,6 +13,9 @@ use rayon::prelude::*;
 /// Target id that contributes nothing to the loss (masked prompt tokens, padding).
 pub const IGNORE_INDEX: u32 = u32::MAX;
 
+/// Below this many elements, waking the thread pool costs more than the work.
+const SEQUENTIAL_BELOW: usize = 1 << 15;
+
 fn fused(t: &Tensor) -> bool {
     matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
 }
@@ -66,7 +69,7 @@ impl CustomOp1 for Softmax {
         let x = slice(s, l)?;
         let n = last_dim(l.shape())?;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
+        let row = |(y, x): (&mut [f32], &[f32])| {
             let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for (y, &x) in y.iter_mut().zip(x) {
@@ -75,7 +78,12 @@ impl CustomOp1 for Softmax {
             }
             let inv = 1.0 / sum;
             y.iter_mut().for_each(|y| *y *= inv);
-        });
+        };
+        if x.len() < SEQUENTIAL_BELOW {
+            y.chunks_mut(n).zip(x.chunks(n)).for_each(row);
+        } else {
+            y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(row);
+        }
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -156,12 +164,17 @@ impl CustomOp3 for LayerNorm {
             );
         }
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
+        let row = |(y, x): (&mut [f32], &[f32])| {
             let (mean, rstd) = row_stats(x, self.eps);
             for i in 0..n {
                 y[i] = (x[i] - mean) * rstd * w[i] + b[i];
             }
-        });
+        };
+        if x.len() < SEQUENTIAL_BELOW {
+            y.chunks_mut(n).zip(x.chunks(n)).for_each(row);
+        } else {
+            y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(row);
+        }
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -230,6 +243,93 @@ impl CustomOp3 for LayerNorm {
             Some(Tensor::from_vec(db, w.shape(), dev)?),
         ))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logits of one position during decoding.
+
+/// `x: (1, C)` times `w: (V, C)` transposed → `(1, V)`: the LM head for a single decoding position.
+/// A decode step is bound by reading the `V × C` embedding, so this streams each row once, in
+/// parallel, instead of a general matmul. No gradient (inference only).
+pub fn matvec_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, c) = x.dims2()?;
+    let (v, c2) = w.dims2()?;
+    if n != 1 || c != c2 || !fused(x) || !fused(w) || !w.is_contiguous() {
+        return x.matmul(&w.t()?);
+    }
+    let out = with_data(x, |x| {
+        with_data(w, |w| {
+            let mut out = vec![0f32; v];
+            out.par_chunks_mut(512)
+                .enumerate()
+                .for_each(|(chunk, out)| {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        let row = &w[(chunk * 512 + k) * c..(chunk * 512 + k + 1) * c];
+                        *o = dot(x, row);
+                    }
+                });
+            out
+        })
+    })??;
+    Tensor::from_vec(out, (1, v), x.device())
+}
+
+/// `x: (1, K)` times `w: (K, N)` → `(1, N)` for one decoding position through a HF Conv1D: each
+/// thread owns a slice of output columns and streams the weight rows once. Falls back to a matmul
+/// when gradients are tracked or the shapes differ.
+pub fn vecmat(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, k) = x.dims2()?;
+    let (k2, cols) = w.dims2()?;
+    if n != 1
+        || k != k2
+        || !fused(x)
+        || !fused(w)
+        || !w.is_contiguous()
+        || x.track_op()
+        || w.track_op()
+    {
+        return x.matmul(w);
+    }
+    const COLS: usize = 256;
+    let out = with_data(x, |x| {
+        with_data(w, |w| {
+            let mut out = vec![0f32; cols];
+            let block = |(chunk, out): (usize, &mut [f32])| {
+                let start = chunk * COLS;
+                for (i, &xi) in x.iter().enumerate() {
+                    let row = &w[i * cols + start..i * cols + start + out.len()];
+                    for (o, &r) in out.iter_mut().zip(row) {
+                        *o += xi * r;
+                    }
+                }
+            };
+            if w.len() < SEQUENTIAL_BELOW * 4 {
+                out.chunks_mut(COLS).enumerate().for_each(block);
+            } else {
+                out.par_chunks_mut(COLS).enumerate().for_each(block);
+            }
+            out
+        })
+    })??;
+    Tensor::from_vec(out, (1, cols), x.device())
+}
+
+/// Dot product with eight independent accumulators so the compiler vectorises it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -448,6 +548,19 @@ mod tests {
             |t| cross_entropy(&t[0], &targets).unwrap(),
             reference,
         );
+    }
+
+    #[test]
+    fn vecmat_matches_matmul() {
+        let (x, w) = (rand(&[1, 45], 8), rand(&[45, 700], 9));
+        assert!(max_diff(&vecmat(&x, &w).unwrap(), &x.matmul(&w).unwrap()) < 1e-4);
+    }
+
+    #[test]
+    fn matvec_matches_matmul() {
+        let (x, w) = (rand(&[1, 37], 6), rand(&[1100, 37], 7));
+        let want = x.matmul(&w.t().unwrap()).unwrap();
+        assert!(max_diff(&matvec_rows(&x, &w).unwrap(), &want) < 1e-4);
     }
 
     #[test]

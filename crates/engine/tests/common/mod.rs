@@ -19,3 +19,16 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// Full-sequence logits `(T, V)` of one sequence.
+pub fn full_logits(model: &tunesmith_engine::model::Gpt2, ids: &[u32]) -> Vec<Vec<f32>> {
+    let dev = model.device().clone();
+    let x = candle_core::Tensor::from_slice(ids, (1, ids.len()), &dev).unwrap();
+    model
+        .forward(&x)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
+}
