@@ -2,7 +2,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use common::fixtures;
 use tunesmith_engine::data::tokenizer;
 use tunesmith_engine::generate::stream::TextStream;
