@@ -3,6 +3,7 @@
 
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tunesmith-target
 CARGO ?= cargo
+SHELL := /bin/bash
 BIN = $(CARGO_TARGET_DIR)/release/tunesmith
 DEMO_RUN ?= $(CURDIR)/runs/demo
 
@@ -22,7 +23,8 @@ run: build
 test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) test --workspace
+	@set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' $(CARGO_TARGET_DIR)/test.log
 
 # Regenerates the parity fixtures (needs PyTorch + transformers; outputs are committed).
 fixtures:
