@@ -329,51 +329,18 @@ fn bad_input_gets_clear_errors() {
         &["train", "--model", &m, "--data", &empty, "--out", &run],
         "is empty",
     );
-    fails(
-        tmp.path(),
-        &[
-            "train",
-            "--model",
-            &m,
-            "--data",
-            &corpus(),
-            "--out",
-            &run,
-            "--lr",
-            "0",
-        ],
-        "`lr`",
-    );
-    fails(
-        tmp.path(),
-        &[
-            "train",
-            "--model",
-            &m,
-            "--data",
-            &corpus(),
-            "--out",
-            &run,
-            "--val-frac",
-            "1",
-        ],
-        "`val_frac`",
-    );
-    fails(
-        tmp.path(),
-        &[
-            "train",
-            "--model",
-            &m,
-            "--data",
-            &corpus(),
-            "--out",
-            &run,
-            "--batch-size",
-            "0",
-        ],
-        "`batch_size`",
-    );
+    // Nonsense settings name the field.
+    let corpus = corpus();
+    for (flag, value, field) in [
+        ("--lr", "0", "`lr`"),
+        ("--val-frac", "1", "`val_frac`"),
+        ("--batch-size", "0", "`batch_size`"),
+    ] {
+        let args = [
+            "train", "--model", &m, "--data", &corpus, "--out", &run, flag, value,
+        ];
+        fails(tmp.path(), &args, field);
+    }
     // In JSON mode the failure is the last line on stdout.
     let out = fails(
         tmp.path(),

@@ -334,6 +334,33 @@ fn bad_input_fails_clearly_and_writes_nothing_over() {
         .count();
     assert_eq!(warnings, 2);
 
+    // A run that fails after starting is marked failed, with the reason.
+    let bad_lr = TrainConfig {
+        lr: 0.9,
+        warmup: 0,
+        clip: 0.0,
+        ..with(vec![corpus()])
+    };
+    let failing = tmp.path().join("failing");
+    if run(
+        &TrainConfig {
+            steps: Some(30),
+            ..bad_lr
+        },
+        &failing,
+        None,
+    )
+    .0
+    .is_err()
+    {
+        let info = tunesmith_engine::runs::RunDir::new(&failing)
+            .read_info()
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.status, "failed");
+        assert!(info.error.unwrap().contains("lower the learning rate"));
+    }
+
     // Starting fresh over an existing run is refused, and its checkpoint is untouched.
     let ckpt = out.join("checkpoints/step-2/model.safetensors");
     let before = std::fs::read(&ckpt).unwrap();

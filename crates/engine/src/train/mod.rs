@@ -60,7 +60,8 @@ struct Prepared {
     state: Option<(CheckpointState, HashMap<String, Tensor>)>,
 }
 
-/// Trains according to `cfg` into `run_dir`.
+/// Trains according to `cfg` into `run_dir`. A run that fails after it started is marked
+/// `failed` in its run.json, with the reason; its checkpoints stay resumable.
 pub fn train(
     cfg: &TrainConfig,
     run_dir: &Path,
@@ -68,6 +69,29 @@ pub fn train(
     device: &Device,
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
+) -> Result<TrainSummary> {
+    let mut started = false;
+    let result = run_training(cfg, run_dir, restore, device, cancel, sink, &mut started);
+    if let (Err(e), true) = (&result, started) {
+        let run = RunDir::new(run_dir);
+        if let Ok(Some(mut info)) = run.read_info() {
+            info.status = "failed".into();
+            info.error = Some(e.to_string());
+            info.updated_unix = now_unix();
+            let _ = run.write_info(&info);
+        }
+    }
+    result
+}
+
+fn run_training(
+    cfg: &TrainConfig,
+    run_dir: &Path,
+    restore: Restore,
+    device: &Device,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+    started: &mut bool,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
     let run = RunDir::new(run_dir);
@@ -150,6 +174,7 @@ pub fn train(
         error: None,
     };
     run.write_info(&info)?;
+    *started = true;
     sink.log(format!(
         "training {} parameters on {} train / {} validation tokens, {} steps on {}",
         model_cfg.num_params(),
