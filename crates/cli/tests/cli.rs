@@ -216,8 +216,18 @@ fn eval_matches_transformers() {
     assert!(String::from_utf8_lossy(&plain.stdout).contains("perplexity:"));
 }
 
-/// Reads JSON events from a running training until `stop(event)` is true; returns what was read.
-fn read_until(child: &mut std::process::Child, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
+/// Starts a training in the background with its JSON events on a pipe.
+fn spawn(home: &Path, args: &[&str]) -> std::process::Child {
+    cmd(home, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads JSON events from a running training until `stop(event)` is true or the output ends;
+/// returns what was read.
+fn read_until(child: &mut std::process::Child, mut stop: impl FnMut(&Value) -> bool) -> Vec<Value> {
     let stdout = child.stdout.take().unwrap();
     let mut lines = Vec::new();
     for line in BufReader::new(stdout).lines() {
@@ -242,11 +252,7 @@ fn killed_run_resumes_to_the_same_loss() {
     let parted = tmp.path().join("parted").display().to_string();
     let b = with_paths(train_args(&parted, "12"), &tiny_model(), &corpus());
     let b: Vec<&str> = b.iter().map(String::as_str).collect();
-    let mut child = cmd(tmp.path(), &b)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(tmp.path(), &b);
     // kill -9 right after the step-8 checkpoint is reported: no chance to save anything more.
     read_until(&mut child, |v| v["type"] == "checkpoint" && v["step"] == 8);
     child.kill().unwrap();
@@ -271,23 +277,17 @@ fn ctrl_c_stops_saves_and_resumes() {
     let run = tmp.path().join("run").display().to_string();
     let args = with_paths(train_args(&run, "40"), &tiny_model(), &corpus());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = cmd(tmp.path(), &args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(tmp.path(), &args);
     let pid = child.id().to_string();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = Vec::new();
+    // Ctrl-C after step 3, then read on to the end of the stream.
     let mut sent = false;
-    for line in BufReader::new(stdout).lines() {
-        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+    let lines = read_until(&mut child, |v| {
         if !sent && v["type"] == "trainStep" && v["step"] == 3 {
             Command::new("kill").args(["-INT", &pid]).status().unwrap();
             sent = true;
         }
-        lines.push(v);
-    }
+        false
+    });
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?} {lines:?}");
     let last = lines.last().unwrap();

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 
 use crate::generate::sampling::argmax;
 use crate::model::gpt2::{init_weights, DropoutRng};
@@ -52,14 +52,7 @@ fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
 /// Training tokens per second over `steps` timed steps (after one untimed warm-up step).
 pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> Result<f64> {
     let weights = init_weights(&p.config, 0, device)?;
-    let mut params = Vec::new();
-    let mut tensors = std::collections::HashMap::new();
-    for (name, t) in weights {
-        let var = Var::from_tensor(&t)?;
-        tensors.insert(name.clone(), var.as_tensor().clone());
-        let decay = t.rank() == 2 && !name.starts_with("wte") && !name.starts_with("wpe");
-        params.push((name, var, decay));
-    }
+    let (tensors, params) = crate::train::into_trainable(weights, false)?;
     let model = Gpt2::new(&tensors, &p.config)?;
     let mut opt = AdamW::new(params)?;
     let hp = AdamWParams {

@@ -23,7 +23,7 @@ use optim::{AdamW, AdamWParams};
 use crate::data::{dataset, text, tokenizer};
 use crate::generate::{self, GenerateConfig};
 use crate::model::gpt2::{init_weights, DropoutRng};
-use crate::model::{load, source, Gpt2, Gpt2Config};
+use crate::model::{load, source, Gpt2, Gpt2Config, Weights};
 use crate::progress::{CancelToken, Event, NullSink, ProgressSink};
 use crate::rng::Rng;
 use crate::runs::{now_unix, CheckpointState, RunDir, RunInfo};
@@ -133,21 +133,7 @@ fn run_training(
         )));
     }
 
-    // Trainable parameters become Vars; frozen ones stay plain tensors and get no gradient.
-    let mut params = Vec::new();
-    let mut tensors = HashMap::new();
-    for (name, t) in weights {
-        let trainable = !cfg.only_train_transformer_layers || name.starts_with("h.");
-        if trainable {
-            let var = Var::from_tensor(&t)?;
-            let decay = t.rank() == 2 && name != "wte.weight" && name != "wpe.weight";
-            tensors.insert(name.clone(), var.as_tensor().clone());
-            params.push((name, var, decay));
-        } else {
-            tensors.insert(name, t);
-        }
-    }
-    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let (tensors, params) = into_trainable(weights, cfg.only_train_transformer_layers)?;
     let mut opt = AdamW::new(params)?;
     let model = Gpt2::new(&tensors, &model_cfg)?;
 
@@ -369,6 +355,29 @@ fn run_training(
         checkpoint: last_checkpoint,
         run_dir: run_dir.to_path_buf(),
     })
+}
+
+/// Turns weights into the model's tensors plus the optimiser's parameters: trainable weights become
+/// `Var`s (weight decay on matrices, not on biases, norms or embeddings); frozen ones stay plain
+/// tensors and get no gradient. `only_layers` freezes everything outside the transformer blocks.
+pub fn into_trainable(
+    weights: HashMap<String, Tensor>,
+    only_layers: bool,
+) -> Result<(Weights, Vec<optim::ParamSpec>)> {
+    let mut params = Vec::new();
+    let mut tensors = HashMap::new();
+    for (name, t) in weights {
+        if only_layers && !name.starts_with("h.") {
+            tensors.insert(name, t);
+            continue;
+        }
+        let var = Var::from_tensor(&t)?;
+        let decay = t.rank() == 2 && name != "wte.weight" && name != "wpe.weight";
+        tensors.insert(name.clone(), var.as_tensor().clone());
+        params.push((name, var, decay));
+    }
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((tensors, params))
 }
 
 fn min_opt(a: Option<f32>, b: Option<f32>) -> Option<f32> {

@@ -27,6 +27,9 @@ pub struct Param {
     v: Tensor,
 }
 
+/// A parameter for [`AdamW::new`]: name, variable, whether weight decay applies.
+pub type ParamSpec = (String, Var, bool);
+
 pub struct AdamW {
     pub params: Vec<Param>,
     /// Number of updates taken (bias correction).
@@ -35,7 +38,7 @@ pub struct AdamW {
 
 impl AdamW {
     /// `params`: (name, variable, whether weight decay applies).
-    pub fn new(params: Vec<(String, Var, bool)>) -> Result<Self> {
+    pub fn new(params: Vec<ParamSpec>) -> Result<Self> {
         let params = params
             .into_iter()
             .map(|(name, var, decay)| {
