@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch (transformers GPT-2) reference numbers for the Tunesmith benchmark.
 
-    python3 bench/torch_bench.py --preset tiny|small|gpt2 --mode train|generate \
+    python3 bench/torch_bench.py --preset tiny|small|gpt2 --mode train|generate|generate-nocache \
         --threads 2 [--steps N] [--warmup W]
 
 Prints exactly one JSON line on stdout:
@@ -11,6 +11,7 @@ CPU only, float32, random weights and random token ids (seeded).
 train:    batch*block tokens per step; forward with labels, backward,
           clip_grad_norm_(1.0), AdamW step, zero_grad. Warmup steps not timed.
 generate: batch 1, 16-token random prompt, plain greedy loop with KV cache
+generate-nocache: the same loop feeding the whole sequence every step (full recompute)
           producing 128 new tokens (the prompt forward is timed too);
           one untimed warmup generation, then --steps timed generations.
 """
@@ -106,15 +107,28 @@ def greedy_cached(model, prompt: torch.Tensor, new_tokens: int) -> list:
     return tokens
 
 
-def bench_generate(model, steps: int, warmup: int) -> float:
+def greedy_recompute(model, prompt: torch.Tensor, new_tokens: int) -> list:
+    """Greedy decoding without a cache: the whole sequence goes through the model every step."""
+    ids = prompt
+    tokens = []
+    for _ in range(new_tokens):
+        out = model(input_ids=ids, use_cache=False)
+        nxt = out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
+        ids = torch.cat([ids, nxt], dim=1)
+        tokens.append(int(nxt))
+    return tokens
+
+
+def bench_generate(model, steps: int, warmup: int, decode=None) -> float:
+    decode = decode or greedy_cached
     model.eval()
     gen = torch.Generator().manual_seed(42)
     prompt = torch.randint(0, VOCAB, (1, PROMPT_LEN), generator=gen)
     for _ in range(warmup):
-        greedy_cached(model, prompt, NEW_TOKENS)
+        decode(model, prompt, NEW_TOKENS)
     t0 = time.perf_counter()
     for _ in range(steps):
-        toks = greedy_cached(model, prompt, NEW_TOKENS)
+        toks = decode(model, prompt, NEW_TOKENS)
         assert len(toks) == NEW_TOKENS
     dt = time.perf_counter() - t0
     return NEW_TOKENS * steps / dt
@@ -123,7 +137,7 @@ def bench_generate(model, steps: int, warmup: int) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
-    ap.add_argument("--mode", choices=["train", "generate"], required=True)
+    ap.add_argument("--mode", choices=["train", "generate", "generate-nocache"], required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: train 3, generate 1)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warmup steps/generations (default 1)")
@@ -137,8 +151,10 @@ def main(argv=None):
     model, batch = build_model(args.preset)
     if args.mode == "train":
         tps = bench_train(model, batch, steps, args.warmup)
-    else:
+    elif args.mode == "generate":
         tps = bench_generate(model, steps, args.warmup)
+    else:
+        tps = bench_generate(model, steps, args.warmup, greedy_recompute)
 
     sys.stdout.write(json.dumps({
         "preset": args.preset,

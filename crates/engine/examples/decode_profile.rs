@@ -7,9 +7,13 @@ fn main() -> tunesmith_engine::Result<()> {
     let p = tunesmith_engine::bench::preset(&name)?;
     let dev = candle_core::Device::Cpu;
     let only_cached = std::env::args().nth(2).is_some_and(|a| a == "cached");
-    for cached in [true, false].into_iter().filter(|&c| c || !only_cached) {
-        let tps = tunesmith_engine::bench::generate_tokens_per_sec(&p, 128, cached, &dev)?;
-        println!("{name} cached={cached}: {tps:.1} tok/s");
+    use tunesmith_engine::bench::Decode;
+    for decode in [Decode::Cached, Decode::FullForward, Decode::LastPosition] {
+        if only_cached && decode != Decode::Cached {
+            continue;
+        }
+        let tps = tunesmith_engine::bench::generate_tokens_per_sec(&p, 128, decode, &dev)?;
+        println!("{name} {decode:?}: {tps:.1} tok/s");
     }
     // The LM head alone: the share of a decode step spent reading the embedding.
     let c = p.config.n_embd;

@@ -86,12 +86,24 @@ pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> R
     Ok((p.batch * p.block * steps) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Greedy decoding speed (tokens per second) for `new_tokens` after a 16-token prompt, with the KV
-/// cache or recomputing the whole sequence for every token.
+/// How each new token is computed in [`generate_tokens_per_sec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// One position per token through the KV cache (what generation does).
+    Cached,
+    /// Full recompute: the whole sequence through the model's forward pass, logits for every
+    /// position, as a model without a cache runs.
+    FullForward,
+    /// Recompute the whole sequence but take the head for the last position only: the leanest
+    /// cache-free baseline.
+    LastPosition,
+}
+
+/// Greedy decoding speed (tokens per second) for `new_tokens` after a 16-token prompt.
 pub fn generate_tokens_per_sec(
     p: &BenchPreset,
     new_tokens: usize,
-    cached: bool,
+    decode: Decode,
     device: &Device,
 ) -> Result<f64> {
     let weights = init_weights(&p.config, 0, device)?;
@@ -101,11 +113,13 @@ pub fn generate_tokens_per_sec(
     let mut cache = KvCache::default();
     let mut pending = ids.clone();
     for _ in 0..new_tokens {
-        // Without the cache, the same step function sees the whole sequence every time.
-        let logits = if cached {
-            model.step(&pending, &mut cache)?
-        } else {
-            model.step(&ids, &mut KvCache::default())?
+        let logits = match decode {
+            Decode::Cached => model.step(&pending, &mut cache)?,
+            Decode::LastPosition => model.step(&ids, &mut KvCache::default())?,
+            Decode::FullForward => {
+                let x = Tensor::from_slice(&ids, (1, ids.len()), device)?;
+                model.forward(&x)?.squeeze(0)?.get(ids.len() - 1)?
+            }
         };
         let next = argmax(&logits.to_vec1::<f32>()?);
         ids.push(next);

@@ -219,7 +219,7 @@ fn run_training(
             stopped = true;
             break;
         }
-        let started = Instant::now();
+        let step_start = Instant::now();
         // 2. learning rate for this step
         let lr = schedule::lr_at(
             step,
@@ -281,7 +281,7 @@ fn run_training(
         last_loss = Some(loss);
 
         // 5. report
-        let secs = started.elapsed().as_secs_f64();
+        let secs = step_start.elapsed().as_secs_f64();
         let avg = step_secs_avg.map_or(secs, |a| 0.8 * a + 0.2 * secs);
         step_secs_avg = Some(avg);
         fsutil::append_line(&run.metrics(), &serde_json::json!({"step": step, "loss": loss, "lr": lr, "gradNorm": norm, "secs": secs}).to_string())?;
