@@ -7,24 +7,45 @@ SHELL := /bin/bash
 BIN = $(CARGO_TARGET_DIR)/release/tunesmith
 DEMO_RUN ?= $(CURDIR)/runs/demo
 
-.PHONY: run test deps build fixtures bench
+.PHONY: run demo test e2e deps ui ui-test build fixtures bench
 
 deps:
 	@scripts/ensure-deps.sh
 
-build: deps
-	$(CARGO) build --release -p tunesmith-cli
+# The web page: dependencies from the lock file, then the bundle Tauri embeds (ui/dist).
+ui/node_modules/.package-lock.json: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+ui: deps ui/node_modules/.package-lock.json
+	cd ui && npm run build
 
-# The main job, offline: a tiny model trained from scratch on the bundled demo text, then a sample.
+ui-test: ui/node_modules/.package-lock.json
+	cd ui && npm test
+
+build: deps ui
+	$(CARGO) build --release -p tunesmith-cli
+	$(CARGO) build --release -p tunesmith-desktop
+
+# The app: opens the Tunesmith window (offline; the demo dataset is one click away).
 run: build
+	$(CARGO_TARGET_DIR)/release/tunesmith-desktop
+
+# The main job from the command line: a tiny model trained from scratch on the demo text, then a sample.
+demo: build
 	$(BIN) train --scratch tiny --preset quick --data demo/business-rules.md --out $(DEMO_RUN)
 	$(BIN) generate --model $(DEMO_RUN) --prompt "When a customer asks for a refund" --max-new-tokens 80
 
-test: deps
+test: deps ui ui-test
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
+	@set -o pipefail; $(MAKE) --no-print-directory e2e 2>&1 | tee -a $(CARGO_TARGET_DIR)/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' $(CARGO_TARGET_DIR)/test.log
+
+# The real app in a real window (Xvfb + tauri-driver + WebKitWebDriver); screenshots land in
+# $(CARGO_TARGET_DIR)/e2e-screenshots.
+e2e: deps ui
+	@command -v tauri-driver >/dev/null 2>&1 || [ -x "$(HOME)/.cargo/bin/tauri-driver" ] || $(CARGO) install tauri-driver --locked
+	$(CARGO) test -p tunesmith-desktop --test e2e -- --ignored --nocapture
 
 # Regenerates the parity fixtures (needs PyTorch + transformers; outputs are committed).
 fixtures:

@@ -7,12 +7,17 @@ missing=()
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+# The desktop window (Tauri on WebKitGTK) and its end-to-end tests.
+for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev libayatana-appindicator3-dev webkit2gtk-driver xvfb; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   else
-    sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}"
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   fi
 fi
 
@@ -29,3 +34,9 @@ for tool in rustfmt clippy; do
     rustup component add "$tool" 2>/dev/null || { echo "cargo $tool is missing: rustup component add $tool" >&2; exit 1; }
   fi
 done
+
+node_major=$(node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/')
+if [ -n "$node_major" ] && [ "$node_major" -lt 20 ]; then
+  echo "Node.js $(node --version) is too old for the web page's tools (Vite 8 needs Node 20.19 or newer); install Node 20 or newer" >&2
+  exit 1
+fi

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// A progress event from any job. Serialised tagged by `type`, fields in camelCase.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "type",
@@ -50,12 +51,16 @@ pub enum Event {
     /// A piece of generated text (UTF-8 safe).
     Token { text: String },
     /// The job ended normally; `summary` is job-specific JSON.
-    Finished { summary: serde_json::Value },
+    Finished {
+        #[cfg_attr(feature = "ts", ts(type = "unknown"))]
+        summary: serde_json::Value,
+    },
     /// The job failed; `kind` is [`crate::Error::kind`].
     Failed { kind: String, message: String },
 }
 
 /// Severity of a [`Event::Log`].
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum LogLevel {

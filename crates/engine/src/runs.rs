@@ -194,3 +194,150 @@ pub fn list_runs(root: &Path) -> Vec<(PathBuf, RunInfo)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// A run as the Runs page lists it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub name: String,
+    pub path: String,
+    pub status: String,
+    /// Where the model came from: a hub id, a folder, or `scratch:<size>`.
+    pub model: String,
+    pub step: u64,
+    pub total_steps: u64,
+    pub best_val_loss: Option<f32>,
+    pub updated_unix: u64,
+    /// Has a checkpoint and is not finished: training can continue.
+    pub resumable: bool,
+    pub checkpoints: Vec<u64>,
+    pub error: Option<String>,
+}
+
+/// Summarises a run folder. `running` means a process said so; the caller knows whether that
+/// process is still alive (if not, the run was interrupted and is resumable).
+pub fn summarize(path: &Path, info: &RunInfo) -> RunSummary {
+    let run = RunDir::new(path);
+    let checkpoints: Vec<u64> = run.list_checkpoints().into_iter().map(|c| c.0).collect();
+    let latest = checkpoints.last().copied();
+    RunSummary {
+        name: path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        path: path.display().to_string(),
+        status: info.status.clone(),
+        model: match &info.config.model {
+            crate::train::ModelSpec::Source(s) => s.clone(),
+            crate::train::ModelSpec::Scratch(s) => format!("scratch:{s}"),
+        },
+        step: info.step,
+        total_steps: info.total_steps,
+        best_val_loss: info.best_val_loss,
+        updated_unix: info.updated_unix,
+        resumable: latest.is_some() && info.status != "completed",
+        checkpoints,
+        error: info.error.clone(),
+    }
+}
+
+/// Training curves and samples of a run, for reopening its charts.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub steps: Vec<StepPoint>,
+    pub evals: Vec<EvalPoint>,
+    pub samples: Vec<SamplePoint>,
+}
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepPoint {
+    pub step: u64,
+    pub loss: f32,
+}
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvalPoint {
+    pub step: u64,
+    pub val_loss: f32,
+}
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplePoint {
+    pub step: u64,
+    pub text: String,
+}
+
+/// Reads `metrics.jsonl` and `samples.jsonl`; a torn last line (crash mid-write) is skipped.
+pub fn read_metrics(path: &Path) -> RunMetrics {
+    let run = RunDir::new(path);
+    let lines = |p: PathBuf| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let mut m = RunMetrics::default();
+    for v in lines(run.metrics()) {
+        let step = v["step"].as_u64().unwrap_or(0);
+        if let Some(loss) = v["loss"].as_f64() {
+            m.steps.push(StepPoint {
+                step,
+                loss: loss as f32,
+            });
+        } else if let Some(val) = v["valLoss"].as_f64() {
+            m.evals.push(EvalPoint {
+                step,
+                val_loss: val as f32,
+            });
+        }
+    }
+    // A resumed run re-logs the steps after its checkpoint: keep the latest value per step.
+    m.steps.reverse();
+    let mut seen = std::collections::HashSet::new();
+    m.steps.retain(|p| seen.insert(p.step));
+    m.steps.reverse();
+    m.steps.sort_by_key(|p| p.step);
+    for v in lines(run.samples()) {
+        if let (Some(step), Some(text)) = (v["step"].as_u64(), v["text"].as_str()) {
+            m.samples.push(SamplePoint {
+                step,
+                text: text.to_string(),
+            });
+        }
+    }
+    m
+}
+
+/// Renames a run folder within its parent; refuses names that would leave the folder.
+pub fn rename(path: &Path, new_name: &str) -> Result<PathBuf> {
+    let name = new_name.trim();
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(Error::config(
+            "name",
+            "must be a plain folder name (no slashes, not starting with a dot)",
+        ));
+    }
+    let target = path.with_file_name(name);
+    if target.exists() {
+        return Err(Error::file(&target, "already exists; pick another name"));
+    }
+    std::fs::rename(path, &target).map_err(|e| Error::io(path, e))?;
+    Ok(target)
+}
+
+/// Deletes a run folder, only if it is one.
+pub fn delete(path: &Path) -> Result<()> {
+    if !RunDir::is_run(path) {
+        return Err(Error::file(
+            path,
+            "is not a Tunesmith run folder; nothing was deleted",
+        ));
+    }
+    std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))
+}

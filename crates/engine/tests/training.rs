@@ -187,6 +187,13 @@ fn stopped_run_resumes_to_the_same_loss() {
         .map(|c| c.0)
         .collect();
     assert_eq!(steps, vec![6, 8, 12]);
+    // The curves read back once per step, the resumed values replacing none (they are equal).
+    let m = tunesmith_engine::runs::read_metrics(parted.path());
+    assert_eq!(
+        m.steps.iter().map(|p| p.step).collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<_>>()
+    );
+    assert!(!m.evals.is_empty());
     tunesmith_engine::model::load::load_dir(
         &parted.path().join("checkpoints/step-12"),
         &Device::Cpu,

@@ -16,6 +16,7 @@ pub use sampling::SamplingParams;
 use stream::TextStream;
 
 /// Settings for `generate`. Saved with chats; validated before anything runs.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GenerateConfig {
@@ -85,6 +86,7 @@ impl GenerateConfig {
 }
 
 /// One finished sample.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
     /// The continuation only (not the prompt), cut before any stop string.

@@ -1,0 +1,85 @@
+//! Conversations with a model, kept in its run folder as `chats/<id>.json`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{fsutil, Error, Result};
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chat {
+    pub id: String,
+    pub title: String,
+    /// `chat` (turns) or `complete` (raw continuation).
+    pub mode: String,
+    pub messages: Vec<ChatMessage>,
+    pub updated_unix: u64,
+}
+
+fn chat_dir(run: &Path) -> PathBuf {
+    run.join("chats")
+}
+
+/// Every chat of a run, newest first; unreadable files are skipped.
+pub fn list(run: &Path) -> Vec<Chat> {
+    let mut chats: Vec<Chat> = std::fs::read_dir(chat_dir(run))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
+        .collect();
+    chats.sort_by_key(|c| std::cmp::Reverse(c.updated_unix));
+    chats
+}
+
+/// Saves (or replaces) a chat atomically.
+pub fn save(run: &Path, chat: &Chat) -> Result<()> {
+    let ok = !chat.id.is_empty()
+        && chat
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(Error::config("chat.id", "must be letters, digits, - or _"));
+    }
+    fsutil::write_json(&chat_dir(run).join(format!("{}.json", chat.id)), chat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chats_round_trip_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |id: &str, t| Chat {
+            id: id.into(),
+            title: id.into(),
+            mode: "chat".into(),
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+            updated_unix: t,
+        };
+        save(dir.path(), &mk("a", 1)).unwrap();
+        save(dir.path(), &mk("b", 2)).unwrap();
+        let got = list(dir.path());
+        assert_eq!(
+            got.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        assert!(save(dir.path(), &mk("../x", 3)).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! Tunesmith's desktop shell: thin Tauri commands over the engine. Heavy jobs run on named threads
+//! owned by the [`jobs::JobRegistry`]; their events reach the page that started them over a
+//! per-job channel ([`sink::ChannelSink`]). No ML logic lives here.
+
+mod bindings;
+pub mod commands;
+pub mod error;
+pub mod jobs;
+pub mod sink;
+pub mod state;
+
+use tauri::{Emitter, Manager};
+
+use state::AppState;
+
+/// Adds the app's plugins, state, commands and window handling to `builder` (tests pass Tauri's
+/// mock builder).
+pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
+    builder
+        .plugin(tauri_plugin_dialog::init())
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            // app
+            commands::app::app_info,
+            commands::app::demo_dataset,
+            commands::app::default_train_config,
+            // data
+            commands::datasets::inspect_files,
+            // training and runs
+            commands::training::start_training,
+            commands::training::resume_training,
+            commands::training::stop_job,
+            commands::training::list_runs,
+            commands::training::run_metrics,
+            commands::training::rename_run,
+            commands::training::delete_run,
+            commands::training::stop_and_quit,
+            // generation and chats
+            commands::generation::generate,
+            commands::generation::list_chats,
+            commands::generation::save_chat,
+            // models
+            commands::models::download_model,
+        ])
+        .on_window_event(|window, event| {
+            // Closing during training asks first (the page answers with `stop_and_quit`).
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                let state = window.state::<AppState>();
+                if state.jobs.running() == Some("train") {
+                    api.prevent_close();
+                    let _ = window.emit("close-requested", ());
+                }
+            }
+        })
+}
+
+/// Starts the desktop app.
+pub fn run() {
+    setup(
+        tauri::Builder::default(),
+        AppState::new(tunesmith_engine::paths::home()),
+    )
+    .run(tauri::generate_context!())
+    .expect("Tunesmith could not start its window");
+}

@@ -1,0 +1,69 @@
+// Typed wrappers for every Tauri command. Argument keys are camelCase (Tauri converts them to the
+// Rust snake_case parameters); streamed jobs take a plain callback and get a Channel here, so no
+// other module needs @tauri-apps/api. Every rejection is a CommandError (see errors.ts).
+import { Channel, invoke } from '@tauri-apps/api/core';
+import type {
+  AppInfo,
+  Chat,
+  Event,
+  FileReport,
+  GenerateConfig,
+  Generation,
+  JobStarted,
+  RunMetrics,
+  RunSummary,
+  TrainConfig,
+} from './types';
+
+export type Preset = 'quick' | 'balanced' | 'thorough';
+export type OnEvent = (event: Event) => void;
+
+function channel(onEvent: OnEvent): Channel<Event> {
+  return new Channel<Event>(onEvent);
+}
+
+export const appInfo = () => invoke<AppInfo>('app_info');
+
+export const inspectFiles = (paths: string[]) => invoke<FileReport[]>('inspect_files', { paths });
+
+/** Path of the demo text that ships with the app. */
+export const demoDataset = () => invoke<string>('demo_dataset');
+
+export const defaultTrainConfig = (preset: Preset) =>
+  invoke<TrainConfig>('default_train_config', { preset });
+
+export const startTraining = (name: string, config: TrainConfig, onEvent: OnEvent) =>
+  invoke<JobStarted>('start_training', { name, config, onEvent: channel(onEvent) });
+
+export const resumeTraining = (runPath: string, onEvent: OnEvent) =>
+  invoke<JobStarted>('resume_training', { runPath, onEvent: channel(onEvent) });
+
+/** Asks a job to stop; training saves a checkpoint first. Its stream still ends normally. */
+export const stopJob = (jobId: string) => invoke<void>('stop_job', { jobId });
+
+export const listRuns = () => invoke<RunSummary[]>('list_runs');
+
+export const runMetrics = (runPath: string) => invoke<RunMetrics>('run_metrics', { runPath });
+
+export const renameRun = (runPath: string, newName: string) =>
+  invoke<RunSummary>('rename_run', { runPath, newName });
+
+export const deleteRun = (runPath: string) => invoke<void>('delete_run', { runPath });
+
+/**
+ * Generates `config.n` samples; tokens stream as `token` events and the promise resolves with the
+ * final texts. `jobId` is chosen here so the caller can stop the job before the promise resolves.
+ */
+export const generate = (jobId: string, model: string, config: GenerateConfig, onEvent: OnEvent) =>
+  invoke<Generation[]>('generate', { jobId, model, config, onEvent: channel(onEvent) });
+
+/** Downloads a hub model into the local cache; resolves with its folder. */
+export const downloadModel = (id: string, onEvent: OnEvent) =>
+  invoke<string>('download_model', { id, onEvent: channel(onEvent) });
+
+export const listChats = (runPath: string) => invoke<Chat[]>('list_chats', { runPath });
+
+export const saveChat = (runPath: string, chat: Chat) => invoke<void>('save_chat', { runPath, chat });
+
+/** The user agreed to close while training: the backend stops the job, saves, then exits. */
+export const stopAndQuit = () => invoke<void>('stop_and_quit');

@@ -1,0 +1,44 @@
+// Window-level integrations: file drops, native file pickers and the close-while-training event.
+// Each returns a no-op when not running inside Tauri (plain `vite dev` in a browser, unit tests),
+// so views can call them unconditionally.
+import { isTauri } from '@tauri-apps/api/core';
+import { listen } from '@tauri-apps/api/event';
+import { getCurrentWebview } from '@tauri-apps/api/webview';
+import { open } from '@tauri-apps/plugin-dialog';
+
+type Unlisten = () => void;
+
+/** Files dragged onto the window: `hovering` drives the drop-zone highlight, `drop` gets paths. */
+export async function onFileDrop(handlers: {
+  hovering: (over: boolean) => void;
+  drop: (paths: string[]) => void;
+}): Promise<Unlisten> {
+  if (!isTauri()) return () => {};
+  return getCurrentWebview().onDragDropEvent(({ payload }) => {
+    if (payload.type === 'enter' || payload.type === 'over') handlers.hovering(true);
+    else if (payload.type === 'leave') handlers.hovering(false);
+    else if (payload.type === 'drop') {
+      handlers.hovering(false);
+      handlers.drop(payload.paths);
+    }
+  });
+}
+
+/** The native "open files" dialog; an empty list when cancelled. */
+export async function pickFiles(): Promise<string[]> {
+  const picked = await open({ multiple: true, directory: false });
+  if (!picked) return [];
+  return Array.isArray(picked) ? picked : [picked];
+}
+
+/** The native folder picker; null when cancelled. */
+export async function pickFolder(): Promise<string | null> {
+  const picked = await open({ multiple: false, directory: true });
+  return typeof picked === 'string' ? picked : null;
+}
+
+/** The backend emits `close-requested` (a rare global broadcast) when closing would stop training. */
+export async function onCloseRequested(handler: () => void): Promise<Unlisten> {
+  if (!isTauri()) return () => {};
+  return listen('close-requested', () => handler());
+}

@@ -1,0 +1,8 @@
+// Which page is showing. Pages are few and flat, so a plain state value beats a router.
+export type Page = 'data' | 'model' | 'train' | 'chat' | 'runs';
+
+export const nav = $state<{ page: Page }>({ page: 'data' });
+
+export function go(page: Page) {
+  nav.page = page;
+}

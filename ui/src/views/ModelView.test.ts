@@ -1,0 +1,52 @@
+import { fireEvent, render, screen, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
+import { deferred, fakeBackend, flush, reject, send } from '../test/backend';
+import { setup } from '../stores/setup.svelte';
+import ModelView from './ModelView.svelte';
+
+describe('ModelView', () => {
+  it('defaults to a tiny model from scratch and shows sizes', () => {
+    fakeBackend({});
+    render(ModelView);
+    expect(setup.model).toEqual({ kind: 'scratch', size: 'tiny' });
+    const card = screen.getByTestId('model-scratch');
+    expect(card.textContent).toMatch(/≈ 4.2M parameters/); // 3.1M blocks + 1M token + 33k position embeddings
+    expect(within(screen.getByTestId('model-gpt2')).getByText(/124M parameters · needs ≈ 2.0 GB/)).toBeTruthy();
+  });
+
+  it('downloads a hub model with a progress bar', async () => {
+    let channel: unknown;
+    const result = deferred<string>();
+    const b = fakeBackend({ download_model: ({ onEvent }) => ((channel = onEvent), result.promise) });
+    render(ModelView);
+    const card = screen.getByTestId('model-distilgpt2');
+    await fireEvent.click(within(card).getByText('Download now'));
+    expect(b.last('download_model')?.id).toBe('distilgpt2');
+    send(channel, [{ type: 'progress', stage: 'model.safetensors', done: 176_000_000, total: 352_000_000, unit: 'bytes' }]);
+    await flush();
+    expect(within(card).getByRole('progressbar').getAttribute('aria-valuenow')).toBe('50');
+    result.resolve('/cache/distilgpt2');
+    await flush();
+    expect(card.textContent).toContain('Downloaded');
+  });
+
+  it('an offline download says so and offers the no-download path', async () => {
+    fakeBackend({
+      download_model: () =>
+        Promise.reject(reject('hub', 'Could not download `gpt2`: the model hub at https://huggingface.co cannot be reached (connection refused). Check your internet connection.')),
+    });
+    render(ModelView);
+    const card = screen.getByTestId('model-gpt2');
+    await fireEvent.click(within(card).getByText('Download now'));
+    const err = await within(card).findByTestId('error-message');
+    expect(err.textContent).toContain('cannot be reached');
+    expect(err.textContent).toContain('train a new model from scratch');
+  });
+
+  it('choosing a card changes the model to train', async () => {
+    fakeBackend({});
+    render(ModelView);
+    await fireEvent.click(within(screen.getByTestId('model-gpt2-medium')).getByRole('radio'));
+    expect(setup.model).toEqual({ kind: 'hub', id: 'gpt2-medium' });
+  });
+});

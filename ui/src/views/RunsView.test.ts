@@ -1,0 +1,67 @@
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
+import { fakeBackend, reject } from '../test/backend';
+import { runSummary } from '../test/fixtures';
+import { nav } from '../stores/nav.svelte';
+import RunsView from './RunsView.svelte';
+
+const done = runSummary({ name: 'done', path: '/runs/done', updatedUnix: 3 });
+const stopped = runSummary({ name: 'halfway', path: '/runs/halfway', status: 'stopped', step: 80, checkpoints: [50], updatedUnix: 2 });
+
+describe('RunsView', () => {
+  it('lists runs newest first and marks the resumable ones', async () => {
+    fakeBackend({ list_runs: () => [stopped, done] });
+    render(RunsView);
+    const rows = await screen.findAllByTestId('run-row');
+    expect(rows.map((r) => r.querySelector('strong')?.textContent)).toEqual(['done', 'halfway']);
+    expect(within(rows[0]).queryByTestId('resumable')).toBeNull();
+    expect(within(rows[1]).getByTestId('resumable')).toBeTruthy();
+    expect(rows[1].textContent).toContain('80 / 200');
+  });
+
+  it('deletes only after confirmation', async () => {
+    const b = fakeBackend({ list_runs: () => [done], delete_run: () => null });
+    render(RunsView);
+    const row = await screen.findByTestId('run-row');
+    await fireEvent.click(within(row).getByText('Delete'));
+    expect(screen.getByTestId('confirm-dialog').textContent).toContain('“done”');
+    await fireEvent.click(screen.getByTestId('confirm-cancel'));
+    expect(b.calls.some((c) => c.cmd === 'delete_run')).toBe(false);
+
+    await fireEvent.click(within(row).getByText('Delete'));
+    await fireEvent.click(screen.getByTestId('confirm-yes'));
+    await waitFor(() => expect(screen.queryAllByTestId('run-row')).toHaveLength(0));
+    expect(b.last('delete_run')).toEqual({ runPath: '/runs/done' });
+  });
+
+  it('renames in place and shows a refusal in place', async () => {
+    const b = fakeBackend({
+      list_runs: () => [done],
+      rename_run: ({ newName }) => (newName === 'taken' ? Promise.reject(reject('config', 'A run called `taken` already exists; pick another name.')) : { ...done, name: newName as string }),
+    });
+    render(RunsView);
+    const row = await screen.findByTestId('run-row');
+    await fireEvent.click(within(row).getByText('Rename'));
+    const input = within(row).getByLabelText('New name');
+    await fireEvent.input(input, { target: { value: 'taken' } });
+    await fireEvent.click(within(row).getByText('Save'));
+    expect((await screen.findByTestId('error-message')).textContent).toContain('already exists');
+
+    await fireEvent.input(input, { target: { value: 'refunds v1' } });
+    await fireEvent.click(within(row).getByText('Save'));
+    await waitFor(() => expect(row.querySelector('strong')?.textContent).toBe('refunds v1'));
+    expect(b.last('rename_run')).toEqual({ runPath: '/runs/done', newName: 'refunds v1' });
+  });
+
+  it('Continue training resumes the run and goes to the Train page', async () => {
+    const b = fakeBackend({
+      list_runs: () => [stopped],
+      run_metrics: () => ({ steps: [], evals: [], samples: [] }),
+      resume_training: () => ({ jobId: 'j', runPath: '/runs/halfway' }),
+    });
+    render(RunsView);
+    await fireEvent.click(await screen.findByText('Continue training'));
+    await waitFor(() => expect(b.last('resume_training')?.runPath).toBe('/runs/halfway'));
+    expect(nav.page).toBe('train');
+  });
+});

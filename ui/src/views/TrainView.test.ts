@@ -1,0 +1,112 @@
+import { fireEvent, render, screen, within } from '@testing-library/svelte';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { fakeBackend, flush, reject, send } from '../test/backend';
+import { fileReport, quickConfig } from '../test/fixtures';
+import type { TrainConfig } from '../ipc/types';
+import { dataset } from '../stores/dataset.svelte';
+import { DEFAULT_MODEL } from '../stores/models';
+import { setup } from '../stores/setup.svelte';
+import { trainer } from '../stores/trainer.svelte';
+import { initialTraining } from '../stores/training';
+import TrainView from './TrainView.svelte';
+
+// uPlot draws on a canvas, which jsdom lacks; the chart's data is checked through its data-points.
+vi.mock('uplot', () => ({
+  default: class {
+    setData() {}
+    setSize() {}
+    destroy() {}
+  },
+}));
+
+beforeEach(() => {
+  dataset.files = [fileReport()];
+  setup.config = quickConfig();
+  setup.preset = 'quick';
+  setup.model = DEFAULT_MODEL;
+  trainer.state = initialTraining();
+  trainer.job = null;
+  trainer.run = null;
+  trainer.error = null;
+});
+
+describe('TrainView', () => {
+  it('Start sends the prepared config, then the page follows the job’s events', async () => {
+    let channel: unknown;
+    const b = fakeBackend({
+      start_training: ({ onEvent }) => ((channel = onEvent), { jobId: 'j1', runPath: '/runs/demo' }),
+      stop_job: () => null,
+    });
+    render(TrainView);
+    await fireEvent.click(screen.getByTestId('start-training'));
+    await flush();
+    const sent = b.last('start_training')!.config as TrainConfig;
+    expect(sent.model).toEqual({ scratch: 'tiny' });
+    expect(sent.data).toEqual(['/data/business-rules.md']);
+    expect(sent.steps).toBe(200);
+    expect(b.last('start_training')!.name).toMatch(/^business-rules-\d{4}-\d{4}$/);
+
+    send(channel, [
+      { type: 'trainStep', step: 10, total: 200, loss: 6.1, lr: 1e-3, tokensPerSec: 2400, etaSecs: 95, epoch: 0.05 },
+      { type: 'trainStep', step: 20, total: 200, loss: 5.2, lr: 1e-3, tokensPerSec: 2500, etaSecs: 85, epoch: 0.1 },
+      { type: 'eval', step: 20, valLoss: 5.4, perplexity: 221 },
+      { type: 'sample', step: 20, text: 'When a customer the refund' },
+      { type: 'checkpoint', step: 20, path: '/runs/demo/checkpoints/step-20' },
+    ]);
+    await flush();
+    expect(screen.getByTestId('step-counter').textContent).toBe('Step 20 of 200');
+    expect(screen.getByText(/1 min 25 s left/)).toBeTruthy();
+    expect(screen.getByTestId('loss-chart').dataset.points).toBe('2');
+    expect(screen.getAllByTestId('checkpoint-item').map((e) => e.textContent)).toEqual(['Step 20']);
+    expect(screen.getByTestId('sample').textContent).toContain('When a customer the refund');
+
+    await fireEvent.click(screen.getByTestId('stop-training'));
+    expect(b.last('stop_job')).toEqual({ jobId: 'j1' });
+    send(channel, [{ type: 'finished', summary: {} }]);
+    await flush();
+    expect(screen.getByTestId('resume-training')).toBeTruthy();
+  });
+
+  it('a busy backend’s refusal is shown where Start was pressed', async () => {
+    fakeBackend({ start_training: () => Promise.reject(reject('busy', 'A generation is running; stop it before training.')) });
+    render(TrainView);
+    await fireEvent.click(screen.getByTestId('start-training'));
+    const err = await screen.findByTestId('error-message');
+    expect(err.textContent).toContain('A generation is running; stop it before training.');
+    expect(err.textContent).toContain('Another job is running');
+    expect(screen.queryByTestId('stop-training')).toBeNull();
+  });
+
+  it('a bad setting is explained next to its field and blocks Start', async () => {
+    fakeBackend({});
+    render(TrainView);
+    const lr = screen.getByTestId('cfg-lr') as HTMLInputElement;
+    await fireEvent.input(lr, { target: { value: '2' } });
+    expect(screen.getByTestId('cfg-error-lr').textContent).toMatch(/above 0 and below 1/);
+    expect((screen.getByTestId('start-training') as HTMLButtonElement).disabled).toBe(true);
+    await fireEvent.input(lr, { target: { value: '0.0005' } });
+    expect(screen.queryByTestId('cfg-error-lr')).toBeNull();
+    expect((screen.getByTestId('start-training') as HTMLButtonElement).disabled).toBe(false);
+  });
+
+  it('without data it says where to add some', async () => {
+    dataset.files = [];
+    fakeBackend({});
+    render(TrainView);
+    expect((screen.getByTestId('start-training') as HTMLButtonElement).disabled).toBe(true);
+    expect(within(screen.getByTestId('config-errors')).getByText(/Data page/)).toBeTruthy();
+  });
+
+  it('a failure during training is shown with the engine’s sentence', async () => {
+    let channel: unknown;
+    fakeBackend({ start_training: ({ onEvent }) => ((channel = onEvent), { jobId: 'j1', runPath: '/runs/x' }) });
+    render(TrainView);
+    await fireEvent.click(screen.getByTestId('start-training'));
+    await flush();
+    send(channel, [{ type: 'failed', kind: 'config', message: 'the setting `block_size` is 4096; this model reads at most 1024 tokens' }]);
+    await flush();
+    const err = screen.getByTestId('error-message');
+    expect(err.textContent).toContain('reads at most 1024 tokens');
+    expect(err.textContent).toContain('Change the setting');
+  });
+});

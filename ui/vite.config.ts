@@ -1,0 +1,27 @@
+/// <reference types="vitest/config" />
+// Vite serves the UI to Tauri in development (fixed port, see tauri.conf.json devUrl) and builds
+// it into ui/dist for the bundled app. Vitest reuses the same config.
+import { defineConfig } from 'vite';
+import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { svelteTesting } from '@testing-library/svelte/vite';
+
+export default defineConfig({
+  plugins: [svelte(), svelteTesting()],
+  // Relative asset URLs: the bundled app loads index.html from Tauri's custom protocol.
+  base: './',
+  // Keep Tauri's own terminal output visible when both run in one terminal.
+  clearScreen: false,
+  server: {
+    port: 1420,
+    strictPort: true,
+  },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+  },
+  test: {
+    environment: 'jsdom',
+    include: ['src/**/*.test.ts'],
+    setupFiles: ['src/test/setup.ts'],
+  },
+});
