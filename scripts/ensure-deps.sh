@@ -9,7 +9,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 # The desktop window (Tauri on WebKitGTK) and its end-to-end tests.
-for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev libayatana-appindicator3-dev webkit2gtk-driver xvfb; do
+for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev libayatana-appindicator3-dev webkit2gtk-driver xvfb imagemagick; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

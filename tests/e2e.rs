@@ -42,6 +42,7 @@ fn which(name: &str) -> Option<PathBuf> {
 struct Driver {
     base: String,
     session: String,
+    display: String,
 }
 
 impl Driver {
@@ -107,20 +108,41 @@ impl Driver {
     }
 
     fn click(&self, testid: &str) {
-        let id = self.wait(testid, Duration::from_secs(30));
+        let id = self.scroll_to(testid);
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
-    fn text(&self, testid: &str) -> String {
+    /// Controls below the fold are scrolled to first, as a person would.
+    fn scroll_to(&self, testid: &str) -> String {
         let id = self.wait(testid, Duration::from_secs(30));
-        self.call("GET", &format!("/element/{id}/text"), None)
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        let script = format!(
+            "document.querySelector(\"[data-testid='{testid}']\").scrollIntoView({{block: 'center'}});"
+        );
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        );
+        id
+    }
+
+    /// The text content of every element with this test id, joined by `|`.
+    fn text(&self, testid: &str) -> String {
+        let script = format!(
+            "return [...document.querySelectorAll(\"[data-testid='{testid}']\")].map(e => e.textContent.trim()).join('|');"
+        );
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .as_str()
+        .unwrap_or("")
+        .to_string()
     }
 
     fn type_into(&self, testid: &str, text: &str) {
-        let id = self.wait(testid, Duration::from_secs(30));
+        let id = self.scroll_to(testid);
         self.call("POST", &format!("/element/{id}/clear"), Some(json!({})));
         self.call(
             "POST",
@@ -134,45 +156,34 @@ impl Driver {
         while !ok(self) {
             if start.elapsed() > timeout {
                 self.screenshot(&format!("timeout-{what}"));
-                panic!("timed out waiting for {what}");
+                panic!(
+                    "timed out waiting for {what}; step counter shows {:?}",
+                    self.text("step-counter")
+                );
             }
             std::thread::sleep(Duration::from_millis(500));
         }
     }
 
-    /// Saves a PNG artefact and checks it shows something (a blank window compresses to a few KB).
+    /// Saves a PNG of the X display as an artefact. (WebKitWebDriver's own screenshot hangs
+    /// without compositing, which Xvfb lacks; the display shows exactly what a person would see.)
     fn screenshot(&self, name: &str) -> PathBuf {
-        let data = self.call("GET", "/screenshot", None);
-        let png = base64_decode(data.as_str().unwrap_or(""));
         let dir = target_dir().join("e2e-screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, &png).unwrap();
+        let ok = Command::new("import")
+            .args([
+                "-display",
+                &self.display,
+                "-window",
+                "root",
+                &path.display().to_string(),
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "`import` (ImageMagick) could not capture the display");
         path
     }
-}
-
-/// Standard base64 (screenshots); no dependency needed for one decoder.
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let bits: Vec<u8> = s.bytes().filter_map(val).collect();
-    bits.chunks(4)
-        .flat_map(|c| {
-            let n = c
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &v)| n | (v as u32) << (18 - 6 * i));
-            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            bytes.into_iter().take(c.len().saturating_sub(1))
-        })
-        .collect()
 }
 
 fn not_blank(path: &Path) {
@@ -187,11 +198,7 @@ fn not_blank(path: &Path) {
 #[test]
 #[ignore = "needs Xvfb, WebKitWebDriver and tauri-driver: run by `make e2e`"]
 fn first_five_minutes_in_a_real_window() {
-    let app = target_dir().join("e2e/tunesmith-desktop");
-    assert!(
-        app.is_file(),
-        "build it first: cargo build -p tunesmith-desktop --profile e2e --features custom-protocol"
-    );
+    let app = PathBuf::from(env!("CARGO_BIN_EXE_tunesmith-desktop"));
     let driver = which("tauri-driver")
         .expect("tauri-driver is not installed (cargo install tauri-driver --locked)");
     let home = tempfile::tempdir().unwrap();
@@ -250,7 +257,11 @@ fn first_five_minutes_in_a_real_window() {
             Err(e) => panic!("no WebDriver session: {e}"),
         }
     };
-    let d = Driver { base, session };
+    let d = Driver {
+        base,
+        session,
+        display,
+    };
 
     // Data: the built-in demo dataset.
     d.click("nav-data");
@@ -261,20 +272,22 @@ fn first_five_minutes_in_a_real_window() {
     // Train: a tiny model from scratch (the default), a few steps.
     d.click("nav-train");
     d.click("advanced-toggle");
-    d.type_into("cfg-steps", "30");
+    // Long enough to stop part-way: checkpoints every 10 of 60 steps.
+    d.type_into("cfg-steps", "60");
+    d.type_into("cfg-save_every", "10");
     not_blank(&d.screenshot("2-train-settings"));
     d.click("start-training");
     d.wait_until("steps on the chart", Duration::from_secs(300), |d| {
         let t = d.text("step-counter");
-        t.contains("of 30") && !t.starts_with("Step 0 ")
+        t.contains("of 60") && !t.contains("Step 0 ")
     });
     d.wait("checkpoint-item", Duration::from_secs(300));
     d.click("stop-training");
     d.wait("resume-training", Duration::from_secs(120));
     not_blank(&d.screenshot("3-train-stopped"));
     d.click("resume-training");
-    d.wait_until("the run to finish", Duration::from_secs(600), |d| {
-        d.text("step-counter").contains("Step 30 of 30")
+    d.wait_until("the run to finish", Duration::from_secs(300), |d| {
+        d.text("step-counter").contains("Step 60 of 60")
     });
     d.wait_until("the final checkpoint", Duration::from_secs(60), |d| {
         d.count("checkpoint-item") >= 2
@@ -286,8 +299,7 @@ fn first_five_minutes_in_a_real_window() {
     d.type_into("chat-input", "A refund request");
     d.click("chat-send");
     d.wait_until("a reply", Duration::from_secs(120), |d| {
-        d.find("chat-assistant-message").is_some()
-            && !d.text("chat-assistant-message").trim().is_empty()
+        d.find("chat-assistant-message").is_some() && !d.text("chat-assistant-message").is_empty()
     });
     not_blank(&d.screenshot("5-chat"));
 

@@ -1,3 +1,5 @@
+// Must stay the first import: see locale-guard.ts.
+import './locale-guard';
 import { mount } from 'svelte';
 import App from './App.svelte';
 import './app.css';
