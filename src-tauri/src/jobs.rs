@@ -24,12 +24,16 @@ pub struct JobRegistry {
 }
 
 impl JobRegistry {
-    /// Runs `work` on a thread named after `kind`; refused while another job is running.
-    pub fn start(
+    /// Runs `work` on a thread named after `kind`, then `announce` with its result; refused while
+    /// another job is running. The job counts as finished *before* `announce` runs, so a page that
+    /// hears "finished" and at once starts the next job (chat after training, the second half of a
+    /// comparison) is never told that Tunesmith is still busy.
+    pub fn start<R: Send + 'static>(
         &self,
         id: &str,
         kind: &'static str,
-        work: impl FnOnce(CancelToken) + Send + 'static,
+        work: impl FnOnce(CancelToken) -> R + Send + 'static,
+        announce: impl FnOnce(R) + Send + 'static,
     ) -> CommandResult<()> {
         let mut current = self.current.lock().expect("job registry lock");
         if let Some(job) = current.as_ref().filter(|j| !j.done.load(Ordering::SeqCst)) {
@@ -47,8 +51,11 @@ impl JobRegistry {
         let handle = std::thread::Builder::new()
             .name(format!("tunesmith-{kind}"))
             .spawn(move || {
-                work(c);
-                d.store(true, Ordering::SeqCst);
+                // Marked done even if `work` panics, so one crash does not block every later job.
+                let guard = DoneOnDrop(d);
+                let result = work(c);
+                drop(guard);
+                announce(result);
             })
             .map_err(|e| {
                 CommandError::new("internal", format!("could not start a worker thread ({e})"))
@@ -106,6 +113,14 @@ impl JobRegistry {
     }
 }
 
+struct DoneOnDrop(Arc<AtomicBool>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn describe(kind: &str) -> &'static str {
     match kind {
         "train" => "a training run is in progress",
@@ -122,13 +137,18 @@ mod tests {
     #[test]
     fn one_job_at_a_time_and_cancel_reaches_it() {
         let jobs = JobRegistry::default();
-        jobs.start("a", "train", |cancel| {
-            while !cancel.is_cancelled() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
+        jobs.start(
+            "a",
+            "train",
+            |cancel| {
+                while !cancel.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            },
+            |_| {},
+        )
         .unwrap();
-        let e = jobs.start("b", "generate", |_| {}).unwrap_err();
+        let e = jobs.start("b", "generate", |_| {}, |_| {}).unwrap_err();
         assert_eq!(e.kind, "busy");
         assert!(e.message.contains("training run"));
         assert_eq!(jobs.running(), Some("train"));
@@ -136,6 +156,36 @@ mod tests {
         assert!(jobs.cancel("a"));
         assert!(jobs.stop_all(Duration::from_secs(5)));
         assert_eq!(jobs.running(), None);
-        jobs.start("c", "generate", |_| {}).unwrap();
+        jobs.start("c", "generate", |_| {}, |_| {}).unwrap();
+    }
+
+    #[test]
+    fn the_next_job_can_start_as_soon_as_the_end_is_announced() {
+        let jobs = Arc::new(JobRegistry::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let registry = jobs.clone();
+        jobs.start(
+            "train",
+            "train",
+            |_| 7,
+            move |result| {
+                // What the page does on hearing "finished": start the next job at once.
+                let next = registry.start("chat", "generate", |_| {}, |_| {});
+                tx.send((result, next.map_err(|e| e.message))).unwrap();
+            },
+        )
+        .unwrap();
+        let (result, next) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(result, 7);
+        assert_eq!(next, Ok(()));
+    }
+
+    #[test]
+    fn a_job_that_panics_does_not_block_the_next() {
+        let jobs = JobRegistry::default();
+        jobs.start("a", "train", |_| panic!("boom"), |_: ()| {})
+            .unwrap();
+        assert!(jobs.stop_all(Duration::from_secs(5)));
+        jobs.start("b", "generate", |_| {}, |_| {}).unwrap();
     }
 }

@@ -113,6 +113,9 @@ pub struct GenerateArgs {
     pub prompt: String,
     #[arg(long, default_value_t = 100)]
     pub max_new_tokens: usize,
+    /// Do not end (at the end-of-text token) before this many new tokens.
+    #[arg(long, default_value_t = 0)]
+    pub min_new_tokens: usize,
     /// 0 = always the most likely token.
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f64,
@@ -189,6 +192,7 @@ impl GenerateArgs {
             n: self.n,
             seed: self.seed,
             stop_at_eot: true,
+            min_new_tokens: self.min_new_tokens,
         }
     }
 }

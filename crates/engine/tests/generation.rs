@@ -221,6 +221,13 @@ fn bad_generation_settings_name_the_field() {
             "top_p",
         ),
         (GenerateConfig { n: 0, ..cfg("x") }, "`n`"),
+        (
+            GenerateConfig {
+                min_new_tokens: 31,
+                ..cfg("x")
+            },
+            "min_new_tokens",
+        ),
     ] {
         let e = generate_one(
             &m.model,
@@ -233,4 +240,37 @@ fn bad_generation_settings_name_the_field() {
         .unwrap_err();
         assert!(e.to_string().contains(field), "{e}");
     }
+}
+
+#[test]
+fn min_new_tokens_holds_back_the_end_of_text() {
+    let m = model();
+    let eot = tokenizer::eot_id(&m.tokenizer).unwrap();
+    let run = |c: &GenerateConfig| {
+        generate_one(
+            &m.model,
+            &m.tokenizer,
+            c,
+            0,
+            &CancelToken::new(),
+            &mut NullSink,
+        )
+        .unwrap()
+    };
+    // Sampling is seeded, so this search finds the same sample that ends early every time.
+    let ends_early = (0..500)
+        .map(|seed| GenerateConfig {
+            seed,
+            stop_at_eot: true,
+            ..cfg("The")
+        })
+        .find(|c| run(c).finish_reason == "stop")
+        .expect("some seed samples the end-of-text token within 30 tokens");
+    let held = run(&GenerateConfig {
+        min_new_tokens: 30,
+        ..ends_early
+    });
+    assert_eq!(held.finish_reason, "length");
+    assert_eq!(held.tokens.len(), 30);
+    assert!(!held.tokens.contains(&eot));
 }

@@ -7,7 +7,7 @@ use tauri::State;
 use tunesmith_engine::chats::{self, Chat};
 use tunesmith_engine::generate::{self, GenerateConfig, Generation};
 use tunesmith_engine::model::{load, source};
-use tunesmith_engine::{device, Event, NullSink};
+use tunesmith_engine::{device, Event};
 
 use super::finish;
 use crate::error::{CommandError, CommandResult};
@@ -26,28 +26,36 @@ pub async fn generate(
 ) -> CommandResult<Vec<Generation>> {
     config.validate()?;
     let (tx, rx) = std::sync::mpsc::channel();
-    state.jobs.start(&job_id, "generate", move |cancel| {
-        let mut sink = ChannelSink::new(on_event);
-        let result = (|| {
-            let dev = device::select("auto")?;
-            let dir = source::resolve(&model, &mut NullSink)?;
-            let loaded = load::load_dir(&dir, &dev)?;
-            generate::generate(
-                &loaded.model,
-                &loaded.tokenizer,
-                &config,
-                &cancel,
-                &mut sink,
-            )
-        })();
-        let _ = tx.send(
-            result
-                .as_ref()
-                .map(Clone::clone)
-                .map_err(CommandError::from_engine),
-        );
-        finish(&mut sink, result);
-    })?;
+    state.jobs.start(
+        &job_id,
+        "generate",
+        move |cancel| {
+            let mut sink = ChannelSink::new(on_event);
+            let result = (|| {
+                let dev = device::select("auto")?;
+                // A hub model not yet cached downloads here, its progress shown in the chat.
+                let dir = source::resolve(&model, &mut sink)?;
+                let loaded = load::load_dir(&dir, &dev)?;
+                generate::generate(
+                    &loaded.model,
+                    &loaded.tokenizer,
+                    &config,
+                    &cancel,
+                    &mut sink,
+                )
+            })();
+            (sink, result)
+        },
+        move |(mut sink, result)| {
+            let _ = tx.send(
+                result
+                    .as_ref()
+                    .map(Clone::clone)
+                    .map_err(CommandError::from_engine),
+            );
+            finish(&mut sink, result);
+        },
+    )?;
     tauri::async_runtime::spawn_blocking(move || rx.recv())
         .await
         .map_err(|e| CommandError::new("internal", e.to_string()))?

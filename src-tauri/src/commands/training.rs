@@ -45,12 +45,17 @@ fn spawn_training(
     config.validate()?;
     let job_id = format!("train-{}", runs::now_unix());
     let run = path.clone();
-    state.jobs.start(&job_id, "train", move |cancel| {
-        let mut sink = ChannelSink::new(on_event);
-        let result = device::select("auto")
-            .and_then(|dev| train::train(&config, &run, restore, &dev, &cancel, &mut sink));
-        finish(&mut sink, result);
-    })?;
+    state.jobs.start(
+        &job_id,
+        "train",
+        move |cancel| {
+            let mut sink = ChannelSink::new(on_event);
+            let result = device::select("auto")
+                .and_then(|dev| train::train(&config, &run, restore, &dev, &cancel, &mut sink));
+            (sink, result)
+        },
+        |(mut sink, result)| finish(&mut sink, result),
+    )?;
     Ok(JobStarted {
         job_id,
         run_path: path.display().to_string(),

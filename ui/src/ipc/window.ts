@@ -14,7 +14,12 @@ export async function onFileDrop(handlers: {
   drop: (paths: string[]) => void;
 }): Promise<Unlisten> {
   if (!isTauri()) return () => {};
-  return getCurrentWebview().onDragDropEvent(({ payload }) => {
+  // Test entry point: a WebDriver cannot make the OS drag files onto a window, so the end-to-end
+  // test hands paths to the very handler a real drop calls (`window.__tunesmithDrop([...])`).
+  // It grants nothing new: the page can already inspect any path it is given.
+  const hooks = window as unknown as { __tunesmithDrop?: (paths: string[]) => void };
+  hooks.__tunesmithDrop = (paths) => handlers.drop(paths);
+  const unlisten = await getCurrentWebview().onDragDropEvent(({ payload }) => {
     if (payload.type === 'enter' || payload.type === 'over') handlers.hovering(true);
     else if (payload.type === 'leave') handlers.hovering(false);
     else if (payload.type === 'drop') {
@@ -22,6 +27,10 @@ export async function onFileDrop(handlers: {
       handlers.drop(payload.paths);
     }
   });
+  return () => {
+    delete hooks.__tunesmithDrop;
+    unlisten();
+  };
 }
 
 /** The native "open files" dialog; an empty list when cancelled. */

@@ -31,7 +31,7 @@ describe('chat template', () => {
   it('builds a GenerateConfig: one reply per chat turn, n samples when completing', () => {
     const s = { ...DEFAULT_SETTINGS, n: 3, temperature: 0.5 };
     const chat = toGenerateConfig('chat', 'p', s, 7);
-    expect(chat).toMatchObject({ prompt: 'p', n: 1, temperature: 0.5, seed: 7, stop: [CHAT_STOP], stop_at_eot: true });
+    expect(chat).toMatchObject({ prompt: 'p', n: 1, temperature: 0.5, seed: 7, stop: [CHAT_STOP], stop_at_eot: true, min_new_tokens: 1 });
     expect(toGenerateConfig('complete', 'p', s, 7).n).toBe(3);
   });
 });

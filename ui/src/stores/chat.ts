@@ -98,6 +98,8 @@ export function toGenerateConfig(mode: ChatMode, prompt: string, s: ChatSettings
     n: mode === 'chat' ? 1 : Math.max(1, s.n),
     seed,
     stop_at_eot: true,
+    // A small model often ends its turn at once; it should always say something.
+    min_new_tokens: 1,
   };
 }
 

@@ -130,18 +130,22 @@ export class ChatSession {
         this.progress = total > 0 ? `${stage}… ${Math.round((100 * done) / total)}%` : `${stage}…`;
       },
     });
+    let answered = false;
     try {
       const generations = await this.#running.done;
       // The final texts are authoritative (the stream may have been throttled); in Complete mode
       // each sample becomes its own message.
       const replies = generations.map((g) => cleanReply(cutAtStop(g.text, config.stop).text, chat.mode));
       if (replies.length > 0) chat.messages.splice(at, 1, ...replies.map((content) => ({ role: 'assistant' as const, content })));
+      answered = true;
     } catch (e) {
       const err = toCommandError(e);
       // Stopping is not a failure: keep whatever had arrived.
       if (err.kind !== 'cancelled') this.error = err;
     } finally {
-      if (chat.messages[at]?.role === 'assistant' && chat.messages[at].content === '') chat.messages.splice(at, 1);
+      // An empty reply that finished stays (the page explains it); one cut short by an error or
+      // Stop before any text goes, so the user's message can simply be sent again.
+      if (!answered && chat.messages[at]?.role === 'assistant' && chat.messages[at].content === '') chat.messages.splice(at, 1);
       this.#running = null;
       this.streaming = false;
       this.progress = null;

@@ -59,4 +59,20 @@ describe('ChatView', () => {
     await waitFor(() => expect(reply.textContent).toContain('hi'));
     expect(reply.querySelector('script, img, [onerror]')).toBeNull();
   });
+
+  it('a reply the model ended at once stays, with what to do about it', async () => {
+    fakeBackend({
+      list_runs: () => [runSummary()],
+      list_chats: () => [],
+      save_chat: () => null,
+      generate: () => [{ text: '   ', tokens: [220], finish_reason: 'stop' }],
+    });
+    render(ChatView);
+    const input = await screen.findByTestId('chat-input');
+    await fireEvent.input(input, { target: { value: 'hello?' } });
+    await fireEvent.click(screen.getByTestId('chat-send'));
+    const note = await screen.findByTestId('chat-empty-reply');
+    expect(note.textContent).toContain('Regenerate');
+    expect(screen.getByTestId('chat-regenerate')).toBeTruthy();
+  });
 });

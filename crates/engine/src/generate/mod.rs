@@ -33,6 +33,9 @@ pub struct GenerateConfig {
     pub seed: u64,
     /// End at the model's end-of-text token.
     pub stop_at_eot: bool,
+    /// The end-of-text token is not sampled before this many new tokens, so a small model that
+    /// would end its turn at once still says something (0 = no minimum).
+    pub min_new_tokens: usize,
 }
 
 impl Default for GenerateConfig {
@@ -48,6 +51,7 @@ impl Default for GenerateConfig {
             n: 1,
             seed: 42,
             stop_at_eot: true,
+            min_new_tokens: 0,
         }
     }
 }
@@ -71,6 +75,12 @@ impl GenerateConfig {
         }
         if self.max_new_tokens == 0 {
             return Err(Error::config("max_new_tokens", "must be at least 1"));
+        }
+        if self.min_new_tokens > self.max_new_tokens {
+            return Err(Error::config(
+                "min_new_tokens",
+                "must not be more than max_new_tokens",
+            ));
         }
         Ok(())
     }
@@ -150,6 +160,11 @@ pub fn generate_one(
         }
         let mut logits = model.step(&pending, &mut cache)?.to_vec1::<f32>()?;
         logits.truncate(tok.get_vocab_size(true).min(vocab));
+        if let Some(e) = eot.filter(|_| tokens.len() < cfg.min_new_tokens) {
+            if let Some(l) = logits.get_mut(e as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
         let next = sampling::sample(&mut logits, &context, &params, &mut rng);
         if cfg.stop_at_eot && Some(next) == eot {
             finish = "stop";

@@ -15,4 +15,9 @@ n: number, seed: number,
 /**
  * End at the model's end-of-text token.
  */
-stop_at_eot: boolean, };
+stop_at_eot: boolean, 
+/**
+ * The end-of-text token is not sampled before this many new tokens, so a small model that
+ * would end its turn at once still says something (0 = no minimum).
+ */
+min_new_tokens: number, };
