@@ -23,7 +23,10 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
-    /// Fine-tune a model on text files, or train a new one from scratch.
+    /// Turn documents (text, Markdown, HTML, PDF, Word, OpenDocument, EPUB, RTF, CSV/TSV, JSON/JSONL)
+    /// into a cleaned, deduplicated training set with a health report.
+    Prepare(PrepareArgs),
+    /// Fine-tune a model on documents, or train a new one from scratch.
     Train(TrainArgs),
     /// Continue a prompt with a model.
     Generate(GenerateArgs),
@@ -37,9 +40,12 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Text files or folders to learn from (.txt, .md).
+    /// Files or folders to learn from (any format `prepare` reads).
     #[arg(long, num_args = 1.., value_name = "PATH")]
     pub data: Vec<PathBuf>,
+    /// A dataset folder made by `tunesmith prepare`, instead of --data.
+    #[arg(long, value_name = "DATASET_DIR", conflicts_with = "data")]
+    pub dataset: Option<PathBuf>,
     /// The run folder: checkpoints, metrics, samples and the resolved config go here.
     #[arg(long, value_name = "RUN_DIR")]
     pub out: PathBuf,
@@ -141,6 +147,49 @@ pub struct GenerateArgs {
 }
 
 #[derive(Args)]
+pub struct PrepareArgs {
+    /// Files or folders (walked recursively; hidden files are skipped).
+    #[arg(long, num_args = 1.., required = true, value_name = "PATH")]
+    pub input: Vec<PathBuf>,
+    /// The dataset folder to write (replaced as a whole).
+    #[arg(long, value_name = "DATASET_DIR")]
+    pub out: PathBuf,
+    /// Share of the documents held back for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_frac: f64,
+    /// Cut documents into pieces of at most this many tokens, on paragraph boundaries (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub chunk_tokens: usize,
+    /// Tokens of context repeated at the start of each next piece.
+    #[arg(long, default_value_t = 0)]
+    pub overlap: usize,
+    /// Keep duplicate documents and paragraphs.
+    #[arg(long)]
+    pub no_dedupe: bool,
+    /// Similarity (0.3 to 1) above which two documents count as near duplicates.
+    #[arg(long, default_value_t = 0.8)]
+    pub near_dup_threshold: f64,
+    /// Replace e-mail addresses, phone numbers, IBANs, card numbers, URLs and IP addresses with
+    /// placeholders such as [EMAIL].
+    #[arg(long)]
+    pub scrub_pii: bool,
+    /// For .csv/.tsv: the prompt and completion columns that make each row an example.
+    #[arg(long, num_args = 2, value_names = ["PROMPT_COLUMN", "COMPLETION_COLUMN"])]
+    pub pair_columns: Option<Vec<String>>,
+    /// Count tokens with this model's tokenizer (a model folder, run folder or hub id); by default
+    /// a tokenizer is trained on the documents, as for a model trained from scratch.
+    #[arg(long, value_name = "SOURCE")]
+    pub tokenizer: Option<String>,
+    /// Vocabulary size of the trained tokenizer.
+    #[arg(long, default_value_t = 4096)]
+    pub vocab_size: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 pub struct EvalArgs {
     #[arg(long, value_name = "SOURCE")]
     pub model: String,
@@ -218,6 +267,9 @@ impl TrainArgs {
         }
         if !self.data.is_empty() {
             cfg.data = self.data.clone();
+        }
+        if let Some(d) = &self.dataset {
+            (cfg.dataset, cfg.data) = (Some(d.clone()), Vec::new());
         }
         if self.steps.is_some() {
             (cfg.steps, cfg.epochs) = (self.steps, None);

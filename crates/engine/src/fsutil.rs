@@ -39,6 +39,24 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
+/// Puts the complete folder `tmp` in place of `dir` (the old one, if any, is moved aside first and
+/// removed only after the new one is in place, so a crash leaves one whole folder or the other).
+pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let old = temp_sibling(dir).with_extension("old");
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
 /// Appends one line to a log file (metrics, samples). Appends of a short line are atomic enough:
 /// a crash can at worst truncate the last line, which readers skip.
 pub fn append_line(path: &Path, line: &str) -> Result<()> {

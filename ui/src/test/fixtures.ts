@@ -5,6 +5,7 @@ export function quickConfig(over: Partial<TrainConfig> = {}): TrainConfig {
   return {
     model: { scratch: 'tiny' },
     data: [],
+    dataset: null,
     steps: 200,
     epochs: null,
     batch_size: 4,

@@ -4,6 +4,7 @@ mod bench;
 mod download;
 mod eval;
 mod generate;
+mod prepare;
 mod train;
 
 use std::sync::atomic::AtomicBool;
@@ -19,6 +20,7 @@ pub static ERROR_REPORTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(command: Command) -> Result<()> {
     match command {
+        Command::Prepare(a) => prepare::run(a),
         Command::Train(a) => train::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Eval(a) => eval::run(a),

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::text;
+use super::clean::{self, CleanOptions};
+use super::import::{self, walk, ImportOptions};
 
 /// One file as the user will see it in the list.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -30,31 +31,36 @@ pub struct FileReport {
 
 const PREVIEW_CHARS: usize = 2000;
 
-/// Inspects each path; folders expand to the text files inside them.
+/// Inspects each path; folders expand to the files inside them that Tunesmith reads.
 pub fn inspect_paths(paths: &[std::path::PathBuf]) -> Vec<FileReport> {
-    let mut out = Vec::new();
-    for p in paths {
-        match text::collect_files(std::slice::from_ref(p)) {
-            Ok(files) => out.extend(files.iter().map(|f| inspect(f))),
-            Err(e) => out.push(failed(p, e.to_string())),
-        }
-    }
+    let walked = walk::collect(paths);
+    let mut out: Vec<FileReport> = walked.files.iter().map(|f| inspect(f)).collect();
+    out.extend(walked.problems.into_iter().map(|(p, why)| failed(&p, why)));
     out
 }
 
-/// Inspects one file.
+/// Inspects one file: imported and cleaned as training will see it (before deduplication).
 pub fn inspect(path: &Path) -> FileReport {
-    match text::read_document(path) {
-        Ok(doc) => {
-            let chars = doc.text.chars().count() as u64;
+    let imported = import::import_file(path, &ImportOptions::default()).map(|imp| {
+        let mut parts: Vec<String> = imp.sections.into_iter().map(|s| s.text).collect();
+        parts.extend(
+            imp.examples
+                .into_iter()
+                .map(|e| format!("{}\n{}", e.prompt, e.completion)),
+        );
+        clean::clean_text(&parts.join("\n\n"), &CleanOptions::default())
+    });
+    match imported {
+        Ok(text) => {
+            let chars = text.chars().count() as u64;
             FileReport {
                 size_bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
                 chars,
-                words: doc.text.split_whitespace().count() as u64,
+                words: text.split_whitespace().count() as u64,
                 tokens_estimate: chars.div_ceil(4),
                 status: "ok".into(),
                 error: None,
-                preview: doc.text.chars().take(PREVIEW_CHARS).collect(),
+                preview: text.chars().take(PREVIEW_CHARS).collect(),
                 ..base(path)
             }
         }
@@ -119,5 +125,8 @@ mod tests {
         let all = inspect_paths(&[dir.path().to_path_buf(), dir.path().join("gone.txt")]);
         assert_eq!(all.len(), 3);
         assert!(all[2].error.as_deref().unwrap().contains("does not exist"));
+        let html = dir.path().join("page.html");
+        std::fs::write(&html, "<html><body><nav>Menu</nav><p>Hello <b>there</b></p><script>x()</script></body></html>").unwrap();
+        assert_eq!(inspect(&html).preview, "Hello there");
     }
 }

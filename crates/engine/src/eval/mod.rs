@@ -2,4 +2,4 @@
 
 pub mod perplexity;
 
-pub use perplexity::{evaluate_text, loss_on_tokens, EvalResult};
+pub use perplexity::{evaluate_text, loss_on_masked_tokens, loss_on_tokens, EvalResult};

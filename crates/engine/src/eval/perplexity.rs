@@ -52,22 +52,57 @@ pub fn loss_on_tokens(
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<(f64, usize)> {
-    let windows: Vec<&[u32]> = ids
+    loss_on_masked_tokens(model, ids, None, window, max_windows, cancel, sink)
+}
+
+/// As [`loss_on_tokens`], counting only targets whose `mask` byte is not 0 (the completions of
+/// supervised pairs, not their prompts).
+pub fn loss_on_masked_tokens(
+    model: &Gpt2,
+    ids: &[u32],
+    mask: Option<&[u8]>,
+    window: usize,
+    max_windows: usize,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<(f64, usize)> {
+    let windows: Vec<(usize, &[u32])> = ids
         .chunks(window)
-        .filter(|w| w.len() >= 2)
+        .enumerate()
+        .map(|(i, w)| (i * window, w))
+        .filter(|(_, w)| w.len() >= 2)
         .take(max_windows)
         .collect();
     let (mut total, mut count) = (0f64, 0usize);
-    for (i, w) in windows.iter().enumerate() {
+    for (i, (start, w)) in windows.iter().enumerate() {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let n = w.len() - 1;
+        let targets: Vec<u32> = match mask {
+            Some(m) => (1..=n)
+                .map(|j| {
+                    if m[start + j] == 0 {
+                        crate::model::ops::IGNORE_INDEX
+                    } else {
+                        w[j]
+                    }
+                })
+                .collect(),
+            None => w[1..].to_vec(),
+        };
+        let learned = targets
+            .iter()
+            .filter(|&&t| t != crate::model::ops::IGNORE_INDEX)
+            .count();
+        if learned == 0 {
+            continue;
+        }
         let input = candle_core::Tensor::from_slice(&w[..n], (1, n), model.device())?;
         let hidden = model.hidden(&input, None, None)?;
-        let loss: f32 = model.loss(&hidden, &w[1..])?.to_scalar()?;
-        total += loss as f64 * n as f64;
-        count += n;
+        let loss: f32 = model.loss(&hidden, &targets)?.to_scalar()?;
+        total += loss as f64 * learned as f64;
+        count += learned;
         sink.emit(Event::Progress {
             stage: "evaluate".into(),
             done: i as u64 + 1,

@@ -24,8 +24,10 @@ pub enum ModelSpec {
 #[serde(default)]
 pub struct TrainConfig {
     pub model: ModelSpec,
-    /// Text files or folders to learn from.
+    /// Files or folders to learn from (any format Tunesmith imports).
     pub data: Vec<PathBuf>,
+    /// A dataset folder made by `tunesmith prepare`, used instead of `data`.
+    pub dataset: Option<PathBuf>,
     /// Number of optimiser steps; when neither this nor `epochs` is set, 1000.
     pub steps: Option<u64>,
     /// Passes over the training tokens (converted to steps).
@@ -70,6 +72,7 @@ impl Default for TrainConfig {
         TrainConfig {
             model: ModelSpec::Scratch("tiny".into()),
             data: Vec::new(),
+            dataset: None,
             steps: None,
             epochs: None,
             batch_size: 4,
@@ -213,10 +216,10 @@ impl TrainConfig {
                 );
             }
         }
-        if self.data.is_empty() {
+        if self.data.is_empty() && self.dataset.is_none() {
             return err(
                 "data",
-                "is empty; give at least one text file or folder".into(),
+                "is empty; give at least one file or folder (or a prepared dataset)".into(),
             );
         }
         Ok(())

@@ -20,7 +20,7 @@ use tokenizers::Tokenizer;
 pub use config::{ModelSpec, TrainConfig};
 use optim::{AdamW, AdamWParams};
 
-use crate::data::{dataset, text, tokenizer};
+use crate::data::{dataset, prepare, tokenizer};
 use crate::generate::{self, GenerateConfig};
 use crate::model::gpt2::{init_weights, DropoutRng};
 use crate::model::{load, source, Gpt2, Gpt2Config, Weights};
@@ -234,6 +234,7 @@ fn run_training(
         for micro in 0..cfg.grad_accum as u64 {
             let batch = dataset::sample_batch(
                 &data.train,
+                data.train_mask.as_deref(),
                 cfg.batch_size,
                 cfg.block_size,
                 cfg.seed,
@@ -298,7 +299,7 @@ fn run_training(
         }
         // 6. validation, samples and checkpoints on their schedules
         if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < total {
-            val_loss = validate(&model, &data.val, cfg, step, &run, cancel, sink)?.or(val_loss);
+            val_loss = validate(&model, &data, cfg, step, &run, cancel, sink)?.or(val_loss);
             best_val = min_opt(best_val, val_loss);
         }
         if cfg.sample_every > 0 && step % cfg.sample_every == 0 {
@@ -317,16 +318,8 @@ fn run_training(
 
     // Final validation (when finished) and a checkpoint of where we are.
     if !stopped {
-        val_loss = validate(
-            &model,
-            &data.val,
-            cfg,
-            step,
-            &run,
-            &CancelToken::new(),
-            sink,
-        )?
-        .or(val_loss);
+        val_loss =
+            validate(&model, &data, cfg, step, &run, &CancelToken::new(), sink)?.or(val_loss);
         best_val = min_opt(best_val, val_loss);
     }
     if last_checkpoint
@@ -390,21 +383,23 @@ fn min_opt(a: Option<f32>, b: Option<f32>) -> Option<f32> {
 /// Validation loss on up to `eval_windows` windows of the held-out tokens; `None` without any.
 fn validate(
     model: &Gpt2,
-    val: &[u32],
+    data: &dataset::TokenData,
     cfg: &TrainConfig,
     step: u64,
     run: &RunDir,
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<Option<f32>> {
+    let val = &data.val;
     if val.len() < 2 {
         return Ok(None);
     }
     let window = (cfg.block_size + 1).min(val.len());
     // A stop request during validation skips it; the loop then stops and saves as usual.
-    let (loss, _) = match crate::eval::loss_on_tokens(
+    let (loss, _) = match crate::eval::loss_on_masked_tokens(
         model,
         val,
+        data.val_mask.as_deref(),
         window,
         cfg.eval_windows.max(1),
         cancel,
@@ -461,7 +456,7 @@ fn prepare_fresh(
     device: &Device,
     sink: &mut impl ProgressSink,
 ) -> Result<Prepared> {
-    let docs = read_documents(&cfg.data, sink)?;
+    let units = read_units(cfg, sink)?;
     let (model_cfg, tok, weights) = match &cfg.model {
         ModelSpec::Source(src) => {
             let dir = source::resolve(src, sink)?;
@@ -477,7 +472,8 @@ fn prepare_fresh(
                 total: 1,
                 unit: "steps".into(),
             });
-            let tok = tokenizer::train_bpe(docs.iter().map(|d| d.text.as_str()), cfg.vocab_size)?;
+            let texts: Vec<String> = units.iter().map(|u| u.full_text()).collect();
+            let tok = tokenizer::train_bpe(texts.iter(), cfg.vocab_size)?;
             sink.emit(Event::Progress {
                 stage: "train tokenizer".into(),
                 done: 1,
@@ -492,19 +488,9 @@ fn prepare_fresh(
             (model_cfg, tok, weights)
         }
     };
-    sink.emit(Event::Progress {
-        stage: "tokenize".into(),
-        done: 0,
-        total: docs.len() as u64,
-        unit: "files".into(),
-    });
-    let (data, _) = dataset::build(&docs, &tok, cfg.val_frac, cfg.seed, &run.dataset())?;
-    sink.emit(Event::Progress {
-        stage: "tokenize".into(),
-        done: docs.len() as u64,
-        total: docs.len() as u64,
-        unit: "files".into(),
-    });
+    let (built, _) =
+        dataset::build_units(&units, &tok, cfg.val_frac, cfg.seed, &run.dataset(), sink)?;
+    let data = built.data;
     Ok(Prepared {
         model_cfg,
         tok,
@@ -514,27 +500,35 @@ fn prepare_fresh(
     })
 }
 
-/// Reads every file; a bad file is reported and skipped, unless none is left.
-fn read_documents(paths: &[PathBuf], sink: &mut impl ProgressSink) -> Result<Vec<text::Document>> {
-    let files = text::collect_files(paths)?;
-    let mut docs = Vec::new();
-    let mut errors = Vec::new();
-    for f in &files {
-        match text::read_document(f) {
-            Ok(d) => docs.push(d),
-            Err(e) => {
-                sink.warn(format!("skipped: {e}"));
-                errors.push(e.to_string());
+/// What the run learns from: a prepared dataset's documents, or the given files imported, cleaned
+/// and deduplicated as `tunesmith prepare` does (a bad file is reported and skipped, unless none
+/// is left).
+fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Vec<prepare::Unit>> {
+    if let Some(dir) = &cfg.dataset {
+        return prepare::read_units(dir);
+    }
+    let opts = prepare::PrepareOptions {
+        val_frac: cfg.val_frac,
+        seed: cfg.seed,
+        ..Default::default()
+    };
+    let collected = prepare::collect(&cfg.data, &opts, sink)?;
+    let mut units = collected.units;
+    for path in &collected.streamed {
+        let mut part = 0;
+        crate::data::import::encoding::read_text_streamed(path, 4 << 20, |block| {
+            part += 1;
+            let text = crate::data::clean::clean_text(&block, &opts.clean);
+            if !text.trim().is_empty() {
+                units.push(prepare::Unit::Text {
+                    source: format!("{} (block {part})", path.display()),
+                    text,
+                });
             }
-        }
+            Ok(())
+        })?;
     }
-    if docs.is_empty() {
-        return Err(Error::Data(format!(
-            "No usable text: {}",
-            errors.join("; ")
-        )));
-    }
-    Ok(docs)
+    Ok(units)
 }
 
 /// Loads the latest checkpoint of a run and its dataset.

@@ -6,9 +6,13 @@ import type { ModelSpec } from "./ModelSpec";
  */
 export type TrainConfig = { model: ModelSpec, 
 /**
- * Text files or folders to learn from.
+ * Files or folders to learn from (any format Tunesmith imports).
  */
 data: Array<string>, 
+/**
+ * A dataset folder made by `tunesmith prepare`, used instead of `data`.
+ */
+dataset: string | null, 
 /**
  * Number of optimiser steps; when neither this nor `epochs` is set, 1000.
  */
