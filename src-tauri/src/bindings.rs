@@ -19,6 +19,8 @@ mod tests {
         tunesmith_engine::generate::GenerateConfig::export_all(&cfg).unwrap();
         tunesmith_engine::generate::Generation::export_all(&cfg).unwrap();
         tunesmith_engine::data::inspect::FileReport::export_all(&cfg).unwrap();
+        tunesmith_engine::data::prepare::Report::export_all(&cfg).unwrap();
+        tunesmith_engine::data::prepare::PrepareOptions::export_all(&cfg).unwrap();
         tunesmith_engine::runs::RunSummary::export_all(&cfg).unwrap();
         tunesmith_engine::runs::RunMetrics::export_all(&cfg).unwrap();
         tunesmith_engine::chats::Chat::export_all(&cfg).unwrap();

@@ -26,6 +26,7 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
             commands::app::default_train_config,
             // data
             commands::datasets::inspect_files,
+            commands::datasets::data_report,
             // training and runs
             commands::training::start_training,
             commands::training::resume_training,

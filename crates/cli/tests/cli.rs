@@ -383,11 +383,27 @@ fn bad_input_gets_clear_errors() {
 fn prepare_a_mixed_folder_then_train_on_the_dataset() {
     let home = tempfile::tempdir().unwrap();
     let input = fixtures().join("import/good").display().to_string();
-    let bad = fixtures().join("import/bad/locked.pdf").display().to_string();
+    let bad = fixtures()
+        .join("import/bad/locked.pdf")
+        .display()
+        .to_string();
     let dataset = home.path().join("dataset").display().to_string();
     let args = [
-        "prepare", "--input", &input, &bad, "--out", &dataset, "--scrub-pii", "--chunk-tokens", "256",
-        "--pair-columns", "question", "answer", "--vocab-size", "600", "--json",
+        "prepare",
+        "--input",
+        &input,
+        &bad,
+        "--out",
+        &dataset,
+        "--scrub-pii",
+        "--chunk-tokens",
+        "256",
+        "--pair-columns",
+        "question",
+        "answer",
+        "--vocab-size",
+        "600",
+        "--json",
     ];
     let out = ok(home.path(), &args);
     let lines = json_lines(&out);
@@ -395,25 +411,54 @@ fn prepare_a_mixed_folder_then_train_on_the_dataset() {
     assert_eq!(last["type"], "finished", "{}", show(&args, &out));
     let report = &last["summary"];
     let files = report["files"].as_array().unwrap();
-    let locked = files.iter().find(|f| f["path"].as_str().unwrap().ends_with("locked.pdf")).unwrap();
+    let locked = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("locked.pdf"))
+        .unwrap();
     assert_eq!(locked["status"], "error");
     assert!(locked["error"].as_str().unwrap().contains("password"));
     assert_eq!(report["filesFailed"], 1);
     assert!(report["examples"].as_u64().unwrap() >= 12);
-    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("1 file could not be used")));
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("dataset/manifest.json")).unwrap()).unwrap();
+    assert!(report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("1 file could not be used")));
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(home.path().join("dataset/manifest.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(manifest["report"], *report);
 
     // Train from scratch on the prepared dataset: the prompts of pairs are masked, the rest learned.
     let run = home.path().join("run").display().to_string();
     let train = [
-        "train", "--dataset", &dataset, "--out", &run, "--scratch", "tiny", "--steps", "3",
-        "--block-size", "32", "--batch-size", "2", "--vocab-size", "600", "--eval-every", "3",
+        "train",
+        "--dataset",
+        &dataset,
+        "--out",
+        &run,
+        "--scratch",
+        "tiny",
+        "--steps",
+        "3",
+        "--block-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--vocab-size",
+        "600",
+        "--eval-every",
+        "3",
         "--json",
     ];
     let out = ok(home.path(), &train);
     let lines = json_lines(&out);
-    assert_eq!(lines.last().unwrap()["type"], "finished", "{}", show(&train, &out));
+    assert_eq!(
+        lines.last().unwrap()["type"],
+        "finished",
+        "{}",
+        show(&train, &out)
+    );
     assert!(home.path().join("run/dataset/train.mask").is_file());
 }

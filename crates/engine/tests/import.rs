@@ -159,11 +159,7 @@ fn one_huge_line_and_a_big_file_are_read_in_bounded_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("one-line.txt");
     // 6 MB without a line break: cut at the block size, nothing lost.
-    std::fs::write(
-        &path,
-        &"word ".repeat(6 << 20 >> 2).as_bytes()[..6 << 20],
-    )
-    .unwrap();
+    std::fs::write(&path, &"word ".repeat(6 << 20 >> 2).as_bytes()[..6 << 20]).unwrap();
     let mut blocks = Vec::new();
     tunesmith_engine::data::import::encoding::read_text_streamed(&path, 1 << 20, |b| {
         blocks.push(b.len());

@@ -10,6 +10,8 @@ import type {
   GenerateConfig,
   Generation,
   JobStarted,
+  PrepareOptions,
+  Report,
   RunMetrics,
   RunSummary,
   TrainConfig,
@@ -25,6 +27,9 @@ function channel(onEvent: OnEvent): Channel<Event> {
 export const appInfo = () => invoke<AppInfo>('app_info');
 
 export const inspectFiles = (paths: string[]) => invoke<FileReport[]>('inspect_files', { paths });
+
+/** The corpus health report: duplicates, personal data, warnings and suggested lengths. */
+export const dataReport = (paths: string[], options: PrepareOptions) => invoke<Report>('data_report', { paths, options });
 
 /** Path of the demo text that ships with the app. */
 export const demoDataset = () => invoke<string>('demo_dataset');

@@ -494,6 +494,29 @@ fn failed(path: &Path, message: String) -> FileStats {
     }
 }
 
+/// The report the Data page shows before training: everything `collect` does, with token counts
+/// estimated from characters (the model's tokenizer is only known at training time).
+pub fn preview(
+    paths: &[PathBuf],
+    opts: &PrepareOptions,
+    sink: &mut impl ProgressSink,
+) -> Result<Report> {
+    let mut c = collect(paths, opts, sink)?;
+    // English byte-level BPE averages about four characters per token.
+    for f in &mut c.report.files {
+        f.tokens = if c.streamed.iter().any(|p| p.display().to_string() == f.path) {
+            f.size_bytes / 4
+        } else {
+            f.chars.div_ceil(4)
+        };
+    }
+    let tokens: u64 = c.report.files.iter().map(|f| f.tokens).sum();
+    let val = (tokens as f64 * opts.val_frac).round() as u64;
+    let mut report = c.report;
+    finish_report(&mut report, &c.units, tokens - val, val);
+    Ok(report)
+}
+
 /// Units cut to `chunk_tokens` on paragraph boundaries (pairs are never cut).
 pub fn chunk_units(units: Vec<Unit>, opts: &PrepareOptions, tok: &Tokenizer) -> Vec<Unit> {
     if opts.chunk_tokens == 0 {

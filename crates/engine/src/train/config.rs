@@ -28,6 +28,9 @@ pub struct TrainConfig {
     pub data: Vec<PathBuf>,
     /// A dataset folder made by `tunesmith prepare`, used instead of `data`.
     pub dataset: Option<PathBuf>,
+    /// How `data` is cleaned, deduplicated and scrubbed (its `val_frac` and `seed` are this
+    /// config's own).
+    pub prepare: crate::data::prepare::PrepareOptions,
     /// Number of optimiser steps; when neither this nor `epochs` is set, 1000.
     pub steps: Option<u64>,
     /// Passes over the training tokens (converted to steps).
@@ -73,6 +76,7 @@ impl Default for TrainConfig {
             model: ModelSpec::Scratch("tiny".into()),
             data: Vec::new(),
             dataset: None,
+            prepare: Default::default(),
             steps: None,
             epochs: None,
             batch_size: 4,

@@ -510,7 +510,7 @@ fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Vec<pre
     let opts = prepare::PrepareOptions {
         val_frac: cfg.val_frac,
         seed: cfg.seed,
-        ..Default::default()
+        ..cfg.prepare.clone()
     };
     let collected = prepare::collect(&cfg.data, &opts, sink)?;
     let mut units = collected.units;
@@ -519,6 +519,11 @@ fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Vec<pre
         crate::data::import::encoding::read_text_streamed(path, 4 << 20, |block| {
             part += 1;
             let text = crate::data::clean::clean_text(&block, &opts.clean);
+            let text = if opts.scrub_pii {
+                crate::data::pii::scrub(&text).0
+            } else {
+                text
+            };
             if !text.trim().is_empty() {
                 units.push(prepare::Unit::Text {
                     source: format!("{} (block {part})", path.display()),
