@@ -290,3 +290,41 @@ fn prepared_dataset_on_disk_with_masked_prompts_and_a_report() {
     });
     assert!(ignored, "no prompt token was ever masked out of a batch");
 }
+
+#[test]
+fn a_big_text_file_streams_into_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.txt");
+    let para =
+        |i: usize| format!("Paragraph {i}: the warehouse ships every order within two days.\n\n");
+    let text: String = (0..40_000).map(para).collect();
+    std::fs::write(&big, &text).unwrap();
+    let small = dir.path().join("small.txt");
+    std::fs::write(&small, "A small note about refunds and returns.").unwrap();
+    let opts = PrepareOptions {
+        stream_above_mb: 1,
+        ..Default::default()
+    };
+    let c = prepare::collect(&[big.clone(), small], &opts, &mut NullSink).unwrap();
+    assert_eq!((c.streamed.len(), c.units.len()), (1, 1));
+    let tok = tokenizer::train_bpe(
+        ["warehouse ships every order within two days refunds"].iter(),
+        300,
+    )
+    .unwrap();
+    let out = dir.path().join("ds");
+    let m = prepare::write(&out, c, &opts, &tok, "test", &mut NullSink).unwrap();
+    let r = &m.report;
+    assert!(r.documents > 1, "{}", r.documents);
+    assert!(r.train_tokens > 0 && r.val_tokens > 0);
+    let data = dataset::load(&out).unwrap();
+    assert_eq!((data.train.len() + data.val.len()) as u64, r.tokens);
+    let units = prepare::read_units(&out).unwrap();
+    assert_eq!(units.len() as u64, r.documents);
+    let streamed_words: usize = units
+        .iter()
+        .filter(|u| u.source().contains("(block"))
+        .map(|u| u.full_text().split_whitespace().count())
+        .sum();
+    assert_eq!(streamed_words, text.split_whitespace().count());
+}

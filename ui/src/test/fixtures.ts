@@ -17,6 +17,7 @@ export function quickConfig(over: Partial<TrainConfig> = {}): TrainConfig {
       clean: { nfc: true, control_chars: true, whitespace: true, boilerplate: true, boilerplate_share: 0.5 },
       pair_columns: null,
       max_unpacked_mb: 512,
+      stream_above_mb: 64,
     },
     steps: 200,
     epochs: null,

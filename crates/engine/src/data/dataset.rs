@@ -77,7 +77,7 @@ pub fn build_units(
         }
         let (mut ids, mut mask) = match u {
             Unit::Text { text, .. } => {
-                let ids = tokenizer::encode(tok, text)?;
+                let ids = tokenizer::encode_long(tok, text)?;
                 let n = ids.len();
                 (ids, vec![1u8; n])
             }

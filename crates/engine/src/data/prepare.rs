@@ -17,7 +17,7 @@ use super::{chunk, dataset, tokenizer};
 use crate::progress::{Event, ProgressSink};
 use crate::{fsutil, Error, Result};
 
-/// Plain-text files above this size are read in blocks, so memory stays bounded.
+/// Plain-text files above this size (by default) are read in blocks, so memory stays bounded.
 pub const STREAM_ABOVE: u64 = 64 << 20;
 const STREAM_BLOCK: usize = 4 << 20;
 
@@ -40,6 +40,8 @@ pub struct PrepareOptions {
     pub pair_columns: Option<(String, String)>,
     /// Most bytes a .docx/.odt/.epub may unpack to.
     pub max_unpacked_mb: u64,
+    /// Plain-text files larger than this are read block by block, so memory stays bounded.
+    pub stream_above_mb: u64,
 }
 
 impl Default for PrepareOptions {
@@ -55,6 +57,7 @@ impl Default for PrepareOptions {
             clean: CleanOptions::default(),
             pair_columns: None,
             max_unpacked_mb: 512,
+            stream_above_mb: STREAM_ABOVE >> 20,
         }
     }
 }
@@ -242,7 +245,7 @@ pub fn collect(
             ..Default::default()
         };
         let big_text = matches!(import::kind(&import::extension(path)), "text" | "markdown");
-        if big_text && stats.size_bytes > STREAM_ABOVE {
+        if big_text && stats.size_bytes > opts.stream_above_mb << 20 {
             stats.status = "ok".into();
             stats.warnings.push(format!(
                 "is large ({} MB): read in blocks; only exact duplicates among its blocks are dropped",
@@ -513,7 +516,13 @@ pub fn preview(
     let tokens: u64 = c.report.files.iter().map(|f| f.tokens).sum();
     let val = (tokens as f64 * opts.val_frac).round() as u64;
     let mut report = c.report;
-    finish_report(&mut report, &c.units, tokens - val, val);
+    let documents = c
+        .units
+        .iter()
+        .filter(|u| matches!(u, Unit::Text { .. }))
+        .count() as u64;
+    let examples = c.units.len() as u64 - documents;
+    finish_report(&mut report, documents, examples, tokens - val, val);
     Ok(report)
 }
 
@@ -564,29 +573,7 @@ pub fn write(
     tokenizer_name: &str,
     sink: &mut impl ProgressSink,
 ) -> Result<DatasetManifest> {
-    // Huge files: block by block, cleaned and deduplicated exactly, appended as documents.
-    let mut seen_blocks = HashSet::new();
-    for path in std::mem::take(&mut collected.streamed) {
-        let mut part = 0;
-        encoding::read_text_streamed(&path, STREAM_BLOCK, |block| {
-            part += 1;
-            let text = clean::clean_text(&block, &opts.clean);
-            if text.trim().is_empty() || (opts.dedupe && !seen_blocks.insert(fxhash(&text))) {
-                return Ok(());
-            }
-            let text = if opts.scrub_pii {
-                pii::scrub(&text).0
-            } else {
-                text
-            };
-            collected.units.push(Unit::Text {
-                source: format!("{} (block {part})", path.display()),
-                text,
-            });
-            Ok(())
-        })?;
-    }
-    let units = chunk_units(collected.units, opts, tok);
+    let units = chunk_units(std::mem::take(&mut collected.units), opts, tok);
     let tmp = fsutil::temp_sibling(dir);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -605,12 +592,6 @@ pub fn write(
             f.tokens += *n as u64;
         }
     }
-    finish_report(
-        &mut report,
-        &units,
-        data.train_tokens as u64,
-        data.val_tokens as u64,
-    );
     let docs: Vec<String> = units
         .iter()
         .map(|u| serde_json::to_string(u).expect("units serialise"))
@@ -619,6 +600,28 @@ pub fn write(
         &tmp.join("documents.jsonl"),
         (docs.join("\n") + "\n").as_bytes(),
     )?;
+    let documents = units
+        .iter()
+        .filter(|u| matches!(u, Unit::Text { .. }))
+        .count() as u64;
+    let examples = units.len() as u64 - documents;
+    let (mut train_tokens, mut val_tokens) = (data.train_tokens as u64, data.val_tokens as u64);
+    let has_mask = data.data.train_mask.is_some();
+    drop(data);
+    let streamed = std::mem::take(&mut collected.streamed);
+    let mut streamed_docs = 0;
+    if !streamed.is_empty() {
+        let s = append_streamed(&tmp, &streamed, opts, tok, has_mask, &mut report)?;
+        (train_tokens, val_tokens) = (train_tokens + s.train, val_tokens + s.val);
+        streamed_docs = s.documents;
+    }
+    finish_report(
+        &mut report,
+        documents + streamed_docs,
+        examples,
+        train_tokens,
+        val_tokens,
+    );
     let manifest = DatasetManifest {
         options: opts.clone(),
         tokenizer: tokenizer_name.to_string(),
@@ -629,6 +632,109 @@ pub fn write(
     tokenizer::save(tok, &tmp)?;
     fsutil::replace_dir(&tmp, dir)?;
     Ok(manifest)
+}
+
+struct Appended {
+    train: u64,
+    val: u64,
+    documents: u64,
+}
+
+/// Huge text files, block by block straight onto the end of the token files and documents.jsonl,
+/// so memory holds one block at a time: cleaned, exact duplicate blocks dropped, scrubbed if
+/// asked, chunked, and each block sent to training or validation by a seeded draw.
+fn append_streamed(
+    dir: &Path,
+    files: &[PathBuf],
+    opts: &PrepareOptions,
+    tok: &Tokenizer,
+    has_mask: bool,
+    report: &mut Report,
+) -> Result<Appended> {
+    use std::io::Write;
+    let open = |name: &str| -> Result<std::io::BufWriter<std::fs::File>> {
+        let p = dir.join(name);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(|e| Error::io(&p, e))?;
+        Ok(std::io::BufWriter::new(f))
+    };
+    let (mut train, mut val, mut docs) = (
+        open("train.tokens")?,
+        open("val.tokens")?,
+        open("documents.jsonl")?,
+    );
+    let mut masks = if has_mask {
+        Some((open("train.mask")?, open("val.mask")?))
+    } else {
+        None
+    };
+    let eot = tokenizer::eot_id(tok);
+    let mut seen = HashSet::new();
+    let mut out = Appended {
+        train: 0,
+        val: 0,
+        documents: 0,
+    };
+    for (fi, path) in files.iter().enumerate() {
+        let name = path.display().to_string();
+        let mut part = 0u64;
+        let mut file_tokens = 0u64;
+        encoding::read_text_streamed(path, STREAM_BLOCK, |block| {
+            part += 1;
+            let text = clean::clean_text(&block, &opts.clean);
+            if text.trim().is_empty() || (opts.dedupe && !seen.insert(fxhash(&text))) {
+                return Ok(());
+            }
+            let text = if opts.scrub_pii {
+                pii::scrub(&text).0
+            } else {
+                text
+            };
+            let unit = Unit::Text {
+                source: format!("{name} (block {part})"),
+                text,
+            };
+            for u in chunk_units(vec![unit], opts, tok) {
+                let Unit::Text { text, .. } = &u else {
+                    continue;
+                };
+                let mut ids = tokenizer::encode_long(tok, text)?;
+                ids.extend(eot);
+                let to_val = crate::rng::Rng::derive(opts.seed, "stream-split", &[fi as u64, part])
+                    .next_f64()
+                    < opts.val_frac;
+                let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+                let w = if to_val { &mut val } else { &mut train };
+                w.write_all(&bytes).map_err(|e| Error::io(dir, e))?;
+                if let Some((tm, vm)) = &mut masks {
+                    let m = if to_val { vm } else { tm };
+                    m.write_all(&vec![1u8; ids.len()])
+                        .map_err(|e| Error::io(dir, e))?;
+                }
+                *if to_val { &mut out.val } else { &mut out.train } += ids.len() as u64;
+                file_tokens += ids.len() as u64;
+                let line = serde_json::to_string(&u).expect("units serialise");
+                writeln!(docs, "{line}").map_err(|e| Error::io(dir, e))?;
+                out.documents += 1;
+            }
+            Ok(())
+        })?;
+        if let Some(f) = report.files.iter_mut().find(|f| f.path == name) {
+            f.tokens = file_tokens;
+            f.documents = part;
+        }
+    }
+    for mut w in [train, val, docs] {
+        w.flush().map_err(|e| Error::io(dir, e))?;
+    }
+    if let Some((mut a, mut b)) = masks {
+        a.flush().map_err(|e| Error::io(dir, e))?;
+        b.flush().map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(out)
 }
 
 fn fxhash(s: &str) -> u64 {
@@ -660,12 +766,15 @@ pub fn read_units(dir: &Path) -> Result<Vec<Unit>> {
 }
 
 /// Totals, suggestions and plain-language warnings.
-pub fn finish_report(report: &mut Report, units: &[Unit], train_tokens: u64, val_tokens: u64) {
-    report.documents = units
-        .iter()
-        .filter(|u| matches!(u, Unit::Text { .. }))
-        .count() as u64;
-    report.examples = units.len() as u64 - report.documents;
+pub fn finish_report(
+    report: &mut Report,
+    documents: u64,
+    examples: u64,
+    train_tokens: u64,
+    val_tokens: u64,
+) {
+    report.documents = documents;
+    report.examples = examples;
     report.chars = report.files.iter().map(|f| f.chars).sum();
     report.words = report.files.iter().map(|f| f.words).sum();
     report.train_tokens = train_tokens;

@@ -92,6 +92,37 @@ pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
         .to_vec())
 }
 
+/// Like [`encode`] for long texts: cut after blank lines into slices of about 64 KB, encoded in
+/// parallel. Memory for the tokenizer's per-token bookkeeping stays per slice, not per text; a cut
+/// falls only where the pre-tokenizer splits anyway, so the ids are those of a paragraph-wise
+/// encoding.
+pub fn encode_long(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    const SLICE: usize = 64 << 10;
+    if text.len() <= SLICE {
+        return encode(tok, text);
+    }
+    let mut slices = Vec::new();
+    let mut rest = text;
+    while rest.len() > SLICE {
+        let mut cut = SLICE;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let end = rest[..cut].rfind("\n\n").map_or(cut, |i| i + 2);
+        let end = if end == 0 { cut } else { end };
+        slices.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    slices.push(rest);
+    let encodings = tok
+        .encode_batch_fast(slices, false)
+        .map_err(|e| Error::Tokenizer(format!("could not encode text ({e})")))?;
+    Ok(encodings
+        .iter()
+        .flat_map(|e| e.get_ids().iter().copied())
+        .collect())
+}
+
 /// Text of `ids`, special tokens kept (so `<|endoftext|>` is visible and can act as a stop string).
 pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
     tok.decode(ids, false)
@@ -133,6 +164,14 @@ mod tests {
         assert!(ids.contains(&eot));
         // Merges were learnt: "the cat" is fewer tokens than bytes.
         assert!(encode(&tok, "the cat sat").unwrap().len() < "the cat sat".len());
+        // Long texts are encoded in slices with the same result, whatever the slice edges.
+        let long: String = (0..6000)
+            .map(|i| format!("the cat {i} sat on the mat ☕.\n\n"))
+            .collect::<String>()
+            + &"x".repeat(70_000);
+        let ids = encode_long(&tok, &long).unwrap();
+        assert_eq!(decode(&tok, &ids).unwrap(), long);
+        assert_eq!(ids.len(), encode(&tok, &long).unwrap().len());
     }
 
     #[test]

@@ -21,4 +21,8 @@ pair_columns: [string, string] | null,
 /**
  * Most bytes a .docx/.odt/.epub may unpack to.
  */
-max_unpacked_mb: number, };
+max_unpacked_mb: number, 
+/**
+ * Plain-text files larger than this are read block by block, so memory stays bounded.
+ */
+stream_above_mb: number, };

@@ -2,9 +2,11 @@
 //! text is removed: page numbers, running headers and footers repeated across pages; words
 //! hyphenated at line ends are joined and lines are reflowed into paragraphs.
 //!
-//! Chosen after trying two extractors on the fixture corpus (README, "Document import"):
-//! pdf-extract keeps the reading order and word spacing of laid-out text; lopdf's own
-//! `extract_text` loses spaces between positioned runs. Both share lopdf's parser.
+//! Chosen after trying two extractors on the fixture corpus (`examples/pdf_extractors.rs`):
+//! pdf-extract found 100 % of the body words of `manual.pdf` in order, lopdf's own `extract_text`
+//! 99.3 %; and on a password-protected file pdf-extract reports the password while lopdf opens it
+//! as a document with no pages, which would read as "no text" instead of the real reason. Both
+//! share lopdf's parser.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
