@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fileReport } from '../test/fixtures';
-import { amountAdvice, mergeReports, removeReport, splitTokens, totals, usablePaths } from './data';
+import { mergeReports, removeReport, splitTokens, totals, usablePaths } from './data';
 
 const bad = fileReport({ path: '/d/x.pdf', name: 'x.pdf', extension: 'pdf', status: 'error', error: 'has extension `.pdf`; save it as plain text first', chars: 0, words: 0, tokensEstimate: 0 });
 
@@ -19,11 +19,7 @@ describe('file list', () => {
     expect(removeReport(files, '/d/x.pdf')).toHaveLength(2);
   });
 
-  it('advises on small amounts of text and splits by the held-back fraction', () => {
-    expect(amountAdvice(0)).toBeNull();
-    expect(amountAdvice(1000)).toMatch(/very little/);
-    expect(amountAdvice(20_000)).toMatch(/try things out/);
-    expect(amountAdvice(1e6)).toBeNull();
+  it('splits by the held-back fraction', () => {
     expect(splitTokens(10_000, 0.1)).toEqual({ train: 9000, val: 1000 });
   });
 });

@@ -41,17 +41,6 @@ export function totals(files: FileReport[]): DataTotals {
   };
 }
 
-/**
- * A plain-language verdict on the amount of text. Thresholds are rules of thumb: a tiny model
- * needs tens of thousands of tokens to learn more than fragments.
- */
-export function amountAdvice(tokens: number): string | null {
-  if (tokens === 0) return null;
-  if (tokens < 5_000) return 'This is very little text: the model will mostly repeat it. Add more if you can.';
-  if (tokens < 50_000) return 'Enough to try things out. More text gives a better model.';
-  return null;
-}
-
 /** Split sizes for the validation slider's explanation. */
 export function splitTokens(tokens: number, valFrac: number): { train: number; val: number } {
   const val = Math.round(tokens * valFrac);
