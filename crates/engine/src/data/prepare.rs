@@ -682,21 +682,8 @@ fn append_streamed(
         let name = path.display().to_string();
         let mut part = 0u64;
         let mut file_tokens = 0u64;
-        encoding::read_text_streamed(path, STREAM_BLOCK, |block| {
-            part += 1;
-            let text = clean::clean_text(&block, &opts.clean);
-            if text.trim().is_empty() || (opts.dedupe && !seen.insert(fxhash(&text))) {
-                return Ok(());
-            }
-            let text = if opts.scrub_pii {
-                pii::scrub(&text).0
-            } else {
-                text
-            };
-            let unit = Unit::Text {
-                source: format!("{name} (block {part})"),
-                text,
-            };
+        stream_blocks(path, opts, &mut seen, |p, unit| {
+            part = p;
             for u in chunk_units(vec![unit], opts, tok) {
                 let Unit::Text { text, .. } = &u else {
                     continue;
@@ -735,6 +722,31 @@ fn append_streamed(
         b.flush().map_err(|e| Error::io(dir, e))?;
     }
     Ok(out)
+}
+
+/// A huge text file as documents of one block each (numbered from 1), cleaned, scrubbed if asked,
+/// and without blocks already in `seen` when deduplicating; memory holds one block at a time.
+pub fn stream_blocks(
+    path: &Path,
+    opts: &PrepareOptions,
+    seen: &mut HashSet<u64>,
+    mut each: impl FnMut(u64, Unit) -> Result<()>,
+) -> Result<()> {
+    let mut part = 0u64;
+    encoding::read_text_streamed(path, STREAM_BLOCK, |block| {
+        part += 1;
+        let text = clean::clean_text(&block, &opts.clean);
+        if text.trim().is_empty() || (opts.dedupe && !seen.insert(fxhash(&text))) {
+            return Ok(());
+        }
+        let text = if opts.scrub_pii {
+            pii::scrub(&text).0
+        } else {
+            text
+        };
+        let source = format!("{} (block {part})", path.display());
+        each(part, Unit::Text { source, text })
+    })
 }
 
 fn fxhash(s: &str) -> u64 {

@@ -514,22 +514,10 @@ fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Vec<pre
     };
     let collected = prepare::collect(&cfg.data, &opts, sink)?;
     let mut units = collected.units;
+    let mut seen = std::collections::HashSet::new();
     for path in &collected.streamed {
-        let mut part = 0;
-        crate::data::import::encoding::read_text_streamed(path, 4 << 20, |block| {
-            part += 1;
-            let text = crate::data::clean::clean_text(&block, &opts.clean);
-            let text = if opts.scrub_pii {
-                crate::data::pii::scrub(&text).0
-            } else {
-                text
-            };
-            if !text.trim().is_empty() {
-                units.push(prepare::Unit::Text {
-                    source: format!("{} (block {part})", path.display()),
-                    text,
-                });
-            }
+        prepare::stream_blocks(path, &opts, &mut seen, |_, unit| {
+            units.push(unit);
             Ok(())
         })?;
     }
