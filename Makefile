@@ -42,10 +42,12 @@ test: deps ui ui-test
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' $(CARGO_TARGET_DIR)/test.log
 
 # The real app in a real window (Xvfb + tauri-driver + WebKitWebDriver); screenshots land in
-# $(CARGO_TARGET_DIR)/e2e-screenshots.
+# $(CARGO_TARGET_DIR)/e2e-screenshots. `--workspace` keeps the feature set identical to `make test`'s
+# `cargo test --workspace`: with `-p tunesmith-desktop` cargo resolves other features and rebuilds
+# ~110 dependency crates a second time (17 minutes of a cold CI run).
 e2e: deps ui
 	@command -v tauri-driver >/dev/null 2>&1 || [ -x "$(HOME)/.cargo/bin/tauri-driver" ] || $(CARGO) install tauri-driver --locked
-	$(CARGO) test -p tunesmith-desktop --test e2e -- --ignored --nocapture
+	$(CARGO) test --workspace --test e2e -- --ignored --nocapture
 
 # Regenerates the parity fixtures (needs PyTorch + transformers; outputs are committed).
 fixtures:
