@@ -189,8 +189,10 @@ impl TrainConfig {
                 format!("is {}; it must be 0 (off) or more", self.clip),
             );
         }
-        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return err("beta1/beta2", "must be from 0 to below 1".into());
+        for (field, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return err(field, format!("is {beta}; use a value from 0 to below 1 (e.g. 0.9)"));
+            }
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
             return err("min_lr_ratio", "must be from 0 to 1".into());
@@ -318,6 +320,29 @@ mod tests {
         }
         ok().validate().unwrap();
         TrainConfig::preset("quick").unwrap();
+    }
+
+    /// The page mirrors these rules for instant feedback (ui/src/stores/trainConfig.ts); both
+    /// suites check the same cases file, so a rule changed on one side only fails a test.
+    #[test]
+    fn rules_agree_with_the_page() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/settings_cases.json")).unwrap();
+        for case in file["cases"].as_array().unwrap() {
+            let mut cfg = serde_json::to_value(TrainConfig::default()).unwrap();
+            for part in [&file["base"], &case["patch"]] {
+                for (k, v) in part.as_object().unwrap() {
+                    cfg[k] = v.clone();
+                }
+            }
+            let cfg: TrainConfig = serde_json::from_value(cfg).unwrap();
+            let got = match cfg.validate() {
+                Ok(()) => None,
+                Err(Error::Config { field, .. }) => Some(field),
+                Err(e) => panic!("{case}: not a settings error: {e}"),
+            };
+            assert_eq!(got.as_deref(), case["invalid"].as_str(), "case {case}");
+        }
     }
 
     #[test]
