@@ -71,5 +71,11 @@ describe('helpers', () => {
     expect(validateSettings({ ...DEFAULT_SETTINGS, repetition_penalty: 0 })).toMatch(/Repetition/);
     expect(validateSettings({ ...DEFAULT_SETTINGS, max_new_tokens: 0 })).toMatch(/Max tokens/);
     expect(validateSettings({ ...DEFAULT_SETTINGS, n: 0 })).toMatch(/Samples/);
+    // Whole-number fields reach Rust as integers: a fraction would fail there with a parse error.
+    expect(validateSettings({ ...DEFAULT_SETTINGS, max_new_tokens: 1.5 })).toMatch(/Max tokens must be a whole number/);
+    expect(validateSettings({ ...DEFAULT_SETTINGS, top_k: 2.5 })).toMatch(/Top-k must be a whole number/);
+    // An emptied number field binds as null; infinity is not a temperature the engine accepts.
+    expect(validateSettings({ ...DEFAULT_SETTINGS, temperature: null as unknown as number })).toMatch(/Temperature/);
+    expect(validateSettings({ ...DEFAULT_SETTINGS, temperature: Infinity })).toMatch(/Temperature/);
   });
 });

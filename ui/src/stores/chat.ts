@@ -103,14 +103,32 @@ export function toGenerateConfig(mode: ChatMode, prompt: string, s: ChatSettings
   };
 }
 
-/** Plain checks before sending, mirroring the engine's GenerateConfig rules. */
+type NumericSetting = Exclude<keyof ChatSettings, 'stop'>;
+
+/**
+ * Each number setting's rule, mirroring the engine's GenerateConfig checks: used before sending
+ * and when settings saved by an earlier launch are read back (chatPrefs.ts).
+ */
+export const SETTING_RULES: Record<NumericSetting, { ok: (n: number) => boolean; integer: boolean; message: string }> = {
+  temperature: { ok: (n) => n >= 0, integer: false, message: 'Temperature must be 0 (always the likeliest word) or more.' },
+  top_p: { ok: (n) => n > 0 && n <= 1, integer: false, message: 'Top-p must be above 0 and at most 1.' },
+  repetition_penalty: { ok: (n) => n > 0, integer: false, message: 'Repetition penalty must be above 0 (1 = off).' },
+  max_new_tokens: { ok: (n) => n >= 1, integer: true, message: 'Max tokens must be a whole number, at least 1.' },
+  top_k: { ok: (n) => n >= 0, integer: true, message: 'Top-k must be a whole number: 0 (off) or more.' },
+  n: { ok: (n) => n >= 1, integer: true, message: 'Samples must be a whole number, at least 1.' },
+};
+
+/** Whether `v` is an acceptable value for the setting. An empty number field binds as null. */
+export function settingOk(key: NumericSetting, v: unknown): v is number {
+  const rule = SETTING_RULES[key];
+  return typeof v === 'number' && Number.isFinite(v) && (!rule.integer || Number.isInteger(v)) && rule.ok(v);
+}
+
+/** Plain checks before sending: the first broken rule, in the form's order, or null. */
 export function validateSettings(s: ChatSettings): string | null {
-  if (!(s.temperature >= 0)) return 'Temperature must be 0 (always the likeliest word) or more.';
-  if (!(s.top_p > 0 && s.top_p <= 1)) return 'Top-p must be above 0 and at most 1.';
-  if (!(s.repetition_penalty > 0)) return 'Repetition penalty must be above 0 (1 = off).';
-  if (!(s.max_new_tokens >= 1)) return 'Max tokens must be at least 1.';
-  if (!(s.top_k >= 0)) return 'Top-k must be 0 (off) or more.';
-  if (!(s.n >= 1)) return 'Samples must be at least 1.';
+  for (const key of Object.keys(SETTING_RULES) as NumericSetting[]) {
+    if (!settingOk(key, s[key])) return SETTING_RULES[key].message;
+  }
   return null;
 }
 

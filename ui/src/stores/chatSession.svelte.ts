@@ -18,6 +18,7 @@ import {
   type ChatMode,
   type ChatSettings,
 } from './chat';
+import { loadPrefs, savePrefs, type ChatPrefs } from './chatPrefs';
 import { startGeneration, type RunningGeneration } from './generation';
 
 /** A trained run (its latest checkpoint) or a base model: a hub id or a model folder. */
@@ -32,11 +33,24 @@ export class ChatSession {
   chats = $state<Chat[]>([]);
   currentId = $state<string | null>(null);
   settings = $state<ChatSettings>({ ...DEFAULT_SETTINGS });
+  /** Replies shown as the raw text the model wrote (raw continuations are not Markdown). */
+  plainText = $state(false);
   streaming = $state(false);
   /** What the model is doing before the first token (e.g. "Downloading… 40%"). */
   progress = $state<string | null>(null);
   error = $state<CommandError | null>(null);
   #running: RunningGeneration | null = null;
+
+  /** Starts from the settings of the last launch. */
+  constructor(prefs: ChatPrefs = loadPrefs()) {
+    this.settings = prefs.settings;
+    this.plainText = prefs.plainText;
+  }
+
+  /** Saves the settings for the next launch; reads them all, so an $effect calling it reruns on any change. */
+  remember() {
+    savePrefs({ settings: $state.snapshot(this.settings), plainText: this.plainText });
+  }
 
   get current(): Chat | null {
     return this.chats.find((c) => c.id === this.currentId) ?? null;

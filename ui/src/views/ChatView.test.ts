@@ -3,6 +3,8 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { deferred, fakeBackend, flush, send } from '../test/backend';
 import { runSummary } from '../test/fixtures';
 import type { Generation } from '../ipc/types';
+import { DEFAULT_SETTINGS } from '../stores/chat';
+import { loadPrefs } from '../stores/chatPrefs';
 import { chatSession } from '../stores/chatSession.svelte';
 import ChatView from './ChatView.svelte';
 
@@ -10,7 +12,39 @@ beforeEach(() => {
   chatSession.target = null;
   chatSession.chats = [];
   chatSession.currentId = null;
+  chatSession.settings = { ...DEFAULT_SETTINGS, stop: [] };
+  chatSession.plainText = false;
+  localStorage.clear();
 });
+
+/** Renders the page on one trained run whose replies the test holds open and streams. */
+async function streaming() {
+  let channel: unknown;
+  let done = deferred<Generation[]>();
+  fakeBackend({
+    list_runs: () => [runSummary({ name: 'notes', path: '/runs/notes' })],
+    list_chats: () => [],
+    save_chat: () => null,
+    generate: ({ onEvent }) => ((channel = onEvent), (done = deferred<Generation[]>()), done.promise),
+  });
+  render(ChatView);
+  const input = (await screen.findByTestId('chat-input')) as HTMLTextAreaElement;
+  return {
+    async ask(text: string) {
+      await fireEvent.input(input, { target: { value: text } });
+      await fireEvent.click(screen.getByTestId('chat-send'));
+      await flush();
+    },
+    async stream(text: string) {
+      send(channel, [{ type: 'token', text }]);
+      await flush();
+    },
+    async finish(text: string) {
+      done.resolve([{ text, tokens: [], finish_reason: 'stop' }]);
+      await waitFor(() => expect(screen.getByTestId('chat-send')).toBeTruthy());
+    },
+  };
+}
 
 describe('ChatView', () => {
   it('streams the reply of the newest trained run into the transcript, rendered as Markdown', async () => {
@@ -74,5 +108,57 @@ describe('ChatView', () => {
     const note = await screen.findByTestId('chat-empty-reply');
     expect(note.textContent).toContain('Regenerate');
     expect(screen.getByTestId('chat-regenerate')).toBeTruthy();
+  });
+
+  it('streamed text is not live; the end of each reply is announced once', async () => {
+    const chat = await streaming();
+    const announcer = screen.getByTestId('chat-announcer');
+    expect(announcer.getAttribute('role')).toBe('status');
+    const transcript = screen.getByTestId('chat-transcript');
+    // Nothing that grows token by token may sit inside a live region.
+    expect(transcript.closest('[aria-live], [role="status"], [role="log"], [role="alert"]')).toBeNull();
+    expect(transcript.querySelector('[aria-live], [role="status"], [role="log"], [role="alert"]')).toBeNull();
+
+    await chat.ask('Hello');
+    await chat.stream(' Hi');
+    await chat.stream(' there');
+    expect(announcer.textContent).toBe('');
+    await chat.finish(' Hi there');
+    expect(announcer.textContent).toBe('Reply finished.');
+
+    await chat.ask('Again');
+    expect(announcer.textContent).toBe('');
+    await chat.finish(' Once more');
+    expect(announcer.textContent).toBe('Reply finished.');
+  });
+
+  it('plain text shows the reply as written, and is remembered', async () => {
+    const chat = await streaming();
+    await chat.ask('Start a story');
+    await chat.finish('# Chapter one\n\nIt was *dark*.');
+    const reply = screen.getByTestId('chat-assistant-message');
+    expect(reply.querySelector('h1')?.textContent).toBe('Chapter one');
+
+    await fireEvent.click(screen.getByTestId('chat-plain-text'));
+    expect(reply.querySelector('h1, em')).toBeNull();
+    expect(reply.textContent).toContain('# Chapter one\n\nIt was *dark*.');
+    await flush();
+    expect(loadPrefs().plainText).toBe(true);
+  });
+
+  it('settings edited on the page are saved for the next launch', async () => {
+    await streaming();
+    const temperature = screen.getByRole('spinbutton', { name: 'Temperature' });
+    await fireEvent.input(temperature, { target: { value: '0.35' } });
+    await flush();
+    expect(loadPrefs().settings.temperature).toBe(0.35);
+  });
+
+  it('each setting is named by its label and described by its help', async () => {
+    await streaming();
+    expect(screen.getByRole('spinbutton', { name: 'Temperature', description: /How adventurous the wording is/ })).toBeTruthy();
+    expect(screen.getByRole('spinbutton', { name: 'Top-k', description: /likeliest next words/ })).toBeTruthy();
+    expect(screen.getByRole('spinbutton', { name: 'Max tokens', description: /longest reply/ })).toBeTruthy();
+    expect(screen.getByRole('textbox', { name: 'Stop at', description: /Type \\n for a line break/ })).toBeTruthy();
   });
 });
