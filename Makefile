@@ -18,8 +18,10 @@ ui/node_modules/.package-lock.json: ui/package-lock.json
 ui: deps ui/node_modules/.package-lock.json
 	cd ui && npm run build
 
+# Vitest, then svelte-check (types and accessibility; any warning fails).
 ui-test: ui/node_modules/.package-lock.json
 	cd ui && npm test
+	cd ui && npm run check
 
 build: deps ui
 	$(CARGO) build --release -p tunesmith-cli
