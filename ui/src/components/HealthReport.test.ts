@@ -39,7 +39,32 @@ describe('HealthReport', () => {
     expect(b.last('data_report')).toMatchObject({ paths: ['/docs/a.txt', '/docs/copy.txt'], options: { scrub_pii: false } });
     expect(screen.getByTestId('report-summary').textContent).toContain('40 % duplicated');
     expect(screen.getByTestId('dropped').textContent).toContain('copy.txt: an exact duplicate of a.txt');
-    expect(screen.getByText(/Quick 22 steps/)).toBeTruthy();
+    expect(screen.getByTestId('use-steps-quick').textContent?.trim()).toBe('Quick: 22 steps');
+  });
+
+  it('each suggested length is a button that sets the training length to it', async () => {
+    fakeBackend({ data_report: () => report() });
+    const used: [string, number][] = [];
+    render(HealthReport, {
+      paths: ['/docs/a.txt'],
+      options: options(),
+      steps: 200,
+      preset: 'quick',
+      onScrubChange: () => {},
+      onUseSteps: (p: string, n: number) => used.push([p, n]),
+    });
+    const balanced = await screen.findByRole('button', { name: 'Balanced: 63 steps' });
+    expect(screen.getByRole('group', { name: 'Suggested training length' }).textContent).toContain('now 200 steps');
+    expect(balanced.getAttribute('aria-pressed')).toBe('false');
+    await fireEvent.click(balanced);
+    expect(used).toEqual([['balanced', 63]]);
+  });
+
+  it('marks the suggestion already in use', async () => {
+    fakeBackend({ data_report: () => report() });
+    render(HealthReport, { paths: ['/docs/a.txt'], options: options(), steps: 22, preset: 'quick', onScrubChange: () => {} });
+    expect((await screen.findByTestId('use-steps-quick')).getAttribute('aria-pressed')).toBe('true');
+    expect(screen.getByTestId('use-steps-balanced').getAttribute('aria-pressed')).toBe('false');
   });
 
   it('lists personal data for review when scrubbing is on, and the box reports changes', async () => {

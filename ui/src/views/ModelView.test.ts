@@ -43,6 +43,16 @@ describe('ModelView', () => {
     expect(err.textContent).toContain('train a new model from scratch');
   });
 
+  it('each choice is named by its title and described by its explanation', () => {
+    fakeBackend({});
+    render(ModelView);
+    const tiny = screen.getByRole('radio', { name: 'Tiny' });
+    const ids = tiny.getAttribute('aria-describedby')!.split(' ');
+    expect(ids.map((id) => document.getElementById(id)?.textContent).join(' ')).toMatch(/Trains in minutes on a laptop\. ≈ 4.2M parameters/);
+    const gpt2 = screen.getByRole('radio', { name: 'GPT-2' });
+    expect(document.getElementById(gpt2.getAttribute('aria-describedby')!.split(' ')[0])?.textContent).toMatch(/Already knows English/);
+  });
+
   it('choosing a card changes the model to train', async () => {
     fakeBackend({});
     render(ModelView);

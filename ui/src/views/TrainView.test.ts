@@ -89,6 +89,36 @@ describe('TrainView', () => {
     expect((screen.getByTestId('start-training') as HTMLButtonElement).disabled).toBe(false);
   });
 
+  it('each setting is named by its label and described by its help text', () => {
+    fakeBackend({});
+    render(TrainView);
+    const steps = screen.getByRole('spinbutton', { name: 'Steps' });
+    const help = document.getElementById(steps.getAttribute('aria-describedby')!);
+    expect(help?.textContent).toMatch(/^How many learning steps to take/);
+    expect(screen.getByRole('button', { name: 'About Steps' }).getAttribute('aria-describedby')).toBe(help?.id);
+    expect(screen.getByRole('checkbox', { name: 'Train only the inner layers' }).getAttribute('aria-describedby')).toBe('cfg-help-only_train_transformer_layers');
+    expect(screen.getByRole('textbox', { name: /Run name/ }).getAttribute('aria-describedby')).toBe('run-name-help');
+  });
+
+  it('a setting’s error joins its description', async () => {
+    fakeBackend({});
+    render(TrainView);
+    const lr = screen.getByRole('spinbutton', { name: 'Learning rate' });
+    await fireEvent.input(lr, { target: { value: '2' } });
+    expect(lr.getAttribute('aria-describedby')).toBe('cfg-help-lr cfg-error-lr');
+  });
+
+  it('the presets say how long they train on this data', () => {
+    setup.presets = { quick: quickConfig(), balanced: quickConfig({ steps: 1000 }), thorough: quickConfig({ steps: 4000 }) };
+    setup.suggestions = { quick_steps: 47, balanced_steps: 141, thorough_steps: 2000 };
+    fakeBackend({});
+    render(TrainView);
+    expect(screen.getByRole('radio', { name: 'Quick: 47 steps (your data is small)' }).getAttribute('aria-checked')).toBe('true');
+    expect(screen.getByRole('radio', { name: 'Thorough: 2,000 steps (your data is small)' })).toBeTruthy();
+    setup.presets = {};
+    setup.suggestions = null;
+  });
+
   it('without data it says where to add some', async () => {
     dataset.files = [];
     fakeBackend({});
