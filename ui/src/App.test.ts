@@ -92,6 +92,39 @@ describe('App', () => {
     dataset.files = [];
   });
 
+  it('a launch brings back the last files (inspected again) and settings, and remembers changes', async () => {
+    nav.page = 'data';
+    setup.config = null;
+    setup.presets = {};
+    setup.restored = false;
+    dataset.files = [];
+    localStorage.setItem('tunesmith.dataFiles', JSON.stringify(['/d/notes.txt', '/d/gone.txt']));
+    localStorage.setItem('tunesmith.training', JSON.stringify({ preset: 'thorough', settings: { lr: 2e-4, seed: 9 }, fittedSteps: null }));
+    const b = fakeBackend({
+      ...base,
+      inspect_files: ({ paths }) =>
+        (paths as string[]).map((path) =>
+          path.endsWith('gone.txt')
+            ? fileReport({ path, name: 'gone.txt', status: 'error', error: 'cannot be found; add it again from its new place' })
+            : fileReport({ path, name: 'notes.txt' }),
+        ),
+      data_report: () => new Promise(() => {}),
+    });
+    render(App);
+    expect(await screen.findAllByTestId('file-row')).toHaveLength(2);
+    expect(b.last('inspect_files')).toEqual({ paths: ['/d/notes.txt', '/d/gone.txt'] });
+    expect(screen.getByTestId('file-error').textContent).toContain('cannot be found');
+    await waitFor(() => expect(setup.config?.seed).toBe(9));
+    expect(setup.preset).toBe('thorough');
+    expect(b.calls.find((c) => c.cmd === 'default_train_config')?.args).toEqual({ preset: 'thorough' });
+
+    await fireEvent.click(screen.getByRole('button', { name: 'Remove gone.txt' }));
+    expect(JSON.parse(localStorage.getItem('tunesmith.dataFiles')!)).toEqual(['/d/notes.txt']);
+    setup.config!.seed = 11;
+    await waitFor(() => expect(JSON.parse(localStorage.getItem('tunesmith.training')!).settings.seed).toBe(11));
+    dataset.files = [];
+  });
+
   it('asks before closing during training and stops, saves and quits on yes', async () => {
     (globalThis as { isTauri?: boolean }).isTauri = true;
     mockWindows('main');

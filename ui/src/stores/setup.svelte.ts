@@ -5,6 +5,7 @@ import { defaultTrainConfig, type Preset } from '../ipc/commands';
 import { toCommandError } from '../ipc/errors';
 import type { CommandError, TrainConfig } from '../ipc/types';
 import { DEFAULT_MODEL, toModelSpec, type ModelChoice } from './models';
+import { applySettings, loadTraining, rememberTraining, settingsOf } from './remember';
 import { applyPreset, fitSteps, normalize, PRESETS, suggestedSteps, type PresetLength, type Suggestions } from './trainConfig';
 
 export class Setup {
@@ -21,6 +22,8 @@ export class Setup {
    * user has not typed their own, so a new report may re-fit them; any other value is theirs.
    */
   fittedSteps = $state<number | null>(null);
+  /** Set once the remembered settings are back; saving before then would overwrite them. */
+  restored = $state(false);
 
   /** A preset's length for the current data, or null until that preset has loaded. */
   presetLength(p: Preset): PresetLength | null {
@@ -61,6 +64,26 @@ export class Setup {
     } catch (e) {
       this.error = toCommandError(e);
     }
+  }
+
+  /** Launch: the remembered preset and settings, or Quick with its defaults on a first run. */
+  async restore() {
+    const saved = loadTraining();
+    await this.loadPresets(saved?.preset ?? 'quick');
+    if (saved && this.config) {
+      this.config = applySettings(this.config, saved.settings);
+      this.fittedSteps = saved.fittedSteps;
+    }
+    // A report may have come in while the presets loaded.
+    if (this.suggestions) this.fitToData(this.suggestions);
+    this.restored = true;
+  }
+
+  /** Writes the preset and settings for the next launch (after `restore`, never before). */
+  remember() {
+    if (!this.restored || !this.config) return;
+    const config = $state.snapshot(this.config) as TrainConfig;
+    rememberTraining({ preset: this.preset, settings: settingsOf(config), fittedSteps: this.fittedSteps });
   }
 
   /** New suggestions from the health check; re-fits the preset's steps unless the user set their own. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fakeBackend } from '../test/backend';
 import { quickConfig } from '../test/fixtures';
+import { loadTraining, rememberTraining } from './remember';
 import { Setup } from './setup.svelte';
 
 // The engine's presets (crates/engine train/config.rs): 200, 1000 and 4000 steps.
@@ -72,5 +73,40 @@ describe('Setup: presets follow the data', () => {
     s.config!.lr = 0.01;
     await s.loadPreset('quick');
     expect(s.config?.lr).toBe(1e-3);
+  });
+});
+
+describe('Setup: remembered between launches', () => {
+  it('a first launch gets Quick with its defaults, and nothing is saved before that', async () => {
+    backend();
+    const s = new Setup();
+    s.config = quickConfig({ lr: 0.5 });
+    s.remember(); // before restore: must not overwrite what the last session saved
+    expect(loadTraining()).toBeNull();
+    await s.restore();
+    expect(s.preset).toBe('quick');
+    expect(s.config?.steps).toBe(200);
+    s.remember();
+    expect(loadTraining()?.preset).toBe('quick');
+  });
+
+  it('brings back the preset and settings; steps the preset fitted still follow new data', async () => {
+    const b = backend();
+    rememberTraining({ preset: 'balanced', settings: { steps: 141, lr: 5e-4, seed: 7, scrub_pii: true }, fittedSteps: 141 });
+    const s = new Setup();
+    await s.restore();
+    expect(b.calls.find((c) => c.cmd === 'default_train_config')?.args).toEqual({ preset: 'balanced' });
+    expect(s.preset).toBe('balanced');
+    expect([s.config?.steps, s.config?.lr, s.config?.seed, s.config?.prepare.scrub_pii]).toEqual([141, 5e-4, 7, true]);
+    s.fitToData({ quick_steps: 30, balanced_steps: 90, thorough_steps: 150 });
+    expect(s.config?.steps).toBe(90);
+  });
+
+  it('corrupt saved settings fall back to the preset’s', async () => {
+    backend();
+    localStorage.setItem('tunesmith.training', JSON.stringify({ preset: 'quick', settings: { lr: -1, batch_size: 'big' }, fittedSteps: 200 }));
+    const s = new Setup();
+    await s.restore();
+    expect([s.config?.lr, s.config?.batch_size]).toEqual([1e-3, 4]);
   });
 });

@@ -21,4 +21,6 @@ globalThis.ResizeObserver ??= class {
 
 afterEach(() => {
   clearMocks();
+  // What the app remembers between launches must not leak from one test into the next.
+  localStorage.clear();
 });
