@@ -79,6 +79,12 @@ describe('presets', () => {
     expect(merged.val_frac).toBe(0.2);
   });
 
+  it('keeps the Data page’s preparation choices, such as replacing personal data', () => {
+    const current = quickConfig();
+    current.prepare.scrub_pii = true;
+    expect(applyPreset(quickConfig({ steps: 1000 }), current).prepare.scrub_pii).toBe(true);
+  });
+
   it('every numeric field has a plain-language explanation', () => {
     const keys = Object.keys(quickConfig()).filter((k) => !['model', 'data', 'dataset', 'prepare'].includes(k));
     expect(FIELDS.map((f) => f.key).sort()).toEqual(keys.sort());

@@ -142,11 +142,12 @@ export function validateConfig(c: TrainConfig): FieldErrors {
 
 /**
  * Applies a freshly loaded preset without losing what the user chose on other pages: the model,
- * the data and the held-back fraction come from the current config.
+ * the data, the held-back fraction and how the text is prepared (e.g. personal data replaced)
+ * come from the current config.
  */
 export function applyPreset(preset: TrainConfig, current: TrainConfig | null): TrainConfig {
   if (!current) return preset;
-  return { ...preset, model: current.model, data: current.data, val_frac: current.val_frac };
+  return { ...preset, model: current.model, data: current.data, val_frac: current.val_frac, prepare: current.prepare };
 }
 
 /** A run name people can recognise later: first file's name and the date, e.g. "notes-0312-1405". */
