@@ -1,13 +1,13 @@
 import { emit } from '@tauri-apps/api/event';
 import { mockWindows } from '@tauri-apps/api/mocks';
-import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/svelte';
+import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
 import { afterEach, describe, expect, it } from 'vitest';
 import App from './App.svelte';
 import { dataset } from './stores/dataset.svelte';
 import { nav } from './stores/nav.svelte';
 import { setup } from './stores/setup.svelte';
 import { fakeBackend, flush } from './test/backend';
-import { fileReport, quickConfig } from './test/fixtures';
+import { fileReport, quickConfig, runSummary } from './test/fixtures';
 
 const base = {
   app_info: () => ({ version: '0.1.0', device: 'CPU (16 threads)', home: '/h', runsDir: '/h/runs' }),
@@ -123,6 +123,21 @@ describe('App', () => {
     setup.config!.seed = 11;
     await waitFor(() => expect(JSON.parse(localStorage.getItem('tunesmith.training')!).settings.seed).toBe(11));
     dataset.files = [];
+  });
+
+  it('Chat on the Runs page opens Chat talking to that run', async () => {
+    nav.page = 'runs';
+    const older = runSummary({ name: 'older', path: '/runs/older', updatedUnix: 1 });
+    const newer = runSummary({ name: 'newer', path: '/runs/newer', updatedUnix: 2 });
+    fakeBackend({ ...base, list_runs: () => [older, newer], list_chats: () => [] });
+    render(App);
+    const rows = await screen.findAllByTestId('run-row');
+    expect(rows[1].textContent).toContain('older');
+    await fireEvent.click(within(rows[1]).getByRole('button', { name: 'Chat' }));
+    await waitFor(() => expect(screen.getByRole('heading', { level: 1 }).textContent).toBe('Chat'));
+    await flush();
+    // Not the newest run Chat would pick by itself: the one asked for.
+    expect((screen.getByTestId('chat-target') as HTMLSelectElement).value).toBe('run:/runs/older');
   });
 
   it('asks before closing during training and stops, saves and quits on yes', async () => {

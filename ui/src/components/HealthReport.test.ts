@@ -79,6 +79,9 @@ describe('HealthReport', () => {
     expect(hit.textContent).toContain('jane@example.com');
     await fireEvent.click(screen.getByTestId('scrub-pii'));
     expect(changed).toBe(false);
+    // The examples describe the box; they are not part of its name.
+    const box = screen.getByRole('checkbox', { name: /^Replace personal data with placeholders before training/ });
+    expect(document.getElementById(box.getAttribute('aria-describedby')!)?.textContent).toContain('e-mail addresses, phone numbers');
   });
 
   it('shows an error in place', async () => {
