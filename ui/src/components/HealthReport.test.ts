@@ -92,6 +92,16 @@ describe('HealthReport', () => {
 });
 
 describe('HealthCheck', () => {
+  it('gives its report only for exactly the files it describes', async () => {
+    fakeBackend({ data_report: () => report() });
+    const c = new HealthCheck();
+    await c.refresh(['/a', '/b'], options());
+    expect(c.reportFor(['/a', '/b'])?.suggestions.quick_steps).toBe(22);
+    expect(c.reportFor(['/a'])).toBeNull();
+    expect(c.reportFor(['/b', '/a'])).toBeNull();
+    expect(c.reportFor([])).toBeNull();
+  });
+
   it('keeps only the newest answer when requests overtake each other', async () => {
     const slow = deferred<Report>();
     const answers = [slow.promise, Promise.resolve(report({ documents: 9 }))];
