@@ -98,8 +98,10 @@ describe('App', () => {
     setup.presets = {};
     setup.restored = false;
     dataset.files = [];
-    localStorage.setItem('tunesmith.dataFiles', JSON.stringify(['/d/notes.txt', '/d/gone.txt']));
-    localStorage.setItem('tunesmith.training', JSON.stringify({ preset: 'thorough', settings: { lr: 2e-4, seed: 9 }, fittedSteps: null }));
+    // Remembered for this data folder (app_info's home is /h); another folder's memory is ignored.
+    localStorage.setItem('tunesmith.dataFiles@/h', JSON.stringify(['/d/notes.txt', '/d/gone.txt']));
+    localStorage.setItem('tunesmith.training@/h', JSON.stringify({ preset: 'thorough', settings: { lr: 2e-4, seed: 9 }, fittedSteps: null }));
+    localStorage.setItem('tunesmith.dataFiles@/other', JSON.stringify(['/elsewhere/x.txt']));
     const b = fakeBackend({
       ...base,
       inspect_files: ({ paths }) =>
@@ -119,9 +121,9 @@ describe('App', () => {
     expect(b.calls.find((c) => c.cmd === 'default_train_config')?.args).toEqual({ preset: 'thorough' });
 
     await fireEvent.click(screen.getByRole('button', { name: 'Remove gone.txt' }));
-    expect(JSON.parse(localStorage.getItem('tunesmith.dataFiles')!)).toEqual(['/d/notes.txt']);
+    expect(JSON.parse(localStorage.getItem('tunesmith.dataFiles@/h')!)).toEqual(['/d/notes.txt']);
     setup.config!.seed = 11;
-    await waitFor(() => expect(JSON.parse(localStorage.getItem('tunesmith.training')!).settings.seed).toBe(11));
+    await waitFor(() => expect(JSON.parse(localStorage.getItem('tunesmith.training@/h')!).settings.seed).toBe(11));
     dataset.files = [];
   });
 

@@ -9,6 +9,7 @@ import {
   rememberDownload,
   rememberFiles,
   rememberTraining,
+  scopeRemembered,
   settingsOf,
 } from './remember';
 
@@ -82,5 +83,18 @@ describe('remembered downloads', () => {
     expect(loadDownloads()).toEqual({});
     localStorage.setItem('tunesmith.downloadedModels', '["gpt2"]');
     expect(loadDownloads()).toEqual({});
+  });
+});
+
+describe('scope', () => {
+  it('each data folder remembers its own files', () => {
+    scopeRemembered('/home/ana/tunesmith');
+    rememberFiles(['/d/a.txt']);
+    scopeRemembered('/tmp/test-home');
+    expect(loadFiles()).toEqual([]);
+    rememberFiles(['/d/b.txt']);
+    scopeRemembered('/home/ana/tunesmith');
+    expect(loadFiles()).toEqual(['/d/a.txt']);
+    expect(localStorage.getItem('tunesmith.dataFiles@/tmp/test-home')).toBe('["/d/b.txt"]');
   });
 });

@@ -7,12 +7,26 @@ import type { TrainConfig } from '../ipc/types';
 import { HUB_MODELS, type HubId } from './models';
 import { FIELDS, PRESETS, validateConfig, type FieldKey } from './trainConfig';
 
-const PREFIX = 'tunesmith.';
 export const KEYS = { files: 'dataFiles', training: 'training', downloads: 'downloadedModels' } as const;
+
+/**
+ * Everything remembered belongs to one Tunesmith data folder (TUNESMITH_HOME): another folder
+ * has other files, runs and downloads, and a test's fresh folder must start fresh.
+ */
+let scope = '';
+
+export function scopeRemembered(home: string) {
+  scope = home;
+}
+
+/** "tunesmith.dataFiles@/home/ana/.local/share/tunesmith" (no suffix before the folder is known). */
+export function storageKey(key: string): string {
+  return scope ? `tunesmith.${key}@${scope}` : `tunesmith.${key}`;
+}
 
 function read<T>(key: string, parse: (v: unknown) => T | null): T | null {
   try {
-    const raw = globalThis.localStorage?.getItem(PREFIX + key);
+    const raw = globalThis.localStorage?.getItem(storageKey(key));
     return raw == null ? null : parse(JSON.parse(raw));
   } catch {
     return null; // not JSON, or storage disabled
@@ -21,7 +35,7 @@ function read<T>(key: string, parse: (v: unknown) => T | null): T | null {
 
 function write(key: string, value: unknown) {
   try {
-    globalThis.localStorage?.setItem(PREFIX + key, JSON.stringify(value));
+    globalThis.localStorage?.setItem(storageKey(key), JSON.stringify(value));
   } catch {
     // Storage full or disabled: remembering is a convenience, never a reason to fail.
   }
