@@ -41,7 +41,7 @@ export class Setup {
     return loaded;
   }
 
-  /** Loads every preset (to show their lengths), then applies `chosen`. */
+  /** Applies `chosen`, then loads the other presets too, so the picker can show their lengths. */
   async loadPresets(chosen: Preset) {
     await this.loadPreset(chosen);
     await Promise.all(
@@ -71,8 +71,11 @@ export class Setup {
     const saved = loadTraining();
     await this.loadPresets(saved?.preset ?? 'quick');
     if (saved && this.config) {
+      const presetSteps = this.fittedSteps;
       this.config = applySettings(this.config, saved.settings);
-      this.fittedSteps = saved.fittedSteps;
+      // Steps that are the preset's (fitted then or now) keep following the data; typed ones stay.
+      const steps = this.config.steps;
+      this.fittedSteps = steps !== null && (steps === presetSteps || steps === saved.fittedSteps) ? steps : null;
     }
     // A report may have come in while the presets loaded.
     if (this.suggestions) this.fitToData(this.suggestions);

@@ -102,11 +102,23 @@ describe('Setup: remembered between launches', () => {
     expect(s.config?.steps).toBe(90);
   });
 
-  it('corrupt saved settings fall back to the preset’s', async () => {
+  it('steps the user typed last time stay theirs after a launch', async () => {
     backend();
-    localStorage.setItem('tunesmith.training', JSON.stringify({ preset: 'quick', settings: { lr: -1, batch_size: 'big' }, fittedSteps: 200 }));
+    rememberTraining({ preset: 'quick', settings: { steps: 120 }, fittedSteps: null });
     const s = new Setup();
     await s.restore();
-    expect([s.config?.lr, s.config?.batch_size]).toEqual([1e-3, 4]);
+    s.fitToData({ quick_steps: 30, balanced_steps: 90, thorough_steps: 150 });
+    expect(s.config?.steps).toBe(120);
+  });
+
+  it('corrupt saved settings fall back to the preset’s', async () => {
+    backend();
+    localStorage.setItem('tunesmith.training', JSON.stringify({ preset: 'quick', settings: { lr: -1, batch_size: 'big', steps: 0 }, fittedSteps: 47 }));
+    const s = new Setup();
+    await s.restore();
+    expect([s.config?.lr, s.config?.batch_size, s.config?.steps]).toEqual([1e-3, 4, 200]);
+    // The preset's own steps (back after the refused 0) still follow the data.
+    s.fitToData({ quick_steps: 30, balanced_steps: 90, thorough_steps: 150 });
+    expect(s.config?.steps).toBe(30);
   });
 });
