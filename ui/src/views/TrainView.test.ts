@@ -1,9 +1,11 @@
-import { fireEvent, render, screen, within } from '@testing-library/svelte';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { fakeBackend, flush, reject, send } from '../test/backend';
 import { fileReport, quickConfig } from '../test/fixtures';
 import type { TrainConfig } from '../ipc/types';
+import { chatSession } from '../stores/chatSession.svelte';
 import { dataset } from '../stores/dataset.svelte';
+import { nav } from '../stores/nav.svelte';
 import { DEFAULT_MODEL } from '../stores/models';
 import { setup } from '../stores/setup.svelte';
 import { trainer } from '../stores/trainer.svelte';
@@ -117,6 +119,18 @@ describe('TrainView', () => {
     expect(screen.getByRole('radio', { name: 'Thorough: 2,000 steps (your data is small)' })).toBeTruthy();
     setup.presets = {};
     setup.suggestions = null;
+  });
+
+  it('“Chat with this model” chooses the run shown, even when Chat had another model', async () => {
+    chatSession.target = { kind: 'base', source: 'gpt2', label: 'GPT-2' };
+    trainer.run = { path: '/runs/notes', name: 'notes' };
+    trainer.state = { ...initialTraining(), status: 'finished', checkpoints: [{ step: 200, path: '/runs/notes/checkpoints/step-200' }] };
+    fakeBackend({ list_chats: () => [] });
+    nav.page = 'train';
+    render(TrainView);
+    await fireEvent.click(screen.getByTestId('chat-with-run'));
+    await waitFor(() => expect(nav.page).toBe('chat'));
+    expect(chatSession.target).toEqual({ kind: 'run', path: '/runs/notes', name: 'notes' });
   });
 
   it('without data it says where to add some', async () => {
