@@ -39,7 +39,32 @@ describe('HealthReport', () => {
     expect(b.last('data_report')).toMatchObject({ paths: ['/docs/a.txt', '/docs/copy.txt'], options: { scrub_pii: false } });
     expect(screen.getByTestId('report-summary').textContent).toContain('40 % duplicated');
     expect(screen.getByTestId('dropped').textContent).toContain('copy.txt: an exact duplicate of a.txt');
-    expect(screen.getByText(/Quick 22 steps/)).toBeTruthy();
+    expect(screen.getByTestId('use-steps-quick').textContent?.trim()).toBe('Quick: 22 steps');
+  });
+
+  it('each suggested length is a button that sets the training length to it', async () => {
+    fakeBackend({ data_report: () => report() });
+    const used: [string, number][] = [];
+    render(HealthReport, {
+      paths: ['/docs/a.txt'],
+      options: options(),
+      steps: 200,
+      preset: 'quick',
+      onScrubChange: () => {},
+      onUseSteps: (p: string, n: number) => used.push([p, n]),
+    });
+    const balanced = await screen.findByRole('button', { name: 'Balanced: 63 steps' });
+    expect(screen.getByRole('group', { name: 'Suggested training length' }).textContent).toContain('now 200 steps');
+    expect(balanced.getAttribute('aria-pressed')).toBe('false');
+    await fireEvent.click(balanced);
+    expect(used).toEqual([['balanced', 63]]);
+  });
+
+  it('marks the suggestion already in use', async () => {
+    fakeBackend({ data_report: () => report() });
+    render(HealthReport, { paths: ['/docs/a.txt'], options: options(), steps: 22, preset: 'quick', onScrubChange: () => {} });
+    expect((await screen.findByTestId('use-steps-quick')).getAttribute('aria-pressed')).toBe('true');
+    expect(screen.getByTestId('use-steps-balanced').getAttribute('aria-pressed')).toBe('false');
   });
 
   it('lists personal data for review when scrubbing is on, and the box reports changes', async () => {
@@ -54,6 +79,9 @@ describe('HealthReport', () => {
     expect(hit.textContent).toContain('jane@example.com');
     await fireEvent.click(screen.getByTestId('scrub-pii'));
     expect(changed).toBe(false);
+    // The examples describe the box; they are not part of its name.
+    const box = screen.getByRole('checkbox', { name: /^Replace personal data with placeholders before training/ });
+    expect(document.getElementById(box.getAttribute('aria-describedby')!)?.textContent).toContain('e-mail addresses, phone numbers');
   });
 
   it('shows an error in place', async () => {
@@ -64,6 +92,16 @@ describe('HealthReport', () => {
 });
 
 describe('HealthCheck', () => {
+  it('gives its report only for exactly the files it describes', async () => {
+    fakeBackend({ data_report: () => report() });
+    const c = new HealthCheck();
+    await c.refresh(['/a', '/b'], options());
+    expect(c.reportFor(['/a', '/b'])?.suggestions.quick_steps).toBe(22);
+    expect(c.reportFor(['/a'])).toBeNull();
+    expect(c.reportFor(['/b', '/a'])).toBeNull();
+    expect(c.reportFor([])).toBeNull();
+  });
+
   it('keeps only the newest answer when requests overtake each other', async () => {
     const slow = deferred<Report>();
     const answers = [slow.promise, Promise.resolve(report({ documents: 9 }))];

@@ -1,8 +1,10 @@
-// The files the user wants the model to learn from, as inspected by the backend.
+// The files the user wants the model to learn from, as inspected by the backend. The list is
+// remembered between launches (paths only) and inspected afresh on the next start.
 import { demoDataset, inspectFiles } from '../ipc/commands';
 import { toCommandError } from '../ipc/errors';
 import type { CommandError, FileReport } from '../ipc/types';
 import { mergeReports, removeReport, usablePaths } from './data';
+import { loadFiles, rememberFiles } from './remember';
 
 export class Dataset {
   files = $state<FileReport[]>([]);
@@ -22,6 +24,7 @@ export class Dataset {
     try {
       const reports = await inspectFiles(paths);
       this.files = mergeReports(this.files, reports);
+      this.#remember();
     } catch (e) {
       this.error = toCommandError(e);
     } finally {
@@ -41,6 +44,16 @@ export class Dataset {
   remove(path: string) {
     this.files = removeReport(this.files, path);
     if (this.selected === path) this.selected = null;
+    this.#remember();
+  }
+
+  /** Launch: the files listed last time, read again (a moved or changed file shows its reason). */
+  async restore() {
+    await this.add(loadFiles());
+  }
+
+  #remember() {
+    rememberFiles(this.files.map((f) => f.path));
   }
 }
 

@@ -6,6 +6,8 @@ import type { CommandError, PrepareOptions, Report } from '../ipc/types';
 
 export class HealthCheck {
   report = $state<Report | null>(null);
+  /** The files `report` describes. */
+  paths = $state<string[]>([]);
   loading = $state(false);
   error = $state<CommandError | null>(null);
   #latest = 0;
@@ -14,6 +16,7 @@ export class HealthCheck {
     const ticket = ++this.#latest;
     if (paths.length === 0) {
       this.report = null;
+      this.paths = [];
       this.loading = false;
       return;
     }
@@ -22,6 +25,7 @@ export class HealthCheck {
       const report = await dataReport(paths, options);
       if (ticket === this.#latest) {
         this.report = report;
+        this.paths = [...paths];
         this.error = null;
       }
     } catch (e) {
@@ -29,6 +33,12 @@ export class HealthCheck {
     } finally {
       if (ticket === this.#latest) this.loading = false;
     }
+  }
+
+  /** The report only if it describes exactly these files (a stale one must not set lengths). */
+  reportFor(paths: string[]): Report | null {
+    const same = this.paths.length === paths.length && this.paths.every((p, i) => p === paths[i]);
+    return same ? this.report : null;
   }
 }
 

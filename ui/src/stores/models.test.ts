@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeModel, modelParams, scratchParams, toModelSpec, trainingMemoryBytes } from './models';
+import { describeModel, modelName, modelParams, scratchParams, toModelSpec, trainingMemoryBytes } from './models';
 
 describe('model sizes', () => {
   it('tiny is ≈3M in its blocks plus embeddings', () => {
@@ -29,5 +29,32 @@ describe('toModelSpec', () => {
     expect(toModelSpec({ kind: 'folder', path: '/m/gpt2' })).toEqual({ source: '/m/gpt2' });
     expect(toModelSpec({ kind: 'run', path: '/runs/a', name: 'a' })).toEqual({ source: '/runs/a' });
     expect(describeModel({ kind: 'run', path: '/runs/a', name: 'a' })).toContain('a');
+  });
+});
+
+describe('modelName', () => {
+  it('names the engine’s model sources in plain words', () => {
+    expect(modelName('scratch:tiny')).toBe('New tiny model (trained from scratch)');
+    expect(modelName('scratch:small')).toBe('New small model (trained from scratch)');
+    expect(modelName('gpt2')).toBe('GPT-2 (124M)');
+    expect(modelName('distilgpt2')).toBe('DistilGPT-2 (82M)');
+    expect(modelName('gpt2-medium')).toBe('GPT-2 Medium (355M)');
+  });
+
+  it('names a local folder by its folder name, on any platform', () => {
+    expect(modelName('/home/ana/models/my-gpt2')).toBe('my-gpt2');
+    expect(modelName('/home/ana/models/my-gpt2/')).toBe('my-gpt2');
+    expect(modelName('C:\\Users\\ana\\models\\poems')).toBe('poems');
+    expect(modelName('~/models/poems')).toBe('poems');
+  });
+
+  it('names a run’s checkpoint by the run and step, and another hub model by its id', () => {
+    expect(modelName('/h/runs/notes-0312/checkpoints/step-200')).toBe('Run “notes-0312” (step 200)');
+    expect(modelName('openai-community/gpt2-large')).toBe('Hugging Face model “openai-community/gpt2-large”');
+  });
+
+  it('the Train page’s summary uses the same names', () => {
+    expect(describeModel({ kind: 'scratch', size: 'tiny' })).toBe(modelName('scratch:tiny'));
+    expect(describeModel({ kind: 'hub', id: 'gpt2' })).toBe('GPT-2 (124M)');
   });
 });

@@ -62,14 +62,37 @@ export function toModelSpec(choice: ModelChoice): ModelSpec {
   }
 }
 
+/** A local path rather than a hub id: absolute, home- or dot-relative, or a Windows drive path. */
+function isLocalPath(source: string): boolean {
+  return /^([/\\~.]|[A-Za-z]:[/\\])/.test(source);
+}
+
+/**
+ * The one plain-words name of a model source as the engine records it (RunSummary.model): a hub
+ * id, a folder, or `scratch:<size>`. "New tiny model (trained from scratch)", "GPT-2 (124M)",
+ * a folder by its name, a run's checkpoint as "Run “notes” (step 200)".
+ */
+export function modelName(source: string): string {
+  if (source.startsWith('scratch:')) return `New ${source.slice('scratch:'.length)} model (trained from scratch)`;
+  const hub = HUB_MODELS.find((m) => m.id === source);
+  if (hub) return `${hub.label} (${Math.round(hub.params / 1e6)}M)`;
+  if (!isLocalPath(source)) return `Hugging Face model “${source}”`;
+  const parts = source.split(/[\\/]+/).filter((p) => p.length > 0);
+  const last = parts.at(-1) ?? source;
+  // A checkpoint folder (runs/<run>/checkpoints/step-N) says little by its own name.
+  const step = /^step-(\d+)$/.exec(last);
+  if (step && parts.at(-2) === 'checkpoints' && parts.length >= 3) return `Run “${parts.at(-3)}” (step ${step[1]})`;
+  return last;
+}
+
 export function describeModel(choice: ModelChoice): string {
   switch (choice.kind) {
     case 'scratch':
-      return `New ${choice.size} model from scratch`;
+      return modelName(`scratch:${choice.size}`);
     case 'hub':
-      return HUB_MODELS.find((m) => m.id === choice.id)?.label ?? choice.id;
+      return modelName(choice.id);
     case 'folder':
-      return `Model folder ${choice.path.split(/[\\/]/).pop()}`;
+      return `Model folder ${modelName(choice.path)}`;
     case 'run':
       return `Continue from run “${choice.name}”`;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runSummary } from '../test/fixtures';
-import { isResumable, newestFirst, statusLabel } from './runs';
+import { isInterrupted, isResumable, newestFirst, statusLabel } from './runs';
 
 describe('isResumable', () => {
   it('an interrupted "running" run is resumable; the current job is not', () => {
@@ -8,8 +8,18 @@ describe('isResumable', () => {
     expect(isResumable(run, null)).toBe(true);
     expect(isResumable(run, '/elsewhere')).toBe(true);
     expect(isResumable(run, run.path)).toBe(false);
-    expect(statusLabel(run, null)).toBe('Interrupted');
+    expect(statusLabel(run, null)).toBe('Stopped before the end — can be resumed');
     expect(statusLabel(run, run.path)).toBe('Training now');
+  });
+
+  it('a run the backend marks `interrupted` reads the same and is resumable', () => {
+    const run = runSummary({ status: 'interrupted', checkpoints: [40] });
+    expect(isInterrupted(run, null)).toBe(true);
+    expect(isResumable(run, null)).toBe(true);
+    expect(statusLabel(run, null)).toBe('Stopped before the end — can be resumed');
+    // Finished or deliberately stopped runs are not interrupted.
+    expect(isInterrupted(runSummary({ status: 'stopped' }), null)).toBe(false);
+    expect(statusLabel(runSummary({ status: 'stopped' }), null)).toBe('Stopped');
   });
 
   it('stopped or failed runs need a checkpoint', () => {

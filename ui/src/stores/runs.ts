@@ -2,20 +2,31 @@
 import type { RunSummary } from '../ipc/types';
 
 /**
- * Whether "Continue training" makes sense. A run marked `running` that is not the current job
+ * Whether "Resume" makes sense. A run marked `running` that is not the current job
  * was interrupted (the app closed or crashed), so its last checkpoint can be resumed.
  */
 export function isResumable(run: RunSummary, activeRunPath: string | null): boolean {
   if (activeRunPath !== null && run.path === activeRunPath) return false;
   const hasCheckpoint = run.checkpoints.length > 0;
-  if (run.status === 'running') return true;
+  if (isInterrupted(run, activeRunPath)) return true;
   if (run.status === 'stopped' || run.status === 'failed') return hasCheckpoint;
   return run.resumable;
 }
 
+/**
+ * Stopped before the end without anyone pressing Stop: the app closed or crashed while the run
+ * said `running` (and it is not the job training now), or the backend already calls it
+ * `interrupted`.
+ */
+export function isInterrupted(run: RunSummary, activeRunPath: string | null): boolean {
+  if (run.status === 'interrupted') return true;
+  return run.status === 'running' && run.path !== activeRunPath;
+}
+
 /** The run's status in words, accounting for interrupted runs. */
 export function statusLabel(run: RunSummary, activeRunPath: string | null): string {
-  if (run.status === 'running') return run.path === activeRunPath ? 'Training now' : 'Interrupted';
+  if (isInterrupted(run, activeRunPath)) return 'Stopped before the end — can be resumed';
+  if (run.status === 'running') return 'Training now';
   return { completed: 'Completed', stopped: 'Stopped', failed: 'Failed' }[run.status] ?? run.status;
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TrainConfig } from '../ipc/types';
 import { quickConfig } from '../test/fixtures';
-import { applyPreset, defaultRunName, FIELDS, normalize, validateConfig, validateRunName } from './trainConfig';
+import { applyPreset, defaultRunName, FIELDS, fitSteps, normalize, presetTitle, suggestedSteps, validateConfig, validateRunName } from './trainConfig';
 
 const ok = (over: Partial<TrainConfig> = {}) => quickConfig({ data: ['/d/a.txt'], ...over });
 
@@ -79,6 +79,12 @@ describe('presets', () => {
     expect(merged.val_frac).toBe(0.2);
   });
 
+  it('keeps the Data page’s preparation choices, such as replacing personal data', () => {
+    const current = quickConfig();
+    current.prepare.scrub_pii = true;
+    expect(applyPreset(quickConfig({ steps: 1000 }), current).prepare.scrub_pii).toBe(true);
+  });
+
   it('every numeric field has a plain-language explanation', () => {
     const keys = Object.keys(quickConfig()).filter((k) => !['model', 'data', 'dataset', 'prepare'].includes(k));
     expect(FIELDS.map((f) => f.key).sort()).toEqual(keys.sort());
@@ -99,5 +105,24 @@ describe('validateRunName', () => {
     expect(validateRunName('  ')).toMatch(/name/);
     expect(validateRunName('a/b')).toMatch(/cannot contain/);
     expect(validateRunName('.hidden')).toMatch(/dot/);
+  });
+});
+
+describe('presets follow the data', () => {
+  const small = { quick_steps: 47, balanced_steps: 141, thorough_steps: 235 };
+
+  it('a preset is capped at the suggestion for it, never raised', () => {
+    expect(fitSteps(200, suggestedSteps(small, 'quick'))).toEqual({ steps: 47, capped: true });
+    expect(fitSteps(1000, suggestedSteps(small, 'balanced'))).toEqual({ steps: 141, capped: true });
+    expect(fitSteps(200, 300)).toEqual({ steps: 200, capped: false });
+    expect(fitSteps(200, 200)).toEqual({ steps: 200, capped: false });
+    expect(fitSteps(200, null)).toEqual({ steps: 200, capped: false });
+    expect(fitSteps(null, 47)).toEqual({ steps: null, capped: false });
+  });
+
+  it('says the length in words', () => {
+    expect(presetTitle('Quick', { steps: 141, capped: true })).toBe('Quick: 141 steps (your data is small)');
+    expect(presetTitle('Balanced', { steps: 1000, capped: false })).toBe('Balanced: 1,000 steps');
+    expect(presetTitle('Quick', null)).toBe('Quick');
   });
 });

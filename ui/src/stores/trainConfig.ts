@@ -2,13 +2,43 @@
 // field (drives the Advanced form and its tooltips), and the engine's validation rules mirrored
 // for instant feedback. The engine re-checks everything; these messages only save a round trip.
 import type { Preset } from '../ipc/commands';
-import type { TrainConfig } from '../ipc/types';
+import type { Report, TrainConfig } from '../ipc/types';
+
+/** Suggested lengths per preset from the health check (the engine decides them from the data). */
+export type Suggestions = Report['suggestions'];
 
 export const PRESETS: { id: Preset; label: string; blurb: string }[] = [
   { id: 'quick', label: 'Quick', blurb: 'A few minutes. Good for trying things out; the model learns the basics of your text.' },
   { id: 'balanced', label: 'Balanced', blurb: 'Longer training; the model picks up more of your wording and style.' },
   { id: 'thorough', label: 'Thorough', blurb: 'The longest and most careful run. Best results; can take hours on a laptop.' },
 ];
+
+/** A preset's training length once fitted to the data; `capped` when the data asked for fewer steps. */
+export interface PresetLength {
+  steps: number | null;
+  capped: boolean;
+}
+
+export function suggestedSteps(s: Suggestions, preset: Preset): number {
+  return { quick: s.quick_steps, balanced: s.balanced_steps, thorough: s.thorough_steps }[preset];
+}
+
+/**
+ * A preset never trains longer than the data supports: on small data more steps only memorise it,
+ * so the preset's steps are capped at the health check's suggestion for that preset. Without a
+ * report (no files yet) or for an epoch-based preset the preset stands as it is.
+ */
+export function fitSteps(presetSteps: number | null, suggested: number | null): PresetLength {
+  if (presetSteps === null || suggested === null || suggested >= presetSteps) return { steps: presetSteps, capped: false };
+  return { steps: Math.max(1, suggested), capped: true };
+}
+
+/** "Quick: 141 steps (your data is small)", "Balanced: 1,000 steps", or just "Quick" before it loads. */
+export function presetTitle(label: string, length: PresetLength | null): string {
+  if (!length || length.steps === null) return label;
+  const steps = `${length.steps.toLocaleString('en-US')} step${length.steps === 1 ? '' : 's'}`;
+  return `${label}: ${steps}${length.capped ? ' (your data is small)' : ''}`;
+}
 
 /** Settings that are not plain numbers are edited elsewhere (model on the Model page, data on Data). */
 export type FieldKey = Exclude<keyof TrainConfig, 'model' | 'data'>;
@@ -112,11 +142,12 @@ export function validateConfig(c: TrainConfig): FieldErrors {
 
 /**
  * Applies a freshly loaded preset without losing what the user chose on other pages: the model,
- * the data and the held-back fraction come from the current config.
+ * the data, the held-back fraction and how the text is prepared (e.g. personal data replaced)
+ * come from the current config.
  */
 export function applyPreset(preset: TrainConfig, current: TrainConfig | null): TrainConfig {
   if (!current) return preset;
-  return { ...preset, model: current.model, data: current.data, val_frac: current.val_frac };
+  return { ...preset, model: current.model, data: current.data, val_frac: current.val_frac, prepare: current.prepare };
 }
 
 /** A run name people can recognise later: first file's name and the date, e.g. "notes-0312-1405". */

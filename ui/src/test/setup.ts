@@ -1,6 +1,7 @@
 // Each test gets a fresh fake backend: mocks installed per test are cleared afterwards.
 import { clearMocks } from '@tauri-apps/api/mocks';
 import { afterEach } from 'vitest';
+import { scopeRemembered } from '../stores/remember';
 
 // Browser APIs jsdom lacks that uPlot touches when its module loads or a chart mounts.
 globalThis.matchMedia ??= ((query: string) => ({
@@ -21,4 +22,7 @@ globalThis.ResizeObserver ??= class {
 
 afterEach(() => {
   clearMocks();
+  // What the app remembers between launches must not leak from one test into the next.
+  localStorage.clear();
+  scopeRemembered('');
 });

@@ -61,6 +61,34 @@ describe('DataView', () => {
     expect(screen.getByText(/1 of 2 files usable/)).toBeTruthy();
   });
 
+  it('file rows open and close with Enter or Space; Remove keeps its own keys', async () => {
+    fakeBackend({ demo_dataset: () => DEMO, inspect_files: () => [fileReport()] });
+    render(DataView);
+    await fireEvent.click(screen.getByTestId('use-demo'));
+    const row = await screen.findByTestId('file-row');
+    expect(row.tabIndex).toBe(0);
+    expect(row.getAttribute('aria-expanded')).toBe('false');
+    await fireEvent.keyDown(row, { key: 'Enter' });
+    expect(screen.getByTestId('file-preview').textContent).toContain('When a customer asks for a refund');
+    expect(row.getAttribute('aria-expanded')).toBe('true');
+    expect(row.getAttribute('aria-controls')).toBe('file-preview');
+    await fireEvent.keyDown(row, { key: ' ' });
+    expect(screen.queryByTestId('file-preview')).toBeNull();
+    // Enter on the row's Remove button is the button's, not the row's.
+    await fireEvent.keyDown(screen.getByRole('button', { name: 'Remove business-rules.md' }), { key: 'Enter' });
+    expect(screen.queryByTestId('file-preview')).toBeNull();
+    await fireEvent.keyDown(row, { key: 'a' });
+    expect(screen.queryByTestId('file-preview')).toBeNull();
+  });
+
+  it('the held-back slider is described by its explanation', async () => {
+    fakeBackend({ demo_dataset: () => DEMO, inspect_files: () => [fileReport()] });
+    render(DataView);
+    await fireEvent.click(screen.getByTestId('use-demo'));
+    const slider = await screen.findByRole('slider', { name: 'Fraction of text held back for checking' });
+    expect(document.getElementById(slider.getAttribute('aria-describedby')!)?.textContent).toMatch(/kept aside and never learned from/);
+  });
+
   it('the held-back slider edits the training config', async () => {
     fakeBackend({ demo_dataset: () => DEMO, inspect_files: () => [fileReport()] });
     render(DataView);

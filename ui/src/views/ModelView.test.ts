@@ -1,6 +1,7 @@
 import { fireEvent, render, screen, within } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
 import { deferred, fakeBackend, flush, reject, send } from '../test/backend';
+import { downloads } from '../stores/downloads.svelte';
 import { setup } from '../stores/setup.svelte';
 import ModelView from './ModelView.svelte';
 
@@ -28,6 +29,18 @@ describe('ModelView', () => {
     result.resolve('/cache/distilgpt2');
     await flush();
     expect(card.textContent).toContain('Downloaded');
+    // Remembered for the next launch.
+    expect(JSON.parse(localStorage.getItem('tunesmith.downloadedModels')!)).toEqual({ distilgpt2: '/cache/distilgpt2' });
+  });
+
+  it('lists the models downloaded in an earlier session', () => {
+    localStorage.setItem('tunesmith.downloadedModels', JSON.stringify({ gpt2: '/cache/gpt2' }));
+    downloads.byId = {}; // nothing downloaded in this session
+    fakeBackend({});
+    render(ModelView);
+    expect(screen.getByTestId('downloaded-list').textContent).toMatch(/Downloaded on this computer:\s*GPT-2\./);
+    expect(within(screen.getByTestId('model-gpt2')).getByTestId('downloaded')).toBeTruthy();
+    expect(within(screen.getByTestId('model-distilgpt2')).queryByTestId('downloaded')).toBeNull();
   });
 
   it('an offline download says so and offers the no-download path', async () => {
@@ -41,6 +54,16 @@ describe('ModelView', () => {
     const err = await within(card).findByTestId('error-message');
     expect(err.textContent).toContain('cannot be reached');
     expect(err.textContent).toContain('train a new model from scratch');
+  });
+
+  it('each choice is named by its title and described by its explanation', () => {
+    fakeBackend({});
+    render(ModelView);
+    const tiny = screen.getByRole('radio', { name: 'Tiny' });
+    const ids = tiny.getAttribute('aria-describedby')!.split(' ');
+    expect(ids.map((id) => document.getElementById(id)?.textContent).join(' ')).toMatch(/Trains in minutes on a laptop\. ≈ 4.2M parameters/);
+    const gpt2 = screen.getByRole('radio', { name: 'GPT-2' });
+    expect(document.getElementById(gpt2.getAttribute('aria-describedby')!.split(' ')[0])?.textContent).toMatch(/Already knows English/);
   });
 
   it('choosing a card changes the model to train', async () => {

@@ -1,12 +1,24 @@
 import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { fakeBackend, reject } from '../test/backend';
 import { runSummary } from '../test/fixtures';
+import { chatSession } from '../stores/chatSession.svelte';
 import { nav } from '../stores/nav.svelte';
+import { runs } from '../stores/runsList.svelte';
+import { trainer } from '../stores/trainer.svelte';
+import { initialTraining } from '../stores/training';
 import RunsView from './RunsView.svelte';
 
 const done = runSummary({ name: 'done', path: '/runs/done', updatedUnix: 3 });
 const stopped = runSummary({ name: 'halfway', path: '/runs/halfway', status: 'stopped', step: 80, checkpoints: [50], updatedUnix: 2 });
+
+// The stores are app-wide singletons: each test starts from an empty list and no job.
+beforeEach(() => {
+  runs.list = [];
+  trainer.state = initialTraining();
+  trainer.job = null;
+  trainer.run = null;
+});
 
 describe('RunsView', () => {
   it('lists runs newest first and marks the resumable ones', async () => {
@@ -53,14 +65,50 @@ describe('RunsView', () => {
     expect(b.last('rename_run')).toEqual({ runPath: '/runs/done', newName: 'refunds v1' });
   });
 
-  it('Continue training resumes the run and goes to the Train page', async () => {
+  it('shows where each model came from in plain words, the source on hover', async () => {
+    fakeBackend({ list_runs: () => [done, runSummary({ name: 'g', path: '/runs/g', model: 'gpt2', updatedUnix: 1 })] });
+    render(RunsView);
+    await screen.findAllByTestId('run-row');
+    const models = screen.getAllByTestId('run-model');
+    expect(models.map((m) => m.textContent)).toEqual(['New tiny model (trained from scratch)', 'GPT-2 (124M)']);
+    expect(models[0].getAttribute('title')).toBe('scratch:tiny');
+  });
+
+  it('an interrupted run says so in words and offers Resume', async () => {
+    const b = fakeBackend({
+      list_runs: () => [runSummary({ name: 'crashed', path: '/runs/crashed', status: 'running', step: 120, checkpoints: [100] })],
+      run_metrics: () => ({ steps: [], evals: [], samples: [] }),
+      resume_training: () => ({ jobId: 'j', runPath: '/runs/crashed' }),
+    });
+    render(RunsView);
+    const row = await screen.findByTestId('run-row');
+    expect(within(row).getByTestId('run-status').textContent?.trim()).toBe('Stopped before the end — can be resumed');
+    await fireEvent.click(within(row).getByRole('button', { name: 'Resume' }));
+    await waitFor(() => expect(b.last('resume_training')?.runPath).toBe('/runs/crashed'));
+    expect(nav.page).toBe('train');
+  });
+
+  it('Chat opens the Chat page with that run chosen; a run without a checkpoint has no Chat', async () => {
+    const fresh = runSummary({ name: 'fresh', path: '/runs/fresh', status: 'failed', checkpoints: [], updatedUnix: 1 });
+    const b = fakeBackend({ list_runs: () => [done, fresh], list_chats: () => [] });
+    nav.page = 'runs';
+    render(RunsView);
+    const rows = await screen.findAllByTestId('run-row');
+    expect(within(rows[1]).queryByRole('button', { name: 'Chat' })).toBeNull();
+    await fireEvent.click(within(rows[0]).getByRole('button', { name: 'Chat' }));
+    await waitFor(() => expect(nav.page).toBe('chat'));
+    expect(chatSession.target).toEqual({ kind: 'run', path: '/runs/done', name: 'done' });
+    expect(b.last('list_chats')).toEqual({ runPath: '/runs/done' });
+  });
+
+  it('Resume continues the run and goes to the Train page', async () => {
     const b = fakeBackend({
       list_runs: () => [stopped],
       run_metrics: () => ({ steps: [], evals: [], samples: [] }),
       resume_training: () => ({ jobId: 'j', runPath: '/runs/halfway' }),
     });
     render(RunsView);
-    await fireEvent.click(await screen.findByText('Continue training'));
+    await fireEvent.click(await screen.findByRole('button', { name: 'Resume' }));
     await waitFor(() => expect(b.last('resume_training')?.runPath).toBe('/runs/halfway'));
     expect(nav.page).toBe('train');
   });

@@ -1,9 +1,11 @@
-import { fireEvent, render, screen, within } from '@testing-library/svelte';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { fakeBackend, flush, reject, send } from '../test/backend';
 import { fileReport, quickConfig } from '../test/fixtures';
 import type { TrainConfig } from '../ipc/types';
+import { chatSession } from '../stores/chatSession.svelte';
 import { dataset } from '../stores/dataset.svelte';
+import { nav } from '../stores/nav.svelte';
 import { DEFAULT_MODEL } from '../stores/models';
 import { setup } from '../stores/setup.svelte';
 import { trainer } from '../stores/trainer.svelte';
@@ -87,6 +89,48 @@ describe('TrainView', () => {
     await fireEvent.input(lr, { target: { value: '0.0005' } });
     expect(screen.queryByTestId('cfg-error-lr')).toBeNull();
     expect((screen.getByTestId('start-training') as HTMLButtonElement).disabled).toBe(false);
+  });
+
+  it('each setting is named by its label and described by its help text', () => {
+    fakeBackend({});
+    render(TrainView);
+    const steps = screen.getByRole('spinbutton', { name: 'Steps' });
+    const help = document.getElementById(steps.getAttribute('aria-describedby')!);
+    expect(help?.textContent).toMatch(/^How many learning steps to take/);
+    expect(screen.getByRole('button', { name: 'About Steps' }).getAttribute('aria-describedby')).toBe(help?.id);
+    expect(screen.getByRole('checkbox', { name: 'Train only the inner layers' }).getAttribute('aria-describedby')).toBe('cfg-help-only_train_transformer_layers');
+    expect(screen.getByRole('textbox', { name: /Run name/ }).getAttribute('aria-describedby')).toBe('run-name-help');
+  });
+
+  it('a setting’s error joins its description', async () => {
+    fakeBackend({});
+    render(TrainView);
+    const lr = screen.getByRole('spinbutton', { name: 'Learning rate' });
+    await fireEvent.input(lr, { target: { value: '2' } });
+    expect(lr.getAttribute('aria-describedby')).toBe('cfg-help-lr cfg-error-lr');
+  });
+
+  it('the presets say how long they train on this data', () => {
+    setup.presets = { quick: quickConfig(), balanced: quickConfig({ steps: 1000 }), thorough: quickConfig({ steps: 4000 }) };
+    setup.suggestions = { quick_steps: 47, balanced_steps: 141, thorough_steps: 2000 };
+    fakeBackend({});
+    render(TrainView);
+    expect(screen.getByRole('radio', { name: 'Quick: 47 steps (your data is small)' }).getAttribute('aria-checked')).toBe('true');
+    expect(screen.getByRole('radio', { name: 'Thorough: 2,000 steps (your data is small)' })).toBeTruthy();
+    setup.presets = {};
+    setup.suggestions = null;
+  });
+
+  it('“Chat with this model” chooses the run shown, even when Chat had another model', async () => {
+    chatSession.target = { kind: 'base', source: 'gpt2', label: 'GPT-2' };
+    trainer.run = { path: '/runs/notes', name: 'notes' };
+    trainer.state = { ...initialTraining(), status: 'finished', checkpoints: [{ step: 200, path: '/runs/notes/checkpoints/step-200' }] };
+    fakeBackend({ list_chats: () => [] });
+    nav.page = 'train';
+    render(TrainView);
+    await fireEvent.click(screen.getByTestId('chat-with-run'));
+    await waitFor(() => expect(nav.page).toBe('chat'));
+    expect(chatSession.target).toEqual({ kind: 'run', path: '/runs/notes', name: 'notes' });
   });
 
   it('without data it says where to add some', async () => {
