@@ -191,7 +191,10 @@ impl TrainConfig {
         }
         for (field, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&beta) {
-                return err(field, format!("is {beta}; use a value from 0 to below 1 (e.g. 0.9)"));
+                return err(
+                    field,
+                    format!("is {beta}; use a value from 0 to below 1 (e.g. 0.9)"),
+                );
             }
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
