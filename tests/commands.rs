@@ -232,7 +232,10 @@ fn data_page_reports_files_and_the_demo_is_usable() {
     // A file that cannot be read is reported with its reason, never silently left out.
     assert_eq!(reports.as_array().unwrap().len(), 3, "{reports}");
     assert_eq!(reports[2]["status"], "error");
-    assert!(reports[2]["path"].as_str().unwrap().ends_with("missing.txt"));
+    assert!(reports[2]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("missing.txt"));
     let info = invoke(&webview, "app_info", json!({})).unwrap();
     assert!(info["device"].as_str().unwrap().starts_with("cpu"));
 }
@@ -274,7 +277,9 @@ fn only_tunesmiths_own_runs_can_be_read_changed_or_deleted() {
 
     let mut attempts = vec![
         victim.clone(),
-        runs.join("../../").join(outside.path().file_name().unwrap()).join("victim"),
+        runs.join("../../")
+            .join(outside.path().file_name().unwrap())
+            .join("victim"),
         runs.join("mine/../../runs/../").join("runs"),
         home.path().to_path_buf(),
         runs.join("lookalike"),
@@ -290,7 +295,9 @@ fn only_tunesmiths_own_runs_can_be_read_changed_or_deleted() {
         let arg = json!({ "runPath": path });
         let with = |extra: Value| {
             let mut a = arg.clone();
-            a.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            a.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             a
         };
         for (cmd, args) in [
@@ -312,7 +319,10 @@ fn only_tunesmiths_own_runs_can_be_read_changed_or_deleted() {
         let e = training::resume_training(app.state(), path.clone(), ch).unwrap_err();
         assert_eq!(e.kind, "file", "{path:?}: {e:?}");
     }
-    assert!(victim.join("run.json").is_file(), "the outside run is untouched");
+    assert!(
+        victim.join("run.json").is_file(),
+        "the outside run is untouched"
+    );
     assert!(!victim.join("chats").exists());
     assert!(runs.join("lookalike").is_dir());
     assert!(!outside.path().join("taken").exists() && !runs.join("taken").exists());
@@ -340,7 +350,12 @@ fn only_tunesmiths_own_runs_can_be_read_changed_or_deleted() {
         json!({ "runPath": runs.join("mine"), "chat": chat() }),
     )
     .unwrap();
-    let chats = invoke(&webview, "list_chats", json!({ "runPath": runs.join("mine") })).unwrap();
+    let chats = invoke(
+        &webview,
+        "list_chats",
+        json!({ "runPath": runs.join("mine") }),
+    )
+    .unwrap();
     assert_eq!(chats[0]["id"], "c1");
     let renamed = invoke(
         &webview,
@@ -348,7 +363,12 @@ fn only_tunesmiths_own_runs_can_be_read_changed_or_deleted() {
         json!({ "runPath": runs.join("mine"), "newName": "kept" }),
     )
     .unwrap();
-    invoke(&webview, "delete_run", json!({ "runPath": renamed["path"] })).unwrap();
+    invoke(
+        &webview,
+        "delete_run",
+        json!({ "runPath": renamed["path"] }),
+    )
+    .unwrap();
     assert!(!runs.join("kept").exists());
 }
 
@@ -420,7 +440,10 @@ fn a_reloaded_page_re_attaches_to_the_running_training() {
     assert_eq!(job.name.as_deref(), Some("live"));
     // The latest step arrives at once, before anything new.
     assert!(
-        matches!(events2.lock().unwrap().first(), Some(Event::TrainStep { .. })),
+        matches!(
+            events2.lock().unwrap().first(),
+            Some(Event::TrainStep { .. })
+        ),
         "{:?}",
         events2.lock().unwrap()
     );

@@ -59,9 +59,7 @@ impl JobRegistry {
         &self,
         info: CurrentJob,
         channel: Channel<Event>,
-        work: impl FnOnce(&CancelToken, &mut SharedSink) -> tunesmith_engine::Result<T>
-            + Send
-            + 'static,
+        work: impl FnOnce(&CancelToken, &mut SharedSink) -> tunesmith_engine::Result<T> + Send + 'static,
         then: impl FnOnce(CommandResult<T>) + Send + 'static,
     ) -> CommandResult<()> {
         let mut current = self.lock();
@@ -346,7 +344,10 @@ mod tests {
         go_on.send(()).unwrap();
         assert!(jobs.stop_all(Duration::from_secs(5)));
         let events = events.lock().unwrap().clone();
-        assert!(matches!(events[0], Event::Eval { step: 4, .. }), "{events:?}");
+        assert!(
+            matches!(events[0], Event::Eval { step: 4, .. }),
+            "{events:?}"
+        );
         assert!(matches!(&events[1], Event::Log { message, .. } if message == "after the reload"));
         assert!(matches!(events[2], Event::Finished { .. }));
         // The old page's channel heard nothing after the reload.

@@ -71,7 +71,11 @@ impl ModelCache {
 /// When the weights were last written (the folder's time when they are missing).
 fn modified(dir: &Path) -> Option<SystemTime> {
     let weights = dir.join("model.safetensors");
-    let probe = if weights.exists() { weights } else { dir.to_path_buf() };
+    let probe = if weights.exists() {
+        weights
+    } else {
+        dir.to_path_buf()
+    };
     std::fs::metadata(probe).and_then(|m| m.modified()).ok()
 }
 
@@ -93,7 +97,11 @@ mod tests {
     #[test]
     fn loads_once_keeps_two_and_reloads_a_rewritten_checkpoint() {
         let tmp = tempfile::tempdir().unwrap();
-        let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+        let (a, b, c) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("c"),
+        );
         for d in [&a, &b, &c] {
             copy_model(d);
         }

@@ -48,7 +48,11 @@ impl ChannelSink {
     /// evaluation and step. A waiting step or progress is dropped: the replay already holds it.
     pub fn attach(&mut self, channel: Channel<Event>) {
         self.channel = channel;
-        if self.pending.as_ref().is_some_and(|e| replay_slot(e).is_some()) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|e| replay_slot(e).is_some())
+        {
             self.pending = None;
         }
         for event in self.latest.clone().into_iter().flatten() {
@@ -248,8 +252,14 @@ mod attach_tests {
         let (second, got) = capture();
         sink.attach(second);
         let replayed = got.lock().unwrap().clone();
-        assert!(matches!(replayed[0], Event::Progress { done: 5, .. }), "{replayed:?}");
-        assert!(matches!(replayed[1], Event::Eval { step: 10, .. }), "{replayed:?}");
+        assert!(
+            matches!(replayed[0], Event::Progress { done: 5, .. }),
+            "{replayed:?}"
+        );
+        assert!(
+            matches!(replayed[1], Event::Eval { step: 10, .. }),
+            "{replayed:?}"
+        );
         assert_eq!(replayed[2], step(42));
         assert_eq!(replayed.len(), 3);
         sink.emit(Event::Finished {

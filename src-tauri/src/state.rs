@@ -47,7 +47,10 @@ impl Paths {
     /// match it, even where the data folder itself sits behind a symlink (macOS's /var).
     pub fn run(&self, path: &Path) -> CommandResult<PathBuf> {
         let real = paths::confine(&self.runs, path)?;
-        let runs = self.runs.canonicalize().map_err(|e| Error::io(&self.runs, e))?;
+        let runs = self
+            .runs
+            .canonicalize()
+            .map_err(|e| Error::io(&self.runs, e))?;
         if real.parent() != Some(runs.as_path()) || !RunDir::new(&real).run_json().is_file() {
             return Err(Error::file(
                 path,

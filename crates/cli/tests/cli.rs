@@ -345,7 +345,9 @@ fn bad_input_gets_clear_errors() {
     let reserved = tmp.path().join("CON").display().to_string();
     fails(
         tmp.path(),
-        &["train", "--model", &m, "--data", &corpus, "--out", &reserved],
+        &[
+            "train", "--model", &m, "--data", &corpus, "--out", &reserved,
+        ],
         "`--out`",
     );
     assert!(!tmp.path().join("CON").exists());

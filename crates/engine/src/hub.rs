@@ -192,8 +192,9 @@ pub fn download_from(
             done: 0,
             last_emit: 0,
         };
-        let fetched =
-            std::panic::catch_unwind(AssertUnwindSafe(|| repo.download_with_progress(file, progress)));
+        let fetched = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            repo.download_with_progress(file, progress)
+        }));
         let fetched = match fetched {
             Ok(r) => r,
             Err(payload) if payload.is::<Cancelled>() => {

@@ -31,7 +31,9 @@ pub fn validate_name<'a>(field: &str, name: &'a str) -> Result<&'a str> {
         return bad("contains a control character (such as a line break or tab)");
     }
     if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c)) {
-        return bad(&format!("contains `{c}`, which cannot be used in a folder name"));
+        return bad(&format!(
+            "contains `{c}`, which cannot be used in a folder name"
+        ));
     }
     if name.starts_with('.') {
         return bad("starts with a dot (Tunesmith keeps such names for its own temporary folders)");
@@ -59,7 +61,14 @@ mod tests {
 
     #[test]
     fn plain_names_pass() {
-        for ok in ["first", "my notes 2", "run_1-b", "v1.2", "Überschrift", "漢字"] {
+        for ok in [
+            "first",
+            "my notes 2",
+            "run_1-b",
+            "v1.2",
+            "Überschrift",
+            "漢字",
+        ] {
             assert_eq!(validate_name("name", ok).unwrap(), ok);
         }
     }

@@ -68,10 +68,20 @@ mod tests {
         assert_eq!(real, runs.join("a").canonicalize().unwrap());
         // `runs/a/../../elsewhere` exists but is not inside `runs`.
         let up = confine(&runs, &runs.join("a/../../elsewhere")).unwrap_err();
-        assert!(up.to_string().contains("not inside Tunesmith's data folder"), "{up}");
+        assert!(
+            up.to_string()
+                .contains("not inside Tunesmith's data folder"),
+            "{up}"
+        );
         assert!(confine(&runs, outside.path()).is_err());
-        assert!(confine(&runs, &runs).is_err(), "the folder itself is not one of its runs");
-        assert_eq!(confine(&runs, &runs.join("missing")).unwrap_err().kind(), "file");
+        assert!(
+            confine(&runs, &runs).is_err(),
+            "the folder itself is not one of its runs"
+        );
+        assert_eq!(
+            confine(&runs, &runs.join("missing")).unwrap_err().kind(),
+            "file"
+        );
 
         #[cfg(unix)]
         {

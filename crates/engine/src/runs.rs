@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::tokenizer;
-use crate::{fsutil, names};
 use crate::model::{load, Gpt2Config};
 use crate::train::TrainConfig;
+use crate::{fsutil, names};
 use crate::{Error, Result};
 
 /// What `run.json` holds.

@@ -99,9 +99,13 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
     );
     let cache = tempfile::tempdir().unwrap();
     let mut events = Vec::new();
-    let dir = hub::download_from(&endpoint, "acme/tiny", cache.path(), &CancelToken::new(), &mut |e| {
-        events.push(e)
-    })
+    let dir = hub::download_from(
+        &endpoint,
+        "acme/tiny",
+        cache.path(),
+        &CancelToken::new(),
+        &mut |e| events.push(e),
+    )
     .unwrap();
     assert!(
         dir.starts_with(cache.path().join("models--acme--tiny/snapshots")),
@@ -117,7 +121,14 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
         if stage == "download model.safetensors" && unit == "bytes" && *done == weights_size && *total == weights_size)));
 
     // A repo without vocab.json/merges.txt: the missing optional files are skipped.
-    let dir2 = hub::download_from(&endpoint, "acme/noprefix", cache.path(), &CancelToken::new(), &mut NullSink).unwrap();
+    let dir2 = hub::download_from(
+        &endpoint,
+        "acme/noprefix",
+        cache.path(),
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
     load_dir(&dir2, &Device::Cpu).unwrap();
 
     // Cached: no server needed any more (port 1 refuses connections).
@@ -132,7 +143,14 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
     assert_eq!(again, dir);
 
     // Unknown model: a clear message.
-    let e = hub::download_from(&endpoint, "acme/nothing", cache.path(), &CancelToken::new(), &mut NullSink).unwrap_err();
+    let e = hub::download_from(
+        &endpoint,
+        "acme/nothing",
+        cache.path(),
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap_err();
     assert!(
         e.to_string().contains("no model called `acme/nothing`"),
         "{e}"
@@ -143,8 +161,14 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
 fn unreachable_hub_fails_fast_and_says_what_to_do() {
     let cache = tempfile::tempdir().unwrap();
     let start = Instant::now();
-    let e =
-        hub::download_from("http://127.0.0.1:1", "gpt2", cache.path(), &CancelToken::new(), &mut NullSink).unwrap_err();
+    let e = hub::download_from(
+        "http://127.0.0.1:1",
+        "gpt2",
+        cache.path(),
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(30));
     let msg = e.to_string();
     assert!(msg.contains("Could not download `gpt2`"), "{msg}");
@@ -197,13 +221,20 @@ fn a_stopped_download_ends_mid_file_and_leaves_no_partial_file() {
         std::thread::spawn(move || {
             let start = Instant::now();
             let partial = || {
-                std::fs::read_dir(&blobs).into_iter().flatten().flatten().any(|e| {
-                    e.path().extension().is_some_and(|x| x == "part")
-                        && e.metadata().map(|m| m.len() > 4096).unwrap_or(false)
-                })
+                std::fs::read_dir(&blobs)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| {
+                        e.path().extension().is_some_and(|x| x == "part")
+                            && e.metadata().map(|m| m.len() > 4096).unwrap_or(false)
+                    })
             };
             while !partial() {
-                assert!(start.elapsed() < Duration::from_secs(30), "no partial file appeared");
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "no partial file appeared"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
             cancel.cancel();

@@ -153,7 +153,10 @@ pub async fn list_runs(state: State<'_, AppState>) -> CommandResult<Vec<RunSumma
 }
 
 #[tauri::command]
-pub async fn run_metrics(state: State<'_, AppState>, run_path: PathBuf) -> CommandResult<RunMetrics> {
+pub async fn run_metrics(
+    state: State<'_, AppState>,
+    run_path: PathBuf,
+) -> CommandResult<RunMetrics> {
     let run_path = state.paths.run(&run_path)?;
     blocking(move || Ok(runs::read_metrics(&run_path))).await
 }

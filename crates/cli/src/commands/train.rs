@@ -14,10 +14,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         _ => Restore::Latest,
     };
     let result = check_out_name(&args.out)
-        .and_then(|()| args.resolve().map_err(|e| Error::Config {
-            field: "arguments".into(),
-            message: format!("{e:#}"),
-        }))
+        .and_then(|()| {
+            args.resolve().map_err(|e| Error::Config {
+                field: "arguments".into(),
+                message: format!("{e:#}"),
+            })
+        })
         .and_then(|cfg| {
             let dev = device::select(&args.device)?;
             let cancel = cancel_on_ctrl_c();
