@@ -107,7 +107,7 @@ impl<S: ProgressSink> Progress for HubProgress<'_, S> {
     fn update(&mut self, size: usize) {
         if self.cancel.is_cancelled() {
             // hf-hub's progress callback cannot return an error, so the transfer is unwound from
-            // here (without the panic hook: this is not a crash) and caught in `fetch_file`.
+            // here (without the panic hook: this is not a crash) and caught in `download_from`.
             std::panic::resume_unwind(Box::new(Cancelled));
         }
         self.done += size as u64;
