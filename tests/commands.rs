@@ -10,8 +10,10 @@ use tauri::test::{
     get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime, INVOKE_KEY,
 };
 use tauri::{Manager, WebviewWindow, WebviewWindowBuilder};
-use tunesmith_desktop::commands::training;
+use tunesmith_desktop::commands::{generation, models, training};
 use tunesmith_desktop::state::AppState;
+use tunesmith_engine::generate::GenerateConfig;
+use tunesmith_engine::runs::{RunDir, RunInfo};
 use tunesmith_engine::train::{ModelSpec, TrainConfig};
 use tunesmith_engine::Event;
 
@@ -216,11 +218,245 @@ fn data_page_reports_files_and_the_demo_is_usable() {
     let demo = invoke(&webview, "demo_dataset", json!({})).unwrap();
     let empty = home.path().join("empty.txt");
     std::fs::write(&empty, "").unwrap();
-    let reports = invoke(&webview, "inspect_files", json!({ "paths": [demo, empty] })).unwrap();
+    let missing = home.path().join("missing.txt");
+    let reports = invoke(
+        &webview,
+        "inspect_files",
+        json!({ "paths": [demo, empty, missing] }),
+    )
+    .unwrap();
     assert_eq!(reports[0]["status"], "ok");
     assert!(reports[0]["tokensEstimate"].as_u64().unwrap() > 10_000);
     assert_eq!(reports[1]["status"], "error");
     assert!(reports[1]["error"].as_str().unwrap().contains("empty"));
+    // A file that cannot be read is reported with its reason, never silently left out.
+    assert_eq!(reports.as_array().unwrap().len(), 3, "{reports}");
+    assert_eq!(reports[2]["status"], "error");
+    assert!(reports[2]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("missing.txt"));
     let info = invoke(&webview, "app_info", json!({})).unwrap();
     assert!(info["device"].as_str().unwrap().starts_with("cpu"));
+}
+
+/// A run.json as training writes it, without training.
+fn fake_run(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    RunDir::new(dir)
+        .write_info(&RunInfo {
+            config: tiny_config(5),
+            status: "completed".into(),
+            device: "cpu".into(),
+            step: 5,
+            total_steps: 5,
+            best_val_loss: None,
+            created_unix: 0,
+            updated_unix: 0,
+            error: None,
+        })
+        .unwrap();
+}
+
+fn chat() -> Value {
+    json!({ "id": "c1", "title": "t", "mode": "chat", "messages": [], "updatedUnix": 1 })
+}
+
+#[test]
+fn only_tunesmiths_own_runs_can_be_read_changed_or_deleted() {
+    let home = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let (app, webview) = app(home.path());
+    let runs = home.path().join("runs");
+    fake_run(&runs.join("mine"));
+    // A folder outside the data folder that looks exactly like a run.
+    let victim = outside.path().join("victim");
+    fake_run(&victim);
+    // A folder in the runs folder that is not a run Tunesmith made.
+    std::fs::create_dir_all(runs.join("lookalike/checkpoints")).unwrap();
+
+    let mut attempts = vec![
+        victim.clone(),
+        runs.join("../../")
+            .join(outside.path().file_name().unwrap())
+            .join("victim"),
+        runs.join("mine/../../runs/../").join("runs"),
+        home.path().to_path_buf(),
+        runs.join("lookalike"),
+        runs.join("missing"),
+    ];
+    #[cfg(unix)]
+    {
+        // A symlink inside the runs folder that leads out of it.
+        std::os::unix::fs::symlink(&victim, runs.join("escape")).unwrap();
+        attempts.push(runs.join("escape"));
+    }
+    for path in &attempts {
+        let arg = json!({ "runPath": path });
+        let with = |extra: Value| {
+            let mut a = arg.clone();
+            a.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            a
+        };
+        for (cmd, args) in [
+            ("delete_run", arg.clone()),
+            ("rename_run", with(json!({ "newName": "taken" }))),
+            ("run_metrics", arg.clone()),
+            ("list_chats", arg.clone()),
+            ("save_chat", with(json!({ "chat": chat() }))),
+        ] {
+            let e = invoke(&webview, cmd, args).unwrap_err();
+            assert_eq!(e["kind"], "file", "{cmd} {path:?}: {e}");
+            let message = e["message"].as_str().unwrap();
+            assert!(
+                message.contains("Runs page") || message.contains("does not exist"),
+                "{cmd} {path:?}: {message}"
+            );
+        }
+        let (ch, _) = capture();
+        let e = training::resume_training(app.state(), path.clone(), ch).unwrap_err();
+        assert_eq!(e.kind, "file", "{path:?}: {e:?}");
+    }
+    assert!(
+        victim.join("run.json").is_file(),
+        "the outside run is untouched"
+    );
+    assert!(!victim.join("chats").exists());
+    assert!(runs.join("lookalike").is_dir());
+    assert!(!outside.path().join("taken").exists() && !runs.join("taken").exists());
+
+    // Names: one rule, with errors that name the field.
+    for bad in ["../evil", "a/b", "CON", "nul.txt", "C:foo", "dot.", ""] {
+        let e = invoke(
+            &webview,
+            "rename_run",
+            json!({ "runPath": runs.join("mine"), "newName": bad }),
+        )
+        .unwrap_err();
+        assert_eq!(e["kind"], "config", "{bad}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("`name`"), "{e}");
+        let (ch, _) = capture();
+        let e = training::start_training(app.state(), bad.into(), tiny_config(2), ch).unwrap_err();
+        assert_eq!(e.kind, "config", "{bad}: {e:?}");
+    }
+    assert!(!home.path().join("evil").exists());
+
+    // Tunesmith's own run still works through every command.
+    invoke(
+        &webview,
+        "save_chat",
+        json!({ "runPath": runs.join("mine"), "chat": chat() }),
+    )
+    .unwrap();
+    let chats = invoke(
+        &webview,
+        "list_chats",
+        json!({ "runPath": runs.join("mine") }),
+    )
+    .unwrap();
+    assert_eq!(chats[0]["id"], "c1");
+    let renamed = invoke(
+        &webview,
+        "rename_run",
+        json!({ "runPath": runs.join("mine"), "newName": "kept" }),
+    )
+    .unwrap();
+    invoke(
+        &webview,
+        "delete_run",
+        json!({ "runPath": renamed["path"] }),
+    )
+    .unwrap();
+    assert!(!runs.join("kept").exists());
+}
+
+#[test]
+fn chat_keeps_the_loaded_model_between_messages() {
+    let home = tempfile::tempdir().unwrap();
+    let (app, _webview) = app(home.path());
+    let model = fixtures().join("gpt2-tiny").display().to_string();
+    let config = GenerateConfig {
+        prompt: "hello".into(),
+        max_new_tokens: 4,
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let (ch, events) = capture();
+        let out = tauri::async_runtime::block_on(generation::generate(
+            app.state(),
+            "g".into(),
+            model.clone(),
+            config.clone(),
+            ch,
+        ))
+        .unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(matches!(
+            events.lock().unwrap().last(),
+            Some(Event::Finished { .. })
+        ));
+    }
+    assert_eq!(app.state::<AppState>().models.loads(), 1);
+}
+
+#[test]
+fn a_reloaded_page_re_attaches_to_the_running_training() {
+    let home = tempfile::tempdir().unwrap();
+    let (app, webview) = app(home.path());
+    assert_eq!(
+        invoke(
+            &webview,
+            "current_job",
+            json!({ "kind": "train", "onEvent": "__CHANNEL__:7" })
+        )
+        .unwrap(),
+        Value::Null
+    );
+    let (ch, events) = capture();
+    let started =
+        training::start_training(app.state(), "live".into(), tiny_config(400), ch).unwrap();
+    wait_for(
+        &events,
+        |e| matches!(e, Event::TrainStep { step, .. } if *step >= 2),
+    );
+    // Downloads are jobs too: refused while training runs.
+    let (dl, _) = capture();
+    let busy = tauri::async_runtime::block_on(models::download_model(
+        app.state(),
+        "d".into(),
+        "gpt2".into(),
+        dl,
+    ))
+    .unwrap_err();
+    assert_eq!(busy.kind, "busy");
+
+    // The page reloads: its old channel is gone, a new one asks what runs.
+    let (ch2, events2) = capture();
+    let job = training::current_job(app.state(), "train".into(), ch2).unwrap();
+    assert_eq!(job.job_id, started.job_id);
+    assert_eq!(job.run_path.as_deref(), Some(started.run_path.as_str()));
+    assert_eq!(job.name.as_deref(), Some("live"));
+    // The latest step arrives at once, before anything new.
+    assert!(
+        matches!(
+            events2.lock().unwrap().first(),
+            Some(Event::TrainStep { .. })
+        ),
+        "{:?}",
+        events2.lock().unwrap()
+    );
+    let (other, _) = capture();
+    assert!(training::current_job(app.state(), "download".into(), other).is_none());
+    let before = events.lock().unwrap().len();
+    training::stop_job(app.state(), job.job_id).unwrap();
+    wait_for(&events2, |e| matches!(e, Event::Finished { .. }));
+    // Everything after the reload went to the new page only.
+    assert_eq!(events.lock().unwrap().len(), before);
+    assert!(!events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Finished { .. })));
 }

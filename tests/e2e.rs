@@ -246,6 +246,8 @@ fn first_five_minutes_in_a_real_window() {
             .env("DISPLAY", &display)
             .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
             .env("TUNESMITH_HOME", home.path())
+            // Turns on the page's test entry point `window.__tunesmithDrop` (off for users).
+            .env("TUNESMITH_E2E", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

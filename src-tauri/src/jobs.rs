@@ -1,21 +1,43 @@
 //! One heavy job at a time (training, generation, download) on its own named thread, with a cancel
-//! token. A second start while one runs is refused with a `busy` error that says what is running.
+//! token and a shared event sink. A second start while one runs is refused with a `busy` error
+//! that says what is running. Every job's stream ends with exactly one `finished` or `failed`, even
+//! when the job panics, so the page never waits forever; and a reloaded page can re-attach to the
+//! running job's stream ([`JobRegistry::attach`]).
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tunesmith_engine::CancelToken;
+use serde::Serialize;
+use tauri::ipc::Channel;
+use tunesmith_engine::{CancelToken, Event, ProgressSink};
 
 use crate::error::{CommandError, CommandResult};
+use crate::sink::SharedSink;
+
+/// What the page needs to know about the running job to show it again after a reload.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentJob {
+    pub job_id: String,
+    /// `train`, `generate` or `download`.
+    pub kind: String,
+    /// The run folder a training job writes, if any.
+    pub run_path: Option<String>,
+    /// The run's name, or the model being downloaded.
+    pub name: Option<String>,
+}
 
 struct Job {
-    id: String,
-    kind: &'static str,
+    info: CurrentJob,
     cancel: CancelToken,
     done: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
+    sink: SharedSink,
 }
 
 #[derive(Default)]
@@ -24,57 +46,77 @@ pub struct JobRegistry {
 }
 
 impl JobRegistry {
-    /// Runs `work` on a thread named after `kind`, then `announce` with its result; refused while
-    /// another job is running. The job counts as finished *before* `announce` runs, so a page that
-    /// hears "finished" and at once starts the next job (chat after training, the second half of a
-    /// comparison) is never told that Tunesmith is still busy.
-    pub fn start<R: Send + 'static>(
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Job>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `work` on a thread named after `info.kind`, its events going to `channel`; refused
+    /// while another job is running. When `work` returns (or panics) the job counts as finished,
+    /// then its stream ends with `finished` (the result as summary) or `failed`, then `then` gets
+    /// the result. Finished comes first so a page that hears "finished" and at once starts the
+    /// next job (chat after training, the second half of a comparison) is never told "busy".
+    pub fn start<T: Serialize + Send + 'static>(
         &self,
-        id: &str,
-        kind: &'static str,
-        work: impl FnOnce(CancelToken) -> R + Send + 'static,
-        announce: impl FnOnce(R) + Send + 'static,
+        info: CurrentJob,
+        channel: Channel<Event>,
+        work: impl FnOnce(&CancelToken, &mut SharedSink) -> tunesmith_engine::Result<T> + Send + 'static,
+        then: impl FnOnce(CommandResult<T>) + Send + 'static,
     ) -> CommandResult<()> {
-        let mut current = self.current.lock().expect("job registry lock");
+        let mut current = self.lock();
         if let Some(job) = current.as_ref().filter(|j| !j.done.load(Ordering::SeqCst)) {
             return Err(CommandError::new(
                 "busy",
                 format!(
                     "Tunesmith is already busy ({}). Wait for it to finish or stop it first.",
-                    describe(job.kind)
+                    describe(&job.info.kind)
                 ),
             ));
         }
         let cancel = CancelToken::new();
         let done = Arc::new(AtomicBool::new(false));
-        let (c, d) = (cancel.clone(), done.clone());
+        let sink = SharedSink::new(channel);
+        let (c, d, mut s) = (cancel.clone(), done.clone(), sink.clone());
+        let kind = info.kind.clone();
         let handle = std::thread::Builder::new()
             .name(format!("tunesmith-{kind}"))
             .spawn(move || {
-                // Marked done even if `work` panics, so one crash does not block every later job.
-                let guard = DoneOnDrop(d);
-                let result = work(c);
-                drop(guard);
-                announce(result);
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&c, &mut s)));
+                let result = match outcome {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(CommandError::from_engine(&e)),
+                    Err(panic) => Err(crashed(&kind, panic.as_ref())),
+                };
+                d.store(true, Ordering::SeqCst);
+                s.emit(match &result {
+                    Ok(v) => Event::Finished {
+                        summary: serde_json::to_value(v).unwrap_or_default(),
+                    },
+                    Err(e) => Event::Failed {
+                        kind: e.kind.clone(),
+                        message: e.message.clone(),
+                    },
+                });
+                s.flush();
+                then(result);
             })
             .map_err(|e| {
                 CommandError::new("internal", format!("could not start a worker thread ({e})"))
             })?;
         *current = Some(Job {
-            id: id.to_string(),
-            kind,
+            info,
             cancel,
             done,
             handle: Some(handle),
+            sink,
         });
         Ok(())
     }
 
     /// Asks the job `id` to stop at its next step boundary. False if no such job runs.
     pub fn cancel(&self, id: &str) -> bool {
-        let current = self.current.lock().expect("job registry lock");
+        let current = self.lock();
         match current.as_ref() {
-            Some(j) if j.id == id && !j.done.load(Ordering::SeqCst) => {
+            Some(j) if j.info.job_id == id && !j.done.load(Ordering::SeqCst) => {
                 j.cancel.cancel();
                 true
             }
@@ -83,18 +125,29 @@ impl JobRegistry {
     }
 
     /// The kind of the running job, if any.
-    pub fn running(&self) -> Option<&'static str> {
-        let current = self.current.lock().expect("job registry lock");
+    pub fn running(&self) -> Option<String> {
+        let current = self.lock();
         current
             .as_ref()
             .filter(|j| !j.done.load(Ordering::SeqCst))
-            .map(|j| j.kind)
+            .map(|j| j.info.kind.clone())
+    }
+
+    /// Sends the running job's events to `channel` from now on (its previous page is gone),
+    /// starting with its latest state; `None` when no job of `kind` runs.
+    pub fn attach(&self, kind: &str, channel: Channel<Event>) -> Option<CurrentJob> {
+        let current = self.lock();
+        let job = current
+            .as_ref()
+            .filter(|j| !j.done.load(Ordering::SeqCst) && j.info.kind == kind)?;
+        job.sink.attach(channel);
+        Some(job.info.clone())
     }
 
     /// Cancels whatever runs and waits (up to `timeout`) for it to save and finish.
     pub fn stop_all(&self, timeout: Duration) -> bool {
         let handle = {
-            let mut current = self.current.lock().expect("job registry lock");
+            let mut current = self.lock();
             current.as_mut().and_then(|j| {
                 j.cancel.cancel();
                 j.handle.take()
@@ -113,12 +166,23 @@ impl JobRegistry {
     }
 }
 
-struct DoneOnDrop(Arc<AtomicBool>);
-
-impl Drop for DoneOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
+/// The plain message for a job that crashed: what was lost, what was kept, what to do.
+fn crashed(kind: &str, panic: &(dyn Any + Send)) -> CommandError {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no details".into());
+    let what = match kind {
+        "train" => "The training stopped because of an internal error. Checkpoints saved before it are kept: continue the run from the Runs page",
+        "generate" => "The model stopped writing because of an internal error. Try sending the message again",
+        "download" => "The download stopped because of an internal error. Try again",
+        _ => "The job stopped because of an internal error. Try again",
+    };
+    CommandError::new(
+        "internal",
+        format!("{what}; if it happens again, please report it with this detail: {detail}."),
+    )
 }
 
 fn describe(kind: &str) -> &'static str {
@@ -132,60 +196,162 @@ fn describe(kind: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+
+    use tauri::ipc::InvokeResponseBody;
+
     use super::*;
+
+    fn info(id: &str, kind: &str) -> CurrentJob {
+        CurrentJob {
+            job_id: id.into(),
+            kind: kind.into(),
+            run_path: None,
+            name: None,
+        }
+    }
+
+    fn capture() -> (Channel<Event>, Arc<Mutex<Vec<Event>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let ch = Channel::new(move |body| {
+            if let InvokeResponseBody::Json(s) = body {
+                g.lock().unwrap().push(serde_json::from_str(&s).unwrap());
+            }
+            Ok(())
+        });
+        (ch, got)
+    }
+
+    fn quiet() -> Channel<Event> {
+        Channel::new(|_| Ok(()))
+    }
+
+    fn nothing(_: &CancelToken, _: &mut SharedSink) -> tunesmith_engine::Result<()> {
+        Ok(())
+    }
 
     #[test]
     fn one_job_at_a_time_and_cancel_reaches_it() {
         let jobs = JobRegistry::default();
         jobs.start(
-            "a",
-            "train",
-            |cancel| {
+            info("a", "train"),
+            quiet(),
+            |cancel, _| {
                 while !cancel.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(5));
                 }
+                Ok(())
             },
             |_| {},
         )
         .unwrap();
-        let e = jobs.start("b", "generate", |_| {}, |_| {}).unwrap_err();
+        let e = jobs
+            .start(info("b", "generate"), quiet(), nothing, |_| {})
+            .unwrap_err();
         assert_eq!(e.kind, "busy");
         assert!(e.message.contains("training run"));
-        assert_eq!(jobs.running(), Some("train"));
+        assert_eq!(jobs.running().as_deref(), Some("train"));
         assert!(!jobs.cancel("b"));
         assert!(jobs.cancel("a"));
         assert!(jobs.stop_all(Duration::from_secs(5)));
         assert_eq!(jobs.running(), None);
-        jobs.start("c", "generate", |_| {}, |_| {}).unwrap();
+        jobs.start(info("c", "generate"), quiet(), nothing, |_| {})
+            .unwrap();
     }
 
     #[test]
     fn the_next_job_can_start_as_soon_as_the_end_is_announced() {
         let jobs = Arc::new(JobRegistry::default());
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = mpsc::channel();
         let registry = jobs.clone();
         jobs.start(
-            "train",
-            "train",
-            |_| 7,
+            info("train", "train"),
+            quiet(),
+            |_, _| Ok(7),
             move |result| {
                 // What the page does on hearing "finished": start the next job at once.
-                let next = registry.start("chat", "generate", |_| {}, |_| {});
+                let next = registry.start(info("chat", "generate"), quiet(), nothing, |_| {});
                 tx.send((result, next.map_err(|e| e.message))).unwrap();
             },
         )
         .unwrap();
         let (result, next) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert_eq!(result, 7);
+        assert_eq!(result, Ok(7));
         assert_eq!(next, Ok(()));
     }
 
     #[test]
-    fn a_job_that_panics_does_not_block_the_next() {
+    fn a_job_that_panics_still_sends_failed_and_does_not_block_the_next() {
         let jobs = JobRegistry::default();
-        jobs.start("a", "train", |_| panic!("boom"), |_: ()| {})
-            .unwrap();
+        let (ch, events) = capture();
+        let (tx, rx) = mpsc::channel();
+        jobs.start(
+            info("a", "train"),
+            ch,
+            |_, sink| -> tunesmith_engine::Result<()> {
+                sink.log("step 1");
+                panic!("index out of bounds")
+            },
+            move |r| tx.send(r).unwrap(),
+        )
+        .unwrap();
+        let result = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let e = result.unwrap_err();
+        assert_eq!(e.kind, "internal");
+        assert!(e.message.contains("Runs page"), "{}", e.message);
+        assert!(e.message.contains("index out of bounds"), "{}", e.message);
+        let events = events.lock().unwrap().clone();
+        assert!(
+            matches!(events.last(), Some(Event::Failed { kind, message }) if kind == "internal" && message == &e.message),
+            "{events:?}"
+        );
+        assert_eq!(events.len(), 2, "the log, then failed: {events:?}");
         assert!(jobs.stop_all(Duration::from_secs(5)));
-        jobs.start("b", "generate", |_| {}, |_| {}).unwrap();
+        jobs.start(info("b", "generate"), quiet(), nothing, |_| {})
+            .unwrap();
+    }
+
+    #[test]
+    fn a_reloaded_page_re_attaches_to_the_running_job_of_its_kind() {
+        let jobs = JobRegistry::default();
+        let (go_on, wait) = mpsc::channel::<()>();
+        let (first, first_events) = capture();
+        let mut job = info("t", "train");
+        job.run_path = Some("/runs/a".into());
+        jobs.start(
+            job.clone(),
+            first,
+            move |_, sink| {
+                sink.emit(Event::Eval {
+                    step: 4,
+                    val_loss: 2.5,
+                    perplexity: 12.0,
+                });
+                wait.recv().unwrap();
+                sink.log("after the reload");
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+        while first_events.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (second, events) = capture();
+        assert_eq!(jobs.attach("download", quiet()), None);
+        assert_eq!(jobs.attach("train", second), Some(job));
+        go_on.send(()).unwrap();
+        assert!(jobs.stop_all(Duration::from_secs(5)));
+        let events = events.lock().unwrap().clone();
+        assert!(
+            matches!(events[0], Event::Eval { step: 4, .. }),
+            "{events:?}"
+        );
+        assert!(matches!(&events[1], Event::Log { message, .. } if message == "after the reload"));
+        assert!(matches!(events[2], Event::Finished { .. }));
+        // The old page's channel heard nothing after the reload.
+        assert_eq!(first_events.lock().unwrap().len(), 1);
+        assert_eq!(jobs.attach("train", quiet()), None, "nothing runs any more");
     }
 }

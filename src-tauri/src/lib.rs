@@ -6,9 +6,12 @@ mod bindings;
 pub mod commands;
 pub mod error;
 pub mod jobs;
+pub mod models;
+pub mod navigation;
 pub mod sink;
 pub mod state;
 
+use tauri::webview::NewWindowResponse;
 use tauri::{Emitter, Manager};
 
 use state::AppState;
@@ -18,10 +21,12 @@ use state::AppState;
 pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
     builder
         .plugin(tauri_plugin_dialog::init())
+        .plugin(navigation::guard())
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             // app
             commands::app::app_info,
+            commands::app::test_hooks,
             commands::app::demo_dataset,
             commands::app::default_train_config,
             // data
@@ -31,6 +36,7 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
             commands::training::start_training,
             commands::training::resume_training,
             commands::training::stop_job,
+            commands::training::current_job,
             commands::training::list_runs,
             commands::training::run_metrics,
             commands::training::rename_run,
@@ -47,7 +53,7 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
             // Closing during training asks first (the page answers with `stop_and_quit`).
             if let tauri::WindowEvent::CloseRequested { api, .. } = event {
                 let state = window.state::<AppState>();
-                if state.jobs.running() == Some("train") {
+                if state.jobs.running().as_deref() == Some("train") {
                     api.prevent_close();
                     let _ = window.emit("close-requested", ());
                 }
@@ -57,10 +63,26 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
 
 /// Starts the desktop app.
 pub fn run() {
-    setup(
-        tauri::Builder::default(),
-        AppState::new(tunesmith_engine::paths::home()),
-    )
-    .run(tauri::generate_context!())
-    .expect("Tunesmith could not start its window");
+    let mut state = AppState::new(tunesmith_engine::paths::home());
+    // Only the end-to-end test starts the app with this; it turns on the page's test entry points.
+    state.e2e = std::env::var_os("TUNESMITH_E2E").is_some_and(|v| v == "1");
+    setup(tauri::Builder::default(), state)
+        .setup(|app| {
+            // The window is built here (tauri.conf.json has `create: false`) so that it refuses
+            // every request to open another window: pop-ups are never part of the app.
+            let config = app
+                .config()
+                .app
+                .windows
+                .iter()
+                .find(|w| w.label == "main")
+                .cloned()
+                .ok_or("tauri.conf.json has no window labelled `main`")?;
+            tauri::WebviewWindowBuilder::from_config(app.handle(), &config)?
+                .on_new_window(|_, _| NewWindowResponse::Deny)
+                .build()?;
+            Ok(())
+        })
+        .run(tauri::generate_context!())
+        .expect("Tunesmith could not start its window");
 }

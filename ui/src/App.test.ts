@@ -6,7 +6,7 @@ import App from './App.svelte';
 import { dataset } from './stores/dataset.svelte';
 import { nav } from './stores/nav.svelte';
 import { setup } from './stores/setup.svelte';
-import { fakeBackend, flush } from './test/backend';
+import { deferred, fakeBackend, flush } from './test/backend';
 import { fileReport, quickConfig, runSummary } from './test/fixtures';
 
 const base = {
@@ -156,8 +156,16 @@ describe('App', () => {
     expect(screen.queryByTestId('confirm-dialog')).toBeNull();
     expect(b.calls.some((c) => c.cmd === 'stop_and_quit')).toBe(false);
 
+    // "Saving…" stays up until the backend has written the checkpoint (then it exits the app).
+    const saved = deferred<null>();
+    b.handle('stop_and_quit', () => saved.promise);
     await emit('close-requested');
     await fireEvent.click(await screen.findByTestId('confirm-yes'));
     expect(b.calls.some((c) => c.cmd === 'stop_and_quit')).toBe(true);
+    expect((await screen.findByTestId('closing-saving')).textContent).toContain('Saving a checkpoint');
+    await flush();
+    expect(screen.queryByTestId('closing-saving')).not.toBeNull();
+    saved.resolve(null);
+    await waitFor(() => expect(screen.queryByTestId('closing-saving')).toBeNull());
   });
 });

@@ -341,6 +341,16 @@ fn bad_input_gets_clear_errors() {
         ];
         fails(tmp.path(), &args, field);
     }
+    // The run's folder name follows the app's naming rule (here: a Windows device name).
+    let reserved = tmp.path().join("CON").display().to_string();
+    fails(
+        tmp.path(),
+        &[
+            "train", "--model", &m, "--data", &corpus, "--out", &reserved,
+        ],
+        "`--out`",
+    );
+    assert!(!tmp.path().join("CON").exists());
     // In JSON mode the failure is the last line on stdout.
     let out = fails(
         tmp.path(),

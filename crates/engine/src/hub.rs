@@ -3,6 +3,7 @@
 //! or unreachable hub fails fast with a message that says what to do instead.
 
 use std::net::{TcpStream, ToSocketAddrs};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use hf_hub::api::sync::ApiBuilder;
 use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo};
 
-use crate::progress::{Event, ProgressSink};
+use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::{Error, Result};
 
 /// The hub's address: `HF_ENDPOINT`, or huggingface.co.
@@ -85,9 +86,11 @@ fn probe(endpoint: &str, repo_id: &str) -> Result<()> {
     Err(fail(last))
 }
 
-/// Forwards hf-hub's byte counts as `Progress` events, about once per percent.
+/// Forwards hf-hub's byte counts as `Progress` events, about once per percent, and stops the
+/// transfer between two chunks when the user cancels.
 struct HubProgress<'a, S: ProgressSink> {
     sink: &'a mut S,
+    cancel: &'a CancelToken,
     file: String,
     total: u64,
     done: u64,
@@ -102,6 +105,11 @@ impl<S: ProgressSink> Progress for HubProgress<'_, S> {
     }
 
     fn update(&mut self, size: usize) {
+        if self.cancel.is_cancelled() {
+            // hf-hub's progress callback cannot return an error, so the transfer is unwound from
+            // here (without the panic hook: this is not a crash) and caught in `download_from`.
+            std::panic::resume_unwind(Box::new(Cancelled));
+        }
         self.done += size as u64;
         if self.done - self.last_emit >= (self.total / 100).max(1 << 20) {
             self.emit();
@@ -126,17 +134,33 @@ impl<S: ProgressSink> HubProgress<'_, S> {
     }
 }
 
+/// The marker a cancelled transfer unwinds with.
+struct Cancelled;
+
 /// Returns a local folder with the model's files, downloading what the cache lacks from
-/// [`endpoint()`].
+/// [`endpoint()`]. It cannot be stopped; see [`download_cancellable`].
 pub fn download(repo_id: &str, cache_dir: &Path, sink: &mut impl ProgressSink) -> Result<PathBuf> {
-    download_from(&endpoint(), repo_id, cache_dir, sink)
+    download_cancellable(repo_id, cache_dir, &CancelToken::new(), sink)
 }
 
-/// [`download`] from an explicit hub address.
+/// [`download`] that stops when `cancel` is set: between files, and within a file between two
+/// chunks read from the network. A stopped download leaves no partial file in the cache (files
+/// completed before the stop stay, and are not downloaded again next time).
+pub fn download_cancellable(
+    repo_id: &str,
+    cache_dir: &Path,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<PathBuf> {
+    download_from(&endpoint(), repo_id, cache_dir, cancel, sink)
+}
+
+/// [`download_cancellable`] from an explicit hub address.
 pub fn download_from(
     endpoint: &str,
     repo_id: &str,
     cache_dir: &Path,
+    cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<PathBuf> {
     if !is_hub_id(repo_id) {
@@ -157,14 +181,29 @@ pub fn download_from(
     let repo = api.model(repo_id.to_string());
     let mut dir = None;
     for &file in REQUIRED.iter().chain(TOKENIZER) {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         let progress = HubProgress {
             sink: &mut *sink,
+            cancel,
             file: file.into(),
             total: 0,
             done: 0,
             last_emit: 0,
         };
-        match repo.download_with_progress(file, progress) {
+        let fetched = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            repo.download_with_progress(file, progress)
+        }));
+        let fetched = match fetched {
+            Ok(r) => r,
+            Err(payload) if payload.is::<Cancelled>() => {
+                remove_partial_files(cache_dir, repo_id);
+                return Err(Error::Cancelled);
+            }
+            Err(payload) => std::panic::resume_unwind(payload),
+        };
+        match fetched {
             Ok(path) => dir = path.parent().map(Path::to_path_buf),
             Err(e) => {
                 let text = e.to_string();
@@ -188,6 +227,19 @@ pub fn download_from(
     cached(repo_id, cache_dir).or(dir).ok_or_else(|| {
         Error::Hub(format!("`{repo_id}` on the hub has no tokenizer files (tokenizer.json, or vocab.json and merges.txt)"))
     })
+}
+
+/// Removes hf-hub's resumable `*.part` files of `repo_id`: after a stop the cache holds only
+/// complete files.
+fn remove_partial_files(cache_dir: &Path, repo_id: &str) {
+    let blobs = cache_dir
+        .join(format!("models--{}", repo_id.replace('/', "--")))
+        .join("blobs");
+    for entry in std::fs::read_dir(blobs).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|x| x == "part") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod generate;
 pub mod hub;
 pub mod model;
+pub mod names;
 pub mod paths;
 pub mod progress;
 pub mod rng;

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::tokenizer;
-use crate::fsutil;
 use crate::model::{load, Gpt2Config};
 use crate::train::TrainConfig;
+use crate::{fsutil, names};
 use crate::{Error, Result};
 
 /// What `run.json` holds.
@@ -314,15 +314,10 @@ pub fn read_metrics(path: &Path) -> RunMetrics {
     m
 }
 
-/// Renames a run folder within its parent; refuses names that would leave the folder.
+/// Renames a run folder within its parent; the new name must pass [`names::validate_name`].
 pub fn rename(path: &Path, new_name: &str) -> Result<PathBuf> {
-    let name = new_name.trim();
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(Error::config(
-            "name",
-            "must be a plain folder name (no slashes, not starting with a dot)",
-        ));
-    }
+    let name = names::validate_name("name", new_name.trim())?;
+    made_by_tunesmith(path, "nothing was renamed")?;
     let target = path.with_file_name(name);
     if target.exists() {
         return Err(Error::file(&target, "already exists; pick another name"));
@@ -331,13 +326,75 @@ pub fn rename(path: &Path, new_name: &str) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// Deletes a run folder, only if it is one.
+/// Deletes a run folder, only if it is a run Tunesmith made (it has a valid `run.json`).
 pub fn delete(path: &Path) -> Result<()> {
-    if !RunDir::is_run(path) {
-        return Err(Error::file(
-            path,
-            "is not a Tunesmith run folder; nothing was deleted",
-        ));
-    }
+    made_by_tunesmith(path, "nothing was deleted")?;
     std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))
+}
+
+/// A folder counts as a run only with a readable `run.json`: a folder that merely has a
+/// `checkpoints/` folder (or anything else the user points at) is left alone.
+fn made_by_tunesmith(path: &Path, consequence: &str) -> Result<RunInfo> {
+    let not_run = || {
+        Error::file(
+            path,
+            format!("is not a run made by Tunesmith (it has no valid run.json); {consequence}"),
+        )
+    };
+    if path.is_symlink() {
+        return Err(not_run());
+    }
+    RunDir::new(path)
+        .read_info()
+        .ok()
+        .flatten()
+        .ok_or_else(not_run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_run(dir: &Path) {
+        let info = RunInfo {
+            config: TrainConfig::default(),
+            status: "completed".into(),
+            device: "cpu".into(),
+            step: 1,
+            total_steps: 1,
+            best_val_loss: None,
+            created_unix: 0,
+            updated_unix: 0,
+            error: None,
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        RunDir::new(dir).write_info(&info).unwrap();
+    }
+
+    #[test]
+    fn delete_and_rename_touch_only_runs_tunesmith_made() {
+        let root = tempfile::tempdir().unwrap();
+        // Looks like a run (checkpoints/) but has no run.json: refused.
+        let lookalike = root.path().join("lookalike");
+        std::fs::create_dir_all(lookalike.join("checkpoints")).unwrap();
+        let e = delete(&lookalike).unwrap_err();
+        assert!(e.to_string().contains("no valid run.json"), "{e}");
+        assert!(lookalike.exists());
+        std::fs::write(lookalike.join("run.json"), "not json").unwrap();
+        assert!(delete(&lookalike).is_err());
+        assert!(rename(&lookalike, "other").is_err());
+        assert!(lookalike.exists());
+
+        let run = root.path().join("real");
+        fake_run(&run);
+        for bad in ["../escaped", "CON", "a/b", ".hidden"] {
+            let e = rename(&run, bad).unwrap_err();
+            assert_eq!(e.kind(), "config", "{bad}: {e}");
+        }
+        assert!(!root.path().parent().unwrap().join("escaped").exists());
+        let renamed = rename(&run, " kept ").unwrap();
+        assert_eq!(renamed, root.path().join("kept"));
+        delete(&renamed).unwrap();
+        assert!(!renamed.exists());
+    }
 }

@@ -13,10 +13,15 @@ use candle_core::Device;
 use common::fixtures;
 use tunesmith_engine::hub;
 use tunesmith_engine::model::load::load_dir;
-use tunesmith_engine::{Event, NullSink};
+use tunesmith_engine::{CancelToken, Event, NullSink};
 
 /// Serves `repo -> folder` for up to `max_requests` requests, then stops.
 fn serve(repos: Vec<(&'static str, PathBuf)>, max_requests: usize) -> String {
+    serve_at_pace(repos, max_requests, false)
+}
+
+/// [`serve`]; with `slow`, bodies over 10 kB trickle out 1 kB every 10 ms (a slow connection).
+fn serve_at_pace(repos: Vec<(&'static str, PathBuf)>, max_requests: usize, slow: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -68,7 +73,16 @@ fn serve(repos: Vec<(&'static str, PathBuf)>, max_requests: usize) -> String {
                 part.len()
             );
             let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(part);
+            if slow && part.len() > 10_000 {
+                for chunk in part.chunks(1024) {
+                    if stream.write_all(chunk).is_err() {
+                        break; // the client hung up (a stopped download)
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            } else {
+                let _ = stream.write_all(part);
+            }
         }
     });
     format!("http://{addr}")
@@ -85,9 +99,13 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
     );
     let cache = tempfile::tempdir().unwrap();
     let mut events = Vec::new();
-    let dir = hub::download_from(&endpoint, "acme/tiny", cache.path(), &mut |e| {
-        events.push(e)
-    })
+    let dir = hub::download_from(
+        &endpoint,
+        "acme/tiny",
+        cache.path(),
+        &CancelToken::new(),
+        &mut |e| events.push(e),
+    )
     .unwrap();
     assert!(
         dir.starts_with(cache.path().join("models--acme--tiny/snapshots")),
@@ -103,7 +121,14 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
         if stage == "download model.safetensors" && unit == "bytes" && *done == weights_size && *total == weights_size)));
 
     // A repo without vocab.json/merges.txt: the missing optional files are skipped.
-    let dir2 = hub::download_from(&endpoint, "acme/noprefix", cache.path(), &mut NullSink).unwrap();
+    let dir2 = hub::download_from(
+        &endpoint,
+        "acme/noprefix",
+        cache.path(),
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
     load_dir(&dir2, &Device::Cpu).unwrap();
 
     // Cached: no server needed any more (port 1 refuses connections).
@@ -111,13 +136,21 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
         "http://127.0.0.1:1",
         "acme/tiny",
         cache.path(),
+        &CancelToken::new(),
         &mut NullSink,
     )
     .unwrap();
     assert_eq!(again, dir);
 
     // Unknown model: a clear message.
-    let e = hub::download_from(&endpoint, "acme/nothing", cache.path(), &mut NullSink).unwrap_err();
+    let e = hub::download_from(
+        &endpoint,
+        "acme/nothing",
+        cache.path(),
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap_err();
     assert!(
         e.to_string().contains("no model called `acme/nothing`"),
         "{e}"
@@ -128,8 +161,14 @@ fn downloads_into_the_cache_with_progress_then_works_offline() {
 fn unreachable_hub_fails_fast_and_says_what_to_do() {
     let cache = tempfile::tempdir().unwrap();
     let start = Instant::now();
-    let e =
-        hub::download_from("http://127.0.0.1:1", "gpt2", cache.path(), &mut NullSink).unwrap_err();
+    let e = hub::download_from(
+        "http://127.0.0.1:1",
+        "gpt2",
+        cache.path(),
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(30));
     let msg = e.to_string();
     assert!(msg.contains("Could not download `gpt2`"), "{msg}");
@@ -161,10 +200,67 @@ fn finds_models_in_hf_hub_cache_layout() {
         "http://127.0.0.1:1",
         "openai-community/gpt2",
         cache.path(),
+        &CancelToken::new(),
         &mut NullSink,
     )
     .unwrap();
     assert_eq!(dir, snap);
     // Loads with the tokenizer rebuilt from vocab.json + merges.txt.
     load_dir(&dir, &Device::Cpu).unwrap();
+}
+
+#[test]
+fn a_stopped_download_ends_mid_file_and_leaves_no_partial_file() {
+    let endpoint = serve_at_pace(vec![("acme/slow", fixtures().join("gpt2-tiny"))], 20, true);
+    let cache = tempfile::tempdir().unwrap();
+    let blobs = cache.path().join("models--acme--slow/blobs");
+    let cancel = CancelToken::new();
+    // Stop once part of the weights has arrived: the transfer is mid-file, not between files.
+    let stopper = {
+        let (cancel, blobs) = (cancel.clone(), blobs.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let partial = || {
+                std::fs::read_dir(&blobs)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| {
+                        e.path().extension().is_some_and(|x| x == "part")
+                            && e.metadata().map(|m| m.len() > 4096).unwrap_or(false)
+                    })
+            };
+            while !partial() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "no partial file appeared"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            cancel.cancel();
+        })
+    };
+    let e = hub::download_from(&endpoint, "acme/slow", cache.path(), &cancel, &mut NullSink)
+        .unwrap_err();
+    stopper.join().unwrap();
+    assert_eq!(e.kind(), "cancelled", "{e}");
+    let left: Vec<String> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.iter().any(|n| n.ends_with(".part")), "{left:?}");
+    let weights_size = std::fs::metadata(fixtures().join("gpt2-tiny/model.safetensors"))
+        .unwrap()
+        .len();
+    // Only config.json (finished before the stop) is a complete blob; no blob is the weights.
+    for name in &left {
+        let len = std::fs::metadata(blobs.join(name)).unwrap().len();
+        assert_ne!(len, weights_size, "{name} holds the weights");
+    }
+    assert!(hub::cached("acme/slow", cache.path()).is_none());
+    // A token already set stops before anything is fetched.
+    let e = hub::download_from(&endpoint, "acme/slow", cache.path(), &cancel, &mut NullSink)
+        .unwrap_err();
+    assert_eq!(e.kind(), "cancelled");
 }

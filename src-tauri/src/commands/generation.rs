@@ -1,21 +1,21 @@
 //! Chat and completion: streamed generation on the job thread, and saved conversations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tauri::ipc::Channel;
 use tauri::State;
 use tunesmith_engine::chats::{self, Chat};
 use tunesmith_engine::generate::{self, GenerateConfig, Generation};
-use tunesmith_engine::model::{load, source};
-use tunesmith_engine::{device, Event};
+use tunesmith_engine::model::source;
+use tunesmith_engine::{device, hub, paths, Event};
 
-use super::finish;
 use crate::error::{CommandError, CommandResult};
-use crate::sink::ChannelSink;
+use crate::jobs::CurrentJob;
 use crate::state::AppState;
 
 /// Generates from `model` (a run folder, model folder or hub id); tokens stream over `on_event`,
-/// the samples are returned at the end. `job_id` (chosen by the page) lets Stop reach it.
+/// the samples are returned at the end. `job_id` (chosen by the page) lets Stop reach it, during
+/// a download too. The loaded model is kept for the next message (see [`crate::models`]).
 #[tauri::command]
 pub async fn generate(
     state: State<'_, AppState>,
@@ -26,34 +26,29 @@ pub async fn generate(
 ) -> CommandResult<Vec<Generation>> {
     config.validate()?;
     let (tx, rx) = std::sync::mpsc::channel();
+    let models = state.models.clone();
+    let info = CurrentJob {
+        job_id,
+        kind: "generate".into(),
+        run_path: None,
+        name: Some(model.clone()),
+    };
     state.jobs.start(
-        &job_id,
-        "generate",
-        move |cancel| {
-            let mut sink = ChannelSink::new(on_event);
-            let result = (|| {
-                let dev = device::select("auto")?;
-                // A hub model not yet cached downloads here, its progress shown in the chat.
-                let dir = source::resolve(&model, &mut sink)?;
-                let loaded = load::load_dir(&dir, &dev)?;
-                generate::generate(
-                    &loaded.model,
-                    &loaded.tokenizer,
-                    &config,
-                    &cancel,
-                    &mut sink,
-                )
-            })();
-            (sink, result)
+        info,
+        on_event,
+        move |cancel, sink| {
+            let dev = device::select("auto")?;
+            // A hub model not yet cached downloads here, its progress shown in the chat; Stop
+            // stops the download too.
+            if !Path::new(&model).exists() && hub::is_hub_id(&model) {
+                hub::download_cancellable(&model, &paths::hub_cache(), cancel, sink)?;
+            }
+            let dir = source::resolve(&model, sink)?;
+            let loaded = models.get(&model, &dir, &dev)?;
+            generate::generate(&loaded.model, &loaded.tokenizer, &config, cancel, sink)
         },
-        move |(mut sink, result)| {
-            let _ = tx.send(
-                result
-                    .as_ref()
-                    .map(Clone::clone)
-                    .map_err(CommandError::from_engine),
-            );
-            finish(&mut sink, result);
+        move |result| {
+            let _ = tx.send(result);
         },
     )?;
     tauri::async_runtime::spawn_blocking(move || rx.recv())
@@ -62,12 +57,16 @@ pub async fn generate(
         .map_err(|_| CommandError::new("internal", "the generation thread ended unexpectedly"))?
 }
 
+/// The saved conversations of a run (only Tunesmith's own runs).
 #[tauri::command]
-pub fn list_chats(run_path: PathBuf) -> Vec<Chat> {
-    chats::list(&run_path)
+pub fn list_chats(state: State<'_, AppState>, run_path: PathBuf) -> CommandResult<Vec<Chat>> {
+    let run_path = state.paths.run(&run_path)?;
+    Ok(chats::list(&run_path))
 }
 
+/// Saves a conversation into its run's `chats/` folder (only Tunesmith's own runs).
 #[tauri::command]
-pub fn save_chat(run_path: PathBuf, chat: Chat) -> CommandResult<()> {
+pub fn save_chat(state: State<'_, AppState>, run_path: PathBuf, chat: Chat) -> CommandResult<()> {
+    let run_path = state.paths.run(&run_path)?;
     Ok(chats::save(&run_path, &chat)?)
 }

@@ -1,25 +1,42 @@
 //! Base models from the Hugging Face hub.
 
 use tauri::ipc::Channel;
+use tauri::State;
 use tunesmith_engine::{hub, paths, Event};
 
-use super::finish;
 use crate::error::{CommandError, CommandResult};
-use crate::sink::ChannelSink;
+use crate::jobs::CurrentJob;
+use crate::state::AppState;
 
-/// Downloads `id` into the hub cache with progress events; returns the local folder.
+/// Downloads `id` into the hub cache as a job (`stop_job(job_id)` stops it, leaving no partial
+/// file) with progress events; returns the local folder.
 #[tauri::command]
-pub async fn download_model(id: String, on_event: Channel<Event>) -> CommandResult<String> {
-    tauri::async_runtime::spawn_blocking(move || {
-        let mut sink = ChannelSink::new(on_event);
-        let result = hub::download(&id, &paths::hub_cache(), &mut sink);
-        let out = result
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .map_err(CommandError::from_engine);
-        finish(&mut sink, result);
-        out
-    })
-    .await
-    .map_err(|e| CommandError::new("internal", e.to_string()))?
+pub async fn download_model(
+    state: State<'_, AppState>,
+    job_id: String,
+    id: String,
+    on_event: Channel<Event>,
+) -> CommandResult<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let info = CurrentJob {
+        job_id,
+        kind: "download".into(),
+        run_path: None,
+        name: Some(id.clone()),
+    };
+    state.jobs.start(
+        info,
+        on_event,
+        move |cancel, sink| {
+            hub::download_cancellable(&id, &paths::hub_cache(), cancel, sink)
+                .map(|p| p.display().to_string())
+        },
+        move |result| {
+            let _ = tx.send(result);
+        },
+    )?;
+    tauri::async_runtime::spawn_blocking(move || rx.recv())
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))?
+        .map_err(|_| CommandError::new("internal", "the download thread ended unexpectedly"))?
 }

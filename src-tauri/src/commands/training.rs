@@ -1,18 +1,18 @@
-//! Training jobs and the run folders they write.
+//! Training jobs and the run folders they write. Every run path from the page is resolved through
+//! [`crate::state::Paths::run`], so only Tunesmith's own runs are read, renamed or deleted.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 use tauri::ipc::Channel;
-use tauri::State;
+use tauri::{Manager, State};
 use tunesmith_engine::runs::{self, RunDir, RunMetrics, RunSummary};
 use tunesmith_engine::train::{self, Restore, TrainConfig};
-use tunesmith_engine::{device, Error, Event};
+use tunesmith_engine::{device, names, paths, Error, Event};
 
-use super::finish;
 use crate::error::{CommandError, CommandResult};
-use crate::sink::ChannelSink;
+use crate::jobs::CurrentJob;
 use crate::state::AppState;
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -23,16 +23,26 @@ pub struct JobStarted {
     pub run_path: String,
 }
 
-fn run_path(state: &AppState, name: &str) -> CommandResult<PathBuf> {
-    let name = name.trim();
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(Error::config(
-            "name",
-            "must be a plain name (no slashes, not starting with a dot)",
-        )
-        .into());
+/// The folder for a new run called `name`, inside the runs folder.
+fn new_run_path(state: &AppState, name: &str) -> CommandResult<PathBuf> {
+    let name = names::validate_name("name", name.trim())?;
+    let runs = &state.paths.runs;
+    std::fs::create_dir_all(runs).map_err(|e| Error::io(runs, e))?;
+    let path = runs.join(name);
+    // An existing entry (e.g. a symlink someone left there) must still lead inside the folder.
+    if path.symlink_metadata().is_ok() {
+        paths::confine(runs, &path)?;
     }
-    Ok(state.paths.runs.join(name))
+    Ok(path)
+}
+
+/// Runs off the main thread, where a blocking call would freeze the window.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> CommandResult<T> + Send + 'static,
+) -> CommandResult<T> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))?
 }
 
 fn spawn_training(
@@ -45,16 +55,20 @@ fn spawn_training(
     config.validate()?;
     let job_id = format!("train-{}", runs::now_unix());
     let run = path.clone();
+    let info = CurrentJob {
+        job_id: job_id.clone(),
+        kind: "train".into(),
+        run_path: Some(path.display().to_string()),
+        name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+    };
     state.jobs.start(
-        &job_id,
-        "train",
-        move |cancel| {
-            let mut sink = ChannelSink::new(on_event);
-            let result = device::select("auto")
-                .and_then(|dev| train::train(&config, &run, restore, &dev, &cancel, &mut sink));
-            (sink, result)
+        info,
+        on_event,
+        move |cancel, sink| {
+            let dev = device::select("auto")?;
+            train::train(&config, &run, restore, &dev, cancel, sink)
         },
-        |(mut sink, result)| finish(&mut sink, result),
+        |_| {},
     )?;
     Ok(JobStarted {
         job_id,
@@ -70,7 +84,7 @@ pub fn start_training(
     config: TrainConfig,
     on_event: Channel<Event>,
 ) -> CommandResult<JobStarted> {
-    let path = run_path(&state, &name)?;
+    let path = new_run_path(&state, &name)?;
     if RunDir::new(&path).latest_checkpoint().is_some() {
         return Err(Error::file(&path, "already holds a run with this name; continue it from the Runs page or pick another name").into());
     }
@@ -84,6 +98,7 @@ pub fn resume_training(
     run_path: PathBuf,
     on_event: Channel<Event>,
 ) -> CommandResult<JobStarted> {
+    let run_path = state.paths.run(&run_path)?;
     let info = RunDir::new(&run_path)
         .read_info()?
         .ok_or_else(|| Error::file(&run_path, "is not a run folder (no run.json)"))?;
@@ -103,28 +118,47 @@ pub fn stop_job(state: State<'_, AppState>, job_id: String) -> CommandResult<()>
     }
 }
 
+/// After a page reload: the running job of `kind`, if any, whose events go to `on_event` from now
+/// on, starting with its latest progress, evaluation and step.
+#[tauri::command]
+pub fn current_job(
+    state: State<'_, AppState>,
+    kind: String,
+    on_event: Channel<Event>,
+) -> Option<CurrentJob> {
+    state.jobs.attach(&kind, on_event)
+}
+
 /// Every run, newest first. A run marked `running` that no job of ours runs was interrupted
 /// (crash, closed window) and is shown as `interrupted`.
 #[tauri::command]
-pub fn list_runs(state: State<'_, AppState>) -> Vec<RunSummary> {
-    let training = state.jobs.running() == Some("train");
-    let mut out: Vec<RunSummary> = runs::list_runs(&state.paths.runs)
-        .iter()
-        .map(|(path, info)| {
-            let mut s = runs::summarize(path, info);
-            if s.status == "running" && !training {
-                s.status = "interrupted".into();
-            }
-            s
-        })
-        .collect();
-    out.sort_by_key(|r| std::cmp::Reverse(r.updated_unix));
-    out
+pub async fn list_runs(state: State<'_, AppState>) -> CommandResult<Vec<RunSummary>> {
+    let training = state.jobs.running().as_deref() == Some("train");
+    let root = state.paths.runs.clone();
+    blocking(move || {
+        let mut out: Vec<RunSummary> = runs::list_runs(&root)
+            .iter()
+            .map(|(path, info)| {
+                let mut s = runs::summarize(path, info);
+                if s.status == "running" && !training {
+                    s.status = "interrupted".into();
+                }
+                s
+            })
+            .collect();
+        out.sort_by_key(|r| std::cmp::Reverse(r.updated_unix));
+        Ok(out)
+    })
+    .await
 }
 
 #[tauri::command]
-pub fn run_metrics(run_path: PathBuf) -> RunMetrics {
-    runs::read_metrics(&run_path)
+pub async fn run_metrics(
+    state: State<'_, AppState>,
+    run_path: PathBuf,
+) -> CommandResult<RunMetrics> {
+    let run_path = state.paths.run(&run_path)?;
+    blocking(move || Ok(runs::read_metrics(&run_path))).await
 }
 
 #[tauri::command]
@@ -139,6 +173,7 @@ pub fn rename_run(
             "Wait for the running job to finish before renaming a run.",
         ));
     }
+    let run_path = state.paths.run(&run_path)?;
     let target = runs::rename(&run_path, &new_name)?;
     let info = RunDir::new(&target)
         .read_info()?
@@ -146,20 +181,32 @@ pub fn rename_run(
     Ok(runs::summarize(&target, &info))
 }
 
+/// Deleting a large run takes a while: off the main thread.
 #[tauri::command]
-pub fn delete_run(state: State<'_, AppState>, run_path: PathBuf) -> CommandResult<()> {
+pub async fn delete_run(state: State<'_, AppState>, run_path: PathBuf) -> CommandResult<()> {
     if state.jobs.running().is_some() {
         return Err(CommandError::new(
             "busy",
             "Wait for the running job to finish before deleting a run.",
         ));
     }
-    Ok(runs::delete(&run_path)?)
+    let run_path = state.paths.run(&run_path)?;
+    blocking(move || Ok(runs::delete(&run_path)?)).await
 }
 
-/// Closing the window during training: stop, save a checkpoint, then quit.
+/// Closing the window during training: stop, save a checkpoint, then quit. It waits off the main
+/// thread, so the window keeps drawing (the page shows "saving…") until the checkpoint is written.
 #[tauri::command]
-pub fn stop_and_quit<R: tauri::Runtime>(app: tauri::AppHandle<R>, state: State<'_, AppState>) {
-    state.jobs.stop_all(Duration::from_secs(120));
+pub async fn stop_and_quit<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> CommandResult<()> {
+    let handle = app.clone();
+    blocking(move || {
+        handle
+            .state::<AppState>()
+            .jobs
+            .stop_all(Duration::from_secs(120));
+        Ok(())
+    })
+    .await?;
     app.exit(0);
+    Ok(())
 }

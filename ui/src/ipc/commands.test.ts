@@ -55,6 +55,8 @@ describe('commands', () => {
       resume_training: () => ({ jobId: 'j2', runPath: '/runs/x' }),
       generate: () => [],
       download_model: () => '/cache/gpt2',
+      current_job: () => null,
+      test_hooks: () => false,
     });
     const seen: Event[] = [];
     const cfg = quickConfig({ data: ['/a.txt'] });
@@ -67,8 +69,13 @@ describe('commands', () => {
     expect(Object.keys(b.last('resume_training')!)).toEqual(['runPath', 'onEvent']);
     await ipc.generate('g1', 'gpt2', { prompt: 'p' } as never, () => {});
     expect(Object.keys(b.last('generate')!)).toEqual(['jobId', 'model', 'config', 'onEvent']);
-    await expect(ipc.downloadModel('gpt2', () => {})).resolves.toBe('/cache/gpt2');
-    expect(b.last('download_model')?.id).toBe('gpt2');
+    await expect(ipc.downloadModel('d1', 'gpt2', () => {})).resolves.toBe('/cache/gpt2');
+    expect(Object.keys(b.last('download_model')!)).toEqual(['jobId', 'id', 'onEvent']);
+    expect(b.last('download_model')).toMatchObject({ jobId: 'd1', id: 'gpt2' });
+    await expect(ipc.currentJob('train', () => {})).resolves.toBeNull();
+    expect(b.last('current_job')?.kind).toBe('train');
+    expect(b.last('current_job')?.onEvent).toBeInstanceOf(Channel);
+    await expect(ipc.testHooks()).resolves.toBe(false);
   });
 
   it('rejections carry the CommandError unchanged', async () => {

@@ -5,6 +5,7 @@ import { Channel, invoke } from '@tauri-apps/api/core';
 import type {
   AppInfo,
   Chat,
+  CurrentJob,
   Event,
   FileReport,
   GenerateConfig,
@@ -26,6 +27,9 @@ function channel(onEvent: OnEvent): Channel<Event> {
 
 export const appInfo = () => invoke<AppInfo>('app_info');
 
+/** True only when the end-to-end test started the app (TUNESMITH_E2E=1): test entry points allowed. */
+export const testHooks = () => invoke<boolean>('test_hooks');
+
 export const inspectFiles = (paths: string[]) => invoke<FileReport[]>('inspect_files', { paths });
 
 /** The corpus health report: duplicates, personal data, warnings and suggested lengths. */
@@ -46,6 +50,13 @@ export const resumeTraining = (runPath: string, onEvent: OnEvent) =>
 /** Asks a job to stop; training saves a checkpoint first. Its stream still ends normally. */
 export const stopJob = (jobId: string) => invoke<void>('stop_job', { jobId });
 
+/**
+ * After a page reload: the running job of `kind` (null if none). Its events go to `onEvent` from
+ * now on, starting with its latest progress, evaluation and step.
+ */
+export const currentJob = (kind: 'train' | 'download' | 'generate', onEvent: OnEvent) =>
+  invoke<CurrentJob | null>('current_job', { kind, onEvent: channel(onEvent) });
+
 export const listRuns = () => invoke<RunSummary[]>('list_runs');
 
 export const runMetrics = (runPath: string) => invoke<RunMetrics>('run_metrics', { runPath });
@@ -62,13 +73,13 @@ export const deleteRun = (runPath: string) => invoke<void>('delete_run', { runPa
 export const generate = (jobId: string, model: string, config: GenerateConfig, onEvent: OnEvent) =>
   invoke<Generation[]>('generate', { jobId, model, config, onEvent: channel(onEvent) });
 
-/** Downloads a hub model into the local cache; resolves with its folder. */
-export const downloadModel = (id: string, onEvent: OnEvent) =>
-  invoke<string>('download_model', { id, onEvent: channel(onEvent) });
+/** Downloads a hub model into the local cache; resolves with its folder. `stopJob(jobId)` stops it. */
+export const downloadModel = (jobId: string, id: string, onEvent: OnEvent) =>
+  invoke<string>('download_model', { jobId, id, onEvent: channel(onEvent) });
 
 export const listChats = (runPath: string) => invoke<Chat[]>('list_chats', { runPath });
 
 export const saveChat = (runPath: string, chat: Chat) => invoke<void>('save_chat', { runPath, chat });
 
-/** The user agreed to close while training: the backend stops the job, saves, then exits. */
+/** The user agreed to close while training: the backend stops the job, saves, then exits (it resolves only if exiting failed). */
 export const stopAndQuit = () => invoke<void>('stop_and_quit');

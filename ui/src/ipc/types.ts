@@ -3,6 +3,7 @@ export type { AppInfo } from './bindings/AppInfo';
 export type { Chat } from './bindings/Chat';
 export type { ChatMessage } from './bindings/ChatMessage';
 export type { CommandError } from './bindings/CommandError';
+export type { CurrentJob } from './bindings/CurrentJob';
 export type { Event } from './bindings/Event';
 export type { FileReport } from './bindings/FileReport';
 export type { FileStats } from './bindings/FileStats';

@@ -5,6 +5,7 @@ import { isTauri } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 import { getCurrentWebview } from '@tauri-apps/api/webview';
 import { open } from '@tauri-apps/plugin-dialog';
+import { testHooks } from './commands';
 
 type Unlisten = () => void;
 
@@ -16,9 +17,9 @@ export async function onFileDrop(handlers: {
   if (!isTauri()) return () => {};
   // Test entry point: a WebDriver cannot make the OS drag files onto a window, so the end-to-end
   // test hands paths to the very handler a real drop calls (`window.__tunesmithDrop([...])`).
-  // It grants nothing new: the page can already inspect any path it is given.
+  // It exists only when the app was started by that test (TUNESMITH_E2E=1), never for a user.
   const hooks = window as unknown as { __tunesmithDrop?: (paths: string[]) => void };
-  hooks.__tunesmithDrop = (paths) => handlers.drop(paths);
+  if (await testHooks().catch(() => false)) hooks.__tunesmithDrop = (paths) => handlers.drop(paths);
   const unlisten = await getCurrentWebview().onDragDropEvent(({ payload }) => {
     if (payload.type === 'enter' || payload.type === 'over') handlers.hovering(true);
     else if (payload.type === 'leave') handlers.hovering(false);

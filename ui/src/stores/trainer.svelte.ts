@@ -1,6 +1,6 @@
 // The training job: starts, stops and resumes it, folds its event stream into TrainingState, and
 // remembers which run the Train page is showing. One job at a time (the backend enforces it too).
-import { resumeTraining, runMetrics, startTraining, stopJob } from '../ipc/commands';
+import { currentJob, resumeTraining, runMetrics, startTraining, stopJob } from '../ipc/commands';
 import { toCommandError } from '../ipc/errors';
 import type { CommandError, Event, JobStarted, RunSummary, TrainConfig } from '../ipc/types';
 import { fromMetrics, initialTraining, isActive, reduce, started, stopping, type TrainingState } from './training';
@@ -91,6 +91,38 @@ export class Trainer {
     } catch (e) {
       this.error = toCommandError(e);
     }
+  }
+
+  /**
+   * After a page reload: if a training still runs, shows its run (history from disk, then the
+   * latest step the backend replays) and follows its stream again, so Stop and the chart work.
+   */
+  async reattach() {
+    if (this.active) return;
+    const seq = ++this.#seq;
+    const listen = this.#listener(seq);
+    // Replayed events can arrive before the reply; they wait until the history is in place.
+    let early: Event[] | null = [];
+    let job;
+    try {
+      job = await currentJob('train', (e) => (early ? early.push(e) : listen(e)));
+    } catch {
+      return; // nothing to re-attach to is not an error worth showing
+    }
+    if (seq !== this.#seq || !job?.runPath) return;
+    let history = initialTraining();
+    try {
+      history = fromMetrics(await runMetrics(job.runPath));
+    } catch {
+      // History is only for the chart; following the job works without it.
+    }
+    if (seq !== this.#seq) return;
+    this.state = started(history);
+    this.run = { path: job.runPath, name: job.name ?? '' };
+    this.job = { jobId: job.jobId, runPath: job.runPath };
+    const waiting = early;
+    early = null;
+    for (const e of waiting) listen(e);
   }
 
   /** Shows a saved run's history (not while another job is training). */

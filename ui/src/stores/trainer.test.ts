@@ -126,4 +126,41 @@ describe('Trainer', () => {
     expect(t.state.checkpoints.map((c) => c.step)).toEqual([50]);
     expect(t.state.total).toBe(200);
   });
+
+  it('after a reload it re-attaches to the running training: history, replayed step, then live events', async () => {
+    let channel: unknown;
+    const b = fakeBackend({
+      current_job: ({ onEvent }) => {
+        channel = onEvent;
+        // The backend replays the latest step before its reply arrives.
+        send(onEvent, [{ type: 'trainStep', step: 30, total: 200, loss: 3.5, lr: 1e-3, tokensPerSec: 1, etaSecs: 9, epoch: 1 }]);
+        return { jobId: 'j7', kind: 'train', runPath: '/runs/live', name: 'live' };
+      },
+      run_metrics: () => ({ steps: [{ step: 10, loss: 5 }, { step: 20, loss: 4 }], evals: [], samples: [] }),
+      stop_job: () => null,
+    });
+    const t = new Trainer();
+    await t.reattach();
+    expect(b.last('current_job')?.kind).toBe('train');
+    expect(b.last('run_metrics')).toEqual({ runPath: '/runs/live' });
+    expect(t.run).toEqual({ path: '/runs/live', name: 'live' });
+    expect(t.job).toEqual({ jobId: 'j7', runPath: '/runs/live' });
+    expect(t.active).toBe(true);
+    expect(t.state.loss.map((p) => p.step)).toEqual([10, 20, 30]);
+    send(channel, [{ type: 'trainStep', step: 40, total: 200, loss: 3, lr: 1e-3, tokensPerSec: 1, etaSecs: 8, epoch: 1 }]);
+    expect(t.state.step).toBe(40);
+    await t.stop();
+    expect(b.last('stop_job')).toEqual({ jobId: 'j7' });
+    send(channel, [{ type: 'finished', summary: {} }]);
+    expect(t.state.status).toBe('stopped');
+    expect(t.job).toBeNull();
+  });
+
+  it('after a reload with nothing running, it stays idle', async () => {
+    fakeBackend({ current_job: () => null });
+    const t = new Trainer();
+    await t.reattach();
+    expect(t.active).toBe(false);
+    expect(t.run).toBeNull();
+  });
 });

@@ -10,7 +10,7 @@ mod train;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
-use tunesmith_engine::{CancelToken, Event, ProgressSink};
+use tunesmith_engine::{names, CancelToken, Error, Event, ProgressSink};
 
 use crate::args::Command;
 use crate::sink::{JsonSink, TermSink};
@@ -55,6 +55,18 @@ impl ProgressSink for Sink {
 }
 
 /// Ctrl-C asks the job to stop at its next step boundary; a second Ctrl-C quits at once.
+/// The last folder of `--out` becomes the run's or dataset's name (the app lists it): it follows
+/// the same rule as names typed in the app, so a folder made here also works there and on Windows.
+pub fn check_out_name(out: &std::path::Path) -> tunesmith_engine::Result<()> {
+    let name = out.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::config(
+            "--out",
+            "must end in a folder name, for example `runs/my-notes`",
+        )
+    })?;
+    names::validate_name("--out", name).map(|_| ())
+}
+
 pub fn cancel_on_ctrl_c() -> CancelToken {
     let token = CancelToken::new();
     let t = token.clone();

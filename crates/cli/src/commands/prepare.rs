@@ -6,7 +6,7 @@ use tunesmith_engine::data::prepare::{self, DatasetManifest, PrepareOptions};
 use tunesmith_engine::data::tokenizer;
 use tunesmith_engine::model::source;
 
-use super::{finish, Sink};
+use super::{check_out_name, finish, Sink};
 use crate::args::PrepareArgs;
 
 pub fn run(args: PrepareArgs) -> Result<()> {
@@ -26,6 +26,7 @@ pub fn run(args: PrepareArgs) -> Result<()> {
         ..Default::default()
     };
     let result = (|| -> tunesmith_engine::Result<DatasetManifest> {
+        check_out_name(&args.out)?;
         let collected = prepare::collect(&args.input, &opts, &mut sink)?;
         let (tok, name) = match &args.tokenizer {
             Some(src) => {

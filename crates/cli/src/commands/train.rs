@@ -4,7 +4,7 @@ use anyhow::Result;
 use tunesmith_engine::train::{self, Restore};
 use tunesmith_engine::{device, Error};
 
-use super::{cancel_on_ctrl_c, finish, Sink};
+use super::{cancel_on_ctrl_c, check_out_name, finish, Sink};
 use crate::args::TrainArgs;
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -13,11 +13,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some("fresh") => Restore::Fresh,
         _ => Restore::Latest,
     };
-    let result = args
-        .resolve()
-        .map_err(|e| Error::Config {
-            field: "arguments".into(),
-            message: format!("{e:#}"),
+    let result = check_out_name(&args.out)
+        .and_then(|()| {
+            args.resolve().map_err(|e| Error::Config {
+                field: "arguments".into(),
+                message: format!("{e:#}"),
+            })
         })
         .and_then(|cfg| {
             let dev = device::select(&args.device)?;
