@@ -6,7 +6,8 @@ use tauri::ipc::Channel;
 use tauri::State;
 use tunesmith_engine::chats::{self, Chat};
 use tunesmith_engine::generate::{self, GenerateConfig, Generation};
-use tunesmith_engine::model::{load, source};
+use tunesmith_engine::model::load;
+use tunesmith_engine::source;
 use tunesmith_engine::{device, Event};
 
 use super::finish;

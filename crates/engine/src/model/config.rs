@@ -95,6 +95,15 @@ impl Gpt2Config {
         Ok(cfg)
     }
 
+    /// Whether the LM head is the token embedding (HF's `tie_word_embeddings`, true unless the
+    /// config says otherwise). An untied model carries its own `lm_head.weight`.
+    pub fn tied(&self) -> bool {
+        self.extra
+            .get("tie_word_embeddings")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+    }
+
     pub fn inner(&self) -> usize {
         self.n_inner.unwrap_or(4 * self.n_embd)
     }
