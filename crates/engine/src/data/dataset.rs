@@ -272,7 +272,10 @@ mod tests {
             .map(|i| b.unit_tokens[i])
             .sum();
         assert_eq!(held, b.val_tokens, "validation is made of whole units");
-        assert_eq!(b.train_tokens + b.val_tokens, b.unit_tokens.iter().sum::<usize>());
+        assert_eq!(
+            b.train_tokens + b.val_tokens,
+            b.unit_tokens.iter().sum::<usize>()
+        );
         assert!(b.is_val.iter().any(|v| !v) && b.is_val.iter().any(|v| *v));
         // Validation stops once it has its share: without its last unit it had less than 25 %.
         let total: usize = b.unit_tokens.iter().sum();
