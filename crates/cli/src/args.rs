@@ -250,6 +250,7 @@ impl TrainArgs {
     /// Settings in order of precedence: flags, then `--config`, then the run folder's own
     /// `run.json` (when continuing), then `--preset`, then defaults.
     pub fn resolve(&self) -> Result<TrainConfig> {
+        let mut defaults = false;
         let mut cfg = if let Some(path) = &self.config {
             read_config(path)?
         } else if let Some(stored) = stored_config(&self.out)? {
@@ -257,6 +258,7 @@ impl TrainArgs {
         } else if let Some(p) = &self.preset {
             TrainConfig::preset(p)?
         } else {
+            defaults = true;
             TrainConfig::default()
         };
         if let Some(m) = &self.model {
@@ -264,6 +266,10 @@ impl TrainArgs {
         }
         if let Some(s) = &self.scratch {
             cfg.model = ModelSpec::Scratch(s.clone());
+        }
+        if defaults && self.lr.is_none() {
+            // Without a preset, config or earlier run, the learning rate suits the model's size.
+            cfg.lr = tunesmith_engine::train::config::default_lr(&cfg.model);
         }
         if !self.data.is_empty() {
             cfg.data = self.data.clone();

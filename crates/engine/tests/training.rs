@@ -8,12 +8,18 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
 use common::fixtures;
+use tunesmith_engine::data::batches::{Batch, Sampler};
+use tunesmith_engine::data::{dataset, prepare, tokenizer};
 use tunesmith_engine::model::gpt2::DropoutRng;
-use tunesmith_engine::model::load::{read_config, read_weights};
+use tunesmith_engine::model::load::{read_config, read_weights, save_weights};
+use tunesmith_engine::model::ops::IGNORE_INDEX;
 use tunesmith_engine::model::Gpt2;
 use tunesmith_engine::rng::Rng;
 use tunesmith_engine::train::optim::{AdamW, AdamWParams};
-use tunesmith_engine::train::{train, ModelSpec, Restore, TrainConfig, TrainSummary};
+use tunesmith_engine::train::step::accumulate;
+use tunesmith_engine::train::{
+    into_trainable, train, ModelSpec, Restore, TrainConfig, TrainSummary,
+};
 use tunesmith_engine::{CancelToken, Error, Event, NullSink};
 
 fn tiny_vars() -> (Gpt2, Vec<(String, Var)>) {
@@ -341,32 +347,26 @@ fn bad_input_fails_clearly_and_writes_nothing_over() {
         .count();
     assert_eq!(warnings, 2);
 
-    // A run that fails after starting is marked failed, with the reason.
-    let bad_lr = TrainConfig {
-        lr: 0.9,
-        warmup: 0,
-        clip: 0.0,
+    // A run that fails after starting (a model whose weights hold NaN: the first loss is NaN) is
+    // marked failed, with the reason.
+    let poisoned = tmp.path().join("poisoned");
+    copy_model(&fixtures().join("gpt2-tiny"), &poisoned, |w| {
+        let t = &w["h.0.ln_1.weight"];
+        let nan = Tensor::full(f32::NAN, t.dims(), &Device::Cpu).unwrap();
+        w.insert("h.0.ln_1.weight".into(), nan);
+    });
+    let failing = tmp.path().join("failing");
+    let bad = TrainConfig {
+        model: ModelSpec::Source(poisoned.display().to_string()),
         ..with(vec![corpus()])
     };
-    let failing = tmp.path().join("failing");
-    if run(
-        &TrainConfig {
-            steps: Some(30),
-            ..bad_lr
-        },
-        &failing,
-        None,
-    )
-    .0
-    .is_err()
-    {
-        let info = tunesmith_engine::runs::RunDir::new(&failing)
-            .read_info()
-            .unwrap()
-            .unwrap();
-        assert_eq!(info.status, "failed");
-        assert!(info.error.unwrap().contains("lower the learning rate"));
-    }
+    expect_err(run(&bad, &failing, None).0, "lower the learning rate");
+    let info = tunesmith_engine::runs::RunDir::new(&failing)
+        .read_info()
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.status, "failed");
+    assert!(info.error.unwrap().contains("lower the learning rate"));
 
     // Starting fresh over an existing run is refused, and its checkpoint is untouched.
     let ckpt = out.join("checkpoints/step-2/model.safetensors");
@@ -408,4 +408,333 @@ fn bad_models_fail_clearly() {
     std::fs::write(dir.join("model.safetensors"), &weights).unwrap();
     let e = read_weights(&dir, &big, &Device::Cpu).unwrap_err();
     assert!(e.to_string().contains("do not match"), "{e}");
+}
+
+/// A copy of the model folder `from` in `to`, its weights changed by `edit`.
+fn copy_model(from: &Path, to: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    let cfg = read_config(from).unwrap();
+    let mut w = read_weights(from, &cfg, &Device::Cpu).unwrap();
+    edit(&mut w);
+    save_weights(&w, &to.join("model.safetensors")).unwrap();
+}
+
+/// The fixture model with dropout off, its weights trainable.
+fn trainable_tiny() -> (Gpt2, AdamW) {
+    let dir = fixtures().join("gpt2-tiny");
+    let mut cfg = read_config(&dir).unwrap();
+    (cfg.embd_pdrop, cfg.attn_pdrop, cfg.resid_pdrop) = (0.0, 0.0, 0.0);
+    let (tensors, params) =
+        into_trainable(read_weights(&dir, &cfg, &Device::Cpu).unwrap(), false).unwrap();
+    (
+        Gpt2::new(&tensors, &cfg).unwrap(),
+        AdamW::new(params).unwrap(),
+    )
+}
+
+fn batch_of(rows: &[(Vec<u32>, Vec<u32>)]) -> Batch {
+    Batch {
+        inputs: rows.iter().flat_map(|r| r.0.clone()).collect(),
+        targets: rows.iter().flat_map(|r| r.1.clone()).collect(),
+        batch: rows.len(),
+        block: rows[0].0.len(),
+    }
+}
+
+#[test]
+fn accumulated_gradients_equal_those_of_one_batch_holding_every_micro_batch() {
+    let (model, opt) = trainable_tiny();
+    // A row of 16 inputs whose last `learn` targets are learned (the rest are prompt).
+    let row = |seed: u32, learn: usize| {
+        let ids: Vec<u32> = (0..17).map(|i| (seed * 31 + i * 7) % 383 + 1).collect();
+        let targets = (0..16)
+            .map(|j| {
+                if j >= 16 - learn {
+                    ids[j + 1]
+                } else {
+                    IGNORE_INDEX
+                }
+            })
+            .collect();
+        (ids[..16].to_vec(), targets)
+    };
+    // The first micro-batch learns 3 targets, the second 24.
+    let rows = [row(1, 1), row(2, 2), row(3, 12), row(4, 12)];
+    let micro = [batch_of(&rows[..2]), batch_of(&rows[2..])];
+    let dev = Device::Cpu;
+    let (g2, loss2) = accumulate(&model, &opt.params, &micro, 0, 0, &dev).unwrap();
+    let (g1, loss1) = accumulate(&model, &opt.params, &[batch_of(&rows)], 0, 0, &dev).unwrap();
+    assert!((loss2 - loss1).abs() <= 1e-5 * loss1, "{loss2} vs {loss1}");
+    for p in &opt.params {
+        let (a, b) = (g2.get(&p.var).unwrap(), g1.get(&p.var).unwrap());
+        let diff: f32 = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let size: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(
+            diff <= 1e-5 * size.max(1e-6),
+            "{}: {diff} of {size}",
+            p.name
+        );
+    }
+    // The mean of the two micro-batches' means is a different number.
+    let mean = |b: &Batch| -> f32 {
+        let ids = Tensor::from_slice(&b.inputs, (b.batch, b.block), &dev).unwrap();
+        let h = model.hidden(&ids, None, None).unwrap();
+        model.loss(&h, &b.targets).unwrap().to_scalar().unwrap()
+    };
+    let mean_of_means = (mean(&micro[0]) + mean(&micro[1])) / 2.0;
+    assert!(
+        (mean_of_means - loss1).abs() > 1e-3,
+        "{mean_of_means} vs {loss1}"
+    );
+}
+
+/// A question–answer file whose questions run far past a block of 16 tokens.
+fn long_prompt_examples(dir: &Path) -> PathBuf {
+    let path = dir.join("qa.jsonl");
+    let lines: Vec<String> = (0..24)
+        .map(|i| {
+            let prompt = format!(
+                "Question {i}: the warehouse ships every order within two days, the shop opens at nine, and returns are free for business customers; so what should customer number {i} be told?"
+            );
+            let completion = format!("Customer {i} gets a refund.");
+            serde_json::json!({"prompt": prompt, "completion": completion}).to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+#[test]
+fn examples_with_prompts_longer_than_the_block_train_and_resume_checks_the_mask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        data: vec![long_prompt_examples(tmp.path())],
+        block_size: 16,
+        steps: Some(6),
+        eval_every: 0,
+        save_every: 2,
+        ..finetune_cfg(6)
+    };
+    let out = tmp.path().join("run");
+    let (r, ev) = run(&cfg, &out, Some(3));
+    let r = r.unwrap();
+    assert_eq!((r.status.as_str(), r.steps), ("stopped", 3));
+    assert!(step_losses(&ev).values().all(|l| l.is_finite()));
+    // The prompts really are longer than the block: most of the training tokens are masked.
+    let data = dataset::load(&out.join("dataset")).unwrap();
+    let mask = data.train_mask.unwrap();
+    assert!(mask.iter().filter(|&&m| m == 0).count() * 2 > mask.len());
+    // A mask that does not belong to its tokens stops the resume with an error naming the file.
+    std::fs::write(out.join("dataset/train.mask"), &mask[..mask.len() - 3]).unwrap();
+    let e = expect_err(run(&cfg, &out, None).0, "train.mask");
+    assert!(e.to_string().contains("do not belong together"), "{e}");
+}
+
+#[test]
+fn chunking_options_apply_when_training_from_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let eots = |run: &Path| {
+        let d = dataset::load(&run.join("dataset")).unwrap();
+        d.train.iter().chain(&d.val).filter(|&&t| t == 0).count()
+    };
+    let plain = tmp.path().join("plain");
+    run(&finetune_cfg(1), &plain, None).0.unwrap();
+    assert_eq!(eots(&plain), 1, "the corpus is one document");
+    let chunked = tmp.path().join("chunked");
+    let mut cfg = finetune_cfg(1);
+    cfg.prepare.chunk_tokens = 200;
+    cfg.prepare.overlap = 20;
+    run(&cfg, &chunked, None).0.unwrap();
+    assert!(eots(&chunked) > 5, "{} chunks", eots(&chunked));
+}
+
+#[test]
+fn training_from_a_dataset_keeps_its_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = prepare::PrepareOptions {
+        val_frac: 0.3,
+        seed: 5,
+        chunk_tokens: 200,
+        ..Default::default()
+    };
+    let model = fixtures().join("gpt2-tiny");
+    let tok = tokenizer::load(&model).unwrap();
+    let ds = tmp.path().join("dataset");
+    let c = prepare::collect(&[corpus()], &opts, &mut NullSink).unwrap();
+    prepare::write(&ds, c, &opts, &tok, "gpt2-tiny", &mut NullSink).unwrap();
+    let want = dataset::load(&ds).unwrap();
+    let cfg = TrainConfig {
+        data: vec![],
+        dataset: Some(ds),
+        ..finetune_cfg(1)
+    };
+    let out = tmp.path().join("run");
+    run(&cfg, &out, None).0.unwrap();
+    let got = dataset::load(&out.join("dataset")).unwrap();
+    assert!(!want.val.is_empty());
+    assert_eq!((got.train, got.val), (want.train, want.val));
+}
+
+#[test]
+fn weight_decay_applies_to_matrices_and_freezing_keeps_the_rest() {
+    let dir = fixtures().join("gpt2-tiny");
+    let cfg = read_config(&dir).unwrap();
+    let weights = read_weights(&dir, &cfg, &Device::Cpu).unwrap();
+    let (_, params) = into_trainable(weights.clone(), false).unwrap();
+    assert_eq!(params.len(), weights.len());
+    for (name, _, decay) in &params {
+        let matrix = name.ends_with("c_attn.weight")
+            || name.ends_with("c_proj.weight")
+            || name.ends_with("c_fc.weight");
+        assert_eq!(*decay, matrix, "{name}");
+    }
+    let (_, layers) = into_trainable(weights, true).unwrap();
+    assert!(layers.iter().all(|(n, _, _)| n.starts_with("h.")));
+    assert_eq!(layers.len(), 12 * cfg.n_layer);
+
+    // A run that trains only the blocks leaves embeddings and the final norm as they were.
+    let tmp = tempfile::tempdir().unwrap();
+    let frozen = TrainConfig {
+        only_train_transformer_layers: true,
+        ..finetune_cfg(2)
+    };
+    run(&frozen, tmp.path(), None).0.unwrap();
+    let ckpt = tmp.path().join("checkpoints/step-2");
+    let before = read_weights(&dir, &cfg, &Device::Cpu).unwrap();
+    let after = read_weights(&ckpt, &read_config(&ckpt).unwrap(), &Device::Cpu).unwrap();
+    let same = |n: &str| {
+        let d: f32 = (&before[n] - &after[n])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        d == 0.0
+    };
+    for n in ["wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"] {
+        assert!(same(n), "{n} changed");
+    }
+    assert!(!same("h.0.attn.c_attn.weight"));
+}
+
+#[test]
+fn dropout_override_and_grad_accum_shape_the_first_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        dropout: Some(0.0),
+        grad_accum: 2,
+        eval_every: 0,
+        ..finetune_cfg(1)
+    };
+    let out = tmp.path().join("off");
+    let (r, ev) = run(&cfg, &out, None);
+    r.unwrap();
+    let got = step_losses(&ev)[&1];
+    // Without dropout the first loss is the evaluation-mode loss of both micro-batches' windows.
+    let dir = fixtures().join("gpt2-tiny");
+    let model = Gpt2::new(
+        &read_weights(&dir, &read_config(&dir).unwrap(), &Device::Cpu).unwrap(),
+        &read_config(&dir).unwrap(),
+    )
+    .unwrap();
+    let data = dataset::load(&out.join("dataset")).unwrap();
+    let sampler = Sampler::new(&data.train, None, Some(0), cfg.block_size).unwrap();
+    let want: f32 = (0..2)
+        .map(|micro| {
+            let b = sampler.batch(cfg.batch_size, cfg.seed, 0, micro);
+            let ids = Tensor::from_slice(&b.inputs, (b.batch, b.block), &Device::Cpu).unwrap();
+            let h = model.hidden(&ids, None, None).unwrap();
+            model
+                .loss(&h, &b.targets)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                / 2.0
+        })
+        .sum();
+    assert!((got - want).abs() <= 1e-5 * want, "{got} vs {want}");
+    // The fixture's own dropout (0.1), or a larger override, changes that loss.
+    let (r, ev) = run(
+        &TrainConfig {
+            dropout: Some(0.5),
+            ..cfg.clone()
+        },
+        &tmp.path().join("half"),
+        None,
+    );
+    r.unwrap();
+    assert!((step_losses(&ev)[&1] - want).abs() > 1e-3);
+}
+
+#[test]
+fn an_untied_head_is_loaded_and_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixtures().join("gpt2-tiny");
+    let untied = tmp.path().join("untied");
+    let mut rng = Rng::new(3);
+    copy_model(&src, &untied, |w| {
+        let (v, c) = w["wte.weight"].dims2().unwrap();
+        let head: Vec<f32> = (0..v * c).map(|_| rng.normal() * 0.5).collect();
+        w.insert(
+            "lm_head.weight".into(),
+            Tensor::from_vec(head, (v, c), &Device::Cpu).unwrap(),
+        );
+    });
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(untied.join("config.json")).unwrap())
+            .unwrap();
+    json["tie_word_embeddings"] = false.into();
+    std::fs::write(untied.join("config.json"), json.to_string()).unwrap();
+
+    let ids = [5u32, 17, 33, 2, 90];
+    let tied = tunesmith_engine::model::load::load_dir(&src, &Device::Cpu).unwrap();
+    let loaded = tunesmith_engine::model::load::load_dir(&untied, &Device::Cpu).unwrap();
+    let cfg = read_config(&untied).unwrap();
+    let w = read_weights(&untied, &cfg, &Device::Cpu).unwrap();
+    let head = w.get("lm_head.weight").expect("the untied head is kept");
+    // Logits are the final hidden states times the untied head, not the embedding.
+    let x = Tensor::from_slice(&ids, (1, 5), &Device::Cpu).unwrap();
+    let h = loaded.model.hidden(&x, None, None).unwrap();
+    let want = h.matmul(&head.t().unwrap()).unwrap();
+    let got = loaded.model.logits(&h).unwrap();
+    let diff: f32 = (&got - &want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(diff < 1e-5, "{diff}");
+    let tied_logits = tied.model.forward(&x).unwrap().squeeze(0).unwrap();
+    let apart: f32 = (&got - &tied_logits)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(apart > 0.1, "the head made no difference: {apart}");
+    // Saved again (as a checkpoint would), the head is where Hugging Face looks for it.
+    let again = tmp.path().join("again.safetensors");
+    save_weights(&w, &again).unwrap();
+    let raw = candle_core::safetensors::load(&again, &Device::Cpu).unwrap();
+    assert!(
+        raw.contains_key("lm_head.weight"),
+        "{:?}",
+        raw.keys().collect::<Vec<_>>()
+    );
 }

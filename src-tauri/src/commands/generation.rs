@@ -6,7 +6,7 @@ use tauri::ipc::Channel;
 use tauri::State;
 use tunesmith_engine::chats::{self, Chat};
 use tunesmith_engine::generate::{self, GenerateConfig, Generation};
-use tunesmith_engine::model::source;
+use tunesmith_engine::source;
 use tunesmith_engine::{device, hub, paths, Event};
 
 use crate::error::{CommandError, CommandResult};

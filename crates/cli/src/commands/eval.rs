@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use tunesmith_engine::eval::evaluate_text;
-use tunesmith_engine::model::{load, source};
+use tunesmith_engine::model::load;
+use tunesmith_engine::source;
 use tunesmith_engine::{device, CancelToken, Error, NullSink};
 
 use crate::args::EvalArgs;

@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::Result;
 use tunesmith_engine::generate::generate_one;
-use tunesmith_engine::model::{load, source};
+use tunesmith_engine::model::load;
+use tunesmith_engine::source;
 use tunesmith_engine::{device, NullSink};
 
 use super::{cancel_on_ctrl_c, Sink};

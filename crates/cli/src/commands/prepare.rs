@@ -4,7 +4,7 @@
 use anyhow::Result;
 use tunesmith_engine::data::prepare::{self, DatasetManifest, PrepareOptions};
 use tunesmith_engine::data::tokenizer;
-use tunesmith_engine::model::source;
+use tunesmith_engine::source;
 
 use super::{check_out_name, finish, Sink};
 use crate::args::PrepareArgs;

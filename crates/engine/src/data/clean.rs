@@ -7,8 +7,6 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-use super::text::normalise;
-
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -103,9 +101,40 @@ pub fn drop_lines(text: &str, lines: &HashSet<String>) -> (String, usize) {
     (normalise(&kept.join("\n")), dropped)
 }
 
+/// Newlines to `\n`, no BOM, no trailing spaces, at most one blank line in a row, no leading or
+/// trailing blank lines. Inner spacing and indentation are kept: they are part of the style the
+/// model should learn.
+pub fn normalise(text: &str) -> String {
+    let text = text
+        .trim_start_matches('\u{feff}')
+        .replace("\r\n", "\n")
+        .replace('\r', "\n");
+    let mut out = String::with_capacity(text.len());
+    let mut blank_run = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank_run += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank_run > 0 { "\n\n" } else { "\n" });
+        }
+        blank_run = 0;
+        out.push_str(line);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalise_cleans_line_endings_and_blank_runs() {
+        let s = "\u{feff}\r\n\nTitle  \r\n\r\n\r\n\r\n  indented\rlast \n\n";
+        assert_eq!(normalise(s), "Title\n\n  indented\nlast");
+    }
 
     #[test]
     fn nfc_controls_and_whitespace() {

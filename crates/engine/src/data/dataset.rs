@@ -1,36 +1,16 @@
-//! Token datasets: documents joined with the end-of-text token, tokenised once into little-endian
-//! u32 files (`train.tokens`, `val.tokens`) beside a `manifest.json`, split by document.
+//! Token datasets: units (documents, examples) each ending with the end-of-text token, tokenised
+//! once into little-endian u32 files (`train.tokens`, `val.tokens`, and one mask byte per token in
+//! `train.mask`/`val.mask` when there are examples), split by unit.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::text::Document;
 use super::tokenizer;
+use super::unit::Unit;
 use crate::fsutil;
 use crate::rng::Rng;
 use crate::{Error, Result};
-
-/// What `manifest.json` records about a dataset.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub sources: Vec<SourceStats>,
-    pub val_frac: f64,
-    pub seed: u64,
-    pub train_tokens: usize,
-    pub val_tokens: usize,
-    /// How the split was made: `documents` or `tail` (one document: its last part).
-    pub split: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SourceStats {
-    pub path: PathBuf,
-    pub chars: usize,
-    pub tokens: usize,
-    pub split: String,
-}
 
 /// Train and validation token streams. A mask, when present, has one byte per token: 0 where
 /// the token is part of a prompt the model reads but is not taught to write (supervised pairs).
@@ -50,19 +30,34 @@ pub struct Built {
     pub val_tokens: usize,
     /// Tokens of each unit, in order.
     pub unit_tokens: Vec<usize>,
+    /// Whether each unit went to validation (all `false` for a tail split).
+    pub is_val: Vec<bool>,
+}
+
+/// How units are divided between training and validation.
+#[derive(Debug, Clone, Copy)]
+pub enum Split<'a> {
+    /// Whole units, in seeded random order, until validation holds `val_frac` of the tokens (at
+    /// least one unit stays for training); a lone unit gives the last `val_frac` of its tokens.
+    Seeded { val_frac: f64, seed: u64 },
+    /// A division made earlier (a prepared dataset's), repeated exactly: `is_val` per unit, and for
+    /// a tail split the share of the training tokens' end that goes to validation.
+    Given {
+        is_val: &'a [bool],
+        tail: Option<f64>,
+    },
 }
 
 /// Tokenises prepared units (text, or prompt + completion pairs whose prompt is masked), splits
-/// them by unit (seeded; the tail of a lone unit) and writes the token files into `dir`.
+/// them by unit as `split` says and writes the token files into `dir`. Every unit ends with the
+/// end-of-text token, which is also where batches find the boundaries between examples.
 pub fn build_units(
-    units: &[super::prepare::Unit],
+    units: &[Unit],
     tok: &Tokenizer,
-    val_frac: f64,
-    seed: u64,
+    split: Split,
     dir: &Path,
     sink: &mut impl crate::ProgressSink,
 ) -> Result<(Built, String)> {
-    use super::prepare::Unit;
     let eot = tokenizer::eot_id(tok);
     let mut encoded: Vec<(Vec<u32>, Vec<u8>)> = Vec::with_capacity(units.len());
     let has_pairs = units.iter().any(|u| matches!(u, Unit::Pair { .. }));
@@ -98,22 +93,21 @@ pub fn build_units(
         encoded.push((ids, mask));
     }
     let total: usize = encoded.iter().map(|(v, _)| v.len()).sum();
-    let want_val = (total as f64 * val_frac).round() as usize;
-    let mut is_val = vec![false; units.len()];
-    let split = if units.len() >= 2 && want_val > 0 {
-        let mut order: Vec<usize> = (0..units.len()).collect();
-        Rng::derive(seed, "split", &[]).shuffle(&mut order);
-        let mut have = 0;
-        for &i in order.iter().take(units.len() - 1) {
-            if have >= want_val {
-                break;
+    let (is_val, tail) = match split {
+        Split::Given { is_val, tail } => {
+            if is_val.len() != units.len() {
+                return Err(Error::Data(format!(
+                    "the dataset lists {} documents but its split covers {}; prepare the dataset again",
+                    units.len(),
+                    is_val.len()
+                )));
             }
-            is_val[i] = true;
-            have += encoded[i].0.len();
+            (
+                is_val.to_vec(),
+                tail.map(|f| (total as f64 * f).round() as usize),
+            )
         }
-        "documents"
-    } else {
-        "tail"
+        Split::Seeded { val_frac, seed } => seeded_split(&encoded, val_frac, seed),
     };
     let mut data = TokenData::default();
     let (mut train_mask, mut val_mask) = (Vec::new(), Vec::new());
@@ -126,7 +120,8 @@ pub fn build_units(
             train_mask.extend_from_slice(mask);
         }
     }
-    if split == "tail" {
+    if let Some(want_val) = tail {
+        let want_val = want_val.min(data.train.len());
         data.val = data.train.split_off(data.train.len() - want_val);
         val_mask = train_mask.split_off(train_mask.len() - want_val);
     }
@@ -142,109 +137,70 @@ pub fn build_units(
         train_tokens: data.train.len(),
         val_tokens: data.val.len(),
         unit_tokens: encoded.iter().map(|(v, _)| v.len()).collect(),
+        is_val,
         data,
     };
-    Ok((built, split.to_string()))
+    let how = if tail.is_some() { "tail" } else { "documents" };
+    Ok((built, how.to_string()))
 }
 
-/// Tokenises `docs`, splits them and writes the dataset into `dir` (files written atomically).
-pub fn build(
-    docs: &[Document],
-    tok: &Tokenizer,
+/// Units to validation, whole, in seeded random order until it holds `val_frac` of the tokens;
+/// with one unit (or no validation wanted) the tail of the text instead: `(is_val, tail tokens)`.
+fn seeded_split(
+    encoded: &[(Vec<u32>, Vec<u8>)],
     val_frac: f64,
     seed: u64,
-    dir: &Path,
-) -> Result<(TokenData, Manifest)> {
-    if !(0.0..1.0).contains(&val_frac) {
-        return Err(Error::config(
-            "val_frac",
-            format!("is {val_frac}; use a value from 0 to 0.5"),
-        ));
-    }
-    let eot = tokenizer::eot_id(tok);
-    let mut encoded = Vec::with_capacity(docs.len());
-    for d in docs {
-        let mut ids = tokenizer::encode(tok, &d.text)?;
-        ids.extend(eot);
-        encoded.push(ids);
-    }
-    let total: usize = encoded.iter().map(Vec::len).sum();
+) -> (Vec<bool>, Option<usize>) {
+    let total: usize = encoded.iter().map(|(v, _)| v.len()).sum();
     let want_val = (total as f64 * val_frac).round() as usize;
-    let mut is_val = vec![false; docs.len()];
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    let split;
-    if docs.len() >= 2 && want_val > 0 {
-        // Whole documents go to validation, in seeded random order, until it has its share;
-        // at least one document always stays for training.
-        let mut order: Vec<usize> = (0..docs.len()).collect();
-        Rng::derive(seed, "split", &[]).shuffle(&mut order);
-        let mut have = 0;
-        for &i in order.iter().take(docs.len() - 1) {
-            if have >= want_val {
-                break;
-            }
-            is_val[i] = true;
-            have += encoded[i].len();
-        }
-        for (ids, &v) in encoded.iter().zip(&is_val) {
-            if v { &mut val } else { &mut train }.extend_from_slice(ids);
-        }
-        split = "documents";
-    } else {
-        // One document (or no validation): its last `val_frac` becomes the validation text.
-        for ids in &encoded {
-            train.extend_from_slice(ids);
-        }
-        val = train.split_off(total - want_val);
-        split = "tail";
+    let mut is_val = vec![false; encoded.len()];
+    if encoded.len() < 2 || want_val == 0 {
+        return (is_val, Some(want_val));
     }
-    let sources = docs
-        .iter()
-        .zip(&encoded)
-        .zip(&is_val)
-        .map(|((d, ids), &v)| SourceStats {
-            path: d.source.clone(),
-            chars: d.text.chars().count(),
-            tokens: ids.len(),
-            split: if v { "val" } else { "train" }.into(),
-        })
-        .collect();
-    let manifest = Manifest {
-        sources,
-        val_frac,
-        seed,
-        train_tokens: train.len(),
-        val_tokens: val.len(),
-        split: split.into(),
-    };
-    write_tokens(&dir.join("train.tokens"), &train)?;
-    write_tokens(&dir.join("val.tokens"), &val)?;
-    fsutil::write_json(&dir.join("manifest.json"), &manifest)?;
-    Ok((
-        TokenData {
-            train,
-            val,
-            ..Default::default()
-        },
-        manifest,
-    ))
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    Rng::derive(seed, "split", &[]).shuffle(&mut order);
+    let mut have = 0;
+    for &i in order.iter().take(encoded.len() - 1) {
+        if have >= want_val {
+            break;
+        }
+        is_val[i] = true;
+        have += encoded[i].0.len();
+    }
+    (is_val, None)
 }
 
-/// Loads a dataset written by [`build`].
+/// Loads a dataset written by [`build_units`] (and `prepare::write`), checking that each mask
+/// belongs to its token file.
 pub fn load(dir: &Path) -> Result<TokenData> {
-    let mask = |name: &str| -> Result<Option<Vec<u8>>> {
+    let mask = |name: &str, tokens: &[u32]| -> Result<Option<Vec<u8>>> {
         let p = dir.join(name);
-        match std::fs::read(&p) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&p, e)),
+        let bytes = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&p, e)),
+        };
+        if bytes.len() != tokens.len() {
+            return Err(Error::file(
+                &p,
+                format!(
+                    "has {} entries but its token file has {} tokens, so they do not belong together; prepare the dataset again (or delete the run's dataset folder and start the run afresh)",
+                    bytes.len(),
+                    tokens.len()
+                ),
+            ));
         }
+        Ok(Some(bytes))
     };
+    let train = read_tokens(&dir.join("train.tokens"))?;
+    let val = read_tokens(&dir.join("val.tokens"))?;
+    let train_mask = mask("train.mask", &train)?;
+    let val_mask = mask("val.mask", &val)?;
     Ok(TokenData {
-        train: read_tokens(&dir.join("train.tokens"))?,
-        val: read_tokens(&dir.join("val.tokens"))?,
-        train_mask: mask("train.mask")?,
-        val_mask: mask("val.mask")?,
+        train,
+        val,
+        train_mask,
+        val_mask,
     })
 }
 
@@ -267,114 +223,141 @@ pub fn read_tokens(path: &Path) -> Result<Vec<u32>> {
         .collect())
 }
 
-/// One batch: inputs and next-token targets, each `batch × block` ids, row-major.
-pub struct Batch {
-    pub inputs: Vec<u32>,
-    pub targets: Vec<u32>,
-    pub batch: usize,
-    pub block: usize,
-}
-
-/// `batch` random windows of `block + 1` tokens. The draw depends only on `(seed, step, micro)`,
-/// so a resumed run sees the same batches. Targets whose `mask` byte is 0 (prompt tokens) become
-/// [`IGNORE_INDEX`](crate::model::ops::IGNORE_INDEX): read, not learned.
-pub fn sample_batch(
-    tokens: &[u32],
-    mask: Option<&[u8]>,
-    batch: usize,
-    block: usize,
-    seed: u64,
-    step: u64,
-    micro: u64,
-) -> Batch {
-    assert!(
-        tokens.len() > block,
-        "caller checks the dataset holds one block"
-    );
-    let mut rng = Rng::derive(seed, "batch", &[step, micro]);
-    let mut inputs = Vec::with_capacity(batch * block);
-    let mut targets = Vec::with_capacity(batch * block);
-    for _ in 0..batch {
-        let start = rng.below((tokens.len() - block) as u64) as usize;
-        inputs.extend_from_slice(&tokens[start..start + block]);
-        match mask {
-            Some(m) => targets.extend((start + 1..start + block + 1).map(|i| {
-                if m[i] == 0 {
-                    crate::model::ops::IGNORE_INDEX
-                } else {
-                    tokens[i]
-                }
-            })),
-            None => targets.extend_from_slice(&tokens[start + 1..start + block + 1]),
-        }
-    }
-    Batch {
-        inputs,
-        targets,
-        batch,
-        block,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NullSink;
 
-    fn doc(name: &str, text: &str) -> Document {
-        Document {
-            source: name.into(),
-            text: text.into(),
+    fn text(i: usize, t: &str) -> Unit {
+        Unit::Text {
+            source: format!("d{i}.txt"),
+            text: t.into(),
         }
     }
 
-    #[test]
-    fn split_is_by_document_seeded_and_written() {
+    fn units() -> (Vec<Unit>, Tokenizer) {
         let texts = [
             "alpha beta gamma ".repeat(30),
             "delta epsilon ".repeat(30),
             "zeta eta ".repeat(30),
             "theta iota ".repeat(30),
+            "kappa lambda mu ".repeat(20),
         ];
         let tok = tokenizer::train_bpe(texts.iter(), 300).unwrap();
-        let docs: Vec<Document> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| doc(&format!("d{i}.txt"), t))
-            .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let (data, m) = build(&docs, &tok, 0.25, 7, dir.path()).unwrap();
-        assert_eq!(m.split, "documents");
-        assert!(!data.val.is_empty() && !data.train.is_empty());
-        assert_eq!(
-            m.train_tokens + m.val_tokens,
-            m.sources.iter().map(|s| s.tokens).sum::<usize>()
-        );
-        let again = load(dir.path()).unwrap();
-        assert_eq!(again.train, data.train);
-        assert_eq!(again.val, data.val);
-        let (data2, _) = build(&docs, &tok, 0.25, 7, tempfile::tempdir().unwrap().path()).unwrap();
-        assert_eq!(data2.val, data.val, "same seed, same split");
-        // One document: the tail is held out.
-        let (one, m1) = build(&docs[..1], &tok, 0.1, 7, dir.path()).unwrap();
-        assert_eq!(m1.split, "tail");
-        assert!(!one.val.is_empty());
-        assert!(build(&docs, &tok, 1.0, 7, dir.path())
-            .unwrap_err()
-            .to_string()
-            .contains("val_frac"));
+        let mut units: Vec<Unit> = texts.iter().enumerate().map(|(i, t)| text(i, t)).collect();
+        units.push(Unit::Pair {
+            source: "qa.csv (row 2)".into(),
+            prompt: "alpha beta?".into(),
+            completion: "gamma delta.".into(),
+        });
+        (units, tok)
+    }
+
+    fn build(units: &[Unit], tok: &Tokenizer, split: Split, dir: &Path) -> (Built, String) {
+        build_units(units, tok, split, dir, &mut NullSink).unwrap()
     }
 
     #[test]
-    fn batches_are_windows_with_shifted_targets() {
-        let tokens: Vec<u32> = (0..100).collect();
-        let b = sample_batch(&tokens, None, 3, 8, 1, 5, 0);
-        for r in 0..3 {
-            let x = &b.inputs[r * 8..r * 8 + 8];
-            let y = &b.targets[r * 8..r * 8 + 8];
-            assert!(x.windows(2).all(|w| w[1] == w[0] + 1));
-            assert_eq!(y[0], x[0] + 1);
-        }
-        assert_eq!(sample_batch(&tokens, None, 3, 8, 1, 5, 0).inputs, b.inputs);
-        assert_ne!(sample_batch(&tokens, None, 3, 8, 1, 6, 0).inputs, b.inputs);
+    fn seeded_split_holds_out_whole_units_and_is_written() {
+        let (units, tok) = units();
+        let dir = tempfile::tempdir().unwrap();
+        let seeded = Split::Seeded {
+            val_frac: 0.25,
+            seed: 7,
+        };
+        let (b, how) = build(&units, &tok, seeded, dir.path());
+        assert_eq!(how, "documents");
+        let held: usize = (0..units.len())
+            .filter(|&i| b.is_val[i])
+            .map(|i| b.unit_tokens[i])
+            .sum();
+        assert_eq!(held, b.val_tokens, "validation is made of whole units");
+        assert_eq!(
+            b.train_tokens + b.val_tokens,
+            b.unit_tokens.iter().sum::<usize>()
+        );
+        assert!(b.is_val.iter().any(|v| !v) && b.is_val.iter().any(|v| *v));
+        // Validation stops once it has its share: without its last unit it had less than 25 %.
+        let total: usize = b.unit_tokens.iter().sum();
+        assert!(
+            b.val_tokens >= (0.25 * total as f64).round() as usize,
+            "{}",
+            b.val_tokens
+        );
+        // Token files, masks (there is a pair) and the same split again from the same seed.
+        let again = load(dir.path()).unwrap();
+        assert_eq!(
+            (again.train, again.val),
+            (b.data.train.clone(), b.data.val.clone())
+        );
+        assert_eq!(again.train_mask.unwrap().len(), b.train_tokens);
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(build(&units, &tok, seeded, other.path()).0.is_val, b.is_val);
+        let differs = (9..20).any(|seed| {
+            let s = Split::Seeded {
+                val_frac: 0.25,
+                seed,
+            };
+            build(&units, &tok, s, other.path()).0.is_val != b.is_val
+        });
+        assert!(differs, "the seed chooses the held-out units");
+    }
+
+    #[test]
+    fn a_given_split_is_repeated_exactly_and_a_lone_unit_gives_its_tail() {
+        let (units, tok) = units();
+        let dir = tempfile::tempdir().unwrap();
+        let is_val = [true, false, false, true, false, false];
+        let given = Split::Given {
+            is_val: &is_val,
+            tail: None,
+        };
+        let (b, how) = build(&units, &tok, given, dir.path());
+        assert_eq!(
+            (how.as_str(), b.is_val.as_slice()),
+            ("documents", &is_val[..])
+        );
+        assert_eq!(b.val_tokens, b.unit_tokens[0] + b.unit_tokens[3]);
+        let short = Split::Given {
+            is_val: &is_val[..2],
+            tail: None,
+        };
+        assert!(build_units(&units, &tok, short, dir.path(), &mut NullSink).is_err());
+
+        let lone = &units[..1];
+        let seeded = Split::Seeded {
+            val_frac: 0.1,
+            seed: 1,
+        };
+        let (t, how) = build(lone, &tok, seeded, dir.path());
+        assert_eq!(how, "tail");
+        let want = (t.unit_tokens[0] as f64 * 0.1).round() as usize;
+        assert_eq!(t.val_tokens, want);
+        let given_tail = Split::Given {
+            is_val: &[false],
+            tail: Some(0.1),
+        };
+        let (g, _) = build(lone, &tok, given_tail, dir.path());
+        assert_eq!((g.data.train, g.data.val), (t.data.train, t.data.val));
+    }
+
+    #[test]
+    fn a_mask_that_does_not_match_its_tokens_is_refused_by_name() {
+        let (units, tok) = units();
+        let dir = tempfile::tempdir().unwrap();
+        let seeded = Split::Seeded {
+            val_frac: 0.2,
+            seed: 3,
+        };
+        build(&units, &tok, seeded, dir.path());
+        let mask = dir.path().join("train.mask");
+        let mut bytes = std::fs::read(&mask).unwrap();
+        bytes.pop();
+        std::fs::write(&mask, bytes).unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("train.mask") && e.contains("prepare the dataset again"),
+            "{e}"
+        );
     }
 }

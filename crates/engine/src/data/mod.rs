@@ -1,5 +1,6 @@
 //! Data: reading documents, tokenizers, token datasets and batches.
 
+pub mod batches;
 pub mod chunk;
 pub mod clean;
 pub mod dataset;
@@ -8,5 +9,5 @@ pub mod import;
 pub mod inspect;
 pub mod pii;
 pub mod prepare;
-pub mod text;
 pub mod tokenizer;
+pub mod unit;

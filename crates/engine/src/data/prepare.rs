@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::clean::{self, CleanOptions};
+use super::dataset::{self, Split};
 use super::dedupe::{self, Duplicate};
 use super::import::{self, encoding, walk, ImportOptions, Limits};
 use super::pii::{self, PiiHit};
-use super::{chunk, dataset, tokenizer};
+pub use super::unit::Unit;
+use super::{chunk, tokenizer, unit};
 use crate::progress::{Event, ProgressSink};
 use crate::{fsutil, Error, Result};
 
@@ -89,38 +91,6 @@ impl PrepareOptions {
                 ..Limits::default()
             },
             pair_columns: self.pair_columns.clone(),
-        }
-    }
-}
-
-/// One thing the model learns from: running text, or a prompt whose completion it learns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Unit {
-    Pair {
-        source: String,
-        prompt: String,
-        completion: String,
-    },
-    Text {
-        source: String,
-        text: String,
-    },
-}
-
-impl Unit {
-    pub fn source(&self) -> &str {
-        match self {
-            Unit::Text { source, .. } | Unit::Pair { source, .. } => source,
-        }
-    }
-    /// The whole text, as the deduplicator and the tokenizer trainer see it.
-    pub fn full_text(&self) -> String {
-        match self {
-            Unit::Text { text, .. } => text.clone(),
-            Unit::Pair {
-                prompt, completion, ..
-            } => format!("{prompt} {completion}"),
         }
     }
 }
@@ -577,7 +547,11 @@ pub fn write(
     let tmp = fsutil::temp_sibling(dir);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let (data, split) = dataset::build_units(&units, tok, opts.val_frac, opts.seed, &tmp, sink)?;
+    let split = Split::Seeded {
+        val_frac: opts.val_frac,
+        seed: opts.seed,
+    };
+    let (data, split) = dataset::build_units(&units, tok, split, &tmp, sink)?;
     let mut report = collected.report;
     // Token counts per file, from the units' sources.
     for f in &mut report.files {
@@ -594,7 +568,8 @@ pub fn write(
     }
     let docs: Vec<String> = units
         .iter()
-        .map(|u| serde_json::to_string(u).expect("units serialise"))
+        .zip(&data.is_val)
+        .map(|(u, &v)| unit::to_line(u, v))
         .collect();
     fsutil::write_atomic(
         &tmp.join("documents.jsonl"),
@@ -703,8 +678,7 @@ fn append_streamed(
                 }
                 *if to_val { &mut out.val } else { &mut out.train } += ids.len() as u64;
                 file_tokens += ids.len() as u64;
-                let line = serde_json::to_string(&u).expect("units serialise");
-                writeln!(docs, "{line}").map_err(|e| Error::io(dir, e))?;
+                writeln!(docs, "{}", unit::to_line(&u, to_val)).map_err(|e| Error::io(dir, e))?;
                 out.documents += 1;
             }
             Ok(())
@@ -758,23 +732,60 @@ fn fxhash(s: &str) -> u64 {
 
 /// Reads the units of a dataset folder written by [`write`].
 pub fn read_units(dir: &Path) -> Result<Vec<Unit>> {
-    let path = dir.join("documents.jsonl");
+    Ok(unit::read_lines(&dir.join("documents.jsonl"))?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect())
+}
+
+/// A dataset folder as training reads it: its units, the options it was prepared with, and the
+/// split it made, so a run trained from it learns from and validates on the same text.
+pub struct DatasetUnits {
+    pub units: Vec<Unit>,
+    pub manifest: DatasetManifest,
+    /// Per unit, whether it is held out; `None` for a dataset made before the split was recorded
+    /// (the manifest's `val_frac` and `seed` then split it again).
+    pub is_val: Option<Vec<bool>>,
+}
+
+impl DatasetUnits {
+    /// The division of [`Self::units`] the dataset made.
+    pub fn split(&self) -> Split<'_> {
+        let opts = &self.manifest.options;
+        match &self.is_val {
+            Some(is_val) => Split::Given {
+                is_val,
+                // A lone document was split by holding out its end.
+                tail: (self.manifest.split == "tail" && is_val.len() == 1).then_some(opts.val_frac),
+            },
+            None => Split::Seeded {
+                val_frac: opts.val_frac,
+                seed: opts.seed,
+            },
+        }
+    }
+}
+
+/// Reads a dataset folder written by [`write`] for training.
+pub fn read_dataset(dir: &Path) -> Result<DatasetUnits> {
+    let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                Error::file(
-                    &path,
-                    format!(
-                        "line {} is not a document ({e}); prepare the dataset again",
-                        i + 1
-                    ),
-                )
-            })
-        })
-        .collect()
+    let manifest: DatasetManifest = serde_json::from_str(&text).map_err(|e| {
+        Error::file(
+            &path,
+            format!("is not a dataset manifest ({e}); prepare the dataset again"),
+        )
+    })?;
+    let (units, split): (Vec<Unit>, Vec<Option<bool>>) =
+        unit::read_lines(&dir.join("documents.jsonl"))?
+            .into_iter()
+            .unzip();
+    let is_val = split.into_iter().collect::<Option<Vec<bool>>>();
+    Ok(DatasetUnits {
+        units,
+        manifest,
+        is_val,
+    })
 }
 
 /// Totals, suggestions and plain-language warnings.

@@ -95,6 +95,15 @@ impl Gpt2Config {
         Ok(cfg)
     }
 
+    /// Whether the LM head is the token embedding (HF's `tie_word_embeddings`, true unless the
+    /// config says otherwise). An untied model carries its own `lm_head.weight`.
+    pub fn tied(&self) -> bool {
+        self.extra
+            .get("tie_word_embeddings")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+    }
+
     pub fn inner(&self) -> usize {
         self.n_inner.unwrap_or(4 * self.n_embd)
     }
@@ -149,7 +158,7 @@ impl Gpt2Config {
         Ok(cfg)
     }
 
-    /// Parameter count with the head tied to the token embedding.
+    /// Parameter count (an untied head counts once more the size of the token embedding).
     pub fn num_params(&self) -> usize {
         let c = self.n_embd;
         let per_layer = 2 * 2 * c
@@ -158,7 +167,8 @@ impl Gpt2Config {
             + 2 * (c * self.inner())
             + self.inner()
             + c;
-        self.vocab_size * c + self.n_positions * c + self.n_layer * per_layer + 2 * c
+        let head = if self.tied() { 0 } else { self.vocab_size * c };
+        self.vocab_size * c + head + self.n_positions * c + self.n_layer * per_layer + 2 * c
     }
 
     /// JSON for `config.json`, HF-loadable.

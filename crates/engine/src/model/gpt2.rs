@@ -2,7 +2,7 @@
 //!
 //! Weights keep HF's names (without the `transformer.` prefix) and HF's Conv1D layout — `(in, out)`,
 //! used as `x @ W + b` — so a checkpoint is a HF model directory as it stands. The LM head is tied to
-//! `wte`. Activations stay 2-D `(B·T, C)` between layers so every projection is one large matmul.
+//! `wte` unless the config sets `tie_word_embeddings: false`; then it is `lm_head.weight`, `(V, C)`. Activations stay 2-D `(B·T, C)` between layers so every projection is one large matmul.
 
 use std::collections::HashMap;
 
@@ -72,6 +72,9 @@ pub fn weight_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
     }
     v.push(("ln_f.weight".to_string(), vec![c]));
     v.push(("ln_f.bias".to_string(), vec![c]));
+    if !cfg.tied() {
+        v.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, c]));
+    }
     v
 }
 
@@ -320,10 +323,12 @@ impl Block {
     }
 }
 
-/// GPT-2 with its LM head tied to the token embedding.
+/// GPT-2 with its LM head tied to the token embedding (or its own, when untied).
 pub struct Gpt2 {
     cfg: Gpt2Config,
     wte: Tensor,
+    /// `(V, C)`: `wte` itself when tied.
+    head: Tensor,
     wpe: Tensor,
     blocks: Vec<Block>,
     ln_f: Norm,
@@ -333,9 +338,16 @@ impl Gpt2 {
     /// Builds the model over `weights` (plain tensors for inference, `Var`s for training).
     pub fn new(weights: &Weights, cfg: &Gpt2Config) -> candle_core::Result<Self> {
         let c = cfg.n_embd;
+        let wte = get(weights, "wte.weight", &[cfg.vocab_size, c])?;
+        let head = if cfg.tied() {
+            wte.clone()
+        } else {
+            get(weights, "lm_head.weight", &[cfg.vocab_size, c])?
+        };
         Ok(Gpt2 {
             cfg: cfg.clone(),
-            wte: get(weights, "wte.weight", &[cfg.vocab_size, c])?,
+            wte,
+            head,
             wpe: get(weights, "wpe.weight", &[cfg.n_positions, c])?,
             blocks: (0..cfg.n_layer)
                 .map(|i| Block::new(weights, i, cfg))
@@ -390,12 +402,12 @@ impl Gpt2 {
 
     /// Logits `(N, V)` for hidden states `(N, C)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        hidden.matmul(&self.wte.t()?)
+        hidden.matmul(&self.head.t()?)
     }
 
     /// Logits `(1, V)` for one position while decoding (no gradient).
     fn next_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        ops::matvec_rows(hidden, &self.wte)
+        ops::matvec_rows(hidden, &self.head)
     }
 
     /// Full-sequence logits `(B, T, V)`.

@@ -1,5 +1,6 @@
 //! Loading a GPT-2 from a Hugging Face-style folder: `config.json`, `model.safetensors` (keys with
-//! or without `transformer.`, buffers ignored, head tied) and the tokenizer files.
+//! or without `transformer.`, buffers ignored, head tied unless the config unties it) and the
+//! tokenizer files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,8 +83,9 @@ pub fn read_weights(dir: &Path, cfg: &Gpt2Config, device: &Device) -> Result<Wei
             .strip_prefix("transformer.")
             .unwrap_or(&name)
             .to_string();
-        // The causal-mask buffers of old checkpoints and the tied head carry no information.
-        if name == "lm_head.weight"
+        // The causal-mask buffers of old checkpoints and a tied head (a copy of `wte`) carry no
+        // information; an untied head is a weight of its own.
+        if (name == "lm_head.weight" && cfg.tied())
             || name.ends_with(".attn.bias")
             || name.ends_with(".attn.masked_bias")
         {
@@ -152,7 +154,11 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn save_weights(weights: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let prefixed: HashMap<String, Tensor> = weights
         .iter()
-        .map(|(k, v)| (format!("transformer.{k}"), v.clone()))
+        // HF keeps the head outside the `transformer` module.
+        .map(|(k, v)| match k.as_str() {
+            "lm_head.weight" => (k.clone(), v.clone()),
+            _ => (format!("transformer.{k}"), v.clone()),
+        })
         .collect();
     candle_core::safetensors::save(&prefixed, path)
         .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))

@@ -8,4 +8,3 @@ pub mod ops;
 pub use config::Gpt2Config;
 pub use gpt2::{Gpt2, KvCache, Weights};
 pub use load::LoadedModel;
-pub mod source;

@@ -8,6 +8,8 @@
 pub mod config;
 pub mod optim;
 pub mod schedule;
+mod setup;
+pub mod step;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,17 +17,18 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
 use serde::Serialize;
-use tokenizers::Tokenizer;
 
 pub use config::{ModelSpec, TrainConfig};
 use optim::{AdamW, AdamWParams};
 
-use crate::data::{dataset, prepare, tokenizer};
+use setup::Prepared;
+use tokenizers::Tokenizer;
+
+use crate::data::batches::Sampler;
+use crate::data::{dataset, tokenizer};
 use crate::generate::{self, GenerateConfig};
-use crate::model::gpt2::{init_weights, DropoutRng};
-use crate::model::{load, source, Gpt2, Gpt2Config, Weights};
+use crate::model::{Gpt2, Weights};
 use crate::progress::{CancelToken, Event, NullSink, ProgressSink};
-use crate::rng::Rng;
 use crate::runs::{now_unix, CheckpointState, RunDir, RunInfo};
 use crate::{device, fsutil, Error, Result};
 
@@ -49,15 +52,6 @@ pub struct TrainSummary {
     pub val_loss: Option<f32>,
     pub checkpoint: Option<PathBuf>,
     pub run_dir: PathBuf,
-}
-
-/// Everything the loop needs, whether fresh or resumed.
-struct Prepared {
-    model_cfg: Gpt2Config,
-    tok: Tokenizer,
-    weights: HashMap<String, Tensor>,
-    data: dataset::TokenData,
-    state: Option<(CheckpointState, HashMap<String, Tensor>)>,
 }
 
 /// Trains according to `cfg` into `run_dir`. A run that fails after it started is marked
@@ -100,8 +94,8 @@ fn run_training(
         (Some(_), Restore::Fresh) => {
             return Err(Error::file(run_dir, "already holds checkpoints of an earlier run; continue it (restore from latest) or choose a new output folder"));
         }
-        (Some((_, ckpt)), Restore::Latest) => resume(&run, ckpt, device, sink)?,
-        (None, _) => prepare_fresh(cfg, &run, device, sink)?,
+        (Some((_, ckpt)), Restore::Latest) => setup::resume(&run, ckpt, device, sink)?,
+        (None, _) => setup::prepare_fresh(cfg, &run, device, sink)?,
     };
     let Prepared {
         mut model_cfg,
@@ -126,12 +120,12 @@ fn run_training(
             ),
         ));
     }
-    if data.train.len() <= cfg.block_size {
-        return Err(Error::Data(format!(
-            "The training text is only {} tokens, less than one block of {} + 1. Add more text, or lower block_size to {} or less.",
-            data.train.len(), cfg.block_size, data.train.len().saturating_sub(1).max(2)
-        )));
-    }
+    let sampler = Sampler::new(
+        &data.train,
+        data.train_mask.as_deref(),
+        tokenizer::eot_id(&tok),
+        cfg.block_size,
+    )?;
 
     let (tensors, params) = into_trainable(weights, cfg.only_train_transformer_layers)?;
     let mut opt = AdamW::new(params)?;
@@ -229,53 +223,20 @@ fn run_training(
             cfg.lr * cfg.min_lr_ratio,
         );
         // 3. forward, loss and backward over the micro-batches; gradients accumulate
-        let mut grads: Option<candle_core::backprop::GradStore> = None;
-        let mut loss_sum = 0f32;
-        for micro in 0..cfg.grad_accum as u64 {
-            let batch = dataset::sample_batch(
-                &data.train,
-                data.train_mask.as_deref(),
-                cfg.batch_size,
-                cfg.block_size,
-                cfg.seed,
-                step,
-                micro,
-            );
-            let ids = Tensor::from_vec(batch.inputs, (batch.batch, batch.block), device)?;
-            let mut drop = DropoutRng(Rng::derive(cfg.seed, "dropout", &[step, micro]));
-            let hidden = model.hidden(&ids, None, Some(&mut drop))?;
-            let loss = model.loss(&hidden, &batch.targets)?;
-            loss_sum += loss.to_scalar::<f32>()?;
-            let g = loss.backward()?;
-            grads = Some(match grads {
-                None => g,
-                Some(mut acc) => {
-                    for p in &opt.params {
-                        if let (Some(a), Some(b)) = (acc.get(&p.var), g.get(&p.var)) {
-                            let sum = (a + b)?;
-                            acc.insert(&p.var, sum);
-                        }
-                    }
-                    acc
-                }
-            });
-        }
-        let grads = grads.expect("grad_accum >= 1");
-        let loss = loss_sum / cfg.grad_accum as f32;
+        let batches: Vec<_> = (0..cfg.grad_accum as u64)
+            .map(|micro| sampler.batch(cfg.batch_size, cfg.seed, step, micro))
+            .collect();
+        let (grads, loss) =
+            step::accumulate(&model, &opt.params, &batches, cfg.seed, step, device)?;
         if !loss.is_finite() {
             return Err(Error::Data(format!(
                 "the loss became {loss} at step {}; lower the learning rate (lr) and start again",
                 step + 1
             )));
         }
-        // 4. clip the global gradient norm (of the averaged gradient) and take the AdamW step
-        let scale = 1.0 / cfg.grad_accum as f64;
-        let norm = opt.grad_norm(&grads)? * scale;
-        opt.step(
-            &grads,
-            scale * schedule::clip_factor(norm, cfg.clip),
-            hp(lr),
-        )?;
+        // 4. clip the global gradient norm and take the AdamW step
+        let norm = opt.grad_norm(&grads)?;
+        opt.step(&grads, schedule::clip_factor(norm, cfg.clip), hp(lr))?;
         drop(grads);
         step += 1;
         tokens_seen += cfg.tokens_per_step();
@@ -446,111 +407,4 @@ fn sample(
     )?;
     sink.emit(Event::Sample { step, text: g.text });
     Ok(())
-}
-
-/// A new run: read documents (bad files are skipped with a warning), get the model and tokenizer,
-/// tokenise into the run's dataset folder.
-fn prepare_fresh(
-    cfg: &TrainConfig,
-    run: &RunDir,
-    device: &Device,
-    sink: &mut impl ProgressSink,
-) -> Result<Prepared> {
-    let units = read_units(cfg, sink)?;
-    let (model_cfg, tok, weights) = match &cfg.model {
-        ModelSpec::Source(src) => {
-            let dir = source::resolve(src, sink)?;
-            let model_cfg = load::read_config(&dir)?;
-            let weights = load::read_weights(&dir, &model_cfg, device)?;
-            let tok = tokenizer::load(&dir)?;
-            (model_cfg, tok, weights)
-        }
-        ModelSpec::Scratch(preset) => {
-            sink.emit(Event::Progress {
-                stage: "train tokenizer".into(),
-                done: 0,
-                total: 1,
-                unit: "steps".into(),
-            });
-            let texts: Vec<String> = units.iter().map(|u| u.full_text()).collect();
-            let tok = tokenizer::train_bpe(texts.iter(), cfg.vocab_size)?;
-            sink.emit(Event::Progress {
-                stage: "train tokenizer".into(),
-                done: 1,
-                total: 1,
-                unit: "steps".into(),
-            });
-            let mut model_cfg =
-                Gpt2Config::preset(preset, tok.get_vocab_size(true), cfg.block_size.max(64))?;
-            model_cfg.eos_token_id = tokenizer::eot_id(&tok);
-            model_cfg.bos_token_id = model_cfg.eos_token_id;
-            let weights = init_weights(&model_cfg, cfg.seed, device)?;
-            (model_cfg, tok, weights)
-        }
-    };
-    let (built, _) =
-        dataset::build_units(&units, &tok, cfg.val_frac, cfg.seed, &run.dataset(), sink)?;
-    let data = built.data;
-    Ok(Prepared {
-        model_cfg,
-        tok,
-        weights,
-        data,
-        state: None,
-    })
-}
-
-/// What the run learns from: a prepared dataset's documents, or the given files imported, cleaned
-/// and deduplicated as `tunesmith prepare` does (a bad file is reported and skipped, unless none
-/// is left).
-fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Vec<prepare::Unit>> {
-    if let Some(dir) = &cfg.dataset {
-        return prepare::read_units(dir);
-    }
-    let opts = prepare::PrepareOptions {
-        val_frac: cfg.val_frac,
-        seed: cfg.seed,
-        ..cfg.prepare.clone()
-    };
-    let collected = prepare::collect(&cfg.data, &opts, sink)?;
-    let mut units = collected.units;
-    let mut seen = std::collections::HashSet::new();
-    for path in &collected.streamed {
-        prepare::stream_blocks(path, &opts, &mut seen, |_, unit| {
-            units.push(unit);
-            Ok(())
-        })?;
-    }
-    Ok(units)
-}
-
-/// Loads the latest checkpoint of a run and its dataset.
-fn resume(
-    run: &RunDir,
-    ckpt: &Path,
-    device: &Device,
-    sink: &mut impl ProgressSink,
-) -> Result<Prepared> {
-    sink.log(format!("loading checkpoint {}", ckpt.display()));
-    let model_cfg = load::read_config(ckpt)?;
-    let weights = load::read_weights(ckpt, &model_cfg, device)?;
-    let tok = tokenizer::load(ckpt)?;
-    let state = RunDir::read_state(ckpt)?;
-    let opt_path = ckpt.join("optimizer.safetensors");
-    let moments = candle_core::safetensors::load(&opt_path, device).map_err(|e| {
-        Error::file(
-            &opt_path,
-            format!(
-                "is damaged ({e}); delete this checkpoint folder to resume from the one before"
-            ),
-        )
-    })?;
-    let data = dataset::load(&run.dataset())?;
-    Ok(Prepared {
-        model_cfg,
-        tok,
-        weights,
-        data,
-        state: Some((state, moments)),
-    })
 }

@@ -1,5 +1,6 @@
 //! Resolving what the user typed as a model: a model folder, a run folder (its latest checkpoint)
-//! or a hub id.
+//! or a hub id. Above `runs` and `hub` on the ladder (it reads run folders and downloads), and
+//! outside `model`, which `runs` and `train` build on.
 
 use std::path::{Path, PathBuf};
 

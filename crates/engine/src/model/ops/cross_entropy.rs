@@ -1,0 +1,106 @@
+//! Cross-entropy of logits against next-token targets, masked targets left out.
+
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{fused, last_dim, slice, with_data, IGNORE_INDEX};
+
+/// Mean next-token cross-entropy of `logits: (N, V)` against `targets` (length N); positions whose
+/// target is [`IGNORE_INDEX`] are left out of both the sum and the count. Returns a scalar.
+pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
+    let (n, v) = logits.dims2()?;
+    if n != targets.len() {
+        bail!(
+            "cross entropy: {n} rows of logits but {} targets",
+            targets.len()
+        );
+    }
+    if let Some(&t) = targets
+        .iter()
+        .find(|&&t| t != IGNORE_INDEX && t as usize >= v)
+    {
+        bail!("cross entropy: target id {t} is outside the vocabulary of {v}");
+    }
+    let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
+    if count == 0 {
+        bail!("cross entropy: every target is masked");
+    }
+    if fused(logits) {
+        logits.contiguous()?.apply_op1(CrossEntropy {
+            targets: targets.to_vec(),
+            count,
+        })
+    } else {
+        // Masked positions point at class 0 and are zeroed by the weight.
+        let ids: Vec<u32> = targets
+            .iter()
+            .map(|&t| if t == IGNORE_INDEX { 0 } else { t })
+            .collect();
+        let keep: Vec<f32> = targets
+            .iter()
+            .map(|&t| (t != IGNORE_INDEX) as u8 as f32)
+            .collect();
+        let dev = logits.device();
+        let ids = Tensor::from_vec(ids, n, dev)?;
+        let keep = Tensor::from_vec(keep, n, dev)?;
+        let logp = candle_nn::ops::log_softmax(logits, 1)?;
+        let picked = logp.gather(&ids.unsqueeze(1)?, 1)?.squeeze(1)?;
+        (picked * keep)?.sum_all()?.affine(-1.0 / count as f64, 0.0)
+    }
+}
+
+struct CrossEntropy {
+    targets: Vec<u32>,
+    count: usize,
+}
+
+/// log Σ exp over a row, stable.
+fn logsumexp(x: &[f32]) -> f32 {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = x.iter().map(|v| (v - max).exp()).sum();
+    max + sum.ln()
+}
+
+impl CustomOp1 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "tunesmith-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s, l)?;
+        let v = last_dim(l.shape())?;
+        let total: f64 = x
+            .par_chunks(v)
+            .zip(self.targets.par_iter())
+            .filter(|(_, &t)| t != IGNORE_INDEX)
+            .map(|(row, &t)| (logsumexp(row) - row[t as usize]) as f64)
+            .sum();
+        Ok((
+            CpuStorage::F32(vec![(total / self.count as f64) as f32]),
+            Shape::from(()),
+        ))
+    }
+
+    // d loss / d logits = g · (softmax − onehot) / count, zero on ignored rows.
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let scale = g.to_dtype(DType::F32)?.to_scalar::<f32>()? / self.count as f32;
+        let v = last_dim(x.shape())?;
+        let dx = with_data(x, |x| {
+            let mut dx = vec![0f32; x.len()];
+            dx.par_chunks_mut(v)
+                .zip(x.par_chunks(v).zip(self.targets.par_iter()))
+                .for_each(|(dx, (row, &t))| {
+                    if t == IGNORE_INDEX {
+                        return;
+                    }
+                    let lse = logsumexp(row);
+                    for (d, &r) in dx.iter_mut().zip(row) {
+                        *d = (r - lse).exp() * scale;
+                    }
+                    dx[t as usize] -= scale;
+                });
+            dx
+        })?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}

@@ -1,0 +1,90 @@
+//! Decoding kernels: one position times a weight matrix, streamed (no gradient).
+
+use candle_core::Tensor;
+use rayon::prelude::*;
+
+use super::{fused, with_data, SEQUENTIAL_BELOW};
+
+/// `x: (1, C)` times `w: (V, C)` transposed → `(1, V)`: the LM head for a single decoding position.
+/// A decode step is bound by reading the `V × C` embedding, so this streams each row once, in
+/// parallel, instead of a general matmul. No gradient (inference only).
+pub fn matvec_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, c) = x.dims2()?;
+    let (v, c2) = w.dims2()?;
+    if n != 1 || c != c2 || !fused(x) || !fused(w) || !w.is_contiguous() {
+        return x.matmul(&w.t()?);
+    }
+    let out = with_data(x, |x| {
+        with_data(w, |w| {
+            let mut out = vec![0f32; v];
+            out.par_chunks_mut(512)
+                .enumerate()
+                .for_each(|(chunk, out)| {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        let row = &w[(chunk * 512 + k) * c..(chunk * 512 + k + 1) * c];
+                        *o = dot(x, row);
+                    }
+                });
+            out
+        })
+    })??;
+    Tensor::from_vec(out, (1, v), x.device())
+}
+
+/// `x: (1, K)` times `w: (K, N)` → `(1, N)` for one decoding position through a HF Conv1D: each
+/// thread owns a slice of output columns and streams the weight rows once. Falls back to a matmul
+/// when gradients are tracked or the shapes differ.
+pub fn vecmat(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, k) = x.dims2()?;
+    let (k2, cols) = w.dims2()?;
+    if n != 1
+        || k != k2
+        || !fused(x)
+        || !fused(w)
+        || !w.is_contiguous()
+        || x.track_op()
+        || w.track_op()
+    {
+        return x.matmul(w);
+    }
+    const COLS: usize = 256;
+    let out = with_data(x, |x| {
+        with_data(w, |w| {
+            let mut out = vec![0f32; cols];
+            let block = |(chunk, out): (usize, &mut [f32])| {
+                let start = chunk * COLS;
+                for (i, &xi) in x.iter().enumerate() {
+                    let row = &w[i * cols + start..i * cols + start + out.len()];
+                    for (o, &r) in out.iter_mut().zip(row) {
+                        *o += xi * r;
+                    }
+                }
+            };
+            if w.len() < SEQUENTIAL_BELOW * 4 {
+                out.chunks_mut(COLS).enumerate().for_each(block);
+            } else {
+                out.par_chunks_mut(COLS).enumerate().for_each(block);
+            }
+            out
+        })
+    })??;
+    Tensor::from_vec(out, (1, cols), x.device())
+}
+
+/// Dot product with eight independent accumulators so the compiler vectorises it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}

@@ -1,0 +1,193 @@
+//! Differentiable building blocks with fused CPU kernels.
+//!
+//! candle's own fused `softmax_last_dim`, `layer_norm` and `rms_norm` record no backward, so a model
+//! built on them trains only its head (candle issues #2168, #3011). Each op here has a fused,
+//! multi-threaded CPU forward *and* a hand-written backward (candle `CustomOp`); on other devices it
+//! falls back to a composition of differentiable candle ops with the same maths.
+
+use candle_core::{bail, CpuStorage, DType, Device, Layout, Shape, Storage, Tensor};
+
+/// Target id that contributes nothing to the loss (masked prompt tokens, padding).
+pub const IGNORE_INDEX: u32 = u32::MAX;
+
+/// Below this many elements, waking the thread pool costs more than the work.
+pub(super) const SEQUENTIAL_BELOW: usize = 1 << 15;
+
+pub(super) fn fused(t: &Tensor) -> bool {
+    matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
+}
+
+/// Borrows the f32 data of a CPU tensor as one contiguous slice.
+pub(super) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("fused op expects a contiguous tensor"),
+    }
+}
+
+/// Runs `f` over the contiguous f32 data of a CPU tensor.
+pub(super) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => Ok(f(slice(s, layout)?)),
+        _ => bail!("expected a CPU tensor"),
+    }
+}
+
+pub(super) fn last_dim(shape: &Shape) -> candle_core::Result<usize> {
+    match shape.dims().last() {
+        Some(&d) if d > 0 => Ok(d),
+        _ => bail!("fused op needs a non-empty last dimension"),
+    }
+}
+
+mod cross_entropy;
+mod decode;
+mod layer_norm;
+mod softmax;
+
+pub use cross_entropy::cross_entropy;
+pub use decode::{matvec_rows, vecmat};
+pub use layer_norm::layer_norm;
+pub use softmax::softmax_last_dim;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Var, D};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let mut r = crate::rng::Rng::new(seed);
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(
+            (0..n).map(|_| r.normal()).collect::<Vec<f32>>(),
+            shape,
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// Gradients of `loss(op(x))` for the fused op and the reference composition agree.
+    fn check_grads(
+        inputs: &[Tensor],
+        fused: impl Fn(&[Tensor]) -> Tensor,
+        reference: impl Fn(&[Tensor]) -> Tensor,
+    ) {
+        let weights = rand(fused(inputs).dims(), 99);
+        let run = |f: &dyn Fn(&[Tensor]) -> Tensor| {
+            let vars: Vec<Var> = inputs
+                .iter()
+                .map(|t| Var::from_tensor(t).unwrap())
+                .collect();
+            let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+            let out = f(&ts);
+            let loss = if out.rank() == 0 {
+                out.clone()
+            } else {
+                (&out * &weights).unwrap().sum_all().unwrap()
+            };
+            let grads = loss.backward().unwrap();
+            let gs: Vec<Tensor> = vars.iter().map(|v| grads.get(v).unwrap().clone()).collect();
+            (out, gs)
+        };
+        let (out_a, ga) = run(&fused);
+        let (out_b, gb) = run(&reference);
+        assert!(max_diff(&out_a, &out_b) < 1e-5, "forward differs");
+        for (a, b) in ga.iter().zip(&gb) {
+            assert!(
+                max_diff(a, b) < 1e-4,
+                "gradient differs by {}",
+                max_diff(a, b)
+            );
+        }
+    }
+
+    #[test]
+    fn softmax_matches_reference_with_gradient() {
+        check_grads(
+            &[rand(&[3, 5, 17], 1)],
+            |t| softmax_last_dim(&t[0]).unwrap(),
+            |t| candle_nn::ops::softmax(&t[0], D::Minus1).unwrap(),
+        );
+    }
+
+    #[test]
+    fn layer_norm_matches_reference_with_gradient() {
+        let (x, w, b) = (rand(&[4, 6, 24], 2), rand(&[24], 3), rand(&[24], 4));
+        let reference = |t: &[Tensor]| {
+            let mean = t[0].mean_keepdim(D::Minus1).unwrap();
+            let xc = t[0].broadcast_sub(&mean).unwrap();
+            let var = xc.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+            let xhat = xc
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap();
+            xhat.broadcast_mul(&t[1])
+                .unwrap()
+                .broadcast_add(&t[2])
+                .unwrap()
+        };
+        check_grads(
+            &[x, w, b],
+            |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+            reference,
+        );
+    }
+
+    #[test]
+    fn cross_entropy_matches_reference_with_gradient_and_mask() {
+        let targets = [3u32, IGNORE_INDEX, 0, 9, 9, 1];
+        let reference = |t: &[Tensor]| {
+            let logp = candle_nn::ops::log_softmax(&t[0], 1).unwrap();
+            let rows: Vec<Tensor> = targets
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c != IGNORE_INDEX)
+                .map(|(i, &c)| logp.get(i).unwrap().get(c as usize).unwrap())
+                .collect();
+            (Tensor::stack(&rows, 0).unwrap().mean_all().unwrap() * -1.0).unwrap()
+        };
+        check_grads(
+            &[rand(&[6, 10], 5)],
+            |t| cross_entropy(&t[0], &targets).unwrap(),
+            reference,
+        );
+    }
+
+    #[test]
+    fn vecmat_matches_matmul() {
+        let (x, w) = (rand(&[1, 45], 8), rand(&[45, 700], 9));
+        assert!(max_diff(&vecmat(&x, &w).unwrap(), &x.matmul(&w).unwrap()) < 1e-4);
+    }
+
+    #[test]
+    fn matvec_matches_matmul() {
+        let (x, w) = (rand(&[1, 37], 6), rand(&[1100, 37], 7));
+        let want = x.matmul(&w.t().unwrap()).unwrap();
+        assert!(max_diff(&matvec_rows(&x, &w).unwrap(), &want) < 1e-4);
+    }
+
+    #[test]
+    fn cross_entropy_value_by_hand() {
+        // Uniform logits over 4 classes: loss = ln 4.
+        let x = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+        let l: f32 = cross_entropy(&x, &[1, 2]).unwrap().to_scalar().unwrap();
+        assert!((l - 4f32.ln()).abs() < 1e-6);
+        assert!(cross_entropy(&x, &[IGNORE_INDEX, IGNORE_INDEX]).is_err());
+        assert!(cross_entropy(&x, &[7, 0]).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! Softmax over the last dimension, with its backward.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
+use rayon::prelude::*;
+
+use super::{fused, last_dim, slice, with_data, SEQUENTIAL_BELOW};
+
+/// Softmax over the last dimension, differentiable.
+pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?.apply_op1(Softmax)
+    } else {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "tunesmith-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s, l)?;
+        let n = last_dim(l.shape())?;
+        let mut y = vec![0f32; x.len()];
+        let row = |(y, x): (&mut [f32], &[f32])| {
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - max).exp();
+                sum += *y;
+            }
+            let inv = 1.0 / sum;
+            y.iter_mut().for_each(|y| *y *= inv);
+        };
+        if x.len() < SEQUENTIAL_BELOW {
+            y.chunks_mut(n).zip(x.chunks(n)).for_each(row);
+        } else {
+            y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(row);
+        }
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    // dx = y ⊙ (g − Σ g⊙y)
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let n = last_dim(y.shape())?;
+        let dx = with_data(y, |y| {
+            with_data(g, |g| {
+                let mut dx = vec![0f32; y.len()];
+                dx.par_chunks_mut(n)
+                    .zip(y.par_chunks(n).zip(g.par_chunks(n)))
+                    .for_each(|(dx, (y, g))| {
+                        let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                        for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
+                            *dx = y * (g - dot);
+                        }
+                    });
+                dx
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, y.shape(), y.device())?))
+    }
+}

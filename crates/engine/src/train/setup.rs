@@ -1,0 +1,163 @@
+//! Everything the loop starts from: a new run's documents read, model and tokenizer obtained and
+//! the run's dataset tokenised, or a stopped run's checkpoint and dataset loaded.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use tokenizers::Tokenizer;
+
+use super::{ModelSpec, TrainConfig};
+use crate::data::dataset::{self, Split};
+use crate::data::{prepare, tokenizer};
+use crate::model::gpt2::init_weights;
+use crate::model::{load, Gpt2Config};
+use crate::progress::{Event, ProgressSink};
+use crate::runs::{CheckpointState, RunDir};
+use crate::{source, Error, Result};
+
+/// Everything the loop needs, whether fresh or resumed.
+pub(super) struct Prepared {
+    pub model_cfg: Gpt2Config,
+    pub tok: Tokenizer,
+    pub weights: HashMap<String, Tensor>,
+    pub data: dataset::TokenData,
+    pub state: Option<(CheckpointState, HashMap<String, Tensor>)>,
+}
+
+/// A new run: read documents (bad files are skipped with a warning), get the model and tokenizer,
+/// tokenise into the run's dataset folder.
+pub(super) fn prepare_fresh(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    device: &Device,
+    sink: &mut impl ProgressSink,
+) -> Result<Prepared> {
+    let input = read_units(cfg, sink)?;
+    let (model_cfg, tok, weights) = match &cfg.model {
+        ModelSpec::Source(src) => {
+            let dir = source::resolve(src, sink)?;
+            let model_cfg = load::read_config(&dir)?;
+            let weights = load::read_weights(&dir, &model_cfg, device)?;
+            let tok = tokenizer::load(&dir)?;
+            (model_cfg, tok, weights)
+        }
+        ModelSpec::Scratch(preset) => {
+            sink.emit(Event::Progress {
+                stage: "train tokenizer".into(),
+                done: 0,
+                total: 1,
+                unit: "steps".into(),
+            });
+            let texts: Vec<String> = input.units().iter().map(|u| u.full_text()).collect();
+            let tok = tokenizer::train_bpe(texts.iter(), cfg.vocab_size)?;
+            sink.emit(Event::Progress {
+                stage: "train tokenizer".into(),
+                done: 1,
+                total: 1,
+                unit: "steps".into(),
+            });
+            let mut model_cfg =
+                Gpt2Config::preset(preset, tok.get_vocab_size(true), cfg.block_size.max(64))?;
+            model_cfg.eos_token_id = tokenizer::eot_id(&tok);
+            model_cfg.bos_token_id = model_cfg.eos_token_id;
+            let weights = init_weights(&model_cfg, cfg.seed, device)?;
+            (model_cfg, tok, weights)
+        }
+    };
+    let built = match input {
+        // A prepared dataset keeps the split (and chunks) it was made with.
+        Source::Dataset(ds) => {
+            dataset::build_units(&ds.units, &tok, ds.split(), &run.dataset(), sink)?
+        }
+        Source::Files(units) => {
+            // Chunked with the model's tokenizer, so `chunk_tokens` counts the tokens it reads.
+            let units = prepare::chunk_units(units, &cfg.prepare, &tok);
+            let split = Split::Seeded {
+                val_frac: cfg.val_frac,
+                seed: cfg.seed,
+            };
+            dataset::build_units(&units, &tok, split, &run.dataset(), sink)?
+        }
+    };
+    let data = built.0.data;
+    Ok(Prepared {
+        model_cfg,
+        tok,
+        weights,
+        data,
+        state: None,
+    })
+}
+
+/// What a new run learns from, before tokenising.
+enum Source {
+    /// Units of the files given.
+    Files(Vec<prepare::Unit>),
+    /// A prepared dataset: its units (already chunked) and their split.
+    Dataset(prepare::DatasetUnits),
+}
+
+impl Source {
+    fn units(&self) -> &[prepare::Unit] {
+        match self {
+            Source::Files(u) => u,
+            Source::Dataset(ds) => &ds.units,
+        }
+    }
+}
+
+/// A prepared dataset's units (already chunked, with their split), or the given files imported,
+/// cleaned and deduplicated as `tunesmith prepare` does (a bad file is reported and skipped,
+/// unless none is left).
+fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Source> {
+    if let Some(dir) = &cfg.dataset {
+        return Ok(Source::Dataset(prepare::read_dataset(dir)?));
+    }
+    let opts = prepare::PrepareOptions {
+        val_frac: cfg.val_frac,
+        seed: cfg.seed,
+        ..cfg.prepare.clone()
+    };
+    let collected = prepare::collect(&cfg.data, &opts, sink)?;
+    let mut units = collected.units;
+    let mut seen = std::collections::HashSet::new();
+    for path in &collected.streamed {
+        prepare::stream_blocks(path, &opts, &mut seen, |_, unit| {
+            units.push(unit);
+            Ok(())
+        })?;
+    }
+    Ok(Source::Files(units))
+}
+
+/// Loads the latest checkpoint of a run and its dataset.
+pub(super) fn resume(
+    run: &RunDir,
+    ckpt: &Path,
+    device: &Device,
+    sink: &mut impl ProgressSink,
+) -> Result<Prepared> {
+    sink.log(format!("loading checkpoint {}", ckpt.display()));
+    let model_cfg = load::read_config(ckpt)?;
+    let weights = load::read_weights(ckpt, &model_cfg, device)?;
+    let tok = tokenizer::load(ckpt)?;
+    let state = RunDir::read_state(ckpt)?;
+    let opt_path = ckpt.join("optimizer.safetensors");
+    let moments = candle_core::safetensors::load(&opt_path, device).map_err(|e| {
+        Error::file(
+            &opt_path,
+            format!(
+                "is damaged ({e}); delete this checkpoint folder to resume from the one before"
+            ),
+        )
+    })?;
+    let data = dataset::load(&run.dataset())?;
+    Ok(Prepared {
+        model_cfg,
+        tok,
+        weights,
+        data,
+        state: Some((state, moments)),
+    })
+}

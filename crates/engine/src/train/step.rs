@@ -1,0 +1,63 @@
+//! Forward and backward passes of one optimiser step over its micro-batches.
+//!
+//! The step's loss is the mean over every learned target of all its micro-batches, not the mean of
+//! the micro-batches' means: with masked prompts the micro-batches learn different numbers of
+//! targets, and averaging their means would weigh a target in a sparse micro-batch more than one
+//! in a full one. So micro-batch `m`'s mean loss is scaled by `learned_m / learned_total` before its
+//! backward pass, and the summed gradients are those of one batch holding all the micro-batches.
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor};
+
+use super::optim::Param;
+use crate::data::batches::Batch;
+use crate::model::gpt2::DropoutRng;
+use crate::model::Gpt2;
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// Gradients of the step's loss with respect to `params`, and that loss. Dropout masks come from
+/// `(seed, step, micro)`, so a resumed run draws the same ones.
+pub fn accumulate(
+    model: &Gpt2,
+    params: &[Param],
+    batches: &[Batch],
+    seed: u64,
+    step: u64,
+    device: &Device,
+) -> Result<(GradStore, f32)> {
+    let total: usize = batches.iter().map(Batch::learned).sum();
+    if total == 0 {
+        return Err(Error::Data(
+            "a training step had no target to learn (every token was a prompt); use a larger block_size".into(),
+        ));
+    }
+    let mut grads: Option<GradStore> = None;
+    let mut loss_sum = 0f64;
+    for (micro, batch) in batches.iter().enumerate() {
+        let learned = batch.learned();
+        if learned == 0 {
+            continue;
+        }
+        let ids = Tensor::from_slice(&batch.inputs, (batch.batch, batch.block), device)?;
+        let mut drop = DropoutRng(Rng::derive(seed, "dropout", &[step, micro as u64]));
+        let hidden = model.hidden(&ids, None, Some(&mut drop))?;
+        let mean = model.loss(&hidden, &batch.targets)?;
+        let weight = learned as f64 / total as f64;
+        loss_sum += mean.to_scalar::<f32>()? as f64 * weight;
+        let g = (mean * weight)?.backward()?;
+        grads = Some(match grads {
+            None => g,
+            Some(mut acc) => {
+                for p in params {
+                    if let (Some(a), Some(b)) = (acc.get(&p.var), g.get(&p.var)) {
+                        let sum = (a + b)?;
+                        acc.insert(&p.var, sum);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    Ok((grads.expect("a batch learns"), loss_sum as f32))
+}
