@@ -199,7 +199,6 @@ def main() -> int:
     rng = random.Random(a.seed)
 
     secs = run_straight(tunesmith=a.bin, args=train_args(data, straight, steps), log=work / "straight.log")
-    evs = events(work / "straight.log")
     print(f"uninterrupted run: {steps} steps in {secs:.0f} s", flush=True)
 
     loaded = set()
