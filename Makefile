@@ -7,7 +7,7 @@ SHELL := /bin/bash
 BIN = $(CARGO_TARGET_DIR)/release/tunesmith
 DEMO_RUN ?= $(CURDIR)/runs/demo
 
-.PHONY: run demo test e2e deps ui ui-test build fixtures bench
+.PHONY: run demo test e2e deps ui ui-test build fixtures bench bundle
 
 deps:
 	@scripts/ensure-deps.sh
@@ -57,3 +57,17 @@ fixtures:
 
 bench: build
 	$(BIN) bench --presets tiny,small,gpt2
+
+# Installers with Tauri's bundler (config: "bundle" in tauri.conf.json, icons in icons/): the Linux
+# .deb, then an attempt at the AppImage, whose tooling (linuxdeploy) the bundler downloads from
+# GitHub, so it needs the internet. The Tauri CLI comes from the npm registry at a pinned version
+# (prebuilt, no Rust compile). macOS (.app/.dmg) and Windows (.msi/.exe) installers are configured
+# too but must be built on those systems: `npx @tauri-apps/cli@$(TAURI_CLI) build`.
+TAURI_CLI ?= 2.12.5
+TAURI = npx --yes @tauri-apps/cli@$(TAURI_CLI)
+BUNDLE_DIR = $(CARGO_TARGET_DIR)/release/bundle
+bundle: deps ui
+	$(TAURI) build --ci --bundles deb
+	@ls -l $(BUNDLE_DIR)/deb/*.deb
+	@if $(TAURI) bundle --ci --bundles appimage; then ls -l $(BUNDLE_DIR)/appimage/*.AppImage; \
+	else echo "The AppImage was not built: its tooling (linuxdeploy) is downloaded from GitHub, which needs the internet. The .deb above is complete." >&2; fi

@@ -209,6 +209,51 @@ fn not_blank(path: &Path) {
     );
 }
 
+/// Fewest characters of visible text the page area (`<main>`, without the navigation) may show.
+/// Every page explains itself in sentences; an empty or half-rendered one holds a heading at most.
+const MIN_PAGE_TEXT: usize = 120;
+
+/// The error boxes a person would see (ErrorMessage.svelte is `role="alert"`), and the length of
+/// the visible text in `<main>`, whitespace collapsed. `innerText` leaves out hidden elements.
+const PAGE_HEALTH: &str = r#"
+const shown = e => e.getClientRects().length > 0;
+const alerts = [...document.querySelectorAll("[role='alert'], [data-testid='error-message']")]
+  .filter(shown)
+  .map(e => e.innerText.replace(/\s+/g, ' ').trim());
+const main = document.querySelector('main');
+const text = main ? main.innerText.replace(/\s+/g, ' ').trim() : '';
+return { alerts, text: text.length, sample: text.slice(0, 200) };
+"#;
+
+impl Driver {
+    /// Screenshot of a page that must be healthy: the picture is not blank, no error box is shown
+    /// and the page holds at least [`MIN_PAGE_TEXT`] characters of visible text. The screenshot is
+    /// taken first so a failure leaves the picture of what went wrong.
+    fn page_shot(&self, name: &str) {
+        let path = self.screenshot(name);
+        not_blank(&path);
+        let health = self.exec(PAGE_HEALTH, json!([]));
+        let alerts: Vec<&str> = health["alerts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(
+            alerts.is_empty(),
+            "page `{name}` shows an error box: {alerts:?} (screenshot {})",
+            path.display()
+        );
+        let text = health["text"].as_u64().unwrap_or(0) as usize;
+        assert!(
+            text >= MIN_PAGE_TEXT,
+            "page `{name}` is mostly empty: {text} characters of visible text (at least \
+             {MIN_PAGE_TEXT} expected): {:?} (screenshot {})",
+            health["sample"].as_str().unwrap_or(""),
+            path.display()
+        );
+        eprintln!("page `{name}`: {text} characters of text, no error box");
+    }
+}
+
 #[test]
 #[ignore = "needs Xvfb, WebKitWebDriver and tauri-driver: run by `make e2e`"]
 fn first_five_minutes_in_a_real_window() {
@@ -246,7 +291,8 @@ fn first_five_minutes_in_a_real_window() {
             .env("DISPLAY", &display)
             .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
             .env("TUNESMITH_HOME", home.path())
-            // Turns on the page's test entry point `window.__tunesmithDrop` (off for users).
+            // The page's test-only drop hook (`window.__tunesmithDrop`) exists only with this set;
+            // tauri-driver and WebKitWebDriver pass their environment on to the app they start.
             .env("TUNESMITH_E2E", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -309,12 +355,12 @@ fn first_five_minutes_in_a_real_window() {
     });
     let refused = d.text("file-error");
     assert!(refused.to_lowercase().contains("empty"), "{refused:?}");
-    not_blank(&d.screenshot("1-data"));
+    d.page_shot("1-data");
 
     // Model: a new small model from scratch is the default and needs no download.
     d.click("nav-model");
     d.wait("model-scratch", Duration::from_secs(30));
-    not_blank(&d.screenshot("2-model"));
+    d.page_shot("2-model");
 
     // Train: a tiny model from scratch (the default), a few steps.
     d.click("nav-train");
@@ -322,7 +368,7 @@ fn first_five_minutes_in_a_real_window() {
     // Long enough to stop part-way: checkpoints every 10 of 60 steps.
     d.type_into("cfg-steps", "60");
     d.type_into("cfg-save_every", "10");
-    not_blank(&d.screenshot("3-train-settings"));
+    d.page_shot("3-train-settings");
     d.click("start-training");
     d.wait_until("steps on the chart", Duration::from_secs(300), |d| {
         let t = d.text("step-counter");
@@ -331,7 +377,7 @@ fn first_five_minutes_in_a_real_window() {
     d.wait("checkpoint-item", Duration::from_secs(300));
     d.click("stop-training");
     d.wait("resume-training", Duration::from_secs(120));
-    not_blank(&d.screenshot("4-train-stopped"));
+    d.page_shot("4-train-stopped");
     d.click("resume-training");
     d.wait_until("the run to finish", Duration::from_secs(300), |d| {
         d.text("step-counter").contains("Step 60 of 60")
@@ -342,7 +388,7 @@ fn first_five_minutes_in_a_real_window() {
         d.find("stop-training").is_none() && d.find("start-training").is_some()
     });
     assert!(d.count("checkpoint-item") >= 2);
-    not_blank(&d.screenshot("5-train-done"));
+    d.page_shot("5-train-done");
 
     // Chat with the result at once (the page hears "finished" and the job is already free):
     // streamed text arrives. A tiny model may still end a reply with nothing but spaces; the page
@@ -368,10 +414,10 @@ fn first_five_minutes_in_a_real_window() {
         d.find("chat-empty-reply").is_none() && !d.text("chat-assistant-message").is_empty(),
         "no words in the reply after {tries} regenerations"
     );
-    not_blank(&d.screenshot("6-chat"));
+    d.page_shot("6-chat");
 
     d.click("nav-runs");
     d.wait("run-row", Duration::from_secs(30));
-    not_blank(&d.screenshot("7-runs"));
+    d.page_shot("7-runs");
     let _ = d.call("DELETE", "", None);
 }

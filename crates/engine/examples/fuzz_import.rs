@@ -26,7 +26,7 @@ use zip::CompressionMethod;
 
 #[rustfmt::skip]
 const FORMATS: &[&str] = &[
-    "pdf", "docx", "odt", "epub", "html", "rtf", "csv", "tsv", "json", "jsonl", "txt",
+    "pdf", "docx", "odt", "epub", "html", "rtf", "csv", "tsv", "json", "jsonl", "txt", "md",
 ];
 const ZIPS: &[&str] = &["docx", "odt", "epub"];
 const MAX_LEN: usize = 1 << 20;

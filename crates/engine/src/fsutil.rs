@@ -57,20 +57,59 @@ pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Appends one line to a log file (metrics, samples). Appends of a short line are atomic enough:
-/// a crash can at worst truncate the last line, which readers skip.
+/// Appends one line to a log file (metrics, samples). The line and its newline go out in one
+/// `write`, so a crash can at worst truncate the last line, which readers skip. A line torn that
+/// way is ended first: the next process's line must not be glued onto it, or both would be lost.
 pub fn append_line(path: &Path, line: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+    let torn = ends_without_newline(&mut f).map_err(|e| Error::io(path, e))?;
+    let mut buf = String::with_capacity(line.len() + 2);
+    if torn {
+        buf.push('\n');
+    }
+    buf.push_str(line);
+    buf.push('\n');
+    f.write_all(buf.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
+/// Whether a non-empty file's last byte is not a newline.
+fn ends_without_newline(f: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if f.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_torn_by_a_crash_is_not_glued_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.jsonl");
+        // A process killed between writing a line and its newline (or mid-line).
+        std::fs::write(&p, "{\"step\":1,\"loss\":2.5}\n{\"step\":2,\"lo").unwrap();
+        append_line(&p, r#"{"step":2,"loss":2.4}"#).unwrap();
+        append_line(&p, r#"{"step":3,"loss":2.3}"#).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let whole: Vec<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(whole, vec![1, 2, 3], "{text:?}");
+        assert!(text.ends_with("2.3}\n"));
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
