@@ -95,7 +95,7 @@ enum Source {
     /// Units of the files given.
     Files(Vec<prepare::Unit>),
     /// A prepared dataset: its units (already chunked) and their split.
-    Dataset(prepare::DatasetUnits),
+    Dataset(Box<prepare::DatasetUnits>),
 }
 
 impl Source {
@@ -112,7 +112,7 @@ impl Source {
 /// unless none is left).
 fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Source> {
     if let Some(dir) = &cfg.dataset {
-        return Ok(Source::Dataset(prepare::read_dataset(dir)?));
+        return Ok(Source::Dataset(Box::new(prepare::read_dataset(dir)?)));
     }
     let opts = prepare::PrepareOptions {
         val_frac: cfg.val_frac,
