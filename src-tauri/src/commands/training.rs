@@ -103,20 +103,13 @@ pub fn stop_job(state: State<'_, AppState>, job_id: String) -> CommandResult<()>
     }
 }
 
-/// Every run, newest first. A run marked `running` that no job of ours runs was interrupted
-/// (crash, closed window) and is shown as `interrupted`.
+/// Every run, newest first, with the status the engine decides (`interrupted` when run.json says
+/// running but no process holds the run's training lock).
 #[tauri::command]
 pub fn list_runs(state: State<'_, AppState>) -> Vec<RunSummary> {
-    let training = state.jobs.running() == Some("train");
     let mut out: Vec<RunSummary> = runs::list_runs(&state.paths.runs)
         .iter()
-        .map(|(path, info)| {
-            let mut s = runs::summarize(path, info);
-            if s.status == "running" && !training {
-                s.status = "interrupted".into();
-            }
-            s
-        })
+        .map(|(path, info)| runs::summarize(path, info))
         .collect();
     out.sort_by_key(|r| std::cmp::Reverse(r.updated_unix));
     out

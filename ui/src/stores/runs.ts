@@ -1,22 +1,25 @@
-// Runs as the Runs page presents them.
-import type { RunSummary } from '../ipc/types';
+// Runs as the Runs page presents them. The engine decides a run's status and whether it can be
+// resumed (`RunSummary.status`, `.resumable`); this module only puts them into words.
+import type { RunStatus, RunSummary } from '../ipc/types';
 
-/**
- * Whether "Continue training" makes sense. A run marked `running` that is not the current job
- * was interrupted (the app closed or crashed), so its last checkpoint can be resumed.
- */
-export function isResumable(run: RunSummary, activeRunPath: string | null): boolean {
-  if (activeRunPath !== null && run.path === activeRunPath) return false;
-  const hasCheckpoint = run.checkpoints.length > 0;
-  if (run.status === 'running') return true;
-  if (run.status === 'stopped' || run.status === 'failed') return hasCheckpoint;
-  return run.resumable;
+/** How a status badge looks: `bad` (red), `warn` (amber) or plain. */
+export type StatusTone = 'bad' | 'warn' | null;
+
+/** Every status the engine reports; a new one in Rust fails the type check until it has words. */
+export const RUN_STATUS: Record<RunStatus, { label: string; tone: StatusTone }> = {
+  running: { label: 'Training now', tone: null },
+  completed: { label: 'Completed', tone: null },
+  stopped: { label: 'Stopped', tone: 'warn' },
+  failed: { label: 'Failed', tone: 'bad' },
+  interrupted: { label: 'Interrupted', tone: 'warn' },
+};
+
+export function statusLabel(run: RunSummary): string {
+  return RUN_STATUS[run.status].label;
 }
 
-/** The run's status in words, accounting for interrupted runs. */
-export function statusLabel(run: RunSummary, activeRunPath: string | null): string {
-  if (run.status === 'running') return run.path === activeRunPath ? 'Training now' : 'Interrupted';
-  return { completed: 'Completed', stopped: 'Stopped', failed: 'Failed' }[run.status] ?? run.status;
+export function statusTone(run: RunSummary): StatusTone {
+  return RUN_STATUS[run.status].tone;
 }
 
 /** A run can be chatted with once it has written a checkpoint. */

@@ -6,7 +6,7 @@ import { nav } from '../stores/nav.svelte';
 import RunsView from './RunsView.svelte';
 
 const done = runSummary({ name: 'done', path: '/runs/done', updatedUnix: 3 });
-const stopped = runSummary({ name: 'halfway', path: '/runs/halfway', status: 'stopped', step: 80, checkpoints: [50], updatedUnix: 2 });
+const stopped = runSummary({ name: 'halfway', path: '/runs/halfway', status: 'stopped', resumable: true, step: 80, checkpoints: [50], updatedUnix: 2 });
 
 describe('RunsView', () => {
   it('lists runs newest first and marks the resumable ones', async () => {
