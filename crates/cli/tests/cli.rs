@@ -292,7 +292,11 @@ fn a_live_trainer_holds_its_run_and_kill_9_leaves_it_interrupted() {
     child.kill().unwrap(); // SIGKILL: no chance to update run.json
     child.wait().unwrap();
     let info = RunDir::new(&run).read_info().unwrap().unwrap();
-    assert_eq!(info.status, RunStatus::Running, "run.json still says running");
+    assert_eq!(
+        info.status,
+        RunStatus::Running,
+        "run.json still says running"
+    );
     assert_eq!(status(), (RunStatus::Interrupted, true));
 }
 
