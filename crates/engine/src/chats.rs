@@ -22,14 +22,13 @@ pub enum Role {
     Assistant,
 }
 
-/// How a conversation prompts the model; serialised as `chat` or `complete`.
+/// How a conversation prompts the model: `chat` (turns; the transcript so far is the prompt) or
+/// `complete` (raw continuation of the latest text).
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatMode {
-    /// Turns: the transcript so far is the prompt.
     Chat,
-    /// Raw continuation of the latest text.
     Complete,
 }
 

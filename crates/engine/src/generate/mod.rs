@@ -107,14 +107,13 @@ pub struct Generation {
     pub finish_reason: FinishReason,
 }
 
-/// Why a sample ended; serialised as `stop`, `length` or `cancelled` (OpenAI's words).
+/// Why a sample ended: `stop` (a stop string or end-of-text), `length` (`max_new_tokens` reached)
+/// or `cancelled`; OpenAI's words.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
-    /// A stop string or end-of-text.
     Stop,
-    /// `max_new_tokens` reached.
     Length,
     Cancelled,
 }
