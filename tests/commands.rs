@@ -13,7 +13,7 @@ use tauri::{Manager, WebviewWindow, WebviewWindowBuilder};
 use tunesmith_desktop::commands::{generation, models, training};
 use tunesmith_desktop::state::AppState;
 use tunesmith_engine::generate::GenerateConfig;
-use tunesmith_engine::runs::{RunDir, RunInfo};
+use tunesmith_engine::runs::{RunDir, RunInfo, RunStatus};
 use tunesmith_engine::train::{ModelSpec, TrainConfig};
 use tunesmith_engine::Event;
 
@@ -246,7 +246,7 @@ fn fake_run(dir: &Path) {
     RunDir::new(dir)
         .write_info(&RunInfo {
             config: tiny_config(5),
-            status: "completed".into(),
+            status: RunStatus::Completed,
             device: "cpu".into(),
             step: 5,
             total_steps: 5,

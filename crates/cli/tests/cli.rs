@@ -272,6 +272,35 @@ fn killed_run_resumes_to_the_same_loss() {
 }
 
 #[test]
+fn a_live_trainer_holds_its_run_and_kill_9_leaves_it_interrupted() {
+    use tunesmith_engine::runs::{summarize, RunDir, RunStatus};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let path = run.display().to_string();
+    let a = with_paths(train_args(&path, "100000"), &tiny_model(), &corpus());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut child = spawn(tmp.path(), &a);
+    read_until(&mut child, |v| v["type"] == "checkpoint" && v["step"] == 4);
+    let status = || {
+        let dir = RunDir::new(&run);
+        let s = summarize(&run, &dir.read_info().unwrap().unwrap());
+        (s.status, s.resumable)
+    };
+    assert_eq!(status(), (RunStatus::Running, false));
+    // A second trainer on the same folder is refused before it touches anything.
+    fails(tmp.path(), &a, "is being trained by another Tunesmith");
+    child.kill().unwrap(); // SIGKILL: no chance to update run.json
+    child.wait().unwrap();
+    let info = RunDir::new(&run).read_info().unwrap().unwrap();
+    assert_eq!(
+        info.status,
+        RunStatus::Running,
+        "run.json still says running"
+    );
+    assert_eq!(status(), (RunStatus::Interrupted, true));
+}
+
+#[test]
 fn ctrl_c_stops_saves_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run").display().to_string();

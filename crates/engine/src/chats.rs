@@ -9,9 +9,27 @@ use crate::{fsutil, Error, Result};
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// `user` or `assistant`.
-    pub role: String,
+    pub role: Role,
     pub content: String,
+}
+
+/// Who wrote a message; serialised as `user` or `assistant`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// How a conversation prompts the model: `chat` (turns; the transcript so far is the prompt) or
+/// `complete` (raw continuation of the latest text).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatMode {
+    Chat,
+    Complete,
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -20,8 +38,7 @@ pub struct ChatMessage {
 pub struct Chat {
     pub id: String,
     pub title: String,
-    /// `chat` (turns) or `complete` (raw continuation).
-    pub mode: String,
+    pub mode: ChatMode,
     pub messages: Vec<ChatMessage>,
     pub updated_unix: u64,
 }
@@ -66,9 +83,9 @@ mod tests {
         let mk = |id: &str, t| Chat {
             id: id.into(),
             title: id.into(),
-            mode: "chat".into(),
+            mode: ChatMode::Chat,
             messages: vec![ChatMessage {
-                role: "user".into(),
+                role: Role::User,
                 content: "hi".into(),
             }],
             updated_unix: t,
@@ -81,5 +98,20 @@ mod tests {
             ["b", "a"]
         );
         assert!(save(dir.path(), &mk("../x", 3)).is_err());
+    }
+
+    #[test]
+    fn chat_files_written_before_the_enums_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("chats")).unwrap();
+        let old = r#"{"id":"c1","title":"Refunds","mode":"complete","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}],"updatedUnix":7}"#;
+        std::fs::write(dir.path().join("chats/c1.json"), old).unwrap();
+        let got = list(dir.path());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].mode, ChatMode::Complete);
+        let roles: Vec<Role> = got[0].messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::User, Role::Assistant]);
+        // Saved again, it is byte-for-byte the old format.
+        assert_eq!(serde_json::to_string(&got[0]).unwrap(), old);
     }
 }

@@ -3,6 +3,7 @@
 //! so the latest complete checkpoint survives a crash or `kill -9` at any moment.
 
 use std::collections::HashMap;
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
@@ -15,13 +16,45 @@ use crate::train::TrainConfig;
 use crate::{fsutil, names};
 use crate::{Error, Result};
 
+/// Where a run stands. `run.json` holds one of the first four; `Interrupted` is never written but
+/// decided by [`summarize`]: the file says `running` and yet no process holds the run's lock.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Stopped,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The word `run.json` and the page use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What `run.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
     /// The fully resolved configuration (so resume, generate and eval need no flags).
     pub config: TrainConfig,
-    /// `running`, `completed`, `stopped` or `failed`.
-    pub status: String,
+    /// `running`, `completed`, `stopped` or `failed` (never `interrupted`).
+    pub status: RunStatus,
     pub device: String,
     pub step: u64,
     pub total_steps: u64,
@@ -31,6 +64,12 @@ pub struct RunInfo {
     /// The last error, for a failed run.
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// Proof that this process trains a run; dropping it releases the lock.
+#[derive(Debug)]
+pub struct TrainingLock {
+    _file: Option<File>,
 }
 
 /// Training state saved in every checkpoint's `state.json`.
@@ -76,6 +115,50 @@ impl RunDir {
     }
     pub fn checkpoints(&self) -> PathBuf {
         self.0.join("checkpoints")
+    }
+    /// Locked by the training process for the whole run; see [`RunDir::lock_for_training`].
+    pub fn lock_file(&self) -> PathBuf {
+        self.0.join("training.lock")
+    }
+
+    /// Takes the run's exclusive OS lock, held until the returned guard drops. The OS releases it
+    /// when the process ends in any way (even `kill -9`), so a held lock proves a live trainer and
+    /// `running` in run.json without one means the run was interrupted. The file stays behind:
+    /// deleting it would let two processes lock two different files of the same name.
+    pub fn lock_for_training(&self) -> Result<TrainingLock> {
+        std::fs::create_dir_all(&self.0).map_err(|e| Error::io(&self.0, e))?;
+        let path = self.lock_file();
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(TrainingLock { _file: Some(file) }),
+            Err(TryLockError::WouldBlock) => Err(Error::file(
+                &self.0,
+                "is being trained by another Tunesmith window or command; wait for it to finish or stop it first",
+            )),
+            // A file system without locks (some network drives): train anyway, unguarded.
+            Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                Ok(TrainingLock { _file: None })
+            }
+            Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Whether a live process holds the training lock (see [`RunDir::lock_for_training`]).
+    pub fn is_training(&self) -> bool {
+        let Ok(file) = File::open(self.lock_file()) else {
+            return false; // never locked by this version, or not a run
+        };
+        match file.try_lock() {
+            Ok(()) => false, // the lock is released again when `file` drops
+            Err(TryLockError::WouldBlock) => true,
+            // Locks unsupported or unreadable: nothing proves the trainer gone, trust run.json.
+            Err(TryLockError::Error(_)) => true,
+        }
     }
 
     /// Whether `path` looks like a run folder.
@@ -202,31 +285,39 @@ pub fn list_runs(root: &Path) -> Vec<(PathBuf, RunInfo)> {
 pub struct RunSummary {
     pub name: String,
     pub path: String,
-    pub status: String,
+    pub status: RunStatus,
     /// Where the model came from: a hub id, a folder, or `scratch:<size>`.
     pub model: String,
     pub step: u64,
     pub total_steps: u64,
     pub best_val_loss: Option<f32>,
     pub updated_unix: u64,
-    /// Has a checkpoint and is not finished: training can continue.
+    /// Has a checkpoint and was stopped, failed or interrupted: training can continue.
     pub resumable: bool,
     pub checkpoints: Vec<u64>,
     pub error: Option<String>,
 }
 
-/// Summarises a run folder. `running` means a process said so; the caller knows whether that
-/// process is still alive (if not, the run was interrupted and is resumable).
+/// Summarises a run folder. This is the one place a run's status is decided: `running` in
+/// run.json is believed only while a process holds the run's training lock.
 pub fn summarize(path: &Path, info: &RunInfo) -> RunSummary {
     let run = RunDir::new(path);
     let checkpoints: Vec<u64> = run.list_checkpoints().into_iter().map(|c| c.0).collect();
-    let latest = checkpoints.last().copied();
+    let status = match info.status {
+        RunStatus::Running if !run.is_training() => RunStatus::Interrupted,
+        s => s,
+    };
+    let resumable = !checkpoints.is_empty()
+        && matches!(
+            status,
+            RunStatus::Stopped | RunStatus::Failed | RunStatus::Interrupted
+        );
     RunSummary {
         name: path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         path: path.display().to_string(),
-        status: info.status.clone(),
+        status,
         model: match &info.config.model {
             crate::train::ModelSpec::Source(s) => s.clone(),
             crate::train::ModelSpec::Scratch(s) => format!("scratch:{s}"),
@@ -235,7 +326,7 @@ pub fn summarize(path: &Path, info: &RunInfo) -> RunSummary {
         total_steps: info.total_steps,
         best_val_loss: info.best_val_loss,
         updated_unix: info.updated_unix,
-        resumable: latest.is_some() && info.status != "completed",
+        resumable,
         checkpoints,
         error: info.error.clone(),
     }
@@ -358,7 +449,7 @@ mod tests {
     fn fake_run(dir: &Path) {
         let info = RunInfo {
             config: TrainConfig::default(),
-            status: "completed".into(),
+            status: RunStatus::Completed,
             device: "cpu".into(),
             step: 1,
             total_steps: 1,
@@ -396,5 +487,82 @@ mod tests {
         assert_eq!(renamed, root.path().join("kept"));
         delete(&renamed).unwrap();
         assert!(!renamed.exists());
+    }
+
+    fn info(status: RunStatus) -> RunInfo {
+        RunInfo {
+            config: TrainConfig::default(),
+            status,
+            device: "cpu".into(),
+            step: 50,
+            total_steps: 100,
+            best_val_loss: None,
+            created_unix: 1,
+            updated_unix: 2,
+            error: None,
+        }
+    }
+
+    /// A run folder whose run.json says `status`, with one complete checkpoint.
+    fn run_folder(status: RunStatus) -> (tempfile::TempDir, RunDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path().join("notes"));
+        run.write_info(&info(status)).unwrap();
+        let ckpt = run.checkpoints().join("step-50");
+        std::fs::create_dir_all(&ckpt).unwrap();
+        std::fs::write(ckpt.join("state.json"), "{}").unwrap();
+        (dir, run)
+    }
+
+    #[test]
+    fn running_without_a_lock_holder_lists_as_interrupted_and_resumable() {
+        let (_dir, run) = run_folder(RunStatus::Running);
+        let s = summarize(run.path(), &run.read_info().unwrap().unwrap());
+        assert_eq!((s.status, s.resumable), (RunStatus::Interrupted, true));
+        // A trainer that died (here: dropped its lock) leaves the same verdict.
+        drop(run.lock_for_training().unwrap());
+        let s = summarize(run.path(), &run.read_info().unwrap().unwrap());
+        assert_eq!((s.status, s.resumable), (RunStatus::Interrupted, true));
+    }
+
+    #[test]
+    fn running_with_its_lock_held_lists_as_running_and_not_resumable() {
+        let (_dir, run) = run_folder(RunStatus::Running);
+        let holder = File::create(run.lock_file()).unwrap();
+        holder.lock().unwrap();
+        let s = summarize(run.path(), &run.read_info().unwrap().unwrap());
+        assert_eq!((s.status, s.resumable), (RunStatus::Running, false));
+        // A second trainer is refused with a sentence naming the folder, and takes nothing.
+        let err = run.lock_for_training().unwrap_err().to_string();
+        assert!(err.contains("notes") && err.contains("another"), "{err}");
+        holder.unlock().unwrap();
+        assert!(!run.is_training());
+    }
+
+    #[test]
+    fn finished_statuses_are_taken_from_run_json() {
+        for (status, resumable) in [
+            (RunStatus::Completed, false),
+            (RunStatus::Stopped, true),
+            (RunStatus::Failed, true),
+        ] {
+            let (_dir, run) = run_folder(status);
+            let s = summarize(run.path(), &run.read_info().unwrap().unwrap());
+            assert_eq!((s.status, s.resumable), (status, resumable));
+        }
+    }
+
+    #[test]
+    fn run_json_written_before_the_enum_still_loads() {
+        // The strings older versions wrote, in an otherwise current file.
+        for word in ["running", "completed", "stopped", "failed"] {
+            let mut old = serde_json::to_value(info(RunStatus::Completed)).unwrap();
+            old["status"] = word.into();
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("run.json"), old.to_string()).unwrap();
+            let got = RunDir::new(dir.path()).read_info().unwrap().unwrap();
+            assert_eq!(got.status.as_str(), word);
+            assert_eq!(serde_json::to_value(got).unwrap()["status"], word);
+        }
     }
 }

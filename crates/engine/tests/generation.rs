@@ -6,7 +6,7 @@ use candle_core::Device;
 use common::fixtures;
 use tunesmith_engine::data::tokenizer;
 use tunesmith_engine::generate::stream::TextStream;
-use tunesmith_engine::generate::{generate, generate_one, GenerateConfig};
+use tunesmith_engine::generate::{generate, generate_one, FinishReason, GenerateConfig};
 use tunesmith_engine::model::load::{load_dir, LoadedModel};
 use tunesmith_engine::model::KvCache;
 use tunesmith_engine::{CancelToken, Event, NullSink};
@@ -146,7 +146,7 @@ fn stop_strings_cut_before_the_stop_and_never_stream_it() {
     )
     .unwrap();
     assert_eq!(g.text, full.text[..cut]);
-    assert_eq!(g.finish_reason, "stop");
+    assert_eq!(g.finish_reason, FinishReason::Stop);
     assert_eq!(pieces.concat(), g.text);
 }
 
@@ -264,13 +264,13 @@ fn min_new_tokens_holds_back_the_end_of_text() {
             stop_at_eot: true,
             ..cfg("The")
         })
-        .find(|c| run(c).finish_reason == "stop")
+        .find(|c| run(c).finish_reason == FinishReason::Stop)
         .expect("some seed samples the end-of-text token within 30 tokens");
     let held = run(&GenerateConfig {
         min_new_tokens: 30,
         ..ends_early
     });
-    assert_eq!(held.finish_reason, "length");
+    assert_eq!(held.finish_reason, FinishReason::Length);
     assert_eq!(held.tokens.len(), 30);
     assert!(!held.tokens.contains(&eot));
 }

@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use common::{fixtures, ids, reference};
 use tunesmith_engine::data::tokenizer;
 use tunesmith_engine::eval::evaluate_text;
-use tunesmith_engine::generate::{generate_one, GenerateConfig};
+use tunesmith_engine::generate::{generate_one, FinishReason, GenerateConfig};
 use tunesmith_engine::model::load::load_dir;
 use tunesmith_engine::{CancelToken, NullSink};
 
@@ -80,7 +80,7 @@ fn greedy_continuation_is_identical() {
     )
     .unwrap();
     assert_eq!(g.tokens, ids(&r["greedy"]));
-    assert_eq!(g.finish_reason, "length");
+    assert_eq!(g.finish_reason, FinishReason::Length);
 }
 
 #[test]

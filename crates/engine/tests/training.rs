@@ -15,6 +15,7 @@ use tunesmith_engine::model::load::{read_config, read_weights, save_weights};
 use tunesmith_engine::model::ops::IGNORE_INDEX;
 use tunesmith_engine::model::Gpt2;
 use tunesmith_engine::rng::Rng;
+use tunesmith_engine::runs::RunStatus;
 use tunesmith_engine::train::optim::{AdamW, AdamWParams};
 use tunesmith_engine::train::step::accumulate;
 use tunesmith_engine::train::{
@@ -157,13 +158,13 @@ fn stopped_run_resumes_to_the_same_loss() {
     let straight = tempfile::tempdir().unwrap();
     let (r, ev) = run(&cfg, straight.path(), None);
     let r = r.unwrap();
-    assert_eq!((r.status.as_str(), r.steps), ("completed", 12));
+    assert_eq!((r.status, r.steps), (RunStatus::Completed, 12));
     let want = step_losses(&ev);
 
     let parted = tempfile::tempdir().unwrap();
     let (r1, _) = run(&cfg, parted.path(), Some(6));
     let r1 = r1.unwrap();
-    assert_eq!((r1.status.as_str(), r1.steps), ("stopped", 6));
+    assert_eq!((r1.status, r1.steps), (RunStatus::Stopped, 6));
     assert!(parted
         .path()
         .join("checkpoints/step-6/optimizer.safetensors")
@@ -175,7 +176,7 @@ fn stopped_run_resumes_to_the_same_loss() {
 
     let (r2, ev2) = run(&cfg, parted.path(), None);
     let r2 = r2.unwrap();
-    assert_eq!((r2.status.as_str(), r2.steps), ("completed", 12));
+    assert_eq!((r2.status, r2.steps), (RunStatus::Completed, 12));
     let got = step_losses(&ev2);
     assert!(!got.contains_key(&6), "resumed after step 6");
     for s in 7..=12 {
@@ -365,7 +366,7 @@ fn bad_input_fails_clearly_and_writes_nothing_over() {
         .read_info()
         .unwrap()
         .unwrap();
-    assert_eq!(info.status, "failed");
+    assert_eq!(info.status, RunStatus::Failed);
     assert!(info.error.unwrap().contains("lower the learning rate"));
 
     // Starting fresh over an existing run is refused, and its checkpoint is untouched.

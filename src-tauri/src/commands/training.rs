@@ -129,22 +129,15 @@ pub fn current_job(
     state.jobs.attach(&kind, on_event)
 }
 
-/// Every run, newest first. A run marked `running` that no job of ours runs was interrupted
-/// (crash, closed window) and is shown as `interrupted`.
+/// Every run, newest first, with the status the engine decides (`interrupted` when run.json says
+/// running but no process holds the run's training lock).
 #[tauri::command]
 pub async fn list_runs(state: State<'_, AppState>) -> CommandResult<Vec<RunSummary>> {
-    let training = state.jobs.running().as_deref() == Some("train");
     let root = state.paths.runs.clone();
     blocking(move || {
         let mut out: Vec<RunSummary> = runs::list_runs(&root)
             .iter()
-            .map(|(path, info)| {
-                let mut s = runs::summarize(path, info);
-                if s.status == "running" && !training {
-                    s.status = "interrupted".into();
-                }
-                s
-            })
+            .map(|(path, info)| runs::summarize(path, info))
             .collect();
         out.sort_by_key(|r| std::cmp::Reverse(r.updated_unix));
         Ok(out)

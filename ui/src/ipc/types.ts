@@ -1,11 +1,13 @@
 // One import point for the generated binding types, so views never reach into bindings/ paths.
 export type { AppInfo } from './bindings/AppInfo';
 export type { Chat } from './bindings/Chat';
+export type { ChatMode } from './bindings/ChatMode';
 export type { ChatMessage } from './bindings/ChatMessage';
 export type { CommandError } from './bindings/CommandError';
 export type { CurrentJob } from './bindings/CurrentJob';
 export type { Event } from './bindings/Event';
 export type { FileReport } from './bindings/FileReport';
+export type { FinishReason } from './bindings/FinishReason';
 export type { FileStats } from './bindings/FileStats';
 export type { PrepareOptions } from './bindings/PrepareOptions';
 export type { Report } from './bindings/Report';
@@ -14,6 +16,8 @@ export type { Generation } from './bindings/Generation';
 export type { JobStarted } from './bindings/JobStarted';
 export type { LogLevel } from './bindings/LogLevel';
 export type { ModelSpec } from './bindings/ModelSpec';
+export type { Role } from './bindings/Role';
 export type { RunMetrics } from './bindings/RunMetrics';
+export type { RunStatus } from './bindings/RunStatus';
 export type { RunSummary } from './bindings/RunSummary';
 export type { TrainConfig } from './bindings/TrainConfig';

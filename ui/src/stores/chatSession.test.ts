@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { deferred, fakeBackend, flush, reject, send } from '../test/backend';
-import type { GenerateConfig, Generation } from '../ipc/types';
+import type { FinishReason, GenerateConfig, Generation } from '../ipc/types';
 import { CHAT_STOP } from './chat';
 import { ChatSession } from './chatSession.svelte';
 
 const run = { kind: 'run' as const, path: '/runs/demo', name: 'demo' };
-const gen = (text: string, finish_reason = 'stop'): Generation => ({ text, tokens: [], finish_reason });
+const gen = (text: string, finish_reason: FinishReason = 'stop'): Generation => ({ text, tokens: [], finish_reason });
 
 async function session(handlers: Parameters<typeof fakeBackend>[0]) {
   const b = fakeBackend({ list_chats: () => [], save_chat: () => null, ...handlers });

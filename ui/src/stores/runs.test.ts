@@ -1,37 +1,36 @@
 import { describe, expect, it } from 'vitest';
+import runStatusBinding from '../ipc/bindings/RunStatus.ts?raw';
+import type { RunSummary } from '../ipc/types';
 import { runSummary } from '../test/fixtures';
-import { isInterrupted, isResumable, newestFirst, statusLabel } from './runs';
+import { isInterrupted, isResumable, newestFirst, RUN_STATUS, statusLabel, statusTone } from './runs';
 
-describe('isResumable', () => {
-  it('an interrupted "running" run is resumable; the current job is not', () => {
-    const run = runSummary({ status: 'running', checkpoints: [100] });
+describe('run status words', () => {
+  it('has words for exactly the statuses the engine exports', () => {
+    // The generated binding is the Rust enum; its string literals are the statuses.
+    const exported = [...runStatusBinding.matchAll(/"([a-z_]+)"/g)].map((m) => m[1]).sort();
+    expect(exported).toEqual(['completed', 'failed', 'interrupted', 'running', 'stopped']);
+    expect(Object.keys(RUN_STATUS).sort()).toEqual(exported);
+  });
+
+  it('maps each status to its label and tone', () => {
+    const shown = (status: RunSummary['status']) => {
+      const run = runSummary({ status });
+      return [statusLabel(run), statusTone(run)];
+    };
+    expect(shown('running')).toEqual(['Training now', null]);
+    expect(shown('completed')).toEqual(['Completed', null]);
+    expect(shown('stopped')).toEqual(['Stopped', 'warn']);
+    expect(shown('failed')).toEqual(['Failed', 'bad']);
+    expect(shown('interrupted')).toEqual(['Stopped before the end — can be resumed', 'warn']);
+  });
+
+  it('resuming follows the engine, never the run being trained now', () => {
+    const run = runSummary({ status: 'interrupted', resumable: true, checkpoints: [40] });
+    expect(isInterrupted(run)).toBe(true);
     expect(isResumable(run, null)).toBe(true);
-    expect(isResumable(run, '/elsewhere')).toBe(true);
     expect(isResumable(run, run.path)).toBe(false);
-    expect(statusLabel(run, null)).toBe('Stopped before the end — can be resumed');
-    expect(statusLabel(run, run.path)).toBe('Training now');
-  });
-
-  it('a run the backend marks `interrupted` reads the same and is resumable', () => {
-    const run = runSummary({ status: 'interrupted', checkpoints: [40] });
-    expect(isInterrupted(run, null)).toBe(true);
-    expect(isResumable(run, null)).toBe(true);
-    expect(statusLabel(run, null)).toBe('Stopped before the end — can be resumed');
-    // Finished or deliberately stopped runs are not interrupted.
-    expect(isInterrupted(runSummary({ status: 'stopped' }), null)).toBe(false);
-    expect(statusLabel(runSummary({ status: 'stopped' }), null)).toBe('Stopped');
-  });
-
-  it('stopped or failed runs need a checkpoint', () => {
-    expect(isResumable(runSummary({ status: 'stopped', checkpoints: [50] }), null)).toBe(true);
-    expect(isResumable(runSummary({ status: 'stopped', checkpoints: [] }), null)).toBe(false);
-    expect(isResumable(runSummary({ status: 'failed', checkpoints: [50] }), null)).toBe(true);
-    expect(isResumable(runSummary({ status: 'failed', checkpoints: [] }), null)).toBe(false);
-  });
-
-  it('completed runs follow the backend’s verdict', () => {
+    expect(isInterrupted(runSummary({ status: 'stopped' }))).toBe(false);
     expect(isResumable(runSummary({ status: 'completed', resumable: false }), null)).toBe(false);
-    expect(isResumable(runSummary({ status: 'completed', resumable: true }), null)).toBe(true);
   });
 });
 

@@ -1,33 +1,35 @@
-// Runs as the Runs page presents them.
-import type { RunSummary } from '../ipc/types';
+// Runs as the Runs page presents them. The engine decides a run's status and whether it can be
+// resumed (`RunSummary.status`, `.resumable`); this module only puts them into words.
+import type { RunStatus, RunSummary } from '../ipc/types';
 
-/**
- * Whether "Resume" makes sense. A run marked `running` that is not the current job
- * was interrupted (the app closed or crashed), so its last checkpoint can be resumed.
- */
+/** How a status badge looks: `bad` (red), `warn` (amber) or plain. */
+export type StatusTone = 'bad' | 'warn' | null;
+
+/** Every status the engine reports; a new one in Rust fails the type check until it has words. */
+export const RUN_STATUS: Record<RunStatus, { label: string; tone: StatusTone }> = {
+  running: { label: 'Training now', tone: null },
+  completed: { label: 'Completed', tone: null },
+  stopped: { label: 'Stopped', tone: 'warn' },
+  failed: { label: 'Failed', tone: 'bad' },
+  interrupted: { label: 'Stopped before the end — can be resumed', tone: 'warn' },
+};
+
+export function statusLabel(run: RunSummary): string {
+  return RUN_STATUS[run.status].label;
+}
+
+export function statusTone(run: RunSummary): StatusTone {
+  return RUN_STATUS[run.status].tone;
+}
+
+/** Stopped before the end without anyone pressing Stop (the engine found no process training it). */
+export function isInterrupted(run: RunSummary): boolean {
+  return run.status === 'interrupted';
+}
+
+/** Whether "Resume" makes sense: the engine's verdict, except for the run being trained now. */
 export function isResumable(run: RunSummary, activeRunPath: string | null): boolean {
-  if (activeRunPath !== null && run.path === activeRunPath) return false;
-  const hasCheckpoint = run.checkpoints.length > 0;
-  if (isInterrupted(run, activeRunPath)) return true;
-  if (run.status === 'stopped' || run.status === 'failed') return hasCheckpoint;
-  return run.resumable;
-}
-
-/**
- * Stopped before the end without anyone pressing Stop: the app closed or crashed while the run
- * said `running` (and it is not the job training now), or the backend already calls it
- * `interrupted`.
- */
-export function isInterrupted(run: RunSummary, activeRunPath: string | null): boolean {
-  if (run.status === 'interrupted') return true;
-  return run.status === 'running' && run.path !== activeRunPath;
-}
-
-/** The run's status in words, accounting for interrupted runs. */
-export function statusLabel(run: RunSummary, activeRunPath: string | null): string {
-  if (isInterrupted(run, activeRunPath)) return 'Stopped before the end — can be resumed';
-  if (run.status === 'running') return 'Training now';
-  return { completed: 'Completed', stopped: 'Stopped', failed: 'Failed' }[run.status] ?? run.status;
+  return run.resumable && run.path !== activeRunPath;
 }
 
 /** A run can be chatted with once it has written a checkpoint. */

@@ -2,7 +2,7 @@
 // remembers which run the Train page is showing. One job at a time (the backend enforces it too).
 import { currentJob, resumeTraining, runMetrics, startTraining, stopJob } from '../ipc/commands';
 import { toCommandError } from '../ipc/errors';
-import type { CommandError, Event, JobStarted, RunSummary, TrainConfig } from '../ipc/types';
+import type { CommandError, Event, JobStarted, RunStatus, RunSummary, TrainConfig } from '../ipc/types';
 import { fromMetrics, initialTraining, isActive, reduce, started, stopping, type TrainingState } from './training';
 
 export interface ShownRun {
@@ -134,7 +134,7 @@ export class Trainer {
       this.#seq++;
       this.state = {
         ...fromMetrics(metrics, run.totalSteps),
-        status: statusOf(run),
+        status: SHOWN_AS[run.status],
         checkpoints: run.checkpoints.map((step) => ({ step, path: '' })),
         error: run.error ? { kind: 'failed', message: run.error } : null,
       };
@@ -146,15 +146,14 @@ export class Trainer {
   }
 }
 
-function statusOf(run: RunSummary): TrainingState['status'] {
-  switch (run.status) {
-    case 'completed':
-      return 'finished';
-    case 'failed':
-      return 'failed';
-    default:
-      return 'stopped'; // stopped, or interrupted while running
-  }
+/** A saved run's status (decided by the engine) as the Train page shows an opened run's history. */
+export const SHOWN_AS: Record<RunStatus, TrainingState['status']> = {
+  completed: 'finished',
+  failed: 'failed',
+  stopped: 'stopped',
+  interrupted: 'stopped',
+  // Trained by another process (the command line): this page shows its saved history, not live.
+  running: 'stopped',
 }
 
 export const trainer = new Trainer();

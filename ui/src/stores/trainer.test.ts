@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { deferred, fakeBackend, flush, reject, send } from '../test/backend';
 import { quickConfig, runSummary } from '../test/fixtures';
-import type { JobStarted } from '../ipc/types';
+import type { JobStarted, RunSummary } from '../ipc/types';
 import { Trainer } from './trainer.svelte';
 
 const config = quickConfig({ data: ['/d/a.txt'] });
@@ -162,5 +162,16 @@ describe('Trainer', () => {
     await t.reattach();
     expect(t.active).toBe(false);
     expect(t.run).toBeNull();
+  });
+
+  it('opening a saved run shows the status the engine decided, in the Train page’s terms', async () => {
+    fakeBackend({ run_metrics: () => ({ steps: [], evals: [], samples: [] }) });
+    const t = new Trainer();
+    const shown = async (status: RunSummary['status']) => (await t.open(runSummary({ status })), t.state.status);
+    expect(await shown('completed')).toBe('finished');
+    expect(await shown('failed')).toBe('failed');
+    expect(await shown('stopped')).toBe('stopped');
+    expect(await shown('interrupted')).toBe('stopped');
+    expect(await shown('running')).toBe('stopped'); // trained elsewhere: no live stream here
   });
 });

@@ -10,7 +10,7 @@ import { initialTraining } from '../stores/training';
 import RunsView from './RunsView.svelte';
 
 const done = runSummary({ name: 'done', path: '/runs/done', updatedUnix: 3 });
-const stopped = runSummary({ name: 'halfway', path: '/runs/halfway', status: 'stopped', step: 80, checkpoints: [50], updatedUnix: 2 });
+const stopped = runSummary({ name: 'halfway', path: '/runs/halfway', status: 'stopped', resumable: true, step: 80, checkpoints: [50], updatedUnix: 2 });
 
 // The stores are app-wide singletons: each test starts from an empty list and no job.
 beforeEach(() => {
@@ -76,7 +76,7 @@ describe('RunsView', () => {
 
   it('an interrupted run says so in words and offers Resume', async () => {
     const b = fakeBackend({
-      list_runs: () => [runSummary({ name: 'crashed', path: '/runs/crashed', status: 'running', step: 120, checkpoints: [100] })],
+      list_runs: () => [runSummary({ name: 'crashed', path: '/runs/crashed', status: 'interrupted', resumable: true, step: 120, checkpoints: [100] })],
       run_metrics: () => ({ steps: [], evals: [], samples: [] }),
       resume_training: () => ({ jobId: 'j', runPath: '/runs/crashed' }),
     });

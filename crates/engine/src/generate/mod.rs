@@ -103,8 +103,19 @@ pub struct Generation {
     pub text: String,
     /// The generated token ids.
     pub tokens: Vec<u32>,
-    /// `stop` (stop string or end-of-text), `length` (max tokens) or `cancelled`.
-    pub finish_reason: String,
+    /// Why the sample ended.
+    pub finish_reason: FinishReason,
+}
+
+/// Why a sample ended: `stop` (a stop string or end-of-text), `length` (`max_new_tokens` reached)
+/// or `cancelled`; OpenAI's words.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    Cancelled,
 }
 
 /// Generates `cfg.n` samples one after another.
@@ -145,12 +156,12 @@ pub fn generate_one(
     let mut cache = KvCache::default();
     let mut stream = TextStream::new(tok, &cfg.stop);
     let mut tokens = Vec::new();
-    let mut finish = "length";
+    let mut finish = FinishReason::Length;
     // The prompt is fed whole first; afterwards only the newest token.
     let mut pending: Vec<u32> = context[context.len().saturating_sub(n_ctx)..].to_vec();
     for _ in 0..cfg.max_new_tokens {
         if cancel.is_cancelled() {
-            finish = "cancelled";
+            finish = FinishReason::Cancelled;
             break;
         }
         if cache.len() + pending.len() > n_ctx {
@@ -167,7 +178,7 @@ pub fn generate_one(
         }
         let next = sampling::sample(&mut logits, &context, &params, &mut rng);
         if cfg.stop_at_eot && Some(next) == eot {
-            finish = "stop";
+            finish = FinishReason::Stop;
             break;
         }
         context.push(next);
@@ -178,7 +189,7 @@ pub fn generate_one(
             sink.emit(Event::Token { text: piece });
         }
         if stream.stopped() {
-            finish = "stop";
+            finish = FinishReason::Stop;
             break;
         }
     }
@@ -189,6 +200,6 @@ pub fn generate_one(
     Ok(Generation {
         text: stream.text().to_string(),
         tokens,
-        finish_reason: finish.into(),
+        finish_reason: finish,
     })
 }

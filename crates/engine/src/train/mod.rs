@@ -29,7 +29,7 @@ use crate::data::{dataset, tokenizer};
 use crate::generate::{self, GenerateConfig};
 use crate::model::{Gpt2, Weights};
 use crate::progress::{CancelToken, Event, NullSink, ProgressSink};
-use crate::runs::{now_unix, CheckpointState, RunDir, RunInfo};
+use crate::runs::{now_unix, CheckpointState, RunDir, RunInfo, RunStatus};
 use crate::{device, fsutil, Error, Result};
 
 /// Whether to continue a run folder's latest checkpoint or start from the base model.
@@ -45,7 +45,8 @@ pub enum Restore {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainSummary {
-    pub status: String,
+    /// `Completed` or `Stopped`.
+    pub status: RunStatus,
     pub steps: u64,
     pub total_steps: u64,
     pub final_loss: Option<f32>,
@@ -64,12 +65,14 @@ pub fn train(
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<TrainSummary> {
+    cfg.validate()?; // before the lock creates the folder, so a bad config leaves nothing behind
+    let _lock = RunDir::new(run_dir).lock_for_training()?; // held until the last run.json write
     let mut started = false;
     let result = run_training(cfg, run_dir, restore, device, cancel, sink, &mut started);
     if let (Err(e), true) = (&result, started) {
         let run = RunDir::new(run_dir);
         if let Ok(Some(mut info)) = run.read_info() {
-            info.status = "failed".into();
+            info.status = RunStatus::Failed;
             info.error = Some(e.to_string());
             info.updated_unix = now_unix();
             let _ = run.write_info(&info);
@@ -140,7 +143,7 @@ fn run_training(
     }
     let mut info = RunInfo {
         config: cfg.clone(),
-        status: "running".into(),
+        status: RunStatus::Running,
         device: device::describe(device),
         step,
         total_steps: total,
@@ -291,17 +294,21 @@ fn run_training(
             sink.emit(e)
         })?);
     }
-    let status = if stopped { "stopped" } else { "completed" };
+    let status = if stopped {
+        RunStatus::Stopped
+    } else {
+        RunStatus::Completed
+    };
     if stopped {
         sink.log(format!("stopped at step {step} of {total}; the checkpoint was saved and the run can be resumed"));
     }
-    info.status = status.into();
+    info.status = status;
     info.step = step;
     info.best_val_loss = best_val;
     info.updated_unix = now_unix();
     run.write_info(&info)?;
     Ok(TrainSummary {
-        status: status.into(),
+        status,
         steps: step,
         total_steps: total,
         final_loss: last_loss,
