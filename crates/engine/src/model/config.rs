@@ -132,7 +132,7 @@ impl Gpt2Config {
                 "must all be at least 1",
             );
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad("n_embd", "must be divisible by n_head");
         }
         if !matches!(
