@@ -15,8 +15,12 @@ deps:
 # The web page: dependencies from the lock file, then the bundle Tauri embeds (ui/dist).
 ui/node_modules/.package-lock.json: ui/package-lock.json
 	cd ui && npm ci --no-audit --no-fund
-ui: deps ui/node_modules/.package-lock.json
+# Rebuilt only when a page source changed: a fresh ui/dist makes cargo recompile and relink the
+# desktop crate and every test binary that embeds it.
+UI_SOURCES := $(shell find ui/src ui/index.html ui/vite.config.ts ui/svelte.config.js ui/tsconfig.json ui/package.json -type f 2>/dev/null)
+ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SOURCES)
 	cd ui && npm run build
+ui: deps ui/dist/index.html
 
 # Vitest, then svelte-check (types and accessibility; any warning fails).
 ui-test: ui/node_modules/.package-lock.json
@@ -44,12 +48,13 @@ test: deps ui ui-test
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' $(CARGO_TARGET_DIR)/test.log
 
 # The real app in a real window (Xvfb + tauri-driver + WebKitWebDriver); screenshots land in
-# $(CARGO_TARGET_DIR)/e2e-screenshots. `--workspace` keeps the feature set identical to `make test`'s
-# `cargo test --workspace`: with `-p tunesmith-desktop` cargo resolves other features and rebuilds
-# ~110 dependency crates a second time (17 minutes of a cold CI run).
+# $(CARGO_TARGET_DIR)/e2e-screenshots. The cargo command is `make test`'s own `cargo test --workspace`
+# with a name filter, so nothing is compiled again: `-p tunesmith-desktop` rebuilt ~110 dependency
+# crates with other features (17 minutes of a cold CI run), and even `--workspace --test e2e` leaves
+# the other packages' dev-dependency features out and recompiles the engine.
 e2e: deps ui
 	@command -v tauri-driver >/dev/null 2>&1 || [ -x "$(HOME)/.cargo/bin/tauri-driver" ] || $(CARGO) install tauri-driver --locked
-	$(CARGO) test --workspace --test e2e -- --ignored --nocapture
+	$(CARGO) test --workspace -- --ignored --nocapture first_five_minutes_in_a_real_window
 
 # Regenerates the parity fixtures (needs PyTorch + transformers; outputs are committed).
 fixtures:
