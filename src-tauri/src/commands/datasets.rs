@@ -5,7 +5,7 @@
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
-use tunesmith_engine::data::inspect::{inspect_paths, FileReport};
+use tunesmith_engine::data::inspect::{self, inspect_paths, FileReport};
 use tunesmith_engine::data::prepare::{preview, PrepareOptions, Report};
 use tunesmith_engine::NullSink;
 
@@ -41,28 +41,12 @@ pub fn inspect_each(
 }
 
 fn crashed(path: &Path) -> FileReport {
-    FileReport {
-        path: path.display().to_string(),
-        name: path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        ),
-        extension: path
-            .extension()
-            .map(|e| e.to_string_lossy().to_lowercase())
-            .unwrap_or_default(),
-        size_bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
-        chars: 0,
-        words: 0,
-        tokens_estimate: 0,
-        status: "error".into(),
-        error: Some(
-            "Tunesmith hit an internal error while reading this file; remove it from the list, \
-             or save it in another format (plain text works best) and add it again"
-                .into(),
-        ),
-        preview: String::new(),
-    }
+    inspect::failed(
+        path,
+        "Tunesmith hit an internal error while reading this file; remove it from the list, \
+         or save it in another format (plain text works best) and add it again"
+            .into(),
+    )
 }
 
 /// The corpus health report for the files on the Data page: duplicates, personal data found (when

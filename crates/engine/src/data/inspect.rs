@@ -89,7 +89,8 @@ fn base(path: &Path) -> FileReport {
     }
 }
 
-fn failed(path: &Path, message: String) -> FileReport {
+/// The report of a file that could not be read, with `message` as its error.
+pub fn failed(path: &Path, message: String) -> FileReport {
     // The error names the path already; the list shows the file name beside it.
     let message = message
         .strip_prefix(&format!("{}: ", path.display()))
