@@ -93,7 +93,7 @@ fn settings(cfg: &TrainConfig) -> serde_json::Value {
 }
 
 #[test]
-#[ignore = "fixtures/trajectory.json is not generated yet: run the two commands at the top of this file"]
+
 fn per_step_losses_match_pytorch() {
     let want: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("trajectory.json")).unwrap())
