@@ -244,10 +244,16 @@ impl RunDir {
         }
         let all = self.list_checkpoints();
         if keep > 0 && all.len() > keep {
-            for (_, old) in &all[..all.len() - keep] {
-                let _ = std::fs::remove_dir_all(old);
+            for (step, old) in &all[..all.len() - keep] {
+                // Renamed away first: a kill in the middle of removing the files must not leave
+                // a `step-N` folder that still has its state.json but lost its weights.
+                let doomed = root.join(format!(".step-{step}.old"));
+                if std::fs::rename(old, &doomed).is_ok() {
+                    let _ = std::fs::remove_dir_all(&doomed);
+                }
             }
         }
+        remove_leftovers(&root, state.step);
         Ok(final_dir)
     }
 
@@ -417,6 +423,25 @@ pub fn rename(path: &Path, new_name: &str) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Temporary folders that an interrupted save or prune left behind (`.step-N.tmp`, `.step-N.old`),
+/// except the one of the step being saved.
+fn remove_leftovers(root: &Path, current: u64) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let leftover = name
+            .strip_prefix(".step-")
+            .and_then(|r| r.strip_suffix(".tmp").or_else(|| r.strip_suffix(".old")))
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n != current);
+        if leftover && e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Deletes a run folder, only if it is a run Tunesmith made (it has a valid `run.json`).
 pub fn delete(path: &Path) -> Result<()> {
     made_by_tunesmith(path, "nothing was deleted")?;
@@ -487,6 +512,44 @@ mod tests {
         assert_eq!(renamed, root.path().join("kept"));
         delete(&renamed).unwrap();
         assert!(!renamed.exists());
+    }
+
+    #[test]
+    fn pruning_and_interrupted_saves_leave_only_complete_checkpoints() {
+        let root = tempfile::tempdir().unwrap();
+        let run = RunDir::new(root.path());
+        let cfg = Gpt2Config::preset("tiny", 384, 64).unwrap();
+        let tok = tokenizer::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny"),
+        )
+        .unwrap();
+        let weights = HashMap::from([(
+            "wte.weight".to_string(),
+            Tensor::zeros((2, 2), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+        )]);
+        let state = |step| CheckpointState {
+            step,
+            total_steps: 10,
+            optimizer_t: step,
+            best_val_loss: None,
+            tokens_seen: 0,
+        };
+        // What a kill during an earlier save or prune leaves: half-written and half-removed folders.
+        for left in [".step-1.tmp", ".step-2.old"] {
+            std::fs::create_dir_all(run.checkpoints().join(left)).unwrap();
+        }
+        for step in 3..=5 {
+            let saved = run
+                .save_checkpoint(&state(step), &weights, &HashMap::new(), &tok, &cfg, 2)
+                .unwrap();
+            assert!(saved.join("model.safetensors").is_file());
+        }
+        let mut names: Vec<String> = std::fs::read_dir(run.checkpoints())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["step-4", "step-5"]);
     }
 
     fn info(status: RunStatus) -> RunInfo {

@@ -34,6 +34,15 @@ describe('ConfirmDialog', () => {
     expect(document.activeElement).toBe(cancel);
   });
 
+  it('makes the page behind it inert while it is open, and only then', () => {
+    const page = openFrom();
+    const view = open();
+    expect(page.hasAttribute('inert')).toBe(true);
+    expect(view.cancel.closest('[inert]')).toBeNull();
+    view.unmount();
+    expect(page.hasAttribute('inert')).toBe(false);
+  });
+
   it('is named by its title and described by its message', () => {
     open();
     expect(screen.getByRole('alertdialog', { name: 'Delete this run?', description: 'This cannot be undone.' })).toBeTruthy();

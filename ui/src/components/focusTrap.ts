@@ -1,6 +1,7 @@
 // Keyboard behaviour of a modal dialog, as a Svelte action: focus starts on the safe choice, Tab and
 // Shift+Tab cycle inside the dialog (never into the page behind it), Escape cancels, and focus goes
-// back to whatever opened the dialog when it closes.
+// back to whatever opened the dialog when it closes. The page behind is made `inert` meanwhile, so
+// neither a pointer, nor a screen reader's virtual cursor, nor find-in-page reaches it.
 
 const FOCUSABLE = 'button, [href], input, select, textarea, [tabindex]:not([tabindex="-1"])';
 
@@ -16,8 +17,25 @@ export function focusables(root: HTMLElement): HTMLElement[] {
   return [...root.querySelectorAll<HTMLElement>(FOCUSABLE)].filter((el) => !el.hasAttribute('disabled') && !el.closest('[inert]'));
 }
 
+/** Makes everything outside `node` inert (each ancestor's siblings, up to the body); returns the
+ * undo. Elements that were inert already are left as they were. */
+export function inertOutside(node: HTMLElement): () => void {
+  const made: HTMLElement[] = [];
+  for (let el: HTMLElement | null = node; el && el !== document.body; el = el.parentElement) {
+    for (const sibling of el.parentElement?.children ?? []) {
+      // The attribute rather than the property: selectors (`[inert]`) and every engine see it.
+      if (sibling !== el && sibling instanceof HTMLElement && !sibling.hasAttribute('inert')) {
+        sibling.setAttribute('inert', '');
+        made.push(sibling);
+      }
+    }
+  }
+  return () => made.forEach((el) => el.removeAttribute('inert'));
+}
+
 export function focusTrap(node: HTMLElement, options: FocusTrapOptions) {
   let opts = options;
+  const restore = inertOutside(node);
   const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
   const first = (opts.initial ? node.querySelector<HTMLElement>(opts.initial) : null) ?? focusables(node)[0] ?? node;
   first.focus();
@@ -54,6 +72,7 @@ export function focusTrap(node: HTMLElement, options: FocusTrapOptions) {
     },
     destroy() {
       document.removeEventListener('keydown', keydown);
+      restore();
       // The opener may be gone (a deleted row's button); then focus stays where the page puts it.
       if (opener && opener.isConnected) opener.focus();
     },

@@ -33,6 +33,28 @@ describe('ModelView', () => {
     expect(JSON.parse(localStorage.getItem('tunesmith.downloadedModels')!)).toEqual({ distilgpt2: '/cache/distilgpt2' });
   });
 
+  it('a download can be stopped, and then offers to download again', async () => {
+    const result = deferred<string>();
+    const b = fakeBackend({
+      download_model: () => result.promise,
+      stop_job: () => {
+        result.reject(reject('cancelled', 'Stopped.'));
+        return Promise.resolve(null);
+      },
+    });
+    downloads.byId = {};
+    render(ModelView);
+    const card = screen.getByTestId('model-gpt2');
+    await fireEvent.click(within(card).getByText('Download now'));
+    const jobId = b.last('download_model')?.jobId;
+    await fireEvent.click(within(card).getByRole('button', { name: 'Stop downloading GPT-2' }));
+    expect(b.last('stop_job')?.jobId).toBe(jobId);
+    await flush();
+    expect(within(card).queryByRole('progressbar')).toBeNull();
+    expect(within(card).getByText('Download now')).toBeTruthy();
+    expect(within(card).queryByTestId('error-message')).toBeNull();
+  });
+
   it('lists the models downloaded in an earlier session', () => {
     localStorage.setItem('tunesmith.downloadedModels', JSON.stringify({ gpt2: '/cache/gpt2' }));
     downloads.byId = {}; // nothing downloaded in this session
