@@ -123,3 +123,49 @@ fn both_tokenizer_formats_encode_like_transformers() {
         Some(r["eos_id"].as_u64().unwrap() as u32)
     );
 }
+
+/// Validation of question–answer data scores each example alone, as training sees it: the loss of
+/// a stream of two examples is the token-weighted mean of their losses scored one at a time, not
+/// a loss where the second answer is predicted from the first example's tail.
+#[test]
+fn masked_validation_scores_each_example_on_its_own() {
+    use tunesmith_engine::eval::loss_on_masked_tokens;
+    let m = load_dir(&fixtures().join("gpt2-tiny"), &Device::Cpu).unwrap();
+    let eot = tokenizer::eot_id(&m.tokenizer).expect("the fixture tokenizer has an end token");
+    let enc = |s: &str| tokenizer::encode(&m.tokenizer, s).unwrap();
+    // Two examples: prompt (not learned) + answer (learned) + end token (learned).
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    for (prompt, answer) in [
+        ("Q: the cat", " A: sat on the mat"),
+        ("Q: a dog", " A: ran in the park"),
+    ] {
+        let (p, a) = (enc(prompt), enc(answer));
+        mask.extend(std::iter::repeat_n(0u8, p.len()));
+        mask.extend(std::iter::repeat_n(1u8, a.len() + 1));
+        ids.extend(p);
+        ids.extend(a);
+        ids.push(eot);
+    }
+    let cancel = CancelToken::new();
+    let score = |ids: &[u32], mask: &[u8]| {
+        loss_on_masked_tokens(
+            &m.model,
+            ids,
+            Some(mask),
+            Some(eot),
+            64,
+            100,
+            &cancel,
+            &mut NullSink,
+        )
+        .unwrap()
+    };
+    let (both, n) = score(&ids, &mask);
+    let split = ids.iter().position(|&t| t == eot).unwrap() + 1;
+    let (first, n1) = score(&ids[..split], &mask[..split]);
+    let (second, n2) = score(&ids[split..], &mask[split..]);
+    assert_eq!(n, n1 + n2);
+    let want = (first * n1 as f64 + second * n2 as f64) / n as f64;
+    assert!((both - want).abs() < 1e-5, "{both} vs {want}");
+}

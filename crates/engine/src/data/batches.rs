@@ -26,6 +26,31 @@ impl Batch {
     }
 }
 
+/// The units of a masked stream as `(start, end)` ranges: each ends with `eot` (the last may end
+/// with the stream), and only those with a target to learn (a non-zero mask byte after their first
+/// token) are returned. Training draws rows from these, and validation scores them one by one, so
+/// neither ever reads one example's answer in the context of another.
+pub fn learned_units<'a>(
+    tokens: &'a [u32],
+    mask: &'a [u8],
+    eot: Option<u32>,
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let mut start = 0;
+    tokens.iter().enumerate().filter_map(move |(i, &t)| {
+        let end = i + 1;
+        if Some(t) != eot && end != tokens.len() {
+            return None;
+        }
+        let unit = (start, end);
+        start = end;
+        // Targets are the unit's tokens after its first.
+        mask[unit.0 + 1..end]
+            .iter()
+            .any(|&m| m != 0)
+            .then_some(unit)
+    })
+}
+
 /// Draws batches of `block` positions; the draw depends only on `(seed, step, micro)`, so a
 /// resumed run sees the same batches.
 pub struct Sampler<'a> {
@@ -68,19 +93,11 @@ impl<'a> Sampler<'a> {
             }
             return Ok(s);
         };
-        let mut start = 0;
         let mut total = 0;
-        for (i, &t) in tokens.iter().enumerate() {
-            let end = i + 1;
-            if Some(t) == eot || end == tokens.len() {
-                // Targets are the unit's tokens after its first.
-                if mask[start + 1..end].iter().any(|&m| m != 0) {
-                    total += end - start;
-                    s.units.push((start, end));
-                    s.cumulative.push(total);
-                }
-                start = end;
-            }
+        for (start, end) in learned_units(tokens, mask, eot) {
+            total += end - start;
+            s.units.push((start, end));
+            s.cumulative.push(total);
         }
         if s.units.is_empty() {
             return Err(Error::Data(

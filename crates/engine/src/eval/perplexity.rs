@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use crate::data::batches::learned_units;
 use crate::data::tokenizer;
 use crate::model::Gpt2;
 use crate::progress::{CancelToken, Event, ProgressSink};
@@ -52,24 +53,36 @@ pub fn loss_on_tokens(
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<(f64, usize)> {
-    loss_on_masked_tokens(model, ids, None, window, max_windows, cancel, sink)
+    loss_on_masked_tokens(model, ids, None, None, window, max_windows, cancel, sink)
 }
 
 /// As [`loss_on_tokens`], counting only targets whose `mask` byte is not 0 (the completions of
-/// supervised pairs, not their prompts).
+/// supervised pairs, not their prompts). With a mask, each example (a unit ending with `eot`) is
+/// scored on its own, cut into windows only when it is longer than one, as training sees it:
+/// an answer is never predicted from the tail of the example before it.
+#[allow(clippy::too_many_arguments)]
 pub fn loss_on_masked_tokens(
     model: &Gpt2,
     ids: &[u32],
     mask: Option<&[u8]>,
+    eot: Option<u32>,
     window: usize,
     max_windows: usize,
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<(f64, usize)> {
-    let windows: Vec<(usize, &[u32])> = ids
-        .chunks(window)
-        .enumerate()
-        .map(|(i, w)| (i * window, w))
+    let units: Vec<(usize, usize)> = match mask {
+        Some(m) => learned_units(ids, m, eot).collect(),
+        None => vec![(0, ids.len())],
+    };
+    let windows: Vec<(usize, &[u32])> = units
+        .into_iter()
+        .flat_map(|(s, e)| {
+            ids[s..e]
+                .chunks(window)
+                .enumerate()
+                .map(move |(i, w)| (s + i * window, w))
+        })
         .filter(|(_, w)| w.len() >= 2)
         .take(max_windows)
         .collect();

@@ -263,7 +263,7 @@ fn run_training(
         }
         // 6. validation, samples and checkpoints on their schedules
         if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < total {
-            val_loss = validate(&model, &data, cfg, step, &run, cancel, sink)?.or(val_loss);
+            val_loss = validate(&model, &tok, &data, cfg, step, &run, cancel, sink)?.or(val_loss);
             best_val = min_opt(best_val, val_loss);
         }
         if cfg.sample_every > 0 && step % cfg.sample_every == 0 {
@@ -282,8 +282,17 @@ fn run_training(
 
     // Final validation (when finished) and a checkpoint of where we are.
     if !stopped {
-        val_loss =
-            validate(&model, &data, cfg, step, &run, &CancelToken::new(), sink)?.or(val_loss);
+        val_loss = validate(
+            &model,
+            &tok,
+            &data,
+            cfg,
+            step,
+            &run,
+            &CancelToken::new(),
+            sink,
+        )?
+        .or(val_loss);
         best_val = min_opt(best_val, val_loss);
     }
     if last_checkpoint
@@ -349,8 +358,10 @@ fn min_opt(a: Option<f32>, b: Option<f32>) -> Option<f32> {
 }
 
 /// Validation loss on up to `eval_windows` windows of the held-out tokens; `None` without any.
+#[allow(clippy::too_many_arguments)]
 fn validate(
     model: &Gpt2,
+    tok: &Tokenizer,
     data: &dataset::TokenData,
     cfg: &TrainConfig,
     step: u64,
@@ -368,6 +379,7 @@ fn validate(
         model,
         val,
         data.val_mask.as_deref(),
+        tokenizer::eot_id(tok),
         window,
         cfg.eval_windows.max(1),
         cancel,

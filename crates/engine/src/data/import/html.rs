@@ -8,6 +8,8 @@
 use scraper::node::Element;
 use scraper::{ElementRef, Html, Node};
 
+use super::html_depth::{flatten_deep, MAX_DEPTH};
+
 /// Elements whose content a reader never sees as running text. `header` is chrome too, but only
 /// outside `article`, `main` and `section` (see `layout`).
 const INVISIBLE: &str = "head script style noscript template svg canvas iframe object embed \
@@ -30,7 +32,8 @@ fn listed(words: &str, word: &str) -> bool {
 
 /// The text a reader sees in `html`; "" for an empty or all-chrome document.
 pub fn visible_text(html: &str) -> String {
-    let doc = Html::parse_document(html);
+    let html = flatten_deep(html, MAX_DEPTH);
+    let doc = Html::parse_document(&html);
     let body = find_body(&doc);
     let content = content_roots(&doc, body);
     let text = layout(&content);
@@ -372,5 +375,8 @@ mod tests {
         assert_eq!(text(""), "");
         assert_eq!(text("<html><body> \n </body></html>"), "");
         assert_eq!(text(&format!("{}deep", "<div>".repeat(5_000))), "deep");
+        // Nesting costs the parser depth² steps: this took minutes before depth was bounded.
+        let deep = format!("<p>x{}deep", "<div>".repeat(200_000));
+        assert_eq!(text(&deep), "x\n\ndeep");
     }
 }

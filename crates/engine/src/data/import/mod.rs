@@ -5,6 +5,7 @@
 pub mod encoding;
 pub mod epub;
 pub mod html;
+mod html_depth;
 pub mod office;
 pub mod pdf;
 pub mod rtf;
