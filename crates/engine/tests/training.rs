@@ -16,11 +16,10 @@ use tunesmith_engine::model::ops::IGNORE_INDEX;
 use tunesmith_engine::model::Gpt2;
 use tunesmith_engine::rng::Rng;
 use tunesmith_engine::runs::RunStatus;
+use tunesmith_engine::settings::{ModelSpec, TrainConfig};
 use tunesmith_engine::train::optim::{AdamW, AdamWParams};
 use tunesmith_engine::train::step::accumulate;
-use tunesmith_engine::train::{
-    into_trainable, train, ModelSpec, Restore, TrainConfig, TrainSummary,
-};
+use tunesmith_engine::train::{into_trainable, train, Restore, TrainSummary};
 use tunesmith_engine::{CancelToken, Error, Event, NullSink};
 
 fn tiny_vars() -> (Gpt2, Vec<(String, Var)>) {

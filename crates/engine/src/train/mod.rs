@@ -5,7 +5,6 @@
 //! holds weights, AdamW moments and the step, so a run resumed from step k reaches the same loss at
 //! step N as the uninterrupted run.
 
-pub mod config;
 pub mod optim;
 pub mod schedule;
 mod setup;
@@ -18,7 +17,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use serde::Serialize;
 
-pub use config::{ModelSpec, TrainConfig};
+// Re-exported so callers can keep naming the config beside the loop that reads it.
+pub use crate::settings::{ModelSpec, TrainConfig};
 use optim::{AdamW, AdamWParams};
 
 use setup::Prepared;
