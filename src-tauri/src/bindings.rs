@@ -16,7 +16,7 @@ mod tests {
         // JSON numbers are JavaScript numbers: no bigint for u64.
         let cfg = Config::new().with_large_int("number").with_out_dir(dir);
         tunesmith_engine::Event::export_all(&cfg).unwrap();
-        tunesmith_engine::train::TrainConfig::export_all(&cfg).unwrap();
+        tunesmith_engine::settings::TrainConfig::export_all(&cfg).unwrap();
         tunesmith_engine::generate::GenerateConfig::export_all(&cfg).unwrap();
         tunesmith_engine::generate::Generation::export_all(&cfg).unwrap();
         tunesmith_engine::data::inspect::FileReport::export_all(&cfg).unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tunesmith_engine::generate::GenerateConfig;
-use tunesmith_engine::train::{ModelSpec, TrainConfig};
+use tunesmith_engine::settings::{ModelSpec, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -269,7 +269,7 @@ impl TrainArgs {
         }
         if defaults && self.lr.is_none() {
             // Without a preset, config or earlier run, the learning rate suits the model's size.
-            cfg.lr = tunesmith_engine::train::config::default_lr(&cfg.model);
+            cfg.lr = tunesmith_engine::settings::default_lr(&cfg.model);
         }
         if !self.data.is_empty() {
             cfg.data = self.data.clone();

@@ -17,6 +17,7 @@ pub mod paths;
 pub mod progress;
 pub mod rng;
 pub mod runs;
+pub mod settings;
 pub mod source;
 pub mod train;
 

@@ -12,7 +12,7 @@ use tokenizers::Tokenizer;
 
 use crate::data::tokenizer;
 use crate::model::{load, Gpt2Config};
-use crate::train::TrainConfig;
+use crate::settings::{ModelSpec, TrainConfig};
 use crate::{fsutil, names};
 use crate::{Error, Result};
 
@@ -325,8 +325,8 @@ pub fn summarize(path: &Path, info: &RunInfo) -> RunSummary {
         path: path.display().to_string(),
         status,
         model: match &info.config.model {
-            crate::train::ModelSpec::Source(s) => s.clone(),
-            crate::train::ModelSpec::Scratch(s) => format!("scratch:{s}"),
+            ModelSpec::Source(s) => s.clone(),
+            ModelSpec::Scratch(s) => format!("scratch:{s}"),
         },
         step: info.step,
         total_steps: info.total_steps,

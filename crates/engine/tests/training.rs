@@ -16,11 +16,10 @@ use tunesmith_engine::model::ops::IGNORE_INDEX;
 use tunesmith_engine::model::Gpt2;
 use tunesmith_engine::rng::Rng;
 use tunesmith_engine::runs::RunStatus;
+use tunesmith_engine::settings::{ModelSpec, TrainConfig};
 use tunesmith_engine::train::optim::{AdamW, AdamWParams};
 use tunesmith_engine::train::step::accumulate;
-use tunesmith_engine::train::{
-    into_trainable, train, ModelSpec, Restore, TrainConfig, TrainSummary,
-};
+use tunesmith_engine::train::{into_trainable, train, Restore, TrainSummary};
 use tunesmith_engine::{CancelToken, Error, Event, NullSink};
 
 fn tiny_vars() -> (Gpt2, Vec<(String, Var)>) {
@@ -285,6 +284,14 @@ fn bad_input_fails_clearly_and_writes_nothing_over() {
     };
 
     expect_err(run(&with(vec![empty.clone()]), &out, None).0, "is empty");
+    // A new run is listed from its first moment; one that fails while its data is prepared says
+    // why in its run.json.
+    let info = tunesmith_engine::runs::RunDir::new(&out)
+        .read_info()
+        .unwrap()
+        .expect("run.json written before the data is prepared");
+    assert_eq!(info.status, RunStatus::Failed);
+    assert!(info.error.unwrap().contains("is empty"));
     expect_err(
         run(&with(vec![binary.clone()]), &out, None).0,
         "not a text file",

@@ -25,7 +25,8 @@ use tunesmith_engine::data::{dataset, tokenizer};
 use tunesmith_engine::model::gpt2::init_weights;
 use tunesmith_engine::model::load::save_weights;
 use tunesmith_engine::model::Gpt2Config;
-use tunesmith_engine::train::{train, ModelSpec, Restore, TrainConfig};
+use tunesmith_engine::settings::{ModelSpec, TrainConfig};
+use tunesmith_engine::train::{train, Restore};
 use tunesmith_engine::{CancelToken, Event, NullSink};
 
 const STEPS: u64 = 30;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use tauri::State;
-use tunesmith_engine::train::TrainConfig;
+use tunesmith_engine::settings::TrainConfig;
 use tunesmith_engine::{device, fsutil};
 
 use crate::error::{CommandError, CommandResult};

@@ -8,7 +8,8 @@ use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::{Manager, State};
 use tunesmith_engine::runs::{self, RunDir, RunMetrics, RunSummary};
-use tunesmith_engine::train::{self, Restore, TrainConfig};
+use tunesmith_engine::settings::TrainConfig;
+use tunesmith_engine::train::{self, Restore};
 use tunesmith_engine::{device, names, paths, Error, Event};
 
 use crate::error::{CommandError, CommandResult};

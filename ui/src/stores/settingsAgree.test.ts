@@ -1,5 +1,5 @@
 // The page's settings rules must match the engine's: both check the same cases file
-// (crates/engine/tests/fixtures/settings_cases.json; the Rust side is train/config.rs).
+// (crates/engine/tests/fixtures/settings_cases.json; the Rust side is settings.rs).
 import { describe, expect, it } from 'vitest';
 import shared from '../../../crates/engine/tests/fixtures/settings_cases.json';
 import type { TrainConfig } from '../ipc/types';

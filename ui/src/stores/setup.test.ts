@@ -4,7 +4,7 @@ import { quickConfig } from '../test/fixtures';
 import { loadTraining, rememberTraining } from './remember';
 import { Setup } from './setup.svelte';
 
-// The engine's presets (crates/engine train/config.rs): 200, 1000 and 4000 steps.
+// The engine's presets (crates/engine src/settings.rs): 200, 1000 and 4000 steps.
 const PRESET_STEPS = { quick: 200, balanced: 1000, thorough: 4000 } as const;
 const small = { quick_steps: 47, balanced_steps: 141, thorough_steps: 235 };
 

@@ -10,7 +10,7 @@ describe('validateConfig', () => {
     expect(validateConfig(ok())).toEqual({});
   });
 
-  // One row per engine rule (crates/engine train/config.rs validate), plus bad input.
+  // One row per engine rule (crates/engine src/settings.rs validate), plus bad input.
   it.each<[string, Partial<TrainConfig>, keyof TrainConfig]>([
     ['lr = 0', { lr: 0 }, 'lr'],
     ['lr negative', { lr: -0.1 }, 'lr'],

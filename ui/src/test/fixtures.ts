@@ -1,4 +1,4 @@
-// Realistic payloads, shaped like the Rust side's (see crates/engine train/config.rs presets).
+// Realistic payloads, shaped like the Rust side's (see crates/engine src/settings.rs presets).
 import type { FileReport, RunSummary, TrainConfig } from '../ipc/types';
 
 export function quickConfig(over: Partial<TrainConfig> = {}): TrainConfig {

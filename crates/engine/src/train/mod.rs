@@ -1,35 +1,34 @@
-//! The training loop, top to bottom in [`train`]: prepare → (lr → forward → loss → backward →
-//! clip/step → report → eval/sample/checkpoint → cancel check) × steps → final save.
+//! The training loop: [`train`] prepares (`setup`), then `trainer::Trainer::run` goes top to
+//! bottom: (cancel check → lr → forward → loss → backward → clip/step → report →
+//! eval/sample/checkpoint) × steps, and `Trainer::finish` does the final validation and save.
 //!
 //! Randomness (batches, dropout) is derived from `(seed, step, micro-batch)`, and a checkpoint
 //! holds weights, AdamW moments and the step, so a run resumed from step k reaches the same loss at
 //! step N as the uninterrupted run.
 
-pub mod config;
 pub mod optim;
 pub mod schedule;
 mod setup;
 pub mod step;
+mod trainer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
 use serde::Serialize;
-
-pub use config::{ModelSpec, TrainConfig};
-use optim::{AdamW, AdamWParams};
-
-use setup::Prepared;
 use tokenizers::Tokenizer;
 
-use crate::data::batches::Sampler;
+// Re-exported so callers can keep naming the config beside the loop that reads it.
+pub use crate::settings::{ModelSpec, TrainConfig};
+use setup::Prepared;
+use trainer::Trainer;
+
 use crate::data::{dataset, tokenizer};
 use crate::generate::{self, GenerateConfig};
 use crate::model::{Gpt2, Weights};
 use crate::progress::{CancelToken, Event, NullSink, ProgressSink};
-use crate::runs::{now_unix, CheckpointState, RunDir, RunInfo, RunStatus};
+use crate::runs::{now_unix, RunDir, RunInfo, RunStatus};
 use crate::{device, fsutil, Error, Result};
 
 /// Whether to continue a run folder's latest checkpoint or start from the base model.
@@ -93,238 +92,45 @@ fn run_training(
     cfg.validate()?;
     let run = RunDir::new(run_dir);
     let latest = run.latest_checkpoint();
-    let prepared = match (&latest, restore) {
-        (Some(_), Restore::Fresh) => {
-            return Err(Error::file(run_dir, "already holds checkpoints of an earlier run; continue it (restore from latest) or choose a new output folder"));
-        }
-        (Some((_, ckpt)), Restore::Latest) => setup::resume(&run, ckpt, device, sink)?,
-        (None, _) => setup::prepare_fresh(cfg, &run, device, sink)?,
+    if let (Some(_), Restore::Fresh) = (&latest, restore) {
+        return Err(Error::file(run_dir, "already holds checkpoints of an earlier run; continue it (restore from latest) or choose a new output folder"));
+    }
+    if latest.is_none() {
+        // A new run is a run from its first moment: preparing the data and the model can take
+        // minutes, and a crash or kill in that time must leave a folder the app lists (as
+        // interrupted, with Resume), not an anonymous one. Its failures are recorded from here.
+        let created = run.read_info().ok().flatten().map(|i| i.created_unix);
+        run.write_info(&RunInfo {
+            config: cfg.clone(),
+            status: RunStatus::Running,
+            device: device::describe(device),
+            step: 0,
+            total_steps: cfg.steps.unwrap_or(0),
+            best_val_loss: None,
+            created_unix: created.unwrap_or_else(now_unix),
+            updated_unix: now_unix(),
+            error: None,
+        })?;
+        *started = true;
+    }
+    let prepared = match latest {
+        Some((_, ckpt)) => setup::resume(&run, &ckpt, device, sink)?,
+        None => setup::prepare_fresh(cfg, &run, device, sink)?,
     };
     let Prepared {
-        mut model_cfg,
+        model_cfg,
         tok,
         weights,
         data,
         state,
     } = prepared;
-    if let Some(p) = cfg.dropout {
-        (
-            model_cfg.embd_pdrop,
-            model_cfg.attn_pdrop,
-            model_cfg.resid_pdrop,
-        ) = (p, p, p);
-    }
-    if cfg.block_size > model_cfg.n_positions {
-        return Err(Error::config(
-            "block_size",
-            format!(
-                "is {}, longer than this model's context of {} tokens",
-                cfg.block_size, model_cfg.n_positions
-            ),
-        ));
-    }
-    let sampler = Sampler::new(
-        &data.train,
-        data.train_mask.as_deref(),
-        tokenizer::eot_id(&tok),
-        cfg.block_size,
+    let mut trainer = Trainer::start(
+        cfg, &run, &data, model_cfg, tok, weights, state, device, sink,
     )?;
-
-    let (tensors, params) = into_trainable(weights, cfg.only_train_transformer_layers)?;
-    let mut opt = AdamW::new(params)?;
-    let model = Gpt2::new(&tensors, &model_cfg)?;
-
-    let total = cfg.total_steps(data.train.len());
-    let (mut step, mut best_val, mut tokens_seen) = (0u64, None, 0u64);
-    if let Some((st, moments)) = state {
-        opt.load_state(&moments, st.optimizer_t)?;
-        (step, best_val, tokens_seen) = (st.step, st.best_val_loss, st.tokens_seen);
-        sink.log(format!("resuming from step {step}"));
-    }
-    let mut info = RunInfo {
-        config: cfg.clone(),
-        status: RunStatus::Running,
-        device: device::describe(device),
-        step,
-        total_steps: total,
-        best_val_loss: best_val,
-        created_unix: run
-            .read_info()
-            .ok()
-            .flatten()
-            .map_or(now_unix(), |i| i.created_unix),
-        updated_unix: now_unix(),
-        error: None,
-    };
-    run.write_info(&info)?;
-    *started = true;
-    sink.log(format!(
-        "training {} parameters on {} train / {} validation tokens, {} steps on {}",
-        model_cfg.num_params(),
-        data.train.len(),
-        data.val.len(),
-        total,
-        info.device
-    ));
-
-    let save = |step: u64,
-                opt: &AdamW,
-                best_val: Option<f32>,
-                tokens_seen: u64,
-                sink: &mut dyn FnMut(Event)|
-     -> Result<PathBuf> {
-        let state = CheckpointState {
-            step,
-            total_steps: total,
-            optimizer_t: opt.t,
-            best_val_loss: best_val,
-            tokens_seen,
-        };
-        let mut cfg_out = model_cfg.clone();
-        cfg_out.eos_token_id = tokenizer::eot_id(&tok).or(cfg_out.eos_token_id);
-        cfg_out.bos_token_id = cfg_out.eos_token_id;
-        let path = run.save_checkpoint(
-            &state,
-            &tensors,
-            &opt.state_tensors(),
-            &tok,
-            &cfg_out,
-            cfg.keep_checkpoints,
-        )?;
-        sink(Event::Checkpoint {
-            step,
-            path: path.display().to_string(),
-        });
-        Ok(path)
-    };
-
-    let hp = |lr: f64| AdamWParams {
-        lr,
-        beta1: cfg.beta1,
-        beta2: cfg.beta2,
-        eps: 1e-8,
-        weight_decay: cfg.weight_decay,
-    };
-    let mut last_loss = None;
-    let mut val_loss = None;
-    let mut last_checkpoint = None;
-    let mut step_secs_avg: Option<f64> = None;
-    let mut stopped = false;
-    while step < total {
-        // 1. cancel: stop at a step boundary, save, say why
-        if cancel.is_cancelled() {
-            stopped = true;
-            break;
-        }
-        let step_start = Instant::now();
-        // 2. learning rate for this step
-        let lr = schedule::lr_at(
-            step,
-            total,
-            cfg.warmup.min(total),
-            cfg.lr,
-            cfg.lr * cfg.min_lr_ratio,
-        );
-        // 3. forward, loss and backward over the micro-batches; gradients accumulate
-        let batches: Vec<_> = (0..cfg.grad_accum as u64)
-            .map(|micro| sampler.batch(cfg.batch_size, cfg.seed, step, micro))
-            .collect();
-        let (grads, loss) =
-            step::accumulate(&model, &opt.params, &batches, cfg.seed, step, device)?;
-        if !loss.is_finite() {
-            return Err(Error::Data(format!(
-                "the loss became {loss} at step {}; lower the learning rate (lr) and start again",
-                step + 1
-            )));
-        }
-        // 4. clip the global gradient norm and take the AdamW step
-        let norm = opt.grad_norm(&grads)?;
-        opt.step(&grads, schedule::clip_factor(norm, cfg.clip), hp(lr))?;
-        drop(grads);
-        step += 1;
-        tokens_seen += cfg.tokens_per_step();
-        last_loss = Some(loss);
-
-        // 5. report
-        let secs = step_start.elapsed().as_secs_f64();
-        let avg = step_secs_avg.map_or(secs, |a| 0.8 * a + 0.2 * secs);
-        step_secs_avg = Some(avg);
-        fsutil::append_line(&run.metrics(), &serde_json::json!({"step": step, "loss": loss, "lr": lr, "gradNorm": norm, "secs": secs}).to_string())?;
-        if step % cfg.log_every == 0 || step == total || step == 1 {
-            sink.emit(Event::TrainStep {
-                step,
-                total,
-                loss,
-                lr,
-                tokens_per_sec: cfg.tokens_per_step() as f64 / secs.max(1e-9),
-                eta_secs: avg * (total - step) as f64,
-                epoch: tokens_seen as f64 / data.train.len() as f64,
-            });
-        }
-        // 6. validation, samples and checkpoints on their schedules
-        if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < total {
-            val_loss = validate(&model, &tok, &data, cfg, step, &run, cancel, sink)?.or(val_loss);
-            best_val = min_opt(best_val, val_loss);
-        }
-        if cfg.sample_every > 0 && step % cfg.sample_every == 0 {
-            sample(&model, &tok, cfg, step, &run, sink)?;
-        }
-        if cfg.save_every > 0 && step % cfg.save_every == 0 && step < total {
-            last_checkpoint = Some(save(step, &opt, best_val, tokens_seen, &mut |e| {
-                sink.emit(e)
-            })?);
-            info.step = step;
-            info.best_val_loss = best_val;
-            info.updated_unix = now_unix();
-            run.write_info(&info)?;
-        }
-    }
-
-    // Final validation (when finished) and a checkpoint of where we are.
-    if !stopped {
-        val_loss = validate(
-            &model,
-            &tok,
-            &data,
-            cfg,
-            step,
-            &run,
-            &CancelToken::new(),
-            sink,
-        )?
-        .or(val_loss);
-        best_val = min_opt(best_val, val_loss);
-    }
-    if last_checkpoint
-        .as_ref()
-        .is_none_or(|p| !p.ends_with(format!("step-{step}")))
-    {
-        last_checkpoint = Some(save(step, &opt, best_val, tokens_seen, &mut |e| {
-            sink.emit(e)
-        })?);
-    }
-    let status = if stopped {
-        RunStatus::Stopped
-    } else {
-        RunStatus::Completed
-    };
-    if stopped {
-        sink.log(format!("stopped at step {step} of {total}; the checkpoint was saved and the run can be resumed"));
-    }
-    info.status = status;
-    info.step = step;
-    info.best_val_loss = best_val;
-    info.updated_unix = now_unix();
-    run.write_info(&info)?;
-    Ok(TrainSummary {
-        status,
-        steps: step,
-        total_steps: total,
-        final_loss: last_loss,
-        val_loss,
-        checkpoint: last_checkpoint,
-        run_dir: run_dir.to_path_buf(),
-    })
+    *started = true; // from here a failure is recorded in run.json
+    trainer.announce(sink);
+    let stopped = trainer.run(cancel, sink)?;
+    trainer.finish(stopped, sink)
 }
 
 /// Turns weights into the model's tensors plus the optimiser's parameters: trainable weights become

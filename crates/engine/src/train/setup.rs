@@ -7,13 +7,13 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use tokenizers::Tokenizer;
 
-use super::{ModelSpec, TrainConfig};
 use crate::data::dataset::{self, Split};
 use crate::data::{prepare, tokenizer};
 use crate::model::gpt2::init_weights;
 use crate::model::{load, Gpt2Config};
 use crate::progress::{Event, ProgressSink};
 use crate::runs::{CheckpointState, RunDir};
+use crate::settings::{ModelSpec, TrainConfig};
 use crate::{source, Error, Result};
 
 /// Everything the loop needs, whether fresh or resumed.

@@ -1,5 +1,8 @@
 //! Training configuration: one plain serde struct with defaults, presets and one `validate()`.
 //! The resolved config is saved in `run.json`, so resume needs no flags.
+//!
+//! A leaf below `runs` and `train` on the ladder: the run folder stores a config and the loop reads
+//! one, so neither has to import the other to name it.
 
 use std::path::PathBuf;
 
@@ -347,7 +350,7 @@ mod tests {
     #[test]
     fn rules_agree_with_the_page() {
         let file: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/settings_cases.json")).unwrap();
+            serde_json::from_str(include_str!("../tests/fixtures/settings_cases.json")).unwrap();
         for case in file["cases"].as_array().unwrap() {
             let mut cfg = serde_json::to_value(TrainConfig::default()).unwrap();
             for part in [&file["base"], &case["patch"]] {

@@ -1,0 +1,379 @@
+//! One training run in progress: the model, optimiser and counters the loop carries from step to
+//! step. [`Trainer::run`] is the loop itself, top to bottom; each stage of a step is a method below
+//! it, and [`Trainer::finish`] is the final validation, checkpoint and run.json update.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor};
+use tokenizers::Tokenizer;
+
+use super::optim::{AdamW, AdamWParams};
+use super::{into_trainable, min_opt, sample, schedule, step, validate, TrainSummary};
+use crate::data::batches::Sampler;
+use crate::data::dataset::TokenData;
+use crate::data::tokenizer;
+use crate::model::{Gpt2, Gpt2Config, Weights};
+use crate::progress::{CancelToken, Event, ProgressSink};
+use crate::runs::{now_unix, CheckpointState, RunDir, RunInfo, RunStatus};
+use crate::settings::TrainConfig;
+use crate::{device, fsutil, Error, Result};
+
+/// The loop's state. Borrows the run's token data (the sampler reads it in place) and owns the
+/// rest; `step`, `best_val` and `tokens_seen` are what a checkpoint stores and a resume restores.
+pub(super) struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    run: &'a RunDir,
+    device: &'a Device,
+    data: &'a TokenData,
+    sampler: Sampler<'a>,
+    /// The model's config with this run's dropout; saved beside each checkpoint.
+    model_cfg: Gpt2Config,
+    tok: Tokenizer,
+    /// The model's tensors (trainable ones are the optimiser's `Var`s), for checkpoints.
+    tensors: Weights,
+    model: Gpt2,
+    opt: AdamW,
+    /// Steps in the whole run.
+    total: u64,
+    /// Optimiser steps taken, counting those before a resume.
+    step: u64,
+    best_val: Option<f32>,
+    tokens_seen: u64,
+    last_loss: Option<f32>,
+    val_loss: Option<f32>,
+    last_checkpoint: Option<PathBuf>,
+    /// Seconds per step, smoothed, for the ETA.
+    step_secs_avg: Option<f64>,
+    /// What run.json holds; rewritten at each checkpoint and at the end.
+    info: RunInfo,
+}
+
+impl<'a> Trainer<'a> {
+    /// Builds the model and optimiser from what setup prepared, restores a checkpoint's optimiser
+    /// moments and counters when `state` holds them, and marks the run `running` in run.json.
+    pub(super) fn start(
+        cfg: &'a TrainConfig,
+        run: &'a RunDir,
+        data: &'a TokenData,
+        model_cfg: Gpt2Config,
+        tok: Tokenizer,
+        weights: HashMap<String, Tensor>,
+        state: Option<(CheckpointState, HashMap<String, Tensor>)>,
+        device: &'a Device,
+        sink: &mut impl ProgressSink,
+    ) -> Result<Self> {
+        let model_cfg = fit_model_cfg(cfg, model_cfg)?;
+        let sampler = Sampler::new(
+            &data.train,
+            data.train_mask.as_deref(),
+            tokenizer::eot_id(&tok),
+            cfg.block_size,
+        )?;
+        let (tensors, params) = into_trainable(weights, cfg.only_train_transformer_layers)?;
+        let mut opt = AdamW::new(params)?;
+        let model = Gpt2::new(&tensors, &model_cfg)?;
+
+        let total = cfg.total_steps(data.train.len());
+        let (mut step, mut best_val, mut tokens_seen) = (0u64, None, 0u64);
+        if let Some((st, moments)) = state {
+            opt.load_state(&moments, st.optimizer_t)?;
+            (step, best_val, tokens_seen) = (st.step, st.best_val_loss, st.tokens_seen);
+            sink.log(format!("resuming from step {step}"));
+        }
+        let info = RunInfo {
+            config: cfg.clone(),
+            status: RunStatus::Running,
+            device: device::describe(device),
+            step,
+            total_steps: total,
+            best_val_loss: best_val,
+            created_unix: run
+                .read_info()
+                .ok()
+                .flatten()
+                .map_or(now_unix(), |i| i.created_unix),
+            updated_unix: now_unix(),
+            error: None,
+        };
+        run.write_info(&info)?;
+        Ok(Trainer {
+            cfg,
+            run,
+            device,
+            data,
+            sampler,
+            model_cfg,
+            tok,
+            tensors,
+            model,
+            opt,
+            total,
+            step,
+            best_val,
+            tokens_seen,
+            last_loss: None,
+            val_loss: None,
+            last_checkpoint: None,
+            step_secs_avg: None,
+            info,
+        })
+    }
+
+    /// Says what is about to be trained, on what, for how long.
+    pub(super) fn announce(&self, sink: &mut impl ProgressSink) {
+        sink.log(format!(
+            "training {} parameters on {} train / {} validation tokens, {} steps on {}",
+            self.model_cfg.num_params(),
+            self.data.train.len(),
+            self.data.val.len(),
+            self.total,
+            self.info.device
+        ));
+    }
+
+    /// The loop, one optimiser step per pass, until the last step or a stop request. Returns
+    /// whether it was stopped.
+    pub(super) fn run(
+        &mut self,
+        cancel: &CancelToken,
+        sink: &mut impl ProgressSink,
+    ) -> Result<bool> {
+        let cfg = self.cfg;
+        while self.step < self.total {
+            // 1. cancel: stop at a step boundary, save, say why
+            if cancel.is_cancelled() {
+                return Ok(true);
+            }
+            let step_start = Instant::now();
+            // 2. learning rate for this step
+            let lr = schedule::lr_at(
+                self.step,
+                self.total,
+                cfg.warmup.min(self.total),
+                cfg.lr,
+                cfg.lr * cfg.min_lr_ratio,
+            );
+            // 3. forward, loss and backward over the micro-batches; gradients accumulate
+            let (grads, loss) = self.forward_backward()?;
+            // 4. clip the global gradient norm and take the AdamW step
+            let norm = self.clip_and_step(grads, lr)?;
+            self.step += 1;
+            self.tokens_seen += cfg.tokens_per_step();
+            self.last_loss = Some(loss);
+            // 5. report
+            self.report(loss, lr, norm, step_start.elapsed().as_secs_f64(), sink)?;
+            // 6. validation, samples and checkpoints on their schedules
+            self.on_schedule(cancel, sink)?;
+        }
+        Ok(false)
+    }
+
+    /// The step's micro-batches through the model and back: summed gradients and the step's loss,
+    /// refused when the loss is not finite (the run has diverged).
+    fn forward_backward(&self) -> Result<(GradStore, f32)> {
+        let cfg = self.cfg;
+        let batches: Vec<_> = (0..cfg.grad_accum as u64)
+            .map(|micro| {
+                self.sampler
+                    .batch(cfg.batch_size, cfg.seed, self.step, micro)
+            })
+            .collect();
+        let (grads, loss) = step::accumulate(
+            &self.model,
+            &self.opt.params,
+            &batches,
+            cfg.seed,
+            self.step,
+            self.device,
+        )?;
+        if !loss.is_finite() {
+            return Err(Error::Data(format!(
+                "the loss became {loss} at step {}; lower the learning rate (lr) and start again",
+                self.step + 1
+            )));
+        }
+        Ok((grads, loss))
+    }
+
+    /// One AdamW step at `lr` with the gradients scaled down to the clip norm; returns the norm
+    /// before clipping. The gradients are freed on return, before the next step's forward pass.
+    fn clip_and_step(&mut self, grads: GradStore, lr: f64) -> Result<f64> {
+        let cfg = self.cfg;
+        let norm = self.opt.grad_norm(&grads)?;
+        let hp = AdamWParams {
+            lr,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: 1e-8,
+            weight_decay: cfg.weight_decay,
+        };
+        self.opt
+            .step(&grads, schedule::clip_factor(norm, cfg.clip), hp)?;
+        Ok(norm)
+    }
+
+    /// The step just taken (`secs` long) into metrics.jsonl, and a `TrainStep` event on the first
+    /// step, every `log_every` steps and the last.
+    fn report(
+        &mut self,
+        loss: f32,
+        lr: f64,
+        norm: f64,
+        secs: f64,
+        sink: &mut impl ProgressSink,
+    ) -> Result<()> {
+        let (cfg, step, total) = (self.cfg, self.step, self.total);
+        let avg = self.step_secs_avg.map_or(secs, |a| 0.8 * a + 0.2 * secs);
+        self.step_secs_avg = Some(avg);
+        fsutil::append_line(&self.run.metrics(), &serde_json::json!({"step": step, "loss": loss, "lr": lr, "gradNorm": norm, "secs": secs}).to_string())?;
+        if step % cfg.log_every == 0 || step == total || step == 1 {
+            sink.emit(Event::TrainStep {
+                step,
+                total,
+                loss,
+                lr,
+                tokens_per_sec: cfg.tokens_per_step() as f64 / secs.max(1e-9),
+                eta_secs: avg * (total - step) as f64,
+                epoch: self.tokens_seen as f64 / self.data.train.len() as f64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Validation, a sample and a checkpoint (with run.json updated), each when its schedule says
+    /// so. Validation and checkpoints skip the last step, which [`Self::finish`] covers.
+    fn on_schedule(&mut self, cancel: &CancelToken, sink: &mut impl ProgressSink) -> Result<()> {
+        let (cfg, step) = (self.cfg, self.step);
+        if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < self.total {
+            self.val_loss = validate(
+                &self.model,
+                &self.tok,
+                self.data,
+                cfg,
+                step,
+                self.run,
+                cancel,
+                sink,
+            )?
+            .or(self.val_loss);
+            self.best_val = min_opt(self.best_val, self.val_loss);
+        }
+        if cfg.sample_every > 0 && step % cfg.sample_every == 0 {
+            sample(&self.model, &self.tok, cfg, step, self.run, sink)?;
+        }
+        if cfg.save_every > 0 && step % cfg.save_every == 0 && step < self.total {
+            self.last_checkpoint = Some(self.save(sink)?);
+            self.info.step = step;
+            self.info.best_val_loss = self.best_val;
+            self.info.updated_unix = now_unix();
+            self.run.write_info(&self.info)?;
+        }
+        Ok(())
+    }
+
+    /// Final validation (when finished, not stopped), a checkpoint of where we are unless the last
+    /// one already is, and run.json's final status.
+    pub(super) fn finish(
+        mut self,
+        stopped: bool,
+        sink: &mut impl ProgressSink,
+    ) -> Result<TrainSummary> {
+        let (step, total) = (self.step, self.total);
+        if !stopped {
+            self.val_loss = validate(
+                &self.model,
+                &self.tok,
+                self.data,
+                self.cfg,
+                step,
+                self.run,
+                &CancelToken::new(),
+                sink,
+            )?
+            .or(self.val_loss);
+            self.best_val = min_opt(self.best_val, self.val_loss);
+        }
+        if self
+            .last_checkpoint
+            .as_ref()
+            .is_none_or(|p| !p.ends_with(format!("step-{step}")))
+        {
+            self.last_checkpoint = Some(self.save(sink)?);
+        }
+        let status = if stopped {
+            RunStatus::Stopped
+        } else {
+            RunStatus::Completed
+        };
+        if stopped {
+            sink.log(format!("stopped at step {step} of {total}; the checkpoint was saved and the run can be resumed"));
+        }
+        self.info.status = status;
+        self.info.step = step;
+        self.info.best_val_loss = self.best_val;
+        self.info.updated_unix = now_unix();
+        self.run.write_info(&self.info)?;
+        Ok(TrainSummary {
+            status,
+            steps: step,
+            total_steps: total,
+            final_loss: self.last_loss,
+            val_loss: self.val_loss,
+            checkpoint: self.last_checkpoint,
+            run_dir: self.run.path().to_path_buf(),
+        })
+    }
+
+    /// Checkpoint `step-N` of the current step: weights, AdamW moments, counters, tokenizer and
+    /// model config (with the tokenizer's end-of-text id), announced with a `Checkpoint` event.
+    fn save(&self, sink: &mut impl ProgressSink) -> Result<PathBuf> {
+        let state = CheckpointState {
+            step: self.step,
+            total_steps: self.total,
+            optimizer_t: self.opt.t,
+            best_val_loss: self.best_val,
+            tokens_seen: self.tokens_seen,
+        };
+        let mut cfg_out = self.model_cfg.clone();
+        cfg_out.eos_token_id = tokenizer::eot_id(&self.tok).or(cfg_out.eos_token_id);
+        cfg_out.bos_token_id = cfg_out.eos_token_id;
+        let path = self.run.save_checkpoint(
+            &state,
+            &self.tensors,
+            &self.opt.state_tensors(),
+            &self.tok,
+            &cfg_out,
+            self.cfg.keep_checkpoints,
+        )?;
+        sink.emit(Event::Checkpoint {
+            step: self.step,
+            path: path.display().to_string(),
+        });
+        Ok(path)
+    }
+}
+
+/// The model config this run trains with: the run's dropout (when set) in place of the model's,
+/// and refused when the run's blocks are longer than the model's context.
+fn fit_model_cfg(cfg: &TrainConfig, mut model_cfg: Gpt2Config) -> Result<Gpt2Config> {
+    if let Some(p) = cfg.dropout {
+        (
+            model_cfg.embd_pdrop,
+            model_cfg.attn_pdrop,
+            model_cfg.resid_pdrop,
+        ) = (p, p, p);
+    }
+    if cfg.block_size > model_cfg.n_positions {
+        return Err(Error::config(
+            "block_size",
+            format!(
+                "is {}, longer than this model's context of {} tokens",
+                cfg.block_size, model_cfg.n_positions
+            ),
+        ));
+    }
+    Ok(model_cfg)
+}
