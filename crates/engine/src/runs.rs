@@ -247,13 +247,13 @@ impl RunDir {
             for (step, old) in &all[..all.len() - keep] {
                 // Renamed away first: a kill in the middle of removing the files must not leave
                 // a `step-N` folder that still has its state.json but lost its weights.
-                let doomed = root.join(format!(".step-{step}.old"));
+                let doomed = root.join(format!(".step-{step}.pruned"));
                 if std::fs::rename(old, &doomed).is_ok() {
                     let _ = std::fs::remove_dir_all(&doomed);
                 }
             }
         }
-        remove_leftovers(&root, state.step);
+        remove_leftovers(&root, Some(state.step));
         Ok(final_dir)
     }
 
@@ -415,6 +415,7 @@ pub fn read_metrics(path: &Path) -> RunMetrics {
 pub fn rename(path: &Path, new_name: &str) -> Result<PathBuf> {
     let name = names::validate_name("name", new_name.trim())?;
     made_by_tunesmith(path, "nothing was renamed")?;
+    not_training(path, "renamed")?;
     let target = path.with_file_name(name);
     if target.exists() {
         return Err(Error::file(&target, "already exists; pick another name"));
@@ -423,33 +424,67 @@ pub fn rename(path: &Path, new_name: &str) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// Temporary folders that an interrupted save or prune left behind (`.step-N.tmp`, `.step-N.old`),
-/// except the one of the step being saved.
-fn remove_leftovers(root: &Path, current: u64) {
+/// Temporary folders that an interrupted save or prune left behind (`.step-N.tmp`, `.step-N.old`,
+/// `.step-N.pruned`), except those of the step being saved (`current`). A re-save of step N cut
+/// between its two renames leaves the complete old step N aside as `.step-N.old`: that one is
+/// put back rather than removed.
+fn remove_leftovers(root: &Path, current: Option<u64>) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let leftover = name
+        let Some((step, kind)) = name
             .strip_prefix(".step-")
-            .and_then(|r| r.strip_suffix(".tmp").or_else(|| r.strip_suffix(".old")))
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n != current);
-        if leftover && e.file_type().is_ok_and(|t| t.is_dir()) {
-            let _ = std::fs::remove_dir_all(e.path());
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(n, kind)| Some((n.parse::<u64>().ok()?, kind)))
+        else {
+            continue;
+        };
+        if Some(step) == current
+            || !matches!(kind, "tmp" | "old" | "pruned")
+            || !e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
         }
+        let back = root.join(format!("step-{step}"));
+        if kind == "old" && !back.exists() && e.path().join("state.json").is_file() {
+            let _ = std::fs::rename(e.path(), &back);
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+impl RunDir {
+    /// Cleans up after a save or prune that a crash cut short (see [`remove_leftovers`]); called
+    /// before a run resumes, under its training lock.
+    pub fn tidy_checkpoints(&self) {
+        remove_leftovers(&self.checkpoints(), None);
     }
 }
 
 /// Deletes a run folder, only if it is a run Tunesmith made (it has a valid `run.json`).
 pub fn delete(path: &Path) -> Result<()> {
     made_by_tunesmith(path, "nothing was deleted")?;
+    not_training(path, "deleted")?;
     std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))
 }
 
 /// A folder counts as a run only with a readable `run.json`: a folder that merely has a
 /// `checkpoints/` folder (or anything else the user points at) is left alone.
+/// Refuses a run that a process is training (this app's job, or `tunesmith train` in a terminal):
+/// its files are open and being replaced.
+fn not_training(path: &Path, what: &str) -> Result<()> {
+    if RunDir::new(path).is_training() {
+        return Err(Error::file(
+            path,
+            format!("is being trained right now; stop the training first, then it can be {what}"),
+        ));
+    }
+    Ok(())
+}
+
 fn made_by_tunesmith(path: &Path, consequence: &str) -> Result<RunInfo> {
     let not_run = || {
         Error::file(
@@ -510,6 +545,12 @@ mod tests {
         assert!(!root.path().parent().unwrap().join("escaped").exists());
         let renamed = rename(&run, " kept ").unwrap();
         assert_eq!(renamed, root.path().join("kept"));
+        // Not while something trains it (this app or `tunesmith train` in a terminal).
+        let lock = RunDir::new(&renamed).lock_for_training().unwrap();
+        let e = delete(&renamed).unwrap_err();
+        assert!(e.to_string().contains("being trained"), "{e}");
+        assert!(rename(&renamed, "other").is_err());
+        drop(lock);
         delete(&renamed).unwrap();
         assert!(!renamed.exists());
     }
@@ -534,10 +575,17 @@ mod tests {
             best_val_loss: None,
             tokens_seen: 0,
         };
-        // What a kill during an earlier save or prune leaves: half-written and half-removed folders.
-        for left in [".step-1.tmp", ".step-2.old"] {
+        // What a kill during an earlier save or prune leaves: half-written and half-removed folders,
+        // and a complete step 9 set aside by a re-save that never put the new one in place.
+        for left in [".step-1.tmp", ".step-2.pruned", ".step-3.old"] {
             std::fs::create_dir_all(run.checkpoints().join(left)).unwrap();
         }
+        let aside = run.checkpoints().join(".step-9.old");
+        std::fs::create_dir_all(&aside).unwrap();
+        std::fs::write(aside.join("state.json"), "{}").unwrap();
+        run.tidy_checkpoints();
+        assert!(run.checkpoints().join("step-9/state.json").is_file());
+        std::fs::remove_dir_all(run.checkpoints().join("step-9")).unwrap();
         for step in 3..=5 {
             let saved = run
                 .save_checkpoint(&state(step), &weights, &HashMap::new(), &tok, &cfg, 2)

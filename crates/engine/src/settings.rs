@@ -141,8 +141,12 @@ impl TrainConfig {
                 save_every: 100,
                 ..base
             },
+            // The presets serve fine-tuning and from-scratch alike, so their rates stay where
+            // a pretrained model keeps what it knew (see `default_lr`); only Quick, a short run,
+            // trades that for speed.
             "balanced" => TrainConfig {
                 steps: Some(1000),
+                lr: 3e-4,
                 ..base
             },
             "thorough" => TrainConfig {
@@ -378,6 +382,16 @@ mod tests {
         let lr = |s: &str| default_lr(&ModelSpec::Scratch(s.into()));
         assert!(lr("tiny") >= lr("small") && lr("small") > lr("base"));
         assert!(lr("base") > default_lr(&ModelSpec::Source("gpt2".into())));
+        // The presets do not follow the default model's rate: the app fine-tunes GPT-2 with them.
+        let preset_lr = |p: &str| TrainConfig::preset(p).unwrap().lr;
+        assert_eq!(
+            [
+                preset_lr("quick"),
+                preset_lr("balanced"),
+                preset_lr("thorough")
+            ],
+            [1e-3, 3e-4, 2e-4]
+        );
     }
 
     #[test]

@@ -4,12 +4,21 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::progress::ProgressSink;
+use crate::progress::{CancelToken, ProgressSink};
 use crate::runs::RunDir;
 use crate::{hub, paths, Error, Result};
 
 /// Returns a local model folder for `source`, downloading from the hub if needed.
 pub fn resolve(source: &str, sink: &mut impl ProgressSink) -> Result<PathBuf> {
+    resolve_cancellable(source, &CancelToken::new(), sink)
+}
+
+/// [`resolve`] whose download stops when `cancel` is set (see [`hub::download_cancellable`]).
+pub fn resolve_cancellable(
+    source: &str,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<PathBuf> {
     let path = Path::new(source);
     if path.exists() {
         if RunDir::is_run(path) && !path.join("config.json").is_file() {
@@ -26,7 +35,7 @@ pub fn resolve(source: &str, sink: &mut impl ProgressSink) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     if hub::is_hub_id(source) {
-        return hub::download(source, &paths::hub_cache(), sink);
+        return hub::download_cancellable(source, &paths::hub_cache(), cancel, sink);
     }
     Err(Error::file(
         path,

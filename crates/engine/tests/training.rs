@@ -746,3 +746,38 @@ fn an_untied_head_is_loaded_and_saved() {
         raw.keys().collect::<Vec<_>>()
     );
 }
+
+/// Stop while the documents are read (or the model downloads) ends the run there, as a stop: no
+/// step is taken and the run says `stopped`, not `failed`.
+#[test]
+fn stop_during_preparation_stops_before_the_first_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cancel = CancelToken::new();
+    let c = cancel.clone();
+    let mut steps = 0;
+    let summary = train(
+        &finetune_cfg(3),
+        &out,
+        Restore::Latest,
+        &Device::Cpu,
+        &cancel,
+        &mut |e: Event| match e {
+            // The first progress report of the preparation is the moment Stop is pressed.
+            Event::Progress { .. } => c.cancel(),
+            Event::TrainStep { .. } => steps += 1,
+            _ => {}
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (summary.status, summary.steps, steps),
+        (RunStatus::Stopped, 0, 0)
+    );
+    assert!(summary.checkpoint.is_none());
+    let info = tunesmith_engine::runs::RunDir::new(&out)
+        .read_info()
+        .unwrap()
+        .unwrap();
+    assert_eq!((info.status, info.error), (RunStatus::Stopped, None));
+}

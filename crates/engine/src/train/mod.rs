@@ -68,16 +68,39 @@ pub fn train(
     let _lock = RunDir::new(run_dir).lock_for_training()?; // held until the last run.json write
     let mut started = false;
     let result = run_training(cfg, run_dir, restore, device, cancel, sink, &mut started);
-    if let (Err(e), true) = (&result, started) {
-        let run = RunDir::new(run_dir);
-        if let Ok(Some(mut info)) = run.read_info() {
-            info.status = RunStatus::Failed;
-            info.error = Some(e.to_string());
-            info.updated_unix = now_unix();
-            let _ = run.write_info(&info);
+    let run = RunDir::new(run_dir);
+    match (result, started) {
+        // Stopped while the data or the model was being prepared: a stop like any other, with
+        // no step taken.
+        (Err(Error::Cancelled), true) => {
+            let info = run.read_info().ok().flatten();
+            if let Some(mut info) = info.clone() {
+                info.status = RunStatus::Stopped;
+                info.updated_unix = now_unix();
+                let _ = run.write_info(&info);
+            }
+            sink.log("stopped before the first step");
+            Ok(TrainSummary {
+                status: RunStatus::Stopped,
+                steps: 0,
+                total_steps: info.map_or(0, |i| i.total_steps),
+                final_loss: None,
+                val_loss: None,
+                checkpoint: None,
+                run_dir: run_dir.to_path_buf(),
+            })
         }
+        (Err(e), true) => {
+            if let Ok(Some(mut info)) = run.read_info() {
+                info.status = RunStatus::Failed;
+                info.error = Some(e.to_string());
+                info.updated_unix = now_unix();
+                let _ = run.write_info(&info);
+            }
+            Err(e)
+        }
+        (result, _) => result,
     }
-    result
 }
 
 fn run_training(
@@ -91,6 +114,7 @@ fn run_training(
 ) -> Result<TrainSummary> {
     cfg.validate()?;
     let run = RunDir::new(run_dir);
+    run.tidy_checkpoints();
     let latest = run.latest_checkpoint();
     if let (Some(_), Restore::Fresh) = (&latest, restore) {
         return Err(Error::file(run_dir, "already holds checkpoints of an earlier run; continue it (restore from latest) or choose a new output folder"));
@@ -98,7 +122,8 @@ fn run_training(
     if latest.is_none() {
         // A new run is a run from its first moment: preparing the data and the model can take
         // minutes, and a crash or kill in that time must leave a folder the app lists (as
-        // interrupted, with Resume), not an anonymous one. Its failures are recorded from here.
+        // interrupted; training it again starts it over), not an anonymous one. Its failures are
+        // recorded from here.
         let created = run.read_info().ok().flatten().map(|i| i.created_unix);
         run.write_info(&RunInfo {
             config: cfg.clone(),
@@ -115,7 +140,7 @@ fn run_training(
     }
     let prepared = match latest {
         Some((_, ckpt)) => setup::resume(&run, &ckpt, device, sink)?,
-        None => setup::prepare_fresh(cfg, &run, device, sink)?,
+        None => setup::prepare_fresh(cfg, &run, device, cancel, sink)?,
     };
     let Prepared {
         model_cfg,

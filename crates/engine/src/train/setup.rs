@@ -11,7 +11,7 @@ use crate::data::dataset::{self, Split};
 use crate::data::{prepare, tokenizer};
 use crate::model::gpt2::init_weights;
 use crate::model::{load, Gpt2Config};
-use crate::progress::{Event, ProgressSink};
+use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::runs::{CheckpointState, RunDir};
 use crate::settings::{ModelSpec, TrainConfig};
 use crate::{source, Error, Result};
@@ -26,17 +26,28 @@ pub(super) struct Prepared {
 }
 
 /// A new run: read documents (bad files are skipped with a warning), get the model and tokenizer,
-/// tokenise into the run's dataset folder.
+/// tokenise into the run's dataset folder. Each of these can take minutes (many files, a model
+/// download), so Stop is honoured between files, during the download and between the stages.
 pub(super) fn prepare_fresh(
     cfg: &TrainConfig,
     run: &RunDir,
     device: &Device,
+    cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<Prepared> {
-    let input = read_units(cfg, sink)?;
+    let stop_here = || {
+        if cancel.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
+    let input = read_units(cfg, cancel, sink)?;
+    stop_here()?;
     let (model_cfg, tok, weights) = match &cfg.model {
         ModelSpec::Source(src) => {
-            let dir = source::resolve(src, sink)?;
+            let dir = source::resolve_cancellable(src, cancel, sink)?;
+            stop_here()?;
             let model_cfg = load::read_config(&dir)?;
             let weights = load::read_weights(&dir, &model_cfg, device)?;
             let tok = tokenizer::load(&dir)?;
@@ -65,6 +76,7 @@ pub(super) fn prepare_fresh(
             (model_cfg, tok, weights)
         }
     };
+    stop_here()?;
     let built = match input {
         // A prepared dataset keeps the split (and chunks) it was made with.
         Source::Dataset(ds) => {
@@ -110,7 +122,11 @@ impl Source {
 /// A prepared dataset's units (already chunked, with their split), or the given files imported,
 /// cleaned and deduplicated as `tunesmith prepare` does (a bad file is reported and skipped,
 /// unless none is left).
-fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Source> {
+fn read_units(
+    cfg: &TrainConfig,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<Source> {
     if let Some(dir) = &cfg.dataset {
         return Ok(Source::Dataset(Box::new(prepare::read_dataset(dir)?)));
     }
@@ -119,7 +135,7 @@ fn read_units(cfg: &TrainConfig, sink: &mut impl ProgressSink) -> Result<Source>
         seed: cfg.seed,
         ..cfg.prepare.clone()
     };
-    let collected = prepare::collect(&cfg.data, &opts, sink)?;
+    let collected = prepare::collect_cancellable(&cfg.data, &opts, cancel, sink)?;
     let mut units = collected.units;
     let mut seen = std::collections::HashSet::new();
     for path in &collected.streamed {

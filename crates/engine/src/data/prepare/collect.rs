@@ -11,7 +11,7 @@ use crate::data::clean::{self, CleanOptions};
 use crate::data::dedupe::{self, Duplicate};
 use crate::data::import::{self, walk, Imported};
 use crate::data::pii::{self, PiiHit};
-use crate::progress::{Event, ProgressSink};
+use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::{Error, Result};
 
 /// A document or example read from a file, with the file's index in `report.files`.
@@ -26,13 +26,23 @@ pub fn collect(
     opts: &PrepareOptions,
     sink: &mut impl ProgressSink,
 ) -> Result<Collected> {
+    collect_cancellable(paths, opts, &CancelToken::new(), sink)
+}
+
+/// [`collect`] that stops with [`Error::Cancelled`] between two files when `cancel` is set.
+pub fn collect_cancellable(
+    paths: &[PathBuf],
+    opts: &PrepareOptions,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<Collected> {
     opts.validate()?;
     let walked = walk::collect(paths);
     let mut report = Report::default();
     for (path, why) in &walked.problems {
         report.files.push(failed(path, why.clone()));
     }
-    let (mut loaded, streamed) = read_files(&walked.files, opts, &mut report, sink);
+    let (mut loaded, streamed) = read_files(&walked.files, opts, &mut report, cancel, sink)?;
     if opts.clean.boilerplate {
         drop_boilerplate(&mut loaded, opts.clean.boilerplate_share, &mut report);
     }
@@ -54,17 +64,23 @@ pub fn collect(
 /// Reads each file into documents, one `report.files` entry per file (in order). Huge plain-text
 /// files are only noted: they come back in the second list, for `write` to stream. A file that
 /// cannot be read gets its error in the report and the others go on.
+/// Stops with [`Error::Cancelled`] between two files when `cancel` is set (one file can take
+/// seconds: a long PDF).
 fn read_files(
     files: &[PathBuf],
     opts: &PrepareOptions,
     report: &mut Report,
+    cancel: &CancelToken,
     sink: &mut impl ProgressSink,
-) -> (Vec<Loaded>, Vec<PathBuf>) {
+) -> Result<(Vec<Loaded>, Vec<PathBuf>)> {
     let iopts = opts.import_options();
     let mut loaded: Vec<Loaded> = Vec::new();
     let mut streamed = Vec::new();
     let total = files.len() as u64;
     for (i, path) in files.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         sink.emit(Event::Progress {
             stage: "read files".into(),
             done: i as u64,
@@ -118,7 +134,7 @@ fn read_files(
         total,
         unit: "files".into(),
     });
-    (loaded, streamed)
+    Ok((loaded, streamed))
 }
 
 /// One imported file as cleaned units: its documents first, then its examples.

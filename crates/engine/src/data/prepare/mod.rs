@@ -22,7 +22,7 @@ use super::import::{ImportOptions, Limits};
 pub use super::unit::Unit;
 use crate::{Error, Result};
 
-pub use collect::collect;
+pub use collect::{collect, collect_cancellable};
 pub use read::{read_dataset, read_units, DatasetUnits};
 pub use report::{finish_report, preview};
 pub use write::{chunk_units, stream_blocks, write};
