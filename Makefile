@@ -40,9 +40,19 @@ demo: build
 	$(BIN) train --scratch tiny --preset quick --data demo/business-rules.md --out $(DEMO_RUN)
 	$(BIN) generate --model $(DEMO_RUN) --prompt "When a customer asks for a refund" --max-new-tokens 80
 
+# Clippy runs inside the test build: cargo uses clippy-driver as the compiler of our own crates
+# (RUSTC_WORKSPACE_WRAPPER, the mechanism `cargo clippy` itself uses; CLIPPY_ARGS is how it passes
+# `-- -D warnings`), so every target `cargo test` builds (libraries, binaries, tests, examples) is
+# linted while it is compiled. A separate `cargo clippy` type-checked every dependency a second time
+# and reused none of it: 21.6 of the 65.5 minutes of a cold run. Dependencies are compiled by plain
+# rustc, as under `cargo clippy`. The e2e target below runs in the same environment (exported), so
+# it rebuilds nothing.
+CLIPPY_DRIVER = $(shell command -v clippy-driver || rustup which clippy-driver 2>/dev/null)
+test e2e: export RUSTC_WORKSPACE_WRAPPER = $(CLIPPY_DRIVER)
+test e2e: export CLIPPY_ARGS = -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 test: deps ui ui-test
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@test -n "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
 	@set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
 	@set -o pipefail; $(MAKE) --no-print-directory e2e 2>&1 | tee -a $(CARGO_TARGET_DIR)/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' $(CARGO_TARGET_DIR)/test.log
