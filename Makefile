@@ -53,6 +53,8 @@ test e2e: export CLIPPY_ARGS = -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 test: deps ui ui-test
 	$(CARGO) fmt --all --check
 	@test -n "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
+	@# The log goes into the build cache, which does not exist yet on a fresh machine (tee would fail).
+	@mkdir -p $(CARGO_TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
 	@set -o pipefail; $(MAKE) --no-print-directory e2e 2>&1 | tee -a $(CARGO_TARGET_DIR)/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' $(CARGO_TARGET_DIR)/test.log

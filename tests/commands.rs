@@ -11,6 +11,7 @@ use tauri::test::{
 };
 use tauri::{Manager, WebviewWindow, WebviewWindowBuilder};
 use tunesmith_desktop::commands::{generation, models, training};
+use tunesmith_desktop::jobs::JobKind;
 use tunesmith_desktop::state::AppState;
 use tunesmith_engine::generate::GenerateConfig;
 use tunesmith_engine::runs::{RunDir, RunInfo, RunStatus};
@@ -434,7 +435,7 @@ fn a_reloaded_page_re_attaches_to_the_running_training() {
 
     // The page reloads: its old channel is gone, a new one asks what runs.
     let (ch2, events2) = capture();
-    let job = training::current_job(app.state(), "train".into(), ch2).unwrap();
+    let job = training::current_job(app.state(), JobKind::Train, ch2).unwrap();
     assert_eq!(job.job_id, started.job_id);
     assert_eq!(job.run_path.as_deref(), Some(started.run_path.as_str()));
     assert_eq!(job.name.as_deref(), Some("live"));
@@ -450,7 +451,7 @@ fn a_reloaded_page_re_attaches_to_the_running_training() {
         events2.lock().unwrap()
     );
     let (other, _) = capture();
-    assert!(training::current_job(app.state(), "download".into(), other).is_none());
+    assert!(training::current_job(app.state(), JobKind::Download, other).is_none());
     let before = events.lock().unwrap().len();
     training::stop_job(app.state(), job.job_id).unwrap();
     wait_for(&events2, |e| matches!(e, Event::Finished { .. }));

@@ -21,6 +21,12 @@ export default defineConfig({
   },
   test: {
     environment: 'jsdom',
+    // Each test file runs in its own VM context (module singletons such as the stores start
+    // fresh) while jsdom is loaded once per worker: 267 tests in ~25 s instead of ~105 s with
+    // the default process-per-file pool, whose time went into loading jsdom 32 times. One worker
+    // per core: Vitest's default (cores - 1) is a single worker on a 2-core machine.
+    pool: 'vmThreads',
+    maxWorkers: '100%',
     include: ['src/**/*.test.ts'],
     setupFiles: ['src/test/setup.ts'],
   },

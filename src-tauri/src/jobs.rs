@@ -11,12 +11,33 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 use tunesmith_engine::{CancelToken, Event, ProgressSink};
 
 use crate::error::{CommandError, CommandResult};
 use crate::sink::SharedSink;
+
+/// The kinds of job; serialised as `train`, `generate` or `download`.
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Train,
+    Generate,
+    Download,
+}
+
+impl JobKind {
+    /// The word used in thread names.
+    fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Train => "train",
+            JobKind::Generate => "generate",
+            JobKind::Download => "download",
+        }
+    }
+}
 
 /// What the page needs to know about the running job to show it again after a reload.
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -24,8 +45,7 @@ use crate::sink::SharedSink;
 #[serde(rename_all = "camelCase")]
 pub struct CurrentJob {
     pub job_id: String,
-    /// `train`, `generate` or `download`.
-    pub kind: String,
+    pub kind: JobKind,
     /// The run folder a training job writes, if any.
     pub run_path: Option<String>,
     /// The run's name, or the model being downloaded.
@@ -68,7 +88,7 @@ impl JobRegistry {
                 "busy",
                 format!(
                     "Tunesmith is already busy ({}). Wait for it to finish or stop it first.",
-                    describe(&job.info.kind)
+                    describe(job.info.kind)
                 ),
             ));
         }
@@ -76,15 +96,15 @@ impl JobRegistry {
         let done = Arc::new(AtomicBool::new(false));
         let sink = SharedSink::new(channel);
         let (c, d, mut s) = (cancel.clone(), done.clone(), sink.clone());
-        let kind = info.kind.clone();
+        let kind = info.kind;
         let handle = std::thread::Builder::new()
-            .name(format!("tunesmith-{kind}"))
+            .name(format!("tunesmith-{}", kind.as_str()))
             .spawn(move || {
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&c, &mut s)));
                 let result = match outcome {
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(e)) => Err(CommandError::from_engine(&e)),
-                    Err(panic) => Err(crashed(&kind, panic.as_ref())),
+                    Err(panic) => Err(crashed(kind, panic.as_ref())),
                 };
                 d.store(true, Ordering::SeqCst);
                 s.emit(match &result {
@@ -125,17 +145,17 @@ impl JobRegistry {
     }
 
     /// The kind of the running job, if any.
-    pub fn running(&self) -> Option<String> {
+    pub fn running(&self) -> Option<JobKind> {
         let current = self.lock();
         current
             .as_ref()
             .filter(|j| !j.done.load(Ordering::SeqCst))
-            .map(|j| j.info.kind.clone())
+            .map(|j| j.info.kind)
     }
 
     /// Sends the running job's events to `channel` from now on (its previous page is gone),
     /// starting with its latest state; `None` when no job of `kind` runs.
-    pub fn attach(&self, kind: &str, channel: Channel<Event>) -> Option<CurrentJob> {
+    pub fn attach(&self, kind: JobKind, channel: Channel<Event>) -> Option<CurrentJob> {
         let current = self.lock();
         let job = current
             .as_ref()
@@ -167,17 +187,16 @@ impl JobRegistry {
 }
 
 /// The plain message for a job that crashed: what was lost, what was kept, what to do.
-fn crashed(kind: &str, panic: &(dyn Any + Send)) -> CommandError {
+fn crashed(kind: JobKind, panic: &(dyn Any + Send)) -> CommandError {
     let detail = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no details".into());
     let what = match kind {
-        "train" => "The training stopped because of an internal error. Checkpoints saved before it are kept: continue the run from the Runs page",
-        "generate" => "The model stopped writing because of an internal error. Try sending the message again",
-        "download" => "The download stopped because of an internal error. Try again",
-        _ => "The job stopped because of an internal error. Try again",
+        JobKind::Train => "The training stopped because of an internal error. Checkpoints saved before it are kept: continue the run from the Runs page",
+        JobKind::Generate => "The model stopped writing because of an internal error. Try sending the message again",
+        JobKind::Download => "The download stopped because of an internal error. Try again",
     };
     CommandError::new(
         "internal",
@@ -185,12 +204,11 @@ fn crashed(kind: &str, panic: &(dyn Any + Send)) -> CommandError {
     )
 }
 
-fn describe(kind: &str) -> &'static str {
+fn describe(kind: JobKind) -> &'static str {
     match kind {
-        "train" => "a training run is in progress",
-        "generate" => "the model is writing a reply",
-        "download" => "a model is downloading",
-        _ => "another job is running",
+        JobKind::Train => "a training run is in progress",
+        JobKind::Generate => "the model is writing a reply",
+        JobKind::Download => "a model is downloading",
     }
 }
 
@@ -202,10 +220,10 @@ mod tests {
 
     use super::*;
 
-    fn info(id: &str, kind: &str) -> CurrentJob {
+    fn info(id: &str, kind: JobKind) -> CurrentJob {
         CurrentJob {
             job_id: id.into(),
-            kind: kind.into(),
+            kind,
             run_path: None,
             name: None,
         }
@@ -235,7 +253,7 @@ mod tests {
     fn one_job_at_a_time_and_cancel_reaches_it() {
         let jobs = JobRegistry::default();
         jobs.start(
-            info("a", "train"),
+            info("a", JobKind::Train),
             quiet(),
             |cancel, _| {
                 while !cancel.is_cancelled() {
@@ -247,16 +265,16 @@ mod tests {
         )
         .unwrap();
         let e = jobs
-            .start(info("b", "generate"), quiet(), nothing, |_| {})
+            .start(info("b", JobKind::Generate), quiet(), nothing, |_| {})
             .unwrap_err();
         assert_eq!(e.kind, "busy");
         assert!(e.message.contains("training run"));
-        assert_eq!(jobs.running().as_deref(), Some("train"));
+        assert_eq!(jobs.running(), Some(JobKind::Train));
         assert!(!jobs.cancel("b"));
         assert!(jobs.cancel("a"));
         assert!(jobs.stop_all(Duration::from_secs(5)));
         assert_eq!(jobs.running(), None);
-        jobs.start(info("c", "generate"), quiet(), nothing, |_| {})
+        jobs.start(info("c", JobKind::Generate), quiet(), nothing, |_| {})
             .unwrap();
     }
 
@@ -266,12 +284,13 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let registry = jobs.clone();
         jobs.start(
-            info("train", "train"),
+            info("train", JobKind::Train),
             quiet(),
             |_, _| Ok(7),
             move |result| {
                 // What the page does on hearing "finished": start the next job at once.
-                let next = registry.start(info("chat", "generate"), quiet(), nothing, |_| {});
+                let next =
+                    registry.start(info("chat", JobKind::Generate), quiet(), nothing, |_| {});
                 tx.send((result, next.map_err(|e| e.message))).unwrap();
             },
         )
@@ -287,7 +306,7 @@ mod tests {
         let (ch, events) = capture();
         let (tx, rx) = mpsc::channel();
         jobs.start(
-            info("a", "train"),
+            info("a", JobKind::Train),
             ch,
             |_, sink| -> tunesmith_engine::Result<()> {
                 sink.log("step 1");
@@ -308,7 +327,7 @@ mod tests {
         );
         assert_eq!(events.len(), 2, "the log, then failed: {events:?}");
         assert!(jobs.stop_all(Duration::from_secs(5)));
-        jobs.start(info("b", "generate"), quiet(), nothing, |_| {})
+        jobs.start(info("b", JobKind::Generate), quiet(), nothing, |_| {})
             .unwrap();
     }
 
@@ -317,7 +336,7 @@ mod tests {
         let jobs = JobRegistry::default();
         let (go_on, wait) = mpsc::channel::<()>();
         let (first, first_events) = capture();
-        let mut job = info("t", "train");
+        let mut job = info("t", JobKind::Train);
         job.run_path = Some("/runs/a".into());
         jobs.start(
             job.clone(),
@@ -339,8 +358,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         let (second, events) = capture();
-        assert_eq!(jobs.attach("download", quiet()), None);
-        assert_eq!(jobs.attach("train", second), Some(job));
+        assert_eq!(jobs.attach(JobKind::Download, quiet()), None);
+        assert_eq!(jobs.attach(JobKind::Train, second), Some(job));
         go_on.send(()).unwrap();
         assert!(jobs.stop_all(Duration::from_secs(5)));
         let events = events.lock().unwrap().clone();
@@ -352,6 +371,10 @@ mod tests {
         assert!(matches!(events[2], Event::Finished { .. }));
         // The old page's channel heard nothing after the reload.
         assert_eq!(first_events.lock().unwrap().len(), 1);
-        assert_eq!(jobs.attach("train", quiet()), None, "nothing runs any more");
+        assert_eq!(
+            jobs.attach(JobKind::Train, quiet()),
+            None,
+            "nothing runs any more"
+        );
     }
 }

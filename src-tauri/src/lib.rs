@@ -3,6 +3,7 @@
 //! per-job channel ([`sink::ChannelSink`]). No ML logic lives here.
 
 mod bindings;
+pub mod close;
 pub mod commands;
 pub mod error;
 pub mod jobs;
@@ -14,7 +15,11 @@ pub mod state;
 use tauri::webview::NewWindowResponse;
 use tauri::{Emitter, Manager};
 
+use close::CloseAction;
 use state::AppState;
+
+/// How long quitting waits for a stopped run's checkpoint before it exits anyway.
+pub const QUIT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Adds the app's plugins, state, commands and window handling to `builder` (tests pass Tauri's
 /// mock builder).
@@ -42,6 +47,7 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
             commands::training::rename_run,
             commands::training::delete_run,
             commands::training::stop_and_quit,
+            commands::training::keep_training,
             // generation and chats
             commands::generation::generate,
             commands::generation::list_chats,
@@ -50,12 +56,26 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
             commands::models::download_model,
         ])
         .on_window_event(|window, event| {
-            // Closing during training asks first (the page answers with `stop_and_quit`).
+            // Closing during training asks first (the page answers with `stop_and_quit` or
+            // `keep_training`); a second close before it answers stops, saves and quits anyway.
             if let tauri::WindowEvent::CloseRequested { api, .. } = event {
                 let state = window.state::<AppState>();
-                if state.jobs.running().as_deref() == Some("train") {
-                    api.prevent_close();
-                    let _ = window.emit("close-requested", ());
+                let training = state.jobs.running() == Some(jobs::JobKind::Train);
+                match state.close.requested(training) {
+                    CloseAction::Close => {}
+                    CloseAction::Ask => {
+                        api.prevent_close();
+                        let _ = window.emit("close-requested", ());
+                    }
+                    CloseAction::StopAndQuit => {
+                        api.prevent_close();
+                        let _ = window.emit("closing", ());
+                        let app = window.app_handle().clone();
+                        std::thread::spawn(move || {
+                            app.state::<AppState>().jobs.stop_all(QUIT_WAIT);
+                            app.exit(0);
+                        });
+                    }
                 }
             }
         })

@@ -62,6 +62,14 @@ impl ModelCache {
         Ok(model)
     }
 
+    /// Lets go of every loaded model (a reply being written keeps its own until it ends).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// How many times a model was read from disk (tests and diagnostics).
     pub fn loads(&self) -> usize {
         self.loads.load(Ordering::SeqCst)
@@ -135,5 +143,10 @@ mod tests {
         let reloaded = cache.get("a", &a, &dev).unwrap();
         assert!(!Arc::ptr_eq(&first, &reloaded));
         assert_eq!(cache.loads(), 5);
+        // Cleared (training starts): nothing is held; the next message loads again.
+        cache.clear();
+        drop(reloaded);
+        cache.get("a", &a, &dev).unwrap();
+        assert_eq!(cache.loads(), 6);
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tunesmith_engine::runs::RunDir;
 use tunesmith_engine::{paths, Error};
 
+use crate::close::CloseGuard;
 use crate::error::CommandResult;
 use crate::jobs::JobRegistry;
 use crate::models::ModelCache;
@@ -15,6 +16,8 @@ pub struct AppState {
     /// Shared with generation jobs, which run on their own threads.
     pub models: Arc<ModelCache>,
     pub paths: Paths,
+    /// Whether the page has been asked about closing during training and not answered yet.
+    pub close: CloseGuard,
     /// Started by the end-to-end test (`TUNESMITH_E2E=1`): the page may add its test entry points.
     pub e2e: bool,
 }
@@ -34,6 +37,7 @@ impl AppState {
                 runs: home.join("runs"),
                 home,
             },
+            close: CloseGuard::default(),
             e2e: false,
         }
     }

@@ -145,16 +145,18 @@ describe('App', () => {
   it('asks before closing during training and stops, saves and quits on yes', async () => {
     (globalThis as { isTauri?: boolean }).isTauri = true;
     mockWindows('main');
-    const b = fakeBackend({ ...base, stop_and_quit: () => null }, { events: true });
+    const b = fakeBackend({ ...base, stop_and_quit: () => null, keep_training: () => null }, { events: true });
     render(App);
     await flush();
     await emit('close-requested');
     const dialog = await screen.findByTestId('confirm-dialog');
     expect(dialog.textContent).toContain('Training is running. Stop it, save a checkpoint and quit?');
 
+    // "Keep training" tells the backend, so that the next close asks again instead of quitting.
     await fireEvent.click(screen.getByTestId('confirm-cancel'));
     expect(screen.queryByTestId('confirm-dialog')).toBeNull();
     expect(b.calls.some((c) => c.cmd === 'stop_and_quit')).toBe(false);
+    expect(b.calls.some((c) => c.cmd === 'keep_training')).toBe(true);
 
     // "Saving…" stays up until the backend has written the checkpoint (then it exits the app).
     const saved = deferred<null>();
@@ -167,5 +169,19 @@ describe('App', () => {
     expect(screen.queryByTestId('closing-saving')).not.toBeNull();
     saved.resolve(null);
     await waitFor(() => expect(screen.queryByTestId('closing-saving')).toBeNull());
+  });
+
+  it('shows "saving" when a second close quits without waiting for an answer', async () => {
+    (globalThis as { isTauri?: boolean }).isTauri = true;
+    mockWindows('main');
+    fakeBackend({ ...base }, { events: true });
+    render(App);
+    await flush();
+    await emit('close-requested');
+    await screen.findByTestId('confirm-dialog');
+    // The backend stops, saves and quits by itself (a second close); the page just says so.
+    await emit('closing');
+    expect((await screen.findByTestId('closing-saving')).textContent).toContain('Saving a checkpoint');
+    expect(screen.queryByTestId('confirm-dialog')).toBeNull();
   });
 });

@@ -43,16 +43,31 @@ pub struct Chat {
     pub updated_unix: u64,
 }
 
-fn chat_dir(run: &Path) -> PathBuf {
-    run.join("chats")
+/// The run's `chats/` folder. A link there (or a file) is refused: the run folder is confined to
+/// Tunesmith's data folder, but a `chats` link inside it would carry reads and writes anywhere.
+fn chat_dir(run: &Path) -> Result<PathBuf> {
+    let dir = run.join("chats");
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(dir),
+        Ok(_) => Err(Error::config(
+            dir.display().to_string(),
+            "is not a folder (a link or a file): chats are kept only in a real `chats` folder",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(dir),
+        Err(e) => Err(Error::io(&dir, e)),
+    }
 }
 
-/// Every chat of a run, newest first; unreadable files are skipped.
+/// Every chat of a run, newest first; unreadable files (and links) are skipped.
 pub fn list(run: &Path) -> Vec<Chat> {
-    let mut chats: Vec<Chat> = std::fs::read_dir(chat_dir(run))
+    let Ok(dir) = chat_dir(run) else {
+        return Vec::new();
+    };
+    let mut chats: Vec<Chat> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
         .collect();
@@ -70,7 +85,7 @@ pub fn save(run: &Path, chat: &Chat) -> Result<()> {
     if !ok {
         return Err(Error::config("chat.id", "must be letters, digits, - or _"));
     }
-    fsutil::write_json(&chat_dir(run).join(format!("{}.json", chat.id)), chat)
+    fsutil::write_json(&chat_dir(run)?.join(format!("{}.json", chat.id)), chat)
 }
 
 #[cfg(test)]
@@ -98,6 +113,34 @@ mod tests {
             ["b", "a"]
         );
         assert!(save(dir.path(), &mk("../x", 3)).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_chats_folder_is_neither_read_nor_written() {
+        let run = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let chat = Chat {
+            id: "c1".into(),
+            title: "t".into(),
+            mode: ChatMode::Chat,
+            messages: vec![],
+            updated_unix: 1,
+        };
+        save(outside.path(), &chat).unwrap(); // outside/chats/c1.json
+        std::os::unix::fs::symlink(outside.path().join("chats"), run.path().join("chats")).unwrap();
+        let err = save(run.path(), &chat).unwrap_err().to_string();
+        assert!(err.contains("chats"), "{err}");
+        assert!(list(run.path()).is_empty());
+        // A link to a chat file inside a real `chats` folder is not read either.
+        let run2 = tempfile::tempdir().unwrap();
+        std::fs::create_dir(run2.path().join("chats")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("chats/c1.json"),
+            run2.path().join("chats/c1.json"),
+        )
+        .unwrap();
+        assert!(list(run2.path()).is_empty());
     }
 
     #[test]

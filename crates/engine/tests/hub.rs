@@ -264,3 +264,55 @@ fn a_stopped_download_ends_mid_file_and_leaves_no_partial_file() {
         .unwrap_err();
     assert_eq!(e.kind(), "cancelled");
 }
+
+/// The whole path a user takes: training from a hub id that is not in the cache yet, and Stop
+/// pressed while its weights download. The run ends stopped (not failed) with no step taken, and
+/// the cache keeps no weights. (The only test here that reads `HF_ENDPOINT`/`HF_HOME`, which it
+/// sets: the others name their hub address and cache folder.)
+#[test]
+fn stop_while_a_run_downloads_its_model_stops_the_download() {
+    use tunesmith_engine::runs::RunStatus;
+    use tunesmith_engine::settings::{ModelSpec, TrainConfig};
+    use tunesmith_engine::train::{train, Restore};
+
+    let endpoint = serve_at_pace(vec![("acme/slow", fixtures().join("gpt2-tiny"))], 20, true);
+    let home = tempfile::tempdir().unwrap();
+    std::env::set_var("HF_ENDPOINT", &endpoint);
+    std::env::set_var("HF_HOME", home.path());
+    let cfg = TrainConfig {
+        model: ModelSpec::Source("acme/slow".into()),
+        data: vec![fixtures().join("corpus.txt")],
+        steps: Some(3),
+        batch_size: 2,
+        block_size: 32,
+        ..Default::default()
+    };
+    let cancel = CancelToken::new();
+    let c = cancel.clone();
+    let mut steps = 0;
+    let summary = train(
+        &cfg,
+        &home.path().join("run"),
+        Restore::Latest,
+        &Device::Cpu,
+        &cancel,
+        &mut |e: Event| match e {
+            // Stop as the weights start to arrive (they trickle in over about 1.5 s).
+            Event::Progress {
+                stage, done, total, ..
+            } if stage == "download model.safetensors" && done < total => c.cancel(),
+            Event::TrainStep { .. } => steps += 1,
+            _ => {}
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (summary.status, summary.steps, steps),
+        (RunStatus::Stopped, 0, 0)
+    );
+    assert!(
+        cancel.is_cancelled(),
+        "Stop was never pressed: no download progress was reported"
+    );
+    assert!(hub::cached("acme/slow", &home.path().join("hub")).is_none());
+}

@@ -231,7 +231,10 @@ fn prepared_dataset_on_disk_with_masked_prompts_and_a_report() {
     };
     let c = prepare::collect(&[good], &opts, &mut NullSink).unwrap();
     assert!(
-        c.report.files.iter().all(|f| f.status != "error"),
+        c.report
+            .files
+            .iter()
+            .all(|f| f.status != tunesmith_engine::data::inspect::FileStatus::Error),
         "{:#?}",
         c.report.files
     );

@@ -62,6 +62,7 @@ pub async fn data_report(paths: Vec<PathBuf>, options: PrepareOptions) -> Comman
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tunesmith_engine::data::inspect::FileStatus;
 
     #[test]
     fn a_file_that_crashes_the_reader_is_reported_not_dropped() {
@@ -75,9 +76,9 @@ mod tests {
             inspect_paths(paths)
         });
         assert_eq!(reports.len(), 2, "{reports:?}");
-        assert_eq!(reports[0].status, "error");
+        assert_eq!(reports[0].status, FileStatus::Error);
         assert_eq!(reports[0].name, "bad.txt");
         assert!(reports[0].error.as_deref().unwrap().contains("remove it"));
-        assert_eq!(reports[1].status, "ok");
+        assert_eq!(reports[1].status, FileStatus::Ok);
     }
 }

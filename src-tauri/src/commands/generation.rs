@@ -10,7 +10,7 @@ use tunesmith_engine::source;
 use tunesmith_engine::{device, hub, paths, Event};
 
 use crate::error::{CommandError, CommandResult};
-use crate::jobs::CurrentJob;
+use crate::jobs::{CurrentJob, JobKind};
 use crate::state::AppState;
 
 /// Generates from `model` (a run folder, model folder or hub id); tokens stream over `on_event`,
@@ -29,7 +29,7 @@ pub async fn generate(
     let models = state.models.clone();
     let info = CurrentJob {
         job_id,
-        kind: "generate".into(),
+        kind: JobKind::Generate,
         run_path: None,
         name: Some(model.clone()),
     };

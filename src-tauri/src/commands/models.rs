@@ -5,7 +5,7 @@ use tauri::State;
 use tunesmith_engine::{hub, paths, Event};
 
 use crate::error::{CommandError, CommandResult};
-use crate::jobs::CurrentJob;
+use crate::jobs::{CurrentJob, JobKind};
 use crate::state::AppState;
 
 /// Downloads `id` into the hub cache as a job (`stop_job(job_id)` stops it, leaving no partial
@@ -20,7 +20,7 @@ pub async fn download_model(
     let (tx, rx) = std::sync::mpsc::channel();
     let info = CurrentJob {
         job_id,
-        kind: "download".into(),
+        kind: JobKind::Download,
         run_path: None,
         name: Some(id.clone()),
     };

@@ -2,7 +2,6 @@
 //! [`crate::state::Paths::run`], so only Tunesmith's own runs are read, renamed or deleted.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
 use tauri::ipc::Channel;
@@ -13,7 +12,7 @@ use tunesmith_engine::train::{self, Restore};
 use tunesmith_engine::{device, names, paths, Error, Event};
 
 use crate::error::{CommandError, CommandResult};
-use crate::jobs::CurrentJob;
+use crate::jobs::{CurrentJob, JobKind};
 use crate::state::AppState;
 
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -58,7 +57,7 @@ fn spawn_training(
     let run = path.clone();
     let info = CurrentJob {
         job_id: job_id.clone(),
-        kind: "train".into(),
+        kind: JobKind::Train,
         run_path: Some(path.display().to_string()),
         name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
     };
@@ -71,6 +70,8 @@ fn spawn_training(
         },
         |_| {},
     )?;
+    // Training needs the memory more than Chat needs its loaded models; they reload afterwards.
+    state.models.clear();
     Ok(JobStarted {
         job_id,
         run_path: path.display().to_string(),
@@ -124,10 +125,10 @@ pub fn stop_job(state: State<'_, AppState>, job_id: String) -> CommandResult<()>
 #[tauri::command]
 pub fn current_job(
     state: State<'_, AppState>,
-    kind: String,
+    kind: JobKind,
     on_event: Channel<Event>,
 ) -> Option<CurrentJob> {
-    state.jobs.attach(&kind, on_event)
+    state.jobs.attach(kind, on_event)
 }
 
 /// Every run, newest first, with the status the engine decides (`interrupted` when run.json says
@@ -194,13 +195,18 @@ pub async fn delete_run(state: State<'_, AppState>, run_path: PathBuf) -> Comman
 pub async fn stop_and_quit<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> CommandResult<()> {
     let handle = app.clone();
     blocking(move || {
-        handle
-            .state::<AppState>()
-            .jobs
-            .stop_all(Duration::from_secs(120));
+        let state = handle.state::<AppState>();
+        state.close.answered();
+        state.jobs.stop_all(crate::QUIT_WAIT);
         Ok(())
     })
     .await?;
     app.exit(0);
     Ok(())
+}
+
+/// The page's "Keep training" answer to closing during training: the next close asks again.
+#[tauri::command]
+pub fn keep_training(state: State<'_, AppState>) {
+    state.close.answered();
 }

@@ -10,7 +10,7 @@ describe('commands', () => {
   it('send the documented names and argument keys', async () => {
     const b = fakeBackend(
       Object.fromEntries(
-        ['app_info', 'inspect_files', 'demo_dataset', 'default_train_config', 'stop_job', 'list_runs', 'run_metrics', 'rename_run', 'delete_run', 'list_chats', 'save_chat', 'stop_and_quit'].map((c) => [c, () => null]),
+        ['app_info', 'inspect_files', 'demo_dataset', 'default_train_config', 'stop_job', 'list_runs', 'run_metrics', 'rename_run', 'delete_run', 'list_chats', 'save_chat', 'stop_and_quit', 'keep_training'].map((c) => [c, () => null]),
       ),
     );
     const chat = { id: 'c1', title: 't', mode: 'chat' as const, messages: [], updatedUnix: 1 };
@@ -26,6 +26,7 @@ describe('commands', () => {
     await ipc.listChats('/r');
     await ipc.saveChat('/r', chat);
     await ipc.stopAndQuit();
+    await ipc.keepTraining();
     expect(b.calls.map((c) => [c.cmd, c.args])).toEqual([
       ['app_info', {}],
       ['inspect_files', { paths: ['/a.txt'] }],
@@ -39,6 +40,7 @@ describe('commands', () => {
       ['list_chats', { runPath: '/r' }],
       ['save_chat', { runPath: '/r', chat }],
       ['stop_and_quit', {}],
+      ['keep_training', {}],
     ]);
   });
 

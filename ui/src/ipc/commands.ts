@@ -9,6 +9,7 @@ import type {
   Event,
   FileReport,
   GenerateConfig,
+  JobKind,
   Generation,
   JobStarted,
   PrepareOptions,
@@ -54,7 +55,7 @@ export const stopJob = (jobId: string) => invoke<void>('stop_job', { jobId });
  * After a page reload: the running job of `kind` (null if none). Its events go to `onEvent` from
  * now on, starting with its latest progress, evaluation and step.
  */
-export const currentJob = (kind: 'train' | 'download' | 'generate', onEvent: OnEvent) =>
+export const currentJob = (kind: JobKind, onEvent: OnEvent) =>
   invoke<CurrentJob | null>('current_job', { kind, onEvent: channel(onEvent) });
 
 export const listRuns = () => invoke<RunSummary[]>('list_runs');
@@ -83,3 +84,5 @@ export const saveChat = (runPath: string, chat: Chat) => invoke<void>('save_chat
 
 /** The user agreed to close while training: the backend stops the job, saves, then exits (it resolves only if exiting failed). */
 export const stopAndQuit = () => invoke<void>('stop_and_quit');
+/** The answer "Keep training" to closing during training: the next close asks again. */
+export const keepTraining = () => invoke<void>('keep_training');

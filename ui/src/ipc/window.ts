@@ -52,3 +52,10 @@ export async function onCloseRequested(handler: () => void): Promise<Unlisten> {
   if (!isTauri()) return () => {};
   return listen('close-requested', () => handler());
 }
+
+/** The backend emits `closing` when a second close, with the question unanswered, stops the run,
+ * saves a checkpoint and quits on its own. */
+export async function onClosing(handler: () => void): Promise<Unlisten> {
+  if (!isTauri()) return () => {};
+  return listen('closing', () => handler());
+}

@@ -56,6 +56,7 @@ pub fn build_units(
     tok: &Tokenizer,
     split: Split,
     dir: &Path,
+    cancel: &crate::CancelToken,
     sink: &mut impl crate::ProgressSink,
 ) -> Result<(Built, String)> {
     let eot = tokenizer::eot_id(tok);
@@ -63,6 +64,11 @@ pub fn build_units(
     let has_pairs = units.iter().any(|u| matches!(u, Unit::Pair { .. }));
     for (i, u) in units.iter().enumerate() {
         if i % 256 == 0 {
+            // Tokenising a large corpus takes minutes: Stop is honoured here, before anything
+            // is written.
+            if cancel.is_cancelled() {
+                return Err(crate::Error::Cancelled);
+            }
             sink.emit(crate::Event::Progress {
                 stage: "tokenize".into(),
                 done: i as u64,
@@ -226,7 +232,7 @@ pub fn read_tokens(path: &Path) -> Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NullSink;
+    use crate::{CancelToken, NullSink};
 
     fn text(i: usize, t: &str) -> Unit {
         Unit::Text {
@@ -254,7 +260,7 @@ mod tests {
     }
 
     fn build(units: &[Unit], tok: &Tokenizer, split: Split, dir: &Path) -> (Built, String) {
-        build_units(units, tok, split, dir, &mut NullSink).unwrap()
+        build_units(units, tok, split, dir, &CancelToken::new(), &mut NullSink).unwrap()
     }
 
     #[test]
@@ -322,7 +328,28 @@ mod tests {
             is_val: &is_val[..2],
             tail: None,
         };
-        assert!(build_units(&units, &tok, short, dir.path(), &mut NullSink).is_err());
+        assert!(build_units(
+            &units,
+            &tok,
+            short,
+            dir.path(),
+            &CancelToken::new(),
+            &mut NullSink
+        )
+        .is_err());
+        // Stopped while tokenising: cancelled, and no token file is written.
+        let stopped = tempfile::tempdir().unwrap();
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        let seeded = Split::Seeded {
+            val_frac: 0.2,
+            seed: 1,
+        };
+        assert!(matches!(
+            build_units(&units, &tok, seeded, stopped.path(), &cancel, &mut NullSink),
+            Err(Error::Cancelled)
+        ));
+        assert!(!stopped.path().join("train.tokens").exists());
 
         let lone = &units[..1];
         let seeded = Split::Seeded {

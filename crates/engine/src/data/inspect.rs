@@ -8,6 +8,18 @@ use serde::{Deserialize, Serialize};
 use super::clean::{self, CleanOptions};
 use super::import::{self, walk, ImportOptions};
 
+/// Whether a file's text is used: `ok`, `warning` (used, with parts skipped or nothing left after
+/// removing duplicates) or `error` (not used; the report says why).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    #[default]
+    Ok,
+    Warning,
+    Error,
+}
+
 /// One file as the user will see it in the list.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,8 +34,8 @@ pub struct FileReport {
     /// About four characters per token for English byte-level BPE; the exact count comes with
     /// the tokenizer at training time.
     pub tokens_estimate: u64,
-    /// `ok` or `error`.
-    pub status: String,
+    /// `ok` or `error` (inspection does not warn).
+    pub status: FileStatus,
     pub error: Option<String>,
     /// The start of the cleaned text the model will see.
     pub preview: String,
@@ -58,7 +70,7 @@ pub fn inspect(path: &Path) -> FileReport {
                 chars,
                 words: text.split_whitespace().count() as u64,
                 tokens_estimate: chars.div_ceil(4),
-                status: "ok".into(),
+                status: FileStatus::Ok,
                 error: None,
                 preview: text.chars().take(PREVIEW_CHARS).collect(),
                 ..base(path)
@@ -83,7 +95,7 @@ fn base(path: &Path) -> FileReport {
         chars: 0,
         words: 0,
         tokens_estimate: 0,
-        status: "error".into(),
+        status: FileStatus::Error,
         error: None,
         preview: String::new(),
     }
@@ -114,14 +126,14 @@ mod tests {
         std::fs::write(&good, "Hello  world\r\n\r\n\r\nagain").unwrap();
         let r = inspect(&good);
         assert_eq!(
-            (r.status.as_str(), r.words, r.extension.as_str()),
-            ("ok", 3, "md")
+            (r.status, r.words, r.extension.as_str()),
+            (FileStatus::Ok, 3, "md")
         );
         assert_eq!(r.preview, "Hello  world\n\nagain");
         let empty = dir.path().join("empty.txt");
         std::fs::write(&empty, "").unwrap();
         let r = inspect(&empty);
-        assert_eq!(r.status, "error");
+        assert_eq!(r.status, FileStatus::Error);
         assert!(r.error.unwrap().starts_with("is empty"));
         let all = inspect_paths(&[dir.path().to_path_buf(), dir.path().join("gone.txt")]);
         assert_eq!(all.len(), 3);

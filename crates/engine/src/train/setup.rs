@@ -80,7 +80,7 @@ pub(super) fn prepare_fresh(
     let built = match input {
         // A prepared dataset keeps the split (and chunks) it was made with.
         Source::Dataset(ds) => {
-            dataset::build_units(&ds.units, &tok, ds.split(), &run.dataset(), sink)?
+            dataset::build_units(&ds.units, &tok, ds.split(), &run.dataset(), cancel, sink)?
         }
         Source::Files(units) => {
             // Chunked with the model's tokenizer, so `chunk_tokens` counts the tokens it reads.
@@ -89,7 +89,7 @@ pub(super) fn prepare_fresh(
                 val_frac: cfg.val_frac,
                 seed: cfg.seed,
             };
-            dataset::build_units(&units, &tok, split, &run.dataset(), sink)?
+            dataset::build_units(&units, &tok, split, &run.dataset(), cancel, sink)?
         }
     };
     let data = built.0.data;

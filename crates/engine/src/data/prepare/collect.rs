@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::{Collected, Dropped, FileStats, PiiReview, PrepareOptions, Report, Unit};
+use super::{Collected, Dropped, FileStats, FileStatus, PiiReview, PrepareOptions, Report, Unit};
 use crate::data::clean::{self, CleanOptions};
 use crate::data::dedupe::{self, Duplicate};
 use crate::data::import::{self, walk, Imported};
@@ -49,7 +49,11 @@ pub fn collect_cancellable(
     let keep = drop_duplicates(&mut loaded, opts, &mut report);
     let units = kept_units(loaded, keep, opts.scrub_pii, &mut report);
     warn_emptied_files(&mut report, &streamed);
-    report.files_failed = report.files.iter().filter(|f| f.status == "error").count() as u64;
+    report.files_failed = report
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Error)
+        .count() as u64;
     report.files_ok = report.files.len() as u64 - report.files_failed;
     if units.is_empty() && streamed.is_empty() {
         return Err(nothing_usable(&report));
@@ -96,7 +100,7 @@ fn read_files(
         };
         let big_text = matches!(import::kind(&import::extension(path)), "text" | "markdown");
         if big_text && stats.size_bytes > opts.stream_above_mb << 20 {
-            stats.status = "ok".into();
+            stats.status = FileStatus::Ok;
             stats.warnings.push(format!(
                 "is large ({} MB): read in blocks; only exact duplicates among its blocks are dropped",
                 stats.size_bytes >> 20
@@ -108,11 +112,10 @@ fn read_files(
         match import::import_file(path, &iopts) {
             Ok(mut imp) => {
                 stats.status = if imp.warnings.is_empty() {
-                    "ok"
+                    FileStatus::Ok
                 } else {
-                    "warning"
-                }
-                .into();
+                    FileStatus::Warning
+                };
                 stats.warnings = std::mem::take(&mut imp.warnings);
                 let units = units_of(path, &stats.kind, imp, &opts.clean);
                 loaded.extend(units.into_iter().map(|unit| Loaded { file, unit }));
@@ -330,12 +333,12 @@ fn count_into(f: &mut FileStats, unit: &Unit, text: &str) {
 /// A file read without trouble but left with nothing (all of it duplicated) gets a warning.
 fn warn_emptied_files(report: &mut Report, streamed: &[PathBuf]) {
     for f in &mut report.files {
-        if f.status == "ok"
+        if f.status == FileStatus::Ok
             && f.documents + f.examples == 0
             && f.chars == 0
             && !streamed.iter().any(|p| p.display().to_string() == f.path)
         {
-            f.status = "warning".into();
+            f.status = FileStatus::Warning;
             f.warnings.push(
                 "everything in it was a duplicate of other text, so nothing from it is used".into(),
             );
@@ -380,7 +383,7 @@ fn failed(path: &Path, message: String) -> FileStats {
     FileStats {
         path: path.display().to_string(),
         kind: import::kind(&import::extension(path)).into(),
-        status: "error".into(),
+        status: FileStatus::Error,
         error: Some(message),
         ..Default::default()
     }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::clean::CleanOptions;
 use super::import::{ImportOptions, Limits};
+pub use super::inspect::FileStatus;
 pub use super::unit::Unit;
 use crate::{Error, Result};
 
@@ -109,8 +110,7 @@ impl PrepareOptions {
 pub struct FileStats {
     pub path: String,
     pub kind: String,
-    /// `ok`, `warning` (used, with skipped parts) or `error` (not used).
-    pub status: String,
+    pub status: FileStatus,
     pub error: Option<String>,
     pub warnings: Vec<String>,
     pub size_bytes: u64,

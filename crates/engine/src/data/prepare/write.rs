@@ -10,7 +10,7 @@ use super::{finish_report, Collected, DatasetManifest, PrepareOptions, Report, U
 use crate::data::dataset::{self, Split};
 use crate::data::import::encoding;
 use crate::data::{chunk, clean, pii, tokenizer, unit};
-use crate::progress::ProgressSink;
+use crate::progress::{CancelToken, ProgressSink};
 use crate::{fsutil, Error, Result};
 
 /// Huge files are read this many bytes at a time.
@@ -62,7 +62,7 @@ pub fn write(
         val_frac: opts.val_frac,
         seed: opts.seed,
     };
-    let (data, split) = dataset::build_units(&units, tok, split, &tmp, sink)?;
+    let (data, split) = dataset::build_units(&units, tok, split, &tmp, &CancelToken::new(), sink)?;
     let mut report = collected.report;
     // Token counts per file, from the units' sources.
     for f in &mut report.files {
