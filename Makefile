@@ -50,9 +50,10 @@ demo: build
 CLIPPY_DRIVER = $(shell command -v clippy-driver || rustup which clippy-driver 2>/dev/null)
 test e2e: export RUSTC_WORKSPACE_WRAPPER = $(CLIPPY_DRIVER)
 test e2e: export CLIPPY_ARGS = -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+NEED_CLIPPY = @test -n "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
 test: deps ui ui-test
 	$(CARGO) fmt --all --check
-	@test -n "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
+	$(NEED_CLIPPY)
 	@# The log goes into the build cache, which does not exist yet on a fresh machine (tee would fail).
 	@mkdir -p $(CARGO_TARGET_DIR)
 	@set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
@@ -65,6 +66,7 @@ test: deps ui ui-test
 # crates with other features (17 minutes of a cold CI run), and even `--workspace --test e2e` leaves
 # the other packages' dev-dependency features out and recompiles the engine.
 e2e: deps ui
+	$(NEED_CLIPPY)
 	@command -v tauri-driver >/dev/null 2>&1 || [ -x "$(HOME)/.cargo/bin/tauri-driver" ] || $(CARGO) install tauri-driver --locked
 	$(CARGO) test --workspace -- --ignored --nocapture first_five_minutes_in_a_real_window
 

@@ -364,17 +364,28 @@ fn first_five_minutes_in_a_real_window() {
     d.page_shot("1-data");
 
     // The window shows only the app: a script (or a link that slipped into a reply) that loads
-    // another page is refused by the navigation guard, and the app stays.
-    // (After the script returns, so that WebDriver does not wait on a load that never comes.)
+    // another page is refused by the navigation guard. The other page is a server of our own on
+    // loopback: without the guard WebKit would connect to it within milliseconds.
+    // (The load is started after the script returns, so that WebDriver does not wait on it.)
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let to = format!("http://{}/", elsewhere.local_addr().unwrap());
     d.exec(
         "const to = arguments[0]; setTimeout(() => { window.location.href = to; }, 0);",
-        json!(["https://example.com/"]),
+        json!([to]),
     );
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
-        d.find("use-demo").is_some(),
-        "the window left the app for another page"
+        matches!(elsewhere.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the window connected to {to}: the navigation guard let it load"
     );
+    let here = d.exec("return window.location.href;", json!([]));
+    assert!(
+        here.as_str()
+            .is_some_and(|h| h.starts_with("tauri://localhost")),
+        "the window left the app: {here}"
+    );
+    assert!(d.find("use-demo").is_some(), "the app's page is gone");
 
     // Model: a new small model from scratch is the default and needs no download.
     d.click("nav-model");
@@ -392,13 +403,14 @@ fn first_five_minutes_in_a_real_window() {
     d.type_into("cfg-block_size", "64");
     d.page_shot("3-train-settings");
     d.click("start-training");
+    // Stopped as soon as it trains (Stop writes a checkpoint), well before its 30 steps are done.
     d.wait_until("steps on the chart", Duration::from_secs(300), |d| {
         let t = d.text("step-counter");
         t.contains("of 30") && !t.contains("Step 0 ")
     });
-    d.wait("checkpoint-item", Duration::from_secs(300));
     d.click("stop-training");
     d.wait("resume-training", Duration::from_secs(120));
+    assert!(d.count("checkpoint-item") >= 1, "Stop saved no checkpoint");
     d.page_shot("4-train-stopped");
     d.click("resume-training");
     d.wait_until("the run to finish", Duration::from_secs(300), |d| {

@@ -164,24 +164,35 @@ impl JobRegistry {
         Some(job.info.clone())
     }
 
-    /// Cancels whatever runs and waits (up to `timeout`) for it to save and finish.
+    /// Cancels whatever runs and waits (up to `timeout`) for it to save and finish. Every caller
+    /// waits, not only the first: a second quit must not exit while the first one's checkpoint is
+    /// still being written.
     pub fn stop_all(&self, timeout: Duration) -> bool {
-        let handle = {
+        let (handle, done) = {
             let mut current = self.lock();
-            current.as_mut().and_then(|j| {
-                j.cancel.cancel();
-                j.handle.take()
-            })
+            match current.as_mut() {
+                Some(j) => {
+                    j.cancel.cancel();
+                    (j.handle.take(), Some(j.done.clone()))
+                }
+                None => (None, None),
+            }
         };
-        let Some(handle) = handle else { return true };
         let start = Instant::now();
-        while !handle.is_finished() {
+        let finished = || match (&handle, &done) {
+            (Some(h), _) => h.is_finished(),
+            (None, Some(d)) => d.load(Ordering::SeqCst),
+            (None, None) => true,
+        };
+        while !finished() {
             if start.elapsed() > timeout {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = handle.join();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
         true
     }
 }
@@ -276,6 +287,40 @@ mod tests {
         assert_eq!(jobs.running(), None);
         jobs.start(info("c", JobKind::Generate), quiet(), nothing, |_| {})
             .unwrap();
+    }
+
+    #[test]
+    fn a_second_stop_all_waits_for_the_first_ones_save() {
+        let jobs = Arc::new(JobRegistry::default());
+        jobs.start(
+            info("t", JobKind::Train),
+            quiet(),
+            |cancel, _| {
+                while !cancel.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // Writing the checkpoint after Stop.
+                std::thread::sleep(Duration::from_millis(400));
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+        let first = {
+            let jobs = jobs.clone();
+            std::thread::spawn(move || jobs.stop_all(Duration::from_secs(5)))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        // The first caller holds the thread handle; the second must still wait for the save.
+        let start = Instant::now();
+        assert!(jobs.stop_all(Duration::from_secs(5)));
+        assert!(
+            start.elapsed() >= Duration::from_millis(250),
+            "returned after {:?}, before the job finished",
+            start.elapsed()
+        );
+        assert_eq!(jobs.running(), None);
+        assert!(first.join().unwrap());
     }
 
     #[test]

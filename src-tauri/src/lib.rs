@@ -63,6 +63,7 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
                 let training = state.jobs.running() == Some(jobs::JobKind::Train);
                 match state.close.requested(training) {
                     CloseAction::Close => {}
+                    CloseAction::Wait => api.prevent_close(),
                     CloseAction::Ask => {
                         api.prevent_close();
                         let _ = window.emit("close-requested", ());

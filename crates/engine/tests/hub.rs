@@ -315,4 +315,13 @@ fn stop_while_a_run_downloads_its_model_stops_the_download() {
         "Stop was never pressed: no download progress was reported"
     );
     assert!(hub::cached("acme/slow", &home.path().join("hub")).is_none());
+    // Stopped mid-file, not after it: no blob in the cache is the (whole) weights file.
+    let weights_size = std::fs::metadata(fixtures().join("gpt2-tiny/model.safetensors"))
+        .unwrap()
+        .len();
+    let blobs = home.path().join("hub/models--acme--slow/blobs");
+    for e in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
+        let len = e.metadata().unwrap().len();
+        assert_ne!(len, weights_size, "{:?} holds the whole weights", e.path());
+    }
 }

@@ -128,6 +128,8 @@ pub fn current_job(
     kind: JobKind,
     on_event: Channel<Event>,
 ) -> Option<CurrentJob> {
+    // A page that (re)loads has no close question open: a close now asks it again.
+    state.close.answered();
     state.jobs.attach(kind, on_event)
 }
 
@@ -196,7 +198,7 @@ pub async fn stop_and_quit<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> Comma
     let handle = app.clone();
     blocking(move || {
         let state = handle.state::<AppState>();
-        state.close.answered();
+        state.close.quitting();
         state.jobs.stop_all(crate::QUIT_WAIT);
         Ok(())
     })

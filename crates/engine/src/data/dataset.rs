@@ -63,12 +63,12 @@ pub fn build_units(
     let mut encoded: Vec<(Vec<u32>, Vec<u8>)> = Vec::with_capacity(units.len());
     let has_pairs = units.iter().any(|u| matches!(u, Unit::Pair { .. }));
     for (i, u) in units.iter().enumerate() {
+        // Tokenising a large corpus takes minutes, and one unit can be a whole book: Stop is
+        // honoured before each unit, before anything is written.
+        if cancel.is_cancelled() {
+            return Err(crate::Error::Cancelled);
+        }
         if i % 256 == 0 {
-            // Tokenising a large corpus takes minutes: Stop is honoured here, before anything
-            // is written.
-            if cancel.is_cancelled() {
-                return Err(crate::Error::Cancelled);
-            }
             sink.emit(crate::Event::Progress {
                 stage: "tokenize".into(),
                 done: i as u64,

@@ -85,6 +85,7 @@ pub(super) fn prepare_fresh(
         Source::Files(units) => {
             // Chunked with the model's tokenizer, so `chunk_tokens` counts the tokens it reads.
             let units = prepare::chunk_units(units, &cfg.prepare, &tok);
+            stop_here()?;
             let split = Split::Seeded {
                 val_frac: cfg.val_frac,
                 seed: cfg.seed,
