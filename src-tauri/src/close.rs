@@ -31,12 +31,14 @@ pub struct CloseGuard {
 impl CloseGuard {
     /// Decides what a close request does; `training` is whether a training job is running.
     pub fn requested(&self, training: bool) -> CloseAction {
-        if self.state.load(Ordering::SeqCst) == QUITTING {
-            return CloseAction::Wait;
-        }
         if !training {
+            // Nothing left to save (also after quitting began, should its exit never come: the
+            // window must still close).
             self.state.store(IDLE, Ordering::SeqCst);
             return CloseAction::Close;
+        }
+        if self.state.load(Ordering::SeqCst) == QUITTING {
+            return CloseAction::Wait;
         }
         match self
             .state
@@ -77,9 +79,10 @@ mod tests {
         assert_eq!(g.requested(true), CloseAction::StopAndQuit);
         // A third close while the checkpoint is written must not quit before it is done.
         assert_eq!(g.requested(true), CloseAction::Wait);
-        assert_eq!(g.requested(false), CloseAction::Wait);
         g.answered();
         assert_eq!(g.requested(true), CloseAction::Wait);
+        // The run has stopped and saved: a close now closes, whatever happened to the quit.
+        assert_eq!(g.requested(false), CloseAction::Close);
     }
 
     #[test]

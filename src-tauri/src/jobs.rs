@@ -292,14 +292,17 @@ mod tests {
     #[test]
     fn a_second_stop_all_waits_for_the_first_ones_save() {
         let jobs = Arc::new(JobRegistry::default());
+        let saving = Arc::new(AtomicBool::new(false));
+        let s = saving.clone();
         jobs.start(
             info("t", JobKind::Train),
             quiet(),
-            |cancel, _| {
+            move |cancel, _| {
                 while !cancel.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 // Writing the checkpoint after Stop.
+                s.store(true, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(400));
                 Ok(())
             },
@@ -310,12 +313,15 @@ mod tests {
             let jobs = jobs.clone();
             std::thread::spawn(move || jobs.stop_all(Duration::from_secs(5)))
         };
-        std::thread::sleep(Duration::from_millis(50));
-        // The first caller holds the thread handle; the second must still wait for the save.
+        // The first caller cancelled and took the thread handle in one step; once the job saves,
+        // the second caller has no handle and must still wait for the save.
+        while !saving.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let start = Instant::now();
         assert!(jobs.stop_all(Duration::from_secs(5)));
         assert!(
-            start.elapsed() >= Duration::from_millis(250),
+            start.elapsed() >= Duration::from_millis(200),
             "returned after {:?}, before the job finished",
             start.elapsed()
         );

@@ -16,7 +16,7 @@ pub struct AppState {
     /// Shared with generation jobs, which run on their own threads.
     pub models: Arc<ModelCache>,
     pub paths: Paths,
-    /// Whether the page has been asked about closing during training and not answered yet.
+    /// Closing during training: not asked, asked and unanswered, or quitting (see `close`).
     pub close: CloseGuard,
     /// Started by the end-to-end test (`TUNESMITH_E2E=1`): the page may add its test entry points.
     pub e2e: bool,
