@@ -273,7 +273,6 @@ fn a_stopped_download_ends_mid_file_and_leaves_no_partial_file() {
 fn stop_while_a_run_downloads_its_model_stops_the_download() {
     use tunesmith_engine::runs::RunStatus;
     use tunesmith_engine::settings::{ModelSpec, TrainConfig};
-    use tunesmith_engine::train::{train, Restore};
 
     let endpoint = serve_at_pace(vec![("acme/slow", fixtures().join("gpt2-tiny"))], 20, true);
     let home = tempfile::tempdir().unwrap();
@@ -287,31 +286,18 @@ fn stop_while_a_run_downloads_its_model_stops_the_download() {
         block_size: 32,
         ..Default::default()
     };
-    let cancel = CancelToken::new();
-    let c = cancel.clone();
-    let mut steps = 0;
-    let summary = train(
+    // Stop as the weights start to arrive (they trickle in over about 1.5 s).
+    let (summary, steps, pressed) = common::train_stopped_during_preparation(
         &cfg,
         &home.path().join("run"),
-        Restore::Latest,
-        &Device::Cpu,
-        &cancel,
-        &mut |e: Event| match e {
-            // Stop as the weights start to arrive (they trickle in over about 1.5 s).
-            Event::Progress {
-                stage, done, total, ..
-            } if stage == "download model.safetensors" && done < total => c.cancel(),
-            Event::TrainStep { .. } => steps += 1,
-            _ => {}
-        },
-    )
-    .unwrap();
+        |stage, done, total| stage == "download model.safetensors" && done < total,
+    );
     assert_eq!(
         (summary.status, summary.steps, steps),
         (RunStatus::Stopped, 0, 0)
     );
     assert!(
-        cancel.is_cancelled(),
+        pressed,
         "Stop was never pressed: no download progress was reported"
     );
     assert!(hub::cached("acme/slow", &home.path().join("hub")).is_none());

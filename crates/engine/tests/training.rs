@@ -753,23 +753,9 @@ fn an_untied_head_is_loaded_and_saved() {
 fn stop_during_preparation_stops_before_the_first_step() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let cancel = CancelToken::new();
-    let c = cancel.clone();
-    let mut steps = 0;
-    let summary = train(
-        &finetune_cfg(3),
-        &out,
-        Restore::Latest,
-        &Device::Cpu,
-        &cancel,
-        &mut |e: Event| match e {
-            // The first progress report of the preparation is the moment Stop is pressed.
-            Event::Progress { .. } => c.cancel(),
-            Event::TrainStep { .. } => steps += 1,
-            _ => {}
-        },
-    )
-    .unwrap();
+    // The first progress report of the preparation is the moment Stop is pressed.
+    let (summary, steps, _) =
+        common::train_stopped_during_preparation(&finetune_cfg(3), &out, |_, _, _| true);
     assert_eq!(
         (summary.status, summary.steps, steps),
         (RunStatus::Stopped, 0, 0)

@@ -32,3 +32,33 @@ pub fn full_logits(model: &tunesmith_engine::model::Gpt2, ids: &[u32]) -> Vec<Ve
         .to_vec2()
         .unwrap()
 }
+
+/// Trains `cfg` into `out` on the CPU and presses Stop at the first `Progress` event for which
+/// `stop_at(stage, done, total)` holds: the summary, the training steps reported, and whether
+/// Stop was pressed at all.
+pub fn train_stopped_during_preparation(
+    cfg: &tunesmith_engine::settings::TrainConfig,
+    out: &std::path::Path,
+    stop_at: impl Fn(&str, u64, u64) -> bool,
+) -> (tunesmith_engine::train::TrainSummary, u64, bool) {
+    use tunesmith_engine::{CancelToken, Event};
+    let cancel = CancelToken::new();
+    let c = cancel.clone();
+    let mut steps = 0;
+    let summary = tunesmith_engine::train::train(
+        cfg,
+        out,
+        tunesmith_engine::train::Restore::Latest,
+        &candle_core::Device::Cpu,
+        &cancel,
+        &mut |e: Event| match e {
+            Event::Progress {
+                stage, done, total, ..
+            } if stop_at(&stage, done, total) => c.cancel(),
+            Event::TrainStep { .. } => steps += 1,
+            _ => {}
+        },
+    )
+    .unwrap();
+    (summary, steps, cancel.is_cancelled())
+}
