@@ -16,8 +16,8 @@ fn main() -> tunesmith_engine::Result<()> {
         println!("{name} {decode:?}: {tps:.1} tok/s");
     }
     // The LM head alone: the share of a decode step spent reading the embedding.
-    let c = p.config.n_embd;
-    let w = candle_core::Tensor::randn(0f32, 0.02, (p.config.vocab_size, c), &dev)?;
+    let c = p.config.width();
+    let w = candle_core::Tensor::randn(0f32, 0.02, (p.config.vocab_size(), c), &dev)?;
     let x = candle_core::Tensor::randn(0f32, 1.0, (1, c), &dev)?;
     let t = std::time::Instant::now();
     for _ in 0..50 {

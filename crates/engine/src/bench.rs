@@ -1,13 +1,12 @@
 //! Throughput measurements for `tunesmith bench`: one training step (forward, backward, clipping,
-//! AdamW) and one decode step, on random data, for the GPT-2 shapes in the README.
+//! AdamW) and one decode step, on random data, for the GPT-2 and SmolLM2 shapes in the README.
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
 use crate::generate::sampling::argmax;
-use crate::model::gpt2::{init_weights, DropoutRng};
-use crate::model::{Gpt2, Gpt2Config, KvCache};
+use crate::model::{DropoutRng, Gpt2Config, KvCache, LlamaConfig, Model, ModelConfig};
 use crate::rng::Rng;
 use crate::train::optim::{AdamW, AdamWParams};
 use crate::train::schedule::clip_factor;
@@ -17,14 +16,23 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct BenchPreset {
     pub name: String,
-    pub config: Gpt2Config,
+    pub config: ModelConfig,
     pub batch: usize,
     pub block: usize,
 }
 
 /// `tiny` (4 layers, 4 heads, 256 wide), `small` (6, 6, 384), `gpt2` (12, 12, 768, batch 2): vocab
-/// 50257, block 256, dropout 0.1, f32.
+/// 50257, block 256, dropout 0.1, f32. `smollm2-135m`: SmolLM2-135M's shape (30 layers, 9 heads
+/// over 3 key/value heads, 576 wide, vocab 49152, tied head), batch 2, no dropout.
 pub fn preset(name: &str) -> Result<BenchPreset> {
+    if name == "smollm2-135m" {
+        return Ok(BenchPreset {
+            name: name.into(),
+            config: ModelConfig::Llama(smollm2_135m()),
+            batch: 2,
+            block: 256,
+        });
+    }
     let (scratch, batch, n_positions) = match name {
         "tiny" => ("tiny", 4, 256),
         "small" => ("small", 4, 256),
@@ -32,11 +40,11 @@ pub fn preset(name: &str) -> Result<BenchPreset> {
         other => {
             return Err(Error::config(
                 "presets",
-                format!("`{other}` is not one of tiny, small, gpt2"),
+                format!("`{other}` is not one of tiny, small, gpt2, smollm2-135m"),
             ))
         }
     };
-    let config = Gpt2Config::preset(scratch, 50257, n_positions)?;
+    let config = Gpt2Config::preset(scratch, 50257, n_positions)?.into();
     Ok(BenchPreset {
         name: name.into(),
         config,
@@ -45,15 +53,26 @@ pub fn preset(name: &str) -> Result<BenchPreset> {
     })
 }
 
+/// SmolLM2-135M's published config.
+fn smollm2_135m() -> LlamaConfig {
+    serde_json::from_value(serde_json::json!({
+        "model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
+        "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
+        "num_key_value_heads": 3, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5,
+        "rope_theta": 100000.0, "tie_word_embeddings": true
+    }))
+    .expect("a valid config")
+}
+
 fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|_| rng.below(vocab as u64) as u32).collect()
 }
 
 /// Training tokens per second over `steps` timed steps (after one untimed warm-up step).
 pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> Result<f64> {
-    let weights = init_weights(&p.config, 0, device)?;
-    let (tensors, params) = crate::train::into_trainable(weights, false)?;
-    let model = Gpt2::new(&tensors, &p.config)?;
+    let weights = p.config.init_weights(0, device)?;
+    let (tensors, params) = crate::train::into_trainable(weights, &p.config, false)?;
+    let model = Model::new(&tensors, &p.config)?;
     let mut opt = AdamW::new(params)?;
     let hp = AdamWParams {
         lr: 3e-4,
@@ -65,7 +84,7 @@ pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> R
     let mut rng = Rng::new(1);
     let mut run_step = |step: u64| -> Result<()> {
         let n = p.batch * (p.block + 1);
-        let ids = random_ids(&mut rng, n, p.config.vocab_size);
+        let ids = random_ids(&mut rng, n, p.config.vocab_size());
         let (inputs, targets): (Vec<u32>, Vec<u32>) = ids
             .chunks(p.block + 1)
             .flat_map(|row| row[..p.block].iter().copied().zip(row[1..].iter().copied()))
@@ -106,9 +125,9 @@ pub fn generate_tokens_per_sec(
     decode: Decode,
     device: &Device,
 ) -> Result<f64> {
-    let weights = init_weights(&p.config, 0, device)?;
-    let model = Gpt2::new(&weights, &p.config)?;
-    let mut ids = random_ids(&mut Rng::new(2), 16, p.config.vocab_size);
+    let weights = p.config.init_weights(0, device)?;
+    let model = Model::new(&weights, &p.config)?;
+    let mut ids = random_ids(&mut Rng::new(2), 16, p.config.vocab_size());
     let start = Instant::now();
     let mut cache = KvCache::default();
     let mut pending = ids.clone();

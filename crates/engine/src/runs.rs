@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::tokenizer;
-use crate::model::{load, Gpt2Config};
+use crate::model::{load, ModelConfig};
 use crate::settings::{ModelSpec, TrainConfig};
 use crate::{fsutil, names};
 use crate::{Error, Result};
@@ -209,7 +209,7 @@ impl RunDir {
         weights: &HashMap<String, Tensor>,
         optimizer: &HashMap<String, Tensor>,
         tok: &Tokenizer,
-        config: &Gpt2Config,
+        config: &ModelConfig,
         keep: usize,
     ) -> Result<PathBuf> {
         let root = self.checkpoints();
@@ -220,7 +220,7 @@ impl RunDir {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        load::save_weights(weights, &tmp.join("model.safetensors"))?;
+        load::save_weights(weights, config, &tmp.join("model.safetensors"))?;
         candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors")).map_err(
             |e| {
                 Error::io(
@@ -559,7 +559,7 @@ mod tests {
     fn pruning_and_interrupted_saves_leave_only_complete_checkpoints() {
         let root = tempfile::tempdir().unwrap();
         let run = RunDir::new(root.path());
-        let cfg = Gpt2Config::preset("tiny", 384, 64).unwrap();
+        let cfg = ModelConfig::from(crate::model::Gpt2Config::preset("tiny", 384, 64).unwrap());
         let tok = tokenizer::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny"),
         )

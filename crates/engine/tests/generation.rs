@@ -186,7 +186,7 @@ fn streamed_pieces_are_whole_characters() {
 #[test]
 fn generation_runs_past_the_context_length() {
     let m = model();
-    let n_ctx = m.config.n_positions;
+    let n_ctx = m.config.context();
     let g = generate_one(
         &m.model,
         &m.tokenizer,

@@ -169,3 +169,226 @@ fn masked_validation_scores_each_example_on_its_own() {
     let want = (first * n1 as f64 + second * n2 as f64) / n as f64;
     assert!((both - want).abs() < 1e-5, "{both} vs {want}");
 }
+
+// ---- The Llama family (`fixtures/make_llama_fixtures.py` made the checkpoints and
+// `llama-reference.json`): grouped-query attention with a tied head, Qwen2 biases with an untied
+// head and linear rope scaling, Llama 3.1 rope scaling, and bf16 shards.
+
+const LLAMA_FIXTURES: [&str; 4] = [
+    "llama-tiny",
+    "qwen2-tiny",
+    "llama3-tiny",
+    "llama-tiny-sharded",
+];
+
+fn llama_reference() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("llama-reference.json")).unwrap())
+        .unwrap()
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    ((a - b) / b).abs()
+}
+
+#[test]
+fn llama_family_logits_loss_and_greedy_tokens_match_transformers() {
+    let r = llama_reference();
+    let prompt = ids(&r["prompt_ids"]);
+    for dir in LLAMA_FIXTURES {
+        let want = &r[dir];
+        let m = load_dir(&fixtures().join(dir), &Device::Cpu).unwrap();
+        assert_eq!(
+            tokenizer::encode(&m.tokenizer, r["prompt_text"].as_str().unwrap()).unwrap(),
+            prompt
+        );
+        let ours = common::full_logits(&m.model, &prompt);
+        let mut max = 0f64;
+        for (a, b) in ours.iter().zip(want["logits"].as_array().unwrap()) {
+            for (x, y) in a.iter().zip(b.as_array().unwrap()) {
+                max = max.max((*x as f64 - y.as_f64().unwrap()).abs());
+            }
+        }
+        assert!(max < 1e-4, "{dir}: max abs logit difference {max}");
+        let x = Tensor::from_slice(&prompt, (1, prompt.len()), &Device::Cpu).unwrap();
+        let hidden = m.model.hidden(&x, None, None).unwrap();
+        let n = prompt.len() - 1;
+        let loss: f32 = m
+            .model
+            .loss(&hidden.narrow(0, 0, n).unwrap(), &prompt[1..])
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let want_loss = want["loss"].as_f64().unwrap();
+        assert!(
+            rel(loss as f64, want_loss) < 1e-4,
+            "{dir}: loss {loss} vs {want_loss}"
+        );
+        // Greedy decoding through the KV cache (rotary positions offset by the cache).
+        let cfg = GenerateConfig {
+            prompt: r["prompt_text"].as_str().unwrap().into(),
+            max_new_tokens: 24,
+            temperature: 0.0,
+            stop_at_eot: false,
+            ..Default::default()
+        };
+        let g = generate_one(
+            &m.model,
+            &m.tokenizer,
+            &cfg,
+            0,
+            &CancelToken::new(),
+            &mut NullSink,
+        )
+        .unwrap();
+        assert_eq!(g.tokens, ids(&want["greedy"]), "{dir}: greedy tokens");
+    }
+}
+
+#[test]
+fn llama_family_eval_loss_matches_transformers() {
+    let r = llama_reference();
+    let text = std::fs::read_to_string(fixtures().join("eval.txt")).unwrap();
+    for dir in LLAMA_FIXTURES {
+        let m = load_dir(&fixtures().join(dir), &Device::Cpu).unwrap();
+        let e = evaluate_text(
+            &m.model,
+            &m.tokenizer,
+            &text,
+            &CancelToken::new(),
+            &mut NullSink,
+        )
+        .unwrap();
+        let want = r[dir]["eval_loss"].as_f64().unwrap();
+        assert_eq!(e.tokens as u64, r["eval_tokens"].as_u64().unwrap());
+        assert!(
+            rel(e.loss, want) < 1e-4,
+            "{dir}: eval loss {} vs {want}",
+            e.loss
+        );
+    }
+}
+
+/// Every parameter gets the gradient PyTorch computes for the same loss (compared by norm), so the
+/// hand-written backwards of RMSNorm, rope and softmax and the grouped-query wiring are right.
+#[test]
+fn llama_family_gradients_match_pytorch() {
+    use candle_core::Var;
+    use tunesmith_engine::model::load::{read_config, read_weights};
+    use tunesmith_engine::model::Model;
+    let r = llama_reference();
+    let prompt = ids(&r["prompt_ids"]);
+    for dir in ["llama-tiny", "qwen2-tiny", "llama3-tiny"] {
+        let path = fixtures().join(dir);
+        let cfg = read_config(&path).unwrap();
+        let mut tensors = std::collections::HashMap::new();
+        let mut vars = Vec::new();
+        for (name, t) in read_weights(&path, &cfg, &Device::Cpu).unwrap() {
+            let v = Var::from_tensor(&t).unwrap();
+            tensors.insert(name.clone(), v.as_tensor().clone());
+            vars.push((name, v));
+        }
+        let model = Model::new(&tensors, &cfg).unwrap();
+        let x = Tensor::from_slice(&prompt, (1, prompt.len()), &Device::Cpu).unwrap();
+        let h = model.hidden(&x, None, None).unwrap();
+        let n = prompt.len() - 1;
+        let loss = model
+            .loss(&h.narrow(0, 0, n).unwrap(), &prompt[1..])
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let want = r[dir]["grad_norms"].as_object().unwrap();
+        assert_eq!(
+            vars.len(),
+            want.len(),
+            "{dir}: every parameter is a variable"
+        );
+        for (name, v) in &vars {
+            let g = grads
+                .get(v)
+                .unwrap_or_else(|| panic!("{dir}: no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .sqrt();
+            let w = want[name]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{dir}: PyTorch has no {name}"));
+            assert!(
+                rel(norm as f64, w) < 1e-3,
+                "{dir}: gradient norm of {name} is {norm}, PyTorch's {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn generation_config_end_ids_and_shard_problems() {
+    use tunesmith_engine::model::load::read_config;
+    // Qwen2's generation_config.json adds an end-of-turn id to config.json's.
+    let cfg = read_config(&fixtures().join("qwen2-tiny")).unwrap();
+    assert_eq!(cfg.eos_ids(), vec![0, 5]);
+    assert_eq!(cfg.model_type(), "qwen2");
+    // Generation ends at any of them: here the fourth greedy token is made an end-of-turn id.
+    let r = llama_reference();
+    let greedy = ids(&r["qwen2-tiny"]["greedy"]);
+    let ended = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(fixtures().join("qwen2-tiny")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, ended.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        ended.path().join("generation_config.json"),
+        serde_json::json!({"eos_token_id": [0, greedy[3]]}).to_string(),
+    )
+    .unwrap();
+    let m = load_dir(ended.path(), &Device::Cpu).unwrap();
+    let gcfg = GenerateConfig {
+        prompt: r["prompt_text"].as_str().unwrap().into(),
+        max_new_tokens: 24,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let g = generate_one(
+        &m.model,
+        &m.tokenizer,
+        &gcfg,
+        0,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
+    assert_eq!(g.tokens, greedy[..3]);
+    assert_eq!(g.finish_reason, FinishReason::Stop);
+    // A sharded checkpoint with a shard missing names it and says what to do.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixtures().join("llama-tiny-sharded");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, tmp.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::remove_file(tmp.path().join("model-00002-of-00003.safetensors")).unwrap();
+    let e = load_dir(tmp.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("model-00002-of-00003.safetensors") && e.contains("missing"),
+        "{e}"
+    );
+    // An architecture we do not support is named, with the ones we do.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    json["model_type"] = "falcon".into();
+    std::fs::write(tmp.path().join("config.json"), json.to_string()).unwrap();
+    let e = load_dir(tmp.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("falcon") && e.contains("qwen2") && e.contains("gpt2"),
+        "{e}"
+    );
+}

@@ -10,10 +10,10 @@ use candle_core::{Device, Tensor, Var};
 use common::fixtures;
 use tunesmith_engine::data::batches::{Batch, Sampler};
 use tunesmith_engine::data::{dataset, prepare, tokenizer};
-use tunesmith_engine::model::gpt2::DropoutRng;
 use tunesmith_engine::model::load::{read_config, read_weights, save_weights};
 use tunesmith_engine::model::ops::IGNORE_INDEX;
-use tunesmith_engine::model::Gpt2;
+use tunesmith_engine::model::DropoutRng;
+use tunesmith_engine::model::{Model, ModelConfig};
 use tunesmith_engine::rng::Rng;
 use tunesmith_engine::runs::RunStatus;
 use tunesmith_engine::settings::{ModelSpec, TrainConfig};
@@ -22,7 +22,7 @@ use tunesmith_engine::train::step::accumulate;
 use tunesmith_engine::train::{into_trainable, train, Restore, TrainSummary};
 use tunesmith_engine::{CancelToken, Error, Event, NullSink};
 
-fn tiny_vars() -> (Gpt2, Vec<(String, Var)>) {
+fn tiny_vars() -> (Model, Vec<(String, Var)>) {
     let dir = fixtures().join("gpt2-tiny");
     let cfg = read_config(&dir).unwrap();
     let weights = read_weights(&dir, &cfg, &Device::Cpu).unwrap();
@@ -33,7 +33,7 @@ fn tiny_vars() -> (Gpt2, Vec<(String, Var)>) {
         tensors.insert(name.clone(), v.as_tensor().clone());
         vars.push((name, v));
     }
-    (Gpt2::new(&tensors, &cfg).unwrap(), vars)
+    (Model::new(&tensors, &cfg).unwrap(), vars)
 }
 
 #[test]
@@ -52,10 +52,7 @@ fn every_trainable_variable_gets_a_gradient() {
         .loss(&model.hidden(&x, None, Some(&mut drop)).unwrap(), &targets)
         .unwrap();
     let grads = loss.backward().unwrap();
-    assert_eq!(
-        vars.len(),
-        tunesmith_engine::model::gpt2::weight_shapes(model.config()).len()
-    );
+    assert_eq!(vars.len(), model.config().weight_shapes().len());
     for (name, v) in &vars {
         let g = grads
             .get(v)
@@ -205,6 +202,47 @@ fn stopped_run_resumes_to_the_same_loss() {
         &Device::Cpu,
     )
     .unwrap();
+}
+
+/// The Llama family trains through the same loop: Qwen2 (biases, untied head, two end ids) learns,
+/// a stopped run resumes to the same losses, and each checkpoint is a HF folder with HF's names
+/// and the model's own end ids.
+#[test]
+fn a_llama_family_model_trains_resumes_and_saves_a_hf_folder() {
+    let cfg = TrainConfig {
+        model: ModelSpec::Source(fixtures().join("qwen2-tiny").display().to_string()),
+        lr: 1e-2,
+        ..finetune_cfg(8)
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let (r, ev) = run(&cfg, straight.path(), None);
+    r.unwrap();
+    let want = step_losses(&ev);
+    assert!(want[&8] < want[&1] - 0.5, "{want:?}");
+    let parted = tempfile::tempdir().unwrap();
+    let (r1, _) = run(&cfg, parted.path(), Some(4));
+    assert_eq!(r1.unwrap().steps, 4);
+    let (r2, ev2) = run(&cfg, parted.path(), None);
+    assert_eq!(r2.unwrap().steps, 8);
+    let got = step_losses(&ev2);
+    for s in 5..=8 {
+        assert!(
+            (got[&s] - want[&s]).abs() <= 1e-5 * want[&s].abs(),
+            "step {s}: {} vs {}",
+            got[&s],
+            want[&s]
+        );
+    }
+    let ckpt = parted.path().join("checkpoints/step-8");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "qwen2");
+    assert_eq!(config["eos_token_id"], serde_json::json!([0, 5]));
+    let raw = candle_core::safetensors::load(ckpt.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(raw.contains_key("model.layers.1.self_attn.q_proj.bias"));
+    assert!(raw.contains_key("lm_head.weight"));
+    let m = tunesmith_engine::model::load::load_dir(&ckpt, &Device::Cpu).unwrap();
+    assert_eq!(m.config.eos_ids(), vec![0, 5]);
 }
 
 #[test]
@@ -411,8 +449,11 @@ fn bad_models_fail_clearly() {
     let e = read_weights(&dir, &cfg, &Device::Cpu).unwrap_err();
     assert!(e.to_string().contains("damaged or incomplete"), "{e}");
     // Weights that do not match the config.
-    let mut big = cfg.clone();
+    let ModelConfig::Gpt2(mut big) = cfg.clone() else {
+        panic!("a GPT-2 fixture")
+    };
     big.n_embd = 64;
+    let big = ModelConfig::from(big);
     std::fs::write(dir.join("model.safetensors"), &weights).unwrap();
     let e = read_weights(&dir, &big, &Device::Cpu).unwrap_err();
     assert!(e.to_string().contains("do not match"), "{e}");
@@ -427,18 +468,18 @@ fn copy_model(from: &Path, to: &Path, edit: impl FnOnce(&mut HashMap<String, Ten
     let cfg = read_config(from).unwrap();
     let mut w = read_weights(from, &cfg, &Device::Cpu).unwrap();
     edit(&mut w);
-    save_weights(&w, &to.join("model.safetensors")).unwrap();
+    save_weights(&w, &cfg, &to.join("model.safetensors")).unwrap();
 }
 
 /// The fixture model with dropout off, its weights trainable.
-fn trainable_tiny() -> (Gpt2, AdamW) {
+fn trainable_tiny() -> (Model, AdamW) {
     let dir = fixtures().join("gpt2-tiny");
     let mut cfg = read_config(&dir).unwrap();
-    (cfg.embd_pdrop, cfg.attn_pdrop, cfg.resid_pdrop) = (0.0, 0.0, 0.0);
+    cfg.set_dropout(0.0);
     let (tensors, params) =
-        into_trainable(read_weights(&dir, &cfg, &Device::Cpu).unwrap(), false).unwrap();
+        into_trainable(read_weights(&dir, &cfg, &Device::Cpu).unwrap(), &cfg, false).unwrap();
     (
-        Gpt2::new(&tensors, &cfg).unwrap(),
+        Model::new(&tensors, &cfg).unwrap(),
         AdamW::new(params).unwrap(),
     )
 }
@@ -598,7 +639,7 @@ fn weight_decay_applies_to_matrices_and_freezing_keeps_the_rest() {
     let dir = fixtures().join("gpt2-tiny");
     let cfg = read_config(&dir).unwrap();
     let weights = read_weights(&dir, &cfg, &Device::Cpu).unwrap();
-    let (_, params) = into_trainable(weights.clone(), false).unwrap();
+    let (_, params) = into_trainable(weights.clone(), &cfg, false).unwrap();
     assert_eq!(params.len(), weights.len());
     for (name, _, decay) in &params {
         let matrix = name.ends_with("c_attn.weight")
@@ -606,9 +647,9 @@ fn weight_decay_applies_to_matrices_and_freezing_keeps_the_rest() {
             || name.ends_with("c_fc.weight");
         assert_eq!(*decay, matrix, "{name}");
     }
-    let (_, layers) = into_trainable(weights, true).unwrap();
+    let (_, layers) = into_trainable(weights, &cfg, true).unwrap();
     assert!(layers.iter().all(|(n, _, _)| n.starts_with("h.")));
-    assert_eq!(layers.len(), 12 * cfg.n_layer);
+    assert_eq!(layers.len(), 12 * 2);
 
     // A run that trains only the blocks leaves embeddings and the final norm as they were.
     let tmp = tempfile::tempdir().unwrap();
@@ -652,7 +693,7 @@ fn dropout_override_and_grad_accum_shape_the_first_step() {
     let got = step_losses(&ev)[&1];
     // Without dropout the first loss is the evaluation-mode loss of both micro-batches' windows.
     let dir = fixtures().join("gpt2-tiny");
-    let model = Gpt2::new(
+    let model = Model::new(
         &read_weights(&dir, &read_config(&dir).unwrap(), &Device::Cpu).unwrap(),
         &read_config(&dir).unwrap(),
     )
@@ -738,7 +779,7 @@ fn an_untied_head_is_loaded_and_saved() {
     assert!(apart > 0.1, "the head made no difference: {apart}");
     // Saved again (as a checkpoint would), the head is where Hugging Face looks for it.
     let again = tmp.path().join("again.safetensors");
-    save_weights(&w, &again).unwrap();
+    save_weights(&w, &cfg, &again).unwrap();
     let raw = candle_core::safetensors::load(&again, &Device::Cpu).unwrap();
     assert!(
         raw.contains_key("lm_head.weight"),

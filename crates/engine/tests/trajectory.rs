@@ -22,9 +22,8 @@ use candle_core::Device;
 use common::fixtures;
 use tunesmith_engine::data::batches::Sampler;
 use tunesmith_engine::data::{dataset, tokenizer};
-use tunesmith_engine::model::gpt2::init_weights;
 use tunesmith_engine::model::load::save_weights;
-use tunesmith_engine::model::Gpt2Config;
+use tunesmith_engine::model::{Gpt2Config, ModelConfig};
 use tunesmith_engine::settings::{ModelSpec, TrainConfig};
 use tunesmith_engine::train::{train, Restore};
 use tunesmith_engine::{CancelToken, Event, NullSink};
@@ -39,8 +38,9 @@ fn setup(dir: &Path) -> TrainConfig {
     let mut cfg = Gpt2Config::preset("tiny", 384, 64).unwrap();
     (cfg.embd_pdrop, cfg.attn_pdrop, cfg.resid_pdrop) = (0.0, 0.0, 0.0);
     cfg.eos_token_id = Some(0);
-    let weights = init_weights(&cfg, 7, &Device::Cpu).unwrap();
-    save_weights(&weights, &model.join("model.safetensors")).unwrap();
+    let cfg = ModelConfig::from(cfg);
+    let weights = cfg.init_weights(7, &Device::Cpu).unwrap();
+    save_weights(&weights, &cfg, &model.join("model.safetensors")).unwrap();
     std::fs::write(model.join("config.json"), cfg.to_json().to_string()).unwrap();
     std::fs::copy(
         fixtures().join("gpt2-tiny/tokenizer.json"),

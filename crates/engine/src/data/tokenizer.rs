@@ -129,9 +129,13 @@ pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
         .map_err(|e| Error::Tokenizer(format!("could not decode tokens ({e})")))
 }
 
+/// End-of-text tokens of the tokenizers Tunesmith meets: GPT-2, SmolLM and Qwen; Llama 3; Llama 2,
+/// TinyLlama and Mistral. The first one a tokenizer has separates documents in training data.
+const END_TOKENS: [&str; 3] = [EOT, "<|end_of_text|>", "</s>"];
+
 /// The end-of-text id, if the tokenizer has one.
 pub fn eot_id(tok: &Tokenizer) -> Option<u32> {
-    tok.token_to_id(EOT)
+    END_TOKENS.iter().find_map(|t| tok.token_to_id(t))
 }
 
 /// Writes `tokenizer.json` atomically into `dir`.

@@ -7,7 +7,7 @@ use tokenizers::Tokenizer;
 
 use crate::data::batches::learned_units;
 use crate::data::tokenizer;
-use crate::model::Gpt2;
+use crate::model::Model;
 use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::{Error, Result};
 
@@ -21,7 +21,7 @@ pub struct EvalResult {
 
 /// Evaluates `text` (tokenised without special tokens).
 pub fn evaluate_text(
-    model: &Gpt2,
+    model: &Model,
     tok: &Tokenizer,
     text: &str,
     cancel: &CancelToken,
@@ -34,7 +34,7 @@ pub fn evaluate_text(
             ids.len()
         )));
     }
-    let n_ctx = model.config().n_positions;
+    let n_ctx = model.config().context();
     let (loss, _) = loss_on_tokens(model, &ids, n_ctx, usize::MAX, cancel, sink)?;
     Ok(EvalResult {
         loss,
@@ -46,7 +46,7 @@ pub fn evaluate_text(
 /// Mean loss over consecutive windows of `window` tokens (at most `max_windows` of them); returns
 /// the loss and the number of predicted positions.
 pub fn loss_on_tokens(
-    model: &Gpt2,
+    model: &Model,
     ids: &[u32],
     window: usize,
     max_windows: usize,
@@ -62,7 +62,7 @@ pub fn loss_on_tokens(
 /// an answer is never predicted from the tail of the example before it.
 #[allow(clippy::too_many_arguments)]
 pub fn loss_on_masked_tokens(
-    model: &Gpt2,
+    model: &Model,
     ids: &[u32],
     mask: Option<&[u8]>,
     eot: Option<u32>,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::tokenizer;
-use crate::model::{Gpt2, KvCache};
+use crate::model::{KvCache, Model};
 use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -120,7 +120,7 @@ pub enum FinishReason {
 
 /// Generates `cfg.n` samples one after another.
 pub fn generate(
-    model: &Gpt2,
+    model: &Model,
     tok: &Tokenizer,
     cfg: &GenerateConfig,
     cancel: &CancelToken,
@@ -133,7 +133,7 @@ pub fn generate(
 
 /// Generates sample number `index` (its own seeded stream), emitting `Token` events.
 pub fn generate_one(
-    model: &Gpt2,
+    model: &Model,
     tok: &Tokenizer,
     cfg: &GenerateConfig,
     index: u64,
@@ -142,6 +142,10 @@ pub fn generate_one(
 ) -> Result<Generation> {
     cfg.validate()?;
     let eot = tokenizer::eot_id(tok);
+    // A reply ends at end-of-text or at any of the model's own end ids (chat models end a turn
+    // with one of several).
+    let mut ends: Vec<u32> = eot.into_iter().collect();
+    ends.extend(model.config().eos_ids());
     let mut context = tokenizer::encode(tok, &cfg.prompt)?;
     if context.is_empty() {
         // An empty prompt starts a fresh document, the way GPT-2 was trained.
@@ -149,8 +153,8 @@ pub fn generate_one(
             eot.ok_or_else(|| Error::config("prompt", "is empty; type some text to continue"))?,
         );
     }
-    let n_ctx = model.config().n_positions;
-    let vocab = model.config().vocab_size;
+    let n_ctx = model.config().context();
+    let vocab = model.config().vocab_size();
     let params = cfg.sampling();
     let mut rng = Rng::derive(cfg.seed, "generate", &[index]);
     let mut cache = KvCache::default();
@@ -171,13 +175,15 @@ pub fn generate_one(
         }
         let mut logits = model.step(&pending, &mut cache)?.to_vec1::<f32>()?;
         logits.truncate(tok.get_vocab_size(true).min(vocab));
-        if let Some(e) = eot.filter(|_| tokens.len() < cfg.min_new_tokens) {
-            if let Some(l) = logits.get_mut(e as usize) {
-                *l = f32::NEG_INFINITY;
+        if tokens.len() < cfg.min_new_tokens {
+            for &e in &ends {
+                if let Some(l) = logits.get_mut(e as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
             }
         }
         let next = sampling::sample(&mut logits, &context, &params, &mut rng);
-        if cfg.stop_at_eot && Some(next) == eot {
+        if cfg.stop_at_eot && ends.contains(&next) {
             finish = FinishReason::Stop;
             break;
         }

@@ -1,8 +1,6 @@
 //! GPT-2 hyperparameters in Hugging Face's `config.json` shape, with the presets Tunesmith offers
 //! for training from scratch. Unknown fields are kept so a config round-trips unchanged.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -117,10 +115,7 @@ impl Gpt2Config {
         if self.model_type != "gpt2" {
             return Err(Error::config(
                 "model_type",
-                format!(
-                    "is `{}`; this version of Tunesmith trains GPT-2 models only",
-                    self.model_type
-                ),
+                format!("is `{}`, not gpt2", self.model_type),
             ));
         }
         if self.vocab_size == 0 {
@@ -145,17 +140,6 @@ impl Gpt2Config {
             ));
         }
         Ok(())
-    }
-
-    /// Reads and validates a HF `config.json`.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: Gpt2Config = serde_json::from_str(&text).map_err(|e| {
-            Error::model(path, format!("its config.json is not a GPT-2 config ({e})"))
-        })?;
-        cfg.validate()
-            .map_err(|e| Error::model(path, e.to_string()))?;
-        Ok(cfg)
     }
 
     /// Parameter count (an untied head counts once more the size of the token embedding).

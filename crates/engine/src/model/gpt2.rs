@@ -4,47 +4,12 @@
 //! used as `x @ W + b` — so a checkpoint is a HF model directory as it stands. The LM head is tied to
 //! `wte` unless the config sets `tie_word_embeddings: false`; then it is `lm_head.weight`, `(V, C)`. Activations stay 2-D `(B·T, C)` between layers so every projection is one large matmul.
 
-use std::collections::HashMap;
-
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Tensor};
 
 use super::config::Gpt2Config;
+use super::layers::{causal_mask, dropout, get, DropoutRng, EmbeddingForward, KvCache, Weights};
 use super::ops;
 use crate::rng::Rng;
-
-/// Named weight tensors in HF layout, prefix-free (`h.0.attn.c_attn.weight`, `wte.weight`, …).
-pub type Weights = HashMap<String, Tensor>;
-
-/// Dropout masks for one micro-batch, drawn in a fixed order from a derived stream so that a resumed
-/// run repeats them exactly. `None` wherever the model runs in evaluation mode.
-pub struct DropoutRng(pub Rng);
-
-fn dropout(x: &Tensor, p: f32, rng: &mut Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
-    let Some(rng) = rng.as_mut() else {
-        return Ok(x.clone());
-    };
-    if p <= 0.0 {
-        return Ok(x.clone());
-    }
-    let scale = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.0.next_f32() >= p { scale } else { 0.0 })
-        .collect();
-    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
-}
-
-fn get(w: &Weights, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
-    let t = w
-        .get(name)
-        .ok_or_else(|| candle_core::Error::Msg(format!("missing weight `{name}`")))?;
-    if t.dims() != shape {
-        candle_core::bail!(
-            "weight `{name}` has shape {:?}, expected {shape:?}",
-            t.dims()
-        );
-    }
-    Ok(t.clone())
-}
 
 /// The names and shapes every GPT-2 of this config has, in a stable order.
 pub fn weight_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
@@ -149,30 +114,6 @@ impl Conv1D {
     }
 }
 
-/// Per-layer keys and values of the tokens seen so far, for decoding one token at a time.
-#[derive(Default)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-}
-
-impl KvCache {
-    /// Number of positions already cached.
-    pub fn len(&self) -> usize {
-        match self.layers.first() {
-            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
-            _ => 0,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn clear(&mut self) {
-        self.layers.clear()
-    }
-}
-
 struct Attention {
     c_attn: Conv1D,
     c_proj: Conv1D,
@@ -181,23 +122,6 @@ struct Attention {
     scale: f64,
     attn_pdrop: f32,
     resid_pdrop: f32,
-}
-
-/// 0 where query `i` (at absolute position `offset + i`) may see key `j`, −∞ elsewhere. (T, Tk)
-fn causal_mask(t: usize, tk: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let offset = tk - t;
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| {
-            (0..tk).map(move |j| {
-                if j <= offset + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(mask, (t, tk), device)
 }
 
 impl Attention {
@@ -406,39 +330,7 @@ impl Gpt2 {
     }
 
     /// Logits `(1, V)` for one position while decoding (no gradient).
-    fn next_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn next_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         ops::matvec_rows(hidden, &self.head)
-    }
-
-    /// Full-sequence logits `(B, T, V)`.
-    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        self.logits(&self.hidden(ids, None, None)?)?
-            .reshape((b, t, self.cfg.vocab_size))
-    }
-
-    /// Mean cross-entropy of next-token prediction; `targets` has one id per row of `hidden`
-    /// (`ops::IGNORE_INDEX` to skip a position).
-    pub fn loss(&self, hidden: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
-        ops::cross_entropy(&self.logits(hidden)?, targets)
-    }
-
-    /// Feeds `ids` (one sequence) through the cache and returns the logits of the last position (V).
-    pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
-        let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
-        let h = self.hidden(&t, Some(cache), None)?;
-        let last = h.narrow(0, ids.len() - 1, 1)?;
-        self.next_logits(&last)?.squeeze(0)?.to_dtype(DType::F32)
-    }
-}
-
-/// Embedding lookup that keeps the gradient path (`index_select` has a backward in candle).
-trait EmbeddingForward {
-    fn embedding_forward(&self, ids: &Tensor) -> candle_core::Result<Tensor>;
-}
-
-impl EmbeddingForward for Tensor {
-    fn embedding_forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::Embedding::new(self.clone(), self.dim(1)?).forward(ids)
     }
 }

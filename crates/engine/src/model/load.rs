@@ -1,6 +1,7 @@
-//! Loading a GPT-2 from a Hugging Face-style folder: `config.json`, `model.safetensors` (keys with
-//! or without `transformer.`, buffers ignored, head tied unless the config unties it) and the
-//! tokenizer files.
+//! Loading a model from a Hugging Face-style folder: `config.json` (GPT-2 or the Llama family),
+//! `generation_config.json`, `model.safetensors` or shards listed by `model.safetensors.index.json`
+//! (f32, f16 or bf16; GPT-2 keys with or without `transformer.`, buffers ignored, head tied unless
+//! the config unties it) and the tokenizer files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,16 +9,16 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use tokenizers::Tokenizer;
 
-use super::config::Gpt2Config;
-use super::gpt2::{weight_shapes, Gpt2, Weights};
+use super::family::{Model, ModelConfig};
+use super::layers::Weights;
 use crate::data::tokenizer;
 use crate::{Error, Result};
 
 /// A model ready for generation or evaluation.
 pub struct LoadedModel {
-    pub model: Gpt2,
+    pub model: Model,
     pub tokenizer: Tokenizer,
-    pub config: Gpt2Config,
+    pub config: ModelConfig,
     pub dir: PathBuf,
 }
 
@@ -27,7 +28,7 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let weights = read_weights(dir, &config, device)?;
     let tokenizer = tokenizer::load(dir)?;
     check_vocab(dir, &config, &tokenizer)?;
-    let model = Gpt2::new(&weights, &config)?;
+    let model = Model::new(&weights, &config)?;
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -36,8 +37,9 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     })
 }
 
-/// The folder's `config.json`, with a plain error if this is not a model folder.
-pub fn read_config(dir: &Path) -> Result<Gpt2Config> {
+/// The folder's `config.json` (with the end-of-turn ids of `generation_config.json` added), with a
+/// plain error if this is not a model folder.
+pub fn read_config(dir: &Path) -> Result<ModelConfig> {
     if !dir.is_dir() {
         return Err(Error::model(dir, "it is not a folder"));
     }
@@ -45,26 +47,34 @@ pub fn read_config(dir: &Path) -> Result<Gpt2Config> {
     if !path.is_file() {
         return Err(Error::model(
             dir,
-            "it has no config.json; choose a folder holding a Hugging Face GPT-2 model \
+            "it has no config.json; choose a folder holding a Hugging Face model \
              (config.json, model.safetensors, tokenizer files), a Tunesmith run folder, or a hub id such as gpt2",
         ));
     }
-    Gpt2Config::load(&path)
+    let mut cfg = ModelConfig::load(&path)?;
+    let generation = dir.join("generation_config.json");
+    if generation.is_file() {
+        let text = std::fs::read_to_string(&generation).map_err(|e| Error::io(&generation, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::model(&generation, format!("it is not valid JSON ({e})")))?;
+        cfg.merge_generation_eos(&v);
+    }
+    Ok(cfg)
 }
 
-fn check_vocab(dir: &Path, cfg: &Gpt2Config, tok: &Tokenizer) -> Result<()> {
+fn check_vocab(dir: &Path, cfg: &ModelConfig, tok: &Tokenizer) -> Result<()> {
     let n = tok.get_vocab_size(true);
-    if n > cfg.vocab_size {
+    if n > cfg.vocab_size() {
         return Err(Error::model(
             dir,
-            format!("its tokenizer has {n} tokens but the model only {}; the files do not belong together", cfg.vocab_size),
+            format!("its tokenizer has {n} tokens but the model only {}; the files do not belong together", cfg.vocab_size()),
         ));
     }
     Ok(())
 }
 
-/// Reads the weights, maps HF names onto ours and checks every shape against the config.
-pub fn read_weights(dir: &Path, cfg: &Gpt2Config, device: &Device) -> Result<Weights> {
+/// Reads the weights (as f32), maps HF names onto ours and checks every shape against the config.
+pub fn read_weights(dir: &Path, cfg: &ModelConfig, device: &Device) -> Result<Weights> {
     let mut raw = HashMap::new();
     for file in weight_files(dir)? {
         let tensors = candle_core::safetensors::load(&file, device).map_err(|e| {
@@ -79,22 +89,12 @@ pub fn read_weights(dir: &Path, cfg: &Gpt2Config, device: &Device) -> Result<Wei
     }
     let mut weights = Weights::new();
     for (name, t) in raw {
-        let name = name
-            .strip_prefix("transformer.")
-            .unwrap_or(&name)
-            .to_string();
-        // The causal-mask buffers of old checkpoints and a tied head (a copy of `wte`) carry no
-        // information; an untied head is a weight of its own.
-        if (name == "lm_head.weight" && cfg.tied())
-            || name.ends_with(".attn.bias")
-            || name.ends_with(".attn.masked_bias")
-        {
-            continue;
+        if let Some(name) = cfg.our_name(&name) {
+            weights.insert(name, t.to_dtype(DType::F32)?);
         }
-        weights.insert(name, t.to_dtype(DType::F32)?);
     }
     let mut problems = Vec::new();
-    for (name, shape) in weight_shapes(cfg) {
+    for (name, shape) in cfg.weight_shapes() {
         match weights.get(&name) {
             None => problems.push(format!("`{name}` is missing")),
             Some(t) if t.dims() != shape.as_slice() => problems.push(format!(
@@ -139,6 +139,30 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .unwrap_or_default();
         files.sort();
         files.dedup();
+        if files.is_empty() {
+            return Err(Error::model(
+                &index,
+                "the index lists no weight files (its weight_map is empty or missing); download the model again",
+            ));
+        }
+        let missing: Vec<String> = files
+            .iter()
+            .filter(|f| !f.is_file())
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::model(
+                dir,
+                format!(
+                    "{} of its {} weight files listed in model.safetensors.index.json {} missing ({}); \
+                     download the model again or copy the missing files into the folder",
+                    missing.len(),
+                    files.len(),
+                    if missing.len() == 1 { "is" } else { "are" },
+                    missing.join(", ")
+                ),
+            ));
+        }
         return Ok(files);
     }
     let hint = if dir.join("pytorch_model.bin").is_file() {
@@ -150,15 +174,15 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Err(Error::model(dir, hint))
 }
 
-/// Saves weights under HF's names (`transformer.` prefix), loadable by transformers.
-pub fn save_weights(weights: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+/// Saves weights under HF's names, loadable by transformers.
+pub fn save_weights(
+    weights: &HashMap<String, Tensor>,
+    cfg: &ModelConfig,
+    path: &Path,
+) -> Result<()> {
     let prefixed: HashMap<String, Tensor> = weights
         .iter()
-        // HF keeps the head outside the `transformer` module.
-        .map(|(k, v)| match k.as_str() {
-            "lm_head.weight" => (k.clone(), v.clone()),
-            _ => (format!("transformer.{k}"), v.clone()),
-        })
+        .map(|(k, v)| (cfg.hf_name(k), v.clone()))
         .collect();
     candle_core::safetensors::save(&prefixed, path)
         .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))

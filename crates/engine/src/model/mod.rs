@@ -1,10 +1,17 @@
-//! Models: GPT-2 config, layers with differentiable fused ops, loading and saving.
+//! Models: the GPT-2 and Llama families behind one interface, layers with differentiable fused
+//! ops, loading and saving.
 
 pub mod config;
+pub mod family;
 pub mod gpt2;
+pub mod layers;
+pub mod llama;
+pub mod llama_config;
 pub mod load;
 pub mod ops;
 
 pub use config::Gpt2Config;
-pub use gpt2::{Gpt2, KvCache, Weights};
+pub use family::{Model, ModelConfig};
+pub use layers::{DropoutRng, KvCache, Weights};
+pub use llama_config::LlamaConfig;
 pub use load::LoadedModel;

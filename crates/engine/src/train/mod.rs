@@ -26,7 +26,7 @@ use trainer::Trainer;
 
 use crate::data::{dataset, tokenizer};
 use crate::generate::{self, GenerateConfig};
-use crate::model::{Gpt2, Weights};
+use crate::model::{Model, ModelConfig, Weights};
 use crate::progress::{CancelToken, Event, NullSink, ProgressSink};
 use crate::runs::{now_unix, RunDir, RunInfo, RunStatus};
 use crate::{device, fsutil, Error, Result};
@@ -163,17 +163,18 @@ fn run_training(
 /// tensors and get no gradient. `only_layers` freezes everything outside the transformer blocks.
 pub fn into_trainable(
     weights: HashMap<String, Tensor>,
+    model_cfg: &ModelConfig,
     only_layers: bool,
 ) -> Result<(Weights, Vec<optim::ParamSpec>)> {
     let mut params = Vec::new();
     let mut tensors = HashMap::new();
     for (name, t) in weights {
-        if only_layers && !name.starts_with("h.") {
+        if only_layers && !model_cfg.is_block_weight(&name) {
             tensors.insert(name, t);
             continue;
         }
         let var = Var::from_tensor(&t)?;
-        let decay = t.rank() == 2 && name != "wte.weight" && name != "wpe.weight";
+        let decay = model_cfg.decays(&name, t.rank());
         tensors.insert(name.clone(), var.as_tensor().clone());
         params.push((name, var, decay));
     }
@@ -191,7 +192,7 @@ fn min_opt(a: Option<f32>, b: Option<f32>) -> Option<f32> {
 /// Validation loss on up to `eval_windows` windows of the held-out tokens; `None` without any.
 #[allow(clippy::too_many_arguments)]
 fn validate(
-    model: &Gpt2,
+    model: &Model,
     tok: &Tokenizer,
     data: &dataset::TokenData,
     cfg: &TrainConfig,
@@ -235,7 +236,7 @@ fn validate(
 
 /// A short sample from an empty prompt, seeded by the step.
 fn sample(
-    model: &Gpt2,
+    model: &Model,
     tok: &Tokenizer,
     cfg: &TrainConfig,
     step: u64,

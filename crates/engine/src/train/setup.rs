@@ -9,8 +9,7 @@ use tokenizers::Tokenizer;
 
 use crate::data::dataset::{self, Split};
 use crate::data::{prepare, tokenizer};
-use crate::model::gpt2::init_weights;
-use crate::model::{load, Gpt2Config};
+use crate::model::{load, Gpt2Config, ModelConfig};
 use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::runs::{CheckpointState, RunDir};
 use crate::settings::{ModelSpec, TrainConfig};
@@ -18,7 +17,7 @@ use crate::{source, Error, Result};
 
 /// Everything the loop needs, whether fresh or resumed.
 pub(super) struct Prepared {
-    pub model_cfg: Gpt2Config,
+    pub model_cfg: ModelConfig,
     pub tok: Tokenizer,
     pub weights: HashMap<String, Tensor>,
     pub data: dataset::TokenData,
@@ -68,11 +67,13 @@ pub(super) fn prepare_fresh(
                 total: 1,
                 unit: "steps".into(),
             });
-            let mut model_cfg =
-                Gpt2Config::preset(preset, tok.get_vocab_size(true), cfg.block_size.max(64))?;
-            model_cfg.eos_token_id = tokenizer::eot_id(&tok);
-            model_cfg.bos_token_id = model_cfg.eos_token_id;
-            let weights = init_weights(&model_cfg, cfg.seed, device)?;
+            let mut model_cfg = ModelConfig::from(Gpt2Config::preset(
+                preset,
+                tok.get_vocab_size(true),
+                cfg.block_size.max(64),
+            )?);
+            model_cfg.set_end_token(tokenizer::eot_id(&tok));
+            let weights = model_cfg.init_weights(cfg.seed, device)?;
             (model_cfg, tok, weights)
         }
     };

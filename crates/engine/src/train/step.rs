@@ -11,15 +11,15 @@ use candle_core::{Device, Tensor};
 
 use super::optim::Param;
 use crate::data::batches::Batch;
-use crate::model::gpt2::DropoutRng;
-use crate::model::Gpt2;
+use crate::model::DropoutRng;
+use crate::model::Model;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// Gradients of the step's loss with respect to `params`, and that loss. Dropout masks come from
 /// `(seed, step, micro)`, so a resumed run draws the same ones.
 pub fn accumulate(
-    model: &Gpt2,
+    model: &Model,
     params: &[Param],
     batches: &[Batch],
     seed: u64,

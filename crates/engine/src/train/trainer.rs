@@ -15,7 +15,7 @@ use super::{into_trainable, min_opt, sample, schedule, step, validate, TrainSumm
 use crate::data::batches::Sampler;
 use crate::data::dataset::TokenData;
 use crate::data::tokenizer;
-use crate::model::{Gpt2, Gpt2Config, Weights};
+use crate::model::{Model, ModelConfig, Weights};
 use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::runs::{now_unix, CheckpointState, RunDir, RunInfo, RunStatus};
 use crate::settings::TrainConfig;
@@ -30,11 +30,11 @@ pub(super) struct Trainer<'a> {
     data: &'a TokenData,
     sampler: Sampler<'a>,
     /// The model's config with this run's dropout; saved beside each checkpoint.
-    model_cfg: Gpt2Config,
+    model_cfg: ModelConfig,
     tok: Tokenizer,
     /// The model's tensors (trainable ones are the optimiser's `Var`s), for checkpoints.
     tensors: Weights,
-    model: Gpt2,
+    model: Model,
     opt: AdamW,
     /// Steps in the whole run.
     total: u64,
@@ -58,7 +58,7 @@ impl<'a> Trainer<'a> {
         cfg: &'a TrainConfig,
         run: &'a RunDir,
         data: &'a TokenData,
-        model_cfg: Gpt2Config,
+        model_cfg: ModelConfig,
         tok: Tokenizer,
         weights: HashMap<String, Tensor>,
         state: Option<(CheckpointState, HashMap<String, Tensor>)>,
@@ -72,9 +72,10 @@ impl<'a> Trainer<'a> {
             tokenizer::eot_id(&tok),
             cfg.block_size,
         )?;
-        let (tensors, params) = into_trainable(weights, cfg.only_train_transformer_layers)?;
+        let (tensors, params) =
+            into_trainable(weights, &model_cfg, cfg.only_train_transformer_layers)?;
         let mut opt = AdamW::new(params)?;
-        let model = Gpt2::new(&tensors, &model_cfg)?;
+        let model = Model::new(&tensors, &model_cfg)?;
 
         let total = cfg.total_steps(data.train.len());
         let (mut step, mut best_val, mut tokens_seen) = (0u64, None, 0u64);
@@ -338,8 +339,7 @@ impl<'a> Trainer<'a> {
             tokens_seen: self.tokens_seen,
         };
         let mut cfg_out = self.model_cfg.clone();
-        cfg_out.eos_token_id = tokenizer::eot_id(&self.tok).or(cfg_out.eos_token_id);
-        cfg_out.bos_token_id = cfg_out.eos_token_id;
+        cfg_out.set_end_token(tokenizer::eot_id(&self.tok));
         let path = self.run.save_checkpoint(
             &state,
             &self.tensors,
@@ -358,20 +358,17 @@ impl<'a> Trainer<'a> {
 
 /// The model config this run trains with: the run's dropout (when set) in place of the model's,
 /// and refused when the run's blocks are longer than the model's context.
-fn fit_model_cfg(cfg: &TrainConfig, mut model_cfg: Gpt2Config) -> Result<Gpt2Config> {
+fn fit_model_cfg(cfg: &TrainConfig, mut model_cfg: ModelConfig) -> Result<ModelConfig> {
     if let Some(p) = cfg.dropout {
-        (
-            model_cfg.embd_pdrop,
-            model_cfg.attn_pdrop,
-            model_cfg.resid_pdrop,
-        ) = (p, p, p);
+        model_cfg.set_dropout(p);
     }
-    if cfg.block_size > model_cfg.n_positions {
+    if cfg.block_size > model_cfg.context() {
         return Err(Error::config(
             "block_size",
             format!(
                 "is {}, longer than this model's context of {} tokens",
-                cfg.block_size, model_cfg.n_positions
+                cfg.block_size,
+                model_cfg.context()
             ),
         ));
     }

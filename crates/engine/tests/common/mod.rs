@@ -21,7 +21,7 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
 }
 
 /// Full-sequence logits `(T, V)` of one sequence.
-pub fn full_logits(model: &tunesmith_engine::model::Gpt2, ids: &[u32]) -> Vec<Vec<f32>> {
+pub fn full_logits(model: &tunesmith_engine::model::Model, ids: &[u32]) -> Vec<Vec<f32>> {
     let dev = model.device().clone();
     let x = candle_core::Tensor::from_slice(ids, (1, ids.len()), &dev).unwrap();
     model

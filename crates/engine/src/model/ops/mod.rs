@@ -1,6 +1,6 @@
 //! Differentiable building blocks with fused CPU kernels.
 //!
-//! candle's own fused `softmax_last_dim`, `layer_norm` and `rms_norm` record no backward, so a model
+//! candle's own fused `softmax_last_dim`, `layer_norm`, `rms_norm` and `rope` record no backward, so a model
 //! built on them trains only its head (candle issues #2168, #3011). Each op here has a fused,
 //! multi-threaded CPU forward *and* a hand-written backward (candle `CustomOp`); on other devices it
 //! falls back to a composition of differentiable candle ops with the same maths.
@@ -46,11 +46,15 @@ pub(super) fn last_dim(shape: &Shape) -> candle_core::Result<usize> {
 mod cross_entropy;
 mod decode;
 mod layer_norm;
+mod rms_norm;
+mod rope;
 mod softmax;
 
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, vecmat};
 pub use layer_norm::layer_norm;
+pub use rms_norm::rms_norm;
+pub use rope::rope;
 pub use softmax::softmax_last_dim;
 
 #[cfg(test)]
@@ -144,6 +148,60 @@ mod tests {
         check_grads(
             &[x, w, b],
             |t| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+            reference,
+        );
+    }
+
+    #[test]
+    fn rms_norm_matches_reference_with_gradient() {
+        let (x, w) = (rand(&[4, 6, 24], 12), rand(&[24], 13));
+        let reference = |t: &[Tensor]| {
+            let ms = t[0].sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+            let r = (ms + 1e-6).unwrap().sqrt().unwrap();
+            t[0].broadcast_div(&r)
+                .unwrap()
+                .broadcast_mul(&t[1])
+                .unwrap()
+        };
+        check_grads(
+            &[x, w],
+            |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
+            reference,
+        );
+    }
+
+    #[test]
+    fn rope_matches_reference_with_gradient() {
+        // (B, H, T, D) with tables for T positions; angles as the model makes them.
+        let (b, h, t, d) = (2, 3, 5, 8);
+        let angles: Vec<f32> = (0..t)
+            .flat_map(|p| (0..d / 2).map(move |i| p as f32 * 10f32.powf(-(i as f32) / 2.0)))
+            .collect();
+        let cos = Tensor::from_vec(
+            angles.iter().map(|a| a.cos()).collect(),
+            (t, d / 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let sin = Tensor::from_vec(
+            angles.iter().map(|a| a.sin()).collect(),
+            (t, d / 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        // transformers' form: x·cos + rotate_half(x)·sin over the full width.
+        let reference = |t: &[Tensor]| {
+            let half = d / 2;
+            let x1 = t[0].narrow(D::Minus1, 0, half).unwrap();
+            let x2 = t[0].narrow(D::Minus1, half, half).unwrap();
+            let rot = Tensor::cat(&[&x2.neg().unwrap(), &x1], D::Minus1).unwrap();
+            let c = Tensor::cat(&[&cos, &cos], D::Minus1).unwrap();
+            let s = Tensor::cat(&[&sin, &sin], D::Minus1).unwrap();
+            (t[0].broadcast_mul(&c).unwrap() + rot.broadcast_mul(&s).unwrap()).unwrap()
+        };
+        check_grads(
+            &[rand(&[b, h, t, d], 14)],
+            |t| rope(&t[0], &cos, &sin).unwrap(),
             reference,
         );
     }

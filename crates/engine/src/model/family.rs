@@ -1,0 +1,321 @@
+//! The one model interface over both families. Training, generation and evaluation hold a
+//! [`Model`] and a [`ModelConfig`] and never ask which family they have; everything that differs
+//! (weight names, HF key prefixes, which weights are "the layers", what decays) is answered here.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::config::Gpt2Config;
+use super::gpt2::{self, Gpt2};
+use super::layers::{DropoutRng, KvCache, Weights};
+use super::llama::{self, Llama};
+use super::llama_config::{ids_of, LlamaConfig, LLAMA_TYPES};
+use super::ops;
+use crate::{Error, Result};
+
+/// A model's `config.json`, by family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelConfig {
+    Gpt2(Gpt2Config),
+    Llama(LlamaConfig),
+}
+
+impl From<Gpt2Config> for ModelConfig {
+    fn from(c: Gpt2Config) -> Self {
+        ModelConfig::Gpt2(c)
+    }
+}
+
+impl From<LlamaConfig> for ModelConfig {
+    fn from(c: LlamaConfig) -> Self {
+        ModelConfig::Llama(c)
+    }
+}
+
+impl ModelConfig {
+    /// Parses a HF `config.json` by its `model_type`, validated.
+    pub fn from_json(v: serde_json::Value) -> Result<Self> {
+        let kind = v
+            .get("model_type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("gpt2")
+            .to_string();
+        let parse_err = |e: serde_json::Error| {
+            Error::config("config.json", format!("is not a valid {kind} config ({e})"))
+        };
+        let cfg = if kind == "gpt2" {
+            ModelConfig::Gpt2(serde_json::from_value(v).map_err(parse_err)?)
+        } else if LLAMA_TYPES.contains(&kind.as_str()) {
+            ModelConfig::Llama(serde_json::from_value(v).map_err(parse_err)?)
+        } else {
+            return Err(Error::config(
+                "model_type",
+                format!(
+                    "is `{kind}`; Tunesmith supports gpt2, {}",
+                    LLAMA_TYPES.join(", ")
+                ),
+            ));
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates a HF `config.json`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::model(path, format!("it is not valid JSON ({e})")))?;
+        Self::from_json(v).map_err(|e| Error::model(path, e.to_string()))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ModelConfig::Gpt2(c) => c.validate(),
+            ModelConfig::Llama(c) => c.validate(),
+        }
+    }
+
+    pub fn model_type(&self) -> &str {
+        match self {
+            ModelConfig::Gpt2(c) => &c.model_type,
+            ModelConfig::Llama(c) => &c.model_type,
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            ModelConfig::Gpt2(c) => c.vocab_size,
+            ModelConfig::Llama(c) => c.vocab_size,
+        }
+    }
+
+    /// Width of the hidden states (`n_embd` / `hidden_size`).
+    pub fn width(&self) -> usize {
+        match self {
+            ModelConfig::Gpt2(c) => c.n_embd,
+            ModelConfig::Llama(c) => c.hidden_size,
+        }
+    }
+
+    /// The longest sequence the model takes, in tokens.
+    pub fn context(&self) -> usize {
+        match self {
+            ModelConfig::Gpt2(c) => c.n_positions,
+            ModelConfig::Llama(c) => c.max_position_embeddings,
+        }
+    }
+
+    pub fn num_params(&self) -> usize {
+        match self {
+            ModelConfig::Gpt2(c) => c.num_params(),
+            ModelConfig::Llama(c) => c.num_params(),
+        }
+    }
+
+    /// Names and shapes of every weight, in a stable order.
+    pub fn weight_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        match self {
+            ModelConfig::Gpt2(c) => gpt2::weight_shapes(c),
+            ModelConfig::Llama(c) => llama::weight_shapes(c),
+        }
+    }
+
+    /// Fresh seeded weights for this architecture.
+    pub fn init_weights(&self, seed: u64, device: &Device) -> Result<Weights> {
+        Ok(match self {
+            ModelConfig::Gpt2(c) => gpt2::init_weights(c, seed, device)?,
+            ModelConfig::Llama(c) => llama::init_weights(c, seed, device)?,
+        })
+    }
+
+    /// Sets every dropout probability the model uses in training to `p`.
+    pub fn set_dropout(&mut self, p: f32) {
+        match self {
+            ModelConfig::Gpt2(c) => (c.embd_pdrop, c.attn_pdrop, c.resid_pdrop) = (p, p, p),
+            ModelConfig::Llama(c) => (c.attention_dropout, c.tunesmith_resid_dropout) = (p, p),
+        }
+    }
+
+    /// Records the tokenizer's end-of-text id as the model's. GPT-2 uses it as both bos and eos;
+    /// a Llama-family model keeps the ids it came with and takes this one only when it has none.
+    pub fn set_end_token(&mut self, eot: Option<u32>) {
+        match self {
+            ModelConfig::Gpt2(c) => {
+                c.eos_token_id = eot.or(c.eos_token_id);
+                c.bos_token_id = c.eos_token_id;
+            }
+            ModelConfig::Llama(c) => {
+                if c.eos_token_id.is_none() {
+                    c.eos_token_id = eot.map(|e| e.into());
+                }
+            }
+        }
+    }
+
+    /// Ids that end a reply: the config's eos (one or several).
+    pub fn eos_ids(&self) -> Vec<u32> {
+        match self {
+            ModelConfig::Gpt2(c) => c.eos_token_id.into_iter().collect(),
+            ModelConfig::Llama(c) => c.eos_ids(),
+        }
+    }
+
+    /// Adds the eos ids of a `generation_config.json` (chat models list their end-of-turn ids
+    /// there) to the config's own.
+    pub fn merge_generation_eos(&mut self, generation: &serde_json::Value) {
+        let extra = ids_of(generation.get("eos_token_id"));
+        if let ModelConfig::Llama(c) = self {
+            let mut ids = c.eos_ids();
+            for id in extra {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            if !ids.is_empty() {
+                c.eos_token_id = Some(if ids.len() == 1 {
+                    ids[0].into()
+                } else {
+                    ids.into()
+                });
+            }
+        }
+    }
+
+    /// JSON for `config.json`, HF-loadable.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            ModelConfig::Gpt2(c) => c.to_json(),
+            ModelConfig::Llama(c) => c.to_json(),
+        }
+    }
+
+    /// Whether a weight belongs to the transformer blocks (what "only train the layers" trains).
+    pub fn is_block_weight(&self, name: &str) -> bool {
+        match self {
+            ModelConfig::Gpt2(_) => name.starts_with("h."),
+            ModelConfig::Llama(_) => name.starts_with("model.layers."),
+        }
+    }
+
+    /// Whether AdamW decays a weight: matrices, not biases, norms or embeddings.
+    pub fn decays(&self, name: &str, rank: usize) -> bool {
+        rank == 2
+            && !matches!(
+                name,
+                "wte.weight" | "wpe.weight" | "model.embed_tokens.weight"
+            )
+    }
+
+    /// Our name for a tensor in a HF weights file, or `None` for tensors that carry nothing (old
+    /// causal-mask and rotary buffers, the copy of a tied head).
+    pub fn our_name(&self, hf: &str) -> Option<String> {
+        match self {
+            ModelConfig::Gpt2(c) => {
+                let name = hf.strip_prefix("transformer.").unwrap_or(hf);
+                let skip = (name == "lm_head.weight" && c.tied())
+                    || name.ends_with(".attn.bias")
+                    || name.ends_with(".attn.masked_bias");
+                (!skip).then(|| name.to_string())
+            }
+            ModelConfig::Llama(c) => {
+                let skip = (hf == "lm_head.weight" && c.tie_word_embeddings)
+                    || hf.ends_with("rotary_emb.inv_freq");
+                (!skip).then(|| hf.to_string())
+            }
+        }
+    }
+
+    /// The name transformers expects for one of our tensors.
+    pub fn hf_name(&self, ours: &str) -> String {
+        match self {
+            // HF keeps GPT-2's head outside the `transformer` module.
+            ModelConfig::Gpt2(_) if ours != "lm_head.weight" => format!("transformer.{ours}"),
+            _ => ours.to_string(),
+        }
+    }
+}
+
+/// The network itself, by family.
+enum Net {
+    Gpt2(Gpt2),
+    Llama(Llama),
+}
+
+/// A causal language model of either family, built over named weights.
+pub struct Model {
+    cfg: ModelConfig,
+    net: Net,
+}
+
+impl Model {
+    /// Builds the model over `weights` (plain tensors for inference, `Var`s for training).
+    pub fn new(weights: &Weights, cfg: &ModelConfig) -> candle_core::Result<Self> {
+        let net = match cfg {
+            ModelConfig::Gpt2(c) => Net::Gpt2(Gpt2::new(weights, c)?),
+            ModelConfig::Llama(c) => Net::Llama(Llama::new(weights, c)?),
+        };
+        Ok(Model {
+            cfg: cfg.clone(),
+            net,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        match &self.net {
+            Net::Gpt2(m) => m.device(),
+            Net::Llama(m) => m.device(),
+        }
+    }
+
+    /// Final hidden states `(B·T, C)` for token ids `(B, T)`, positions starting after the cached
+    /// ones. `rng` enables dropout (training).
+    pub fn hidden(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        rng: Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        match &self.net {
+            Net::Gpt2(m) => m.hidden(ids, cache, rng),
+            Net::Llama(m) => m.hidden(ids, cache, rng),
+        }
+    }
+
+    /// Logits `(N, V)` for hidden states `(N, C)`.
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.net {
+            Net::Gpt2(m) => m.logits(hidden),
+            Net::Llama(m) => m.logits(hidden),
+        }
+    }
+
+    /// Full-sequence logits `(B, T, V)`.
+    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        self.logits(&self.hidden(ids, None, None)?)?
+            .reshape((b, t, self.cfg.vocab_size()))
+    }
+
+    /// Mean cross-entropy of next-token prediction; `targets` has one id per row of `hidden`
+    /// (`ops::IGNORE_INDEX` to skip a position).
+    pub fn loss(&self, hidden: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
+        ops::cross_entropy(&self.logits(hidden)?, targets)
+    }
+
+    /// Feeds `ids` (one sequence) through the cache and returns the logits of the last position (V).
+    pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
+        let h = self.hidden(&t, Some(cache), None)?;
+        let last = h.narrow(0, ids.len() - 1, 1)?;
+        let logits = match &self.net {
+            Net::Gpt2(m) => m.next_logits(&last)?,
+            Net::Llama(m) => m.next_logits(&last)?,
+        };
+        logits.squeeze(0)?.to_dtype(DType::F32)
+    }
+}

@@ -1,0 +1,98 @@
+//! Pieces both model families share: the weight map, dropout with reproducible masks, the KV cache,
+//! the causal mask and a differentiable embedding lookup.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Module, Tensor};
+
+use crate::rng::Rng;
+
+/// Named weight tensors in HF layout, prefix-free (`h.0.attn.c_attn.weight`, `wte.weight`, …).
+pub type Weights = HashMap<String, Tensor>;
+
+/// Dropout masks for one micro-batch, drawn in a fixed order from a derived stream so that a resumed
+/// run repeats them exactly. `None` wherever the model runs in evaluation mode.
+pub struct DropoutRng(pub Rng);
+
+pub(crate) fn dropout(
+    x: &Tensor,
+    p: f32,
+    rng: &mut Option<&mut DropoutRng>,
+) -> candle_core::Result<Tensor> {
+    let Some(rng) = rng.as_mut() else {
+        return Ok(x.clone());
+    };
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let scale = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.0.next_f32() >= p { scale } else { 0.0 })
+        .collect();
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+pub(crate) fn get(w: &Weights, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
+    let t = w
+        .get(name)
+        .ok_or_else(|| candle_core::Error::Msg(format!("missing weight `{name}`")))?;
+    if t.dims() != shape {
+        candle_core::bail!(
+            "weight `{name}` has shape {:?}, expected {shape:?}",
+            t.dims()
+        );
+    }
+    Ok(t.clone())
+}
+
+/// Per-layer keys and values of the tokens seen so far, for decoding one token at a time.
+#[derive(Default)]
+pub struct KvCache {
+    pub(crate) layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// Number of positions already cached.
+    pub fn len(&self) -> usize {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.layers.clear()
+    }
+}
+
+/// 0 where query `i` (at absolute position `offset + i`) may see key `j`, −∞ elsewhere. (T, Tk)
+pub(crate) fn causal_mask(t: usize, tk: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let offset = tk - t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..tk).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(mask, (t, tk), device)
+}
+
+/// Embedding lookup that keeps the gradient path (`index_select` has a backward in candle).
+pub(crate) trait EmbeddingForward {
+    fn embedding_forward(&self, ids: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+impl EmbeddingForward for Tensor {
+    fn embedding_forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::Embedding::new(self.clone(), self.dim(1)?).forward(ids)
+    }
+}

@@ -1,0 +1,344 @@
+//! The Llama family in candle (Llama 2/3, SmolLM, TinyLlama, Qwen2/2.5, Mistral): the same maths
+//! as transformers' `LlamaForCausalLM` / `Qwen2ForCausalLM`, written for training.
+//!
+//! Weights keep HF's full names (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`) and
+//! `nn.Linear`'s `(out, in)` layout, so a checkpoint is a HF model folder as it stands. RMSNorm,
+//! rotary embeddings (with `linear` / `llama3` scaling), grouped-query attention without copying
+//! the key/value heads, SwiGLU MLP, optional q/k/v(/o) biases, tied or untied head. Activations stay
+//! 2-D `(B·T, C)` between layers so every projection is one large matmul.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::layers::{causal_mask, dropout, get, DropoutRng, EmbeddingForward, KvCache, Weights};
+use super::llama_config::LlamaConfig;
+use super::ops;
+use crate::rng::Rng;
+
+/// The names and shapes every model of this config has, in a stable order.
+pub fn weight_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let (c, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+    let (h, kv) = (cfg.num_attention_heads, cfg.kv_heads());
+    let mut v = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![cfg.vocab_size, c],
+    )];
+    for l in 0..cfg.num_hidden_layers {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        v.push((p("input_layernorm.weight"), vec![c]));
+        for (name, out) in [("q_proj", h * d), ("k_proj", kv * d), ("v_proj", kv * d)] {
+            v.push((p(&format!("self_attn.{name}.weight")), vec![out, c]));
+            if cfg.qkv_bias() {
+                v.push((p(&format!("self_attn.{name}.bias")), vec![out]));
+            }
+        }
+        v.push((p("self_attn.o_proj.weight"), vec![c, h * d]));
+        if cfg.o_bias() {
+            v.push((p("self_attn.o_proj.bias"), vec![c]));
+        }
+        v.push((p("post_attention_layernorm.weight"), vec![c]));
+        for (name, shape) in [
+            ("gate_proj", vec![i, c]),
+            ("up_proj", vec![i, c]),
+            ("down_proj", vec![c, i]),
+        ] {
+            let out = shape[0];
+            v.push((p(&format!("mlp.{name}.weight")), shape));
+            if cfg.mlp_bias {
+                v.push((p(&format!("mlp.{name}.bias")), vec![out]));
+            }
+        }
+    }
+    v.push(("model.norm.weight".to_string(), vec![c]));
+    if !cfg.tie_word_embeddings {
+        v.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, c]));
+    }
+    v
+}
+
+/// transformers' Llama initialisation: N(0, 0.02) for matrices and embeddings, zero biases, unit
+/// norms. Seeded, so a run is reproducible.
+pub fn init_weights(cfg: &LlamaConfig, seed: u64, device: &Device) -> candle_core::Result<Weights> {
+    let mut out = Weights::new();
+    for (idx, (name, shape)) in weight_shapes(cfg).into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let mut rng = Rng::derive(seed, "init", &[idx as u64]);
+        let data: Vec<f32> = if name.ends_with("norm.weight") {
+            vec![1.0; n]
+        } else if name.ends_with("bias") {
+            vec![0.0; n]
+        } else {
+            (0..n).map(|_| rng.normal() * 0.02).collect()
+        };
+        out.insert(name, Tensor::from_vec(data, shape, device)?);
+    }
+    Ok(out)
+}
+
+/// `nn.Linear`: `x @ Wᵀ + b` with `W: (out, in)`.
+struct Linear {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+impl Linear {
+    fn new(
+        w: &Weights,
+        p: &str,
+        n_out: usize,
+        n_in: usize,
+        bias: bool,
+    ) -> candle_core::Result<Self> {
+        Ok(Linear {
+            w: get(w, &format!("{p}.weight"), &[n_out, n_in])?,
+            b: if bias {
+                Some(get(w, &format!("{p}.bias"), &[n_out])?)
+            } else {
+                None
+            },
+        })
+    }
+
+    // x: (N, in) -> (N, out)
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // One row (a decode step, no gradient) streams the weight rows; batches take the matmul.
+        let y = if x.dim(0)? == 1 && !self.w.track_op() && !x.track_op() {
+            ops::matvec_rows(x, &self.w)?
+        } else {
+            x.matmul(&self.w.t()?)?
+        };
+        match &self.b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    n_head: usize,
+    n_kv: usize,
+    head_dim: usize,
+    attn_pdrop: f32,
+    resid_pdrop: f32,
+}
+
+impl Attention {
+    // x: (B·T, C) -> (B·T, C); `cos`/`sin`: (T, D/2) for this chunk's positions.
+    fn forward(
+        &self,
+        x: &Tensor,
+        (b, t): (usize, usize),
+        (cos, sin): (&Tensor, &Tensor),
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
+        // (B·T, heads·D) -> (B, heads, T, D)
+        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
+        let q = ops::rope(&heads(self.q.forward(x)?, h)?, cos, sin)?;
+        let mut k = ops::rope(&heads(self.k.forward(x)?, kv)?, cos, sin)?;
+        let mut v = heads(self.v.forward(x)?, kv)?;
+        if let Some(cache) = cache {
+            if let Some((pk, pv)) = cache.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *cache = Some((k.clone(), v.clone()));
+        }
+        let tk = k.dim(2)?;
+        let rep = h / kv;
+        // Grouped-query attention without copying k and v: the `rep` query heads that share a
+        // key/value head are stacked along the time axis, (B, KV, rep·T, D).
+        let q = q.reshape((b, kv, rep * t, d))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, h, t, tk))?;
+        if t > 1 {
+            scores = scores.broadcast_add(&causal_mask(t, tk, x.device())?)?;
+        }
+        let att = dropout(&ops::softmax_last_dim(&scores)?, self.attn_pdrop, rng)?;
+        let y = att
+            .reshape((b, kv, rep * t, tk))?
+            .matmul(&v)?
+            .reshape((b, h, t, d))?
+            .transpose(1, 2)?
+            .reshape((b * t, h * d))?;
+        dropout(&self.o.forward(&y)?, self.resid_pdrop, rng)
+    }
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    resid_pdrop: f32,
+}
+
+impl Mlp {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let hidden = (self.gate.forward(x)?.silu()? * self.up.forward(x)?)?;
+        dropout(&self.down.forward(&hidden)?, self.resid_pdrop, rng)
+    }
+}
+
+struct Block {
+    ln_1: Tensor,
+    attn: Attention,
+    ln_2: Tensor,
+    mlp: Mlp,
+    eps: f64,
+}
+
+impl Block {
+    fn new(w: &Weights, l: usize, cfg: &LlamaConfig) -> candle_core::Result<Self> {
+        let (c, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+        let (h, kv) = (cfg.num_attention_heads, cfg.kv_heads());
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        let resid_pdrop = cfg.tunesmith_resid_dropout;
+        Ok(Block {
+            ln_1: get(w, &p("input_layernorm.weight"), &[c])?,
+            attn: Attention {
+                q: Linear::new(w, &p("self_attn.q_proj"), h * d, c, cfg.qkv_bias())?,
+                k: Linear::new(w, &p("self_attn.k_proj"), kv * d, c, cfg.qkv_bias())?,
+                v: Linear::new(w, &p("self_attn.v_proj"), kv * d, c, cfg.qkv_bias())?,
+                o: Linear::new(w, &p("self_attn.o_proj"), c, h * d, cfg.o_bias())?,
+                n_head: h,
+                n_kv: kv,
+                head_dim: d,
+                attn_pdrop: cfg.attention_dropout,
+                resid_pdrop,
+            },
+            ln_2: get(w, &p("post_attention_layernorm.weight"), &[c])?,
+            mlp: Mlp {
+                gate: Linear::new(w, &p("mlp.gate_proj"), i, c, cfg.mlp_bias)?,
+                up: Linear::new(w, &p("mlp.up_proj"), i, c, cfg.mlp_bias)?,
+                down: Linear::new(w, &p("mlp.down_proj"), c, i, cfg.mlp_bias)?,
+                resid_pdrop,
+            },
+            eps: cfg.rms_norm_eps,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bt: (usize, usize),
+        rot: (&Tensor, &Tensor),
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let a = ops::rms_norm(x, &self.ln_1, self.eps)?;
+        let x = (x + self.attn.forward(&a, bt, rot, cache, rng)?)?;
+        let m = ops::rms_norm(&x, &self.ln_2, self.eps)?;
+        &x + self.mlp.forward(&m, rng)?
+    }
+}
+
+/// A Llama-family causal language model.
+pub struct Llama {
+    cfg: LlamaConfig,
+    embed: Tensor,
+    /// `(V, C)`: `embed` itself when tied.
+    head: Tensor,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    /// Rotary tables `(max_position_embeddings, D/2)`.
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Llama {
+    /// Builds the model over `weights` (plain tensors for inference, `Var`s for training).
+    pub fn new(weights: &Weights, cfg: &LlamaConfig) -> candle_core::Result<Self> {
+        cfg.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let c = cfg.hidden_size;
+        let embed = get(weights, "model.embed_tokens.weight", &[cfg.vocab_size, c])?;
+        let head = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            get(weights, "lm_head.weight", &[cfg.vocab_size, c])?
+        };
+        let device = embed.device().clone();
+        let inv_freq = cfg
+            .inv_freq()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let n = cfg.max_position_embeddings;
+        // Angles in f32, as transformers computes them (inv_freq in f32 times the position).
+        let angles: Vec<f32> = (0..n)
+            .flat_map(|p| inv_freq.iter().map(move |&f| p as f32 * f as f32))
+            .collect();
+        let table = |f: fn(f32) -> f32| {
+            Tensor::from_vec(
+                angles.iter().map(|&a| f(a)).collect::<Vec<f32>>(),
+                (n, inv_freq.len()),
+                &device,
+            )
+        };
+        Ok(Llama {
+            cfg: cfg.clone(),
+            head,
+            blocks: (0..cfg.num_hidden_layers)
+                .map(|l| Block::new(weights, l, cfg))
+                .collect::<Result<_, _>>()?,
+            norm: get(weights, "model.norm.weight", &[c])?,
+            cos: table(f32::cos)?,
+            sin: table(f32::sin)?,
+            embed,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
+    /// Final hidden states for token ids `(B, T)`, positions starting after the cached ones.
+    /// Returns `(B·T, C)`. `rng` enables dropout (training).
+    pub fn hidden(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        if offset + t > self.cfg.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {} tokens is longer than the model's context of {}",
+                offset + t,
+                self.cfg.max_position_embeddings
+            );
+        }
+        let cos = self.cos.narrow(0, offset, t)?;
+        let sin = self.sin.narrow(0, offset, t)?;
+        let mut x = self.embed.embedding_forward(&ids.flatten_all()?)?; // (B·T, C)
+        if let Some(c) = cache.as_mut() {
+            c.layers.resize(self.blocks.len(), None);
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(&x, (b, t), (&cos, &sin), layer_cache, &mut rng)?;
+        }
+        ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)
+    }
+
+    /// Logits `(N, V)` for hidden states `(N, C)`.
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        hidden.matmul(&self.head.t()?)
+    }
+
+    /// Logits `(1, V)` for one position while decoding (no gradient).
+    pub(crate) fn next_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        ops::matvec_rows(hidden, &self.head)?.to_dtype(DType::F32)
+    }
+}
