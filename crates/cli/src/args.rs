@@ -115,8 +115,13 @@ pub struct GenerateArgs {
     /// A model folder, a run folder (its latest checkpoint) or a hub id.
     #[arg(long, value_name = "SOURCE")]
     pub model: String,
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", conflicts_with = "messages")]
     pub prompt: String,
+    /// A JSON file holding an OpenAI-style messages array (`[{"role": "system"|"user"|"assistant",
+    /// "content": …}]`), rendered with the model's chat template (or the plain `User:` /
+    /// `Assistant:` transcript for models without one); the reply is generated.
+    #[arg(long, value_name = "FILE")]
+    pub messages: Option<PathBuf>,
     #[arg(long, default_value_t = 100)]
     pub max_new_tokens: usize,
     /// Do not end (at the end-of-text token) before this many new tokens.

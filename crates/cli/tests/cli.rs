@@ -190,6 +190,54 @@ fn train_json_then_generate_and_eval() {
     assert_eq!(json_lines(&out2).last().unwrap()["summary"]["steps"], 2);
 }
 
+/// `--messages` renders an OpenAI-style conversation with the model's chat template; `--json`
+/// shows the exact prompt ids, which are transformers' own, and the reply ends at the end of turn.
+#[test]
+fn generate_renders_messages_with_the_chat_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("chat-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let r = &reference["smollm2-chat-tiny"];
+    let messages = tmp.path().join("chat.json");
+    std::fs::write(&messages, r["messages"].to_string()).unwrap();
+    let model = fixtures().join("smollm2-chat-tiny").display().to_string();
+    let messages = messages.display().to_string();
+    let out = ok(
+        tmp.path(),
+        &[
+            "generate",
+            "--model",
+            &model,
+            "--messages",
+            &messages,
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "40",
+            "--json",
+        ],
+    );
+    let sample = &json_lines(&out)[0];
+    assert_eq!(sample["prompt_ids"], r["prompt_ids"]);
+    assert_eq!(sample["tokens"], r["reply_ids"]);
+    assert_eq!(sample["finish_reason"], "stop");
+    // A broken messages file is named with the entry at fault.
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]"#,
+    )
+    .unwrap();
+    let bad = bad.display().to_string();
+    fails(
+        tmp.path(),
+        &["generate", "--model", &model, "--messages", &bad],
+        "messages[1]",
+    );
+}
+
 #[test]
 fn eval_matches_transformers() {
     let tmp = tempfile::tempdir().unwrap();

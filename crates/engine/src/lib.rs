@@ -3,6 +3,7 @@
 //! [`CancelToken`] and a [`ProgressSink`], and return a typed result or an [`Error`].
 
 pub mod bench;
+pub mod chat;
 pub mod chats;
 pub mod data;
 pub mod device;

@@ -210,6 +210,7 @@ impl RunDir {
         optimizer: &HashMap<String, Tensor>,
         tok: &Tokenizer,
         config: &ModelConfig,
+        side_files: &[(String, Vec<u8>)],
         keep: usize,
     ) -> Result<PathBuf> {
         let root = self.checkpoints();
@@ -231,6 +232,9 @@ impl RunDir {
         )?;
         fsutil::write_json(&tmp.join("config.json"), &config.to_json())?;
         tokenizer::save(tok, &tmp)?;
+        for (name, bytes) in side_files {
+            fsutil::write_atomic(&tmp.join(name), bytes)?;
+        }
         // state.json last: a folder without it is never taken for a checkpoint.
         fsutil::write_json(&tmp.join("state.json"), state)?;
         if final_dir.exists() {
@@ -588,7 +592,7 @@ mod tests {
         std::fs::remove_dir_all(run.checkpoints().join("step-9")).unwrap();
         for step in 3..=5 {
             let saved = run
-                .save_checkpoint(&state(step), &weights, &HashMap::new(), &tok, &cfg, 2)
+                .save_checkpoint(&state(step), &weights, &HashMap::new(), &tok, &cfg, &[], 2)
                 .unwrap();
             assert!(saved.join("model.safetensors").is_file());
         }

@@ -392,3 +392,71 @@ fn generation_config_end_ids_and_shard_problems() {
         "{e}"
     );
 }
+
+// ---- Chat templates (`fixtures/make_chat_fixtures.py` recorded transformers' apply_chat_template
+// for the real templates of SmolLM2, Qwen2.5, Llama 3.2 and TinyLlama).
+
+fn chat_reference() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("chat-reference.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn real_chat_templates_render_the_text_and_ids_transformers_renders() {
+    use tunesmith_engine::chat::{parse_messages, ChatTemplate};
+    let r = chat_reference();
+    let extra = serde_json::Map::from_iter([("date_string".to_string(), r["date_string"].clone())]);
+    for name in ["smollm2", "qwen2.5", "llama3.2", "tinyllama"] {
+        let dir = fixtures().join("chat-templates").join(name);
+        let t = ChatTemplate::load(&dir)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: no template found"));
+        let tok = tokenizer::load(&dir).unwrap();
+        for (conv, spec) in r["conversations"].as_object().unwrap() {
+            let messages = parse_messages(&spec["messages"]).unwrap();
+            let gen = spec["add_generation_prompt"].as_bool().unwrap();
+            let want = &r[name][conv];
+            let text = t.render(&messages, gen, &extra).unwrap();
+            assert_eq!(text, want["text"].as_str().unwrap(), "{name}/{conv}: text");
+            assert_eq!(
+                tokenizer::encode(&tok, &text).unwrap(),
+                ids(&want["ids"]),
+                "{name}/{conv}: ids"
+            );
+        }
+    }
+}
+
+/// A chat model answers in its own template and stops at its end-of-turn id, as transformers does.
+#[test]
+fn a_chat_model_replies_in_its_template_and_ends_its_turn() {
+    use tunesmith_engine::chat::{self, parse_messages};
+    let r = &chat_reference()["smollm2-chat-tiny"];
+    let m = load_dir(&fixtures().join("smollm2-chat-tiny"), &Device::Cpu).unwrap();
+    let messages = parse_messages(&r["messages"]).unwrap();
+    let cfg = GenerateConfig {
+        prompt: chat::render(m.template.as_ref(), &messages, true).unwrap(),
+        max_new_tokens: 40,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let g = generate_one(
+        &m.model,
+        &m.tokenizer,
+        &cfg,
+        0,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
+    assert_eq!(g.prompt_ids, ids(&r["prompt_ids"]));
+    assert_eq!(g.tokens, ids(&r["reply_ids"]));
+    assert!(r["ended_at_eos"].as_bool().unwrap());
+    assert_eq!(g.finish_reason, FinishReason::Stop);
+    // Without a template the conversation is the plain transcript.
+    let gpt2 = load_dir(&fixtures().join("gpt2-tiny"), &Device::Cpu).unwrap();
+    assert!(gpt2.template.is_none());
+    assert!(chat::render(None, &messages, true)
+        .unwrap()
+        .ends_with("\nAssistant:"));
+}

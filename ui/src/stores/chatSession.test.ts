@@ -5,7 +5,7 @@ import { CHAT_STOP } from './chat';
 import { ChatSession } from './chatSession.svelte';
 
 const run = { kind: 'run' as const, path: '/runs/demo', name: 'demo' };
-const gen = (text: string, finish_reason: FinishReason = 'stop'): Generation => ({ text, tokens: [], finish_reason });
+const gen = (text: string, finish_reason: FinishReason = 'stop'): Generation => ({ text, tokens: [], prompt_ids: [], finish_reason });
 
 async function session(handlers: Parameters<typeof fakeBackend>[0]) {
   const b = fakeBackend({ list_chats: () => [], save_chat: () => null, ...handlers });

@@ -7,7 +7,7 @@ import { Compare } from './compare.svelte';
 describe('Compare', () => {
   it('asks the tuned run, then the base model, with the same prompt and seed', async () => {
     const b = fakeBackend({
-      generate: ({ model }) => [{ text: model === '/runs/notes' ? ' within 30 days.' : ' is a matter of policy.', tokens: [], finish_reason: 'stop' }],
+      generate: ({ model }) => [{ text: model === '/runs/notes' ? ' within 30 days.' : ' is a matter of policy.', tokens: [], prompt_ids: [], finish_reason: 'stop' }],
     });
     const c = new Compare();
     c.prompt = 'The refund window';
@@ -23,7 +23,7 @@ describe('Compare', () => {
   });
 
   it('can wrap the prompt as one chat turn', async () => {
-    const b = fakeBackend({ generate: () => [{ text: ' Hello.\nUser: hi', tokens: [], finish_reason: 'stop' }] });
+    const b = fakeBackend({ generate: () => [{ text: ' Hello.\nUser: hi', tokens: [], prompt_ids: [], finish_reason: 'stop' }] });
     const c = new Compare();
     c.prompt = 'Hi';
     c.asChat = true;
@@ -46,7 +46,7 @@ describe('Compare', () => {
     expect(c.results.tuned).toBe(' upon');
     expect(c.running).toBe('tuned');
     await c.stop();
-    first.resolve([{ text: ' upon', tokens: [], finish_reason: 'cancelled' }]);
+    first.resolve([{ text: ' upon', tokens: [], prompt_ids: [], finish_reason: 'cancelled' }]);
     await running;
     expect(b.calls.filter((x) => x.cmd === 'generate')).toHaveLength(1);
     expect(c.running).toBeNull();

@@ -40,7 +40,7 @@ async function streaming() {
       await flush();
     },
     async finish(text: string) {
-      done.resolve([{ text, tokens: [], finish_reason: 'stop' }]);
+      done.resolve([{ text, tokens: [], prompt_ids: [], finish_reason: 'stop' }]);
       await waitFor(() => expect(screen.getByTestId('chat-send')).toBeTruthy());
     },
   };
@@ -72,7 +72,7 @@ describe('ChatView', () => {
     expect(reply.textContent).toContain('Refunds take 30 days.');
     expect(reply.querySelector('strong')?.textContent).toBe('30 days');
 
-    done.resolve([{ text: ' Refunds take **30 days**.', tokens: [], finish_reason: 'stop' }]);
+    done.resolve([{ text: ' Refunds take **30 days**.', tokens: [], prompt_ids: [], finish_reason: 'stop' }]);
     await waitFor(() => expect(screen.getByTestId('chat-send')).toBeTruthy());
     expect(b.last('save_chat')).toMatchObject({ runPath: '/runs/notes' });
     expect(input.value).toBe('');
@@ -83,7 +83,7 @@ describe('ChatView', () => {
       list_runs: () => [runSummary()],
       list_chats: () => [],
       save_chat: () => null,
-      generate: () => [{ text: 'hi <img src=x onerror="alert(1)"><script>alert(2)</script>', tokens: [], finish_reason: 'stop' }],
+      generate: () => [{ text: 'hi <img src=x onerror="alert(1)"><script>alert(2)</script>', tokens: [], prompt_ids: [], finish_reason: 'stop' }],
     });
     render(ChatView);
     const input = await screen.findByTestId('chat-input');

@@ -1,8 +1,11 @@
-//! `tunesmith generate`: the continuation only on stdout, samples separated by `====`.
+//! `tunesmith generate`: the continuation only on stdout, samples separated by `====`. With
+//! `--messages`, the conversation is rendered with the model's chat template and the reply is
+//! generated; with `--json`, one object per sample, holding the exact prompt ids too.
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use tunesmith_engine::chat;
 use tunesmith_engine::generate::generate_one;
 use tunesmith_engine::model::load;
 use tunesmith_engine::source;
@@ -12,8 +15,18 @@ use super::{cancel_on_ctrl_c, Sink};
 use crate::args::GenerateArgs;
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let cfg = args.resolve();
+    let mut cfg = args.resolve();
     cfg.validate()?;
+    let messages = match &args.messages {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the messages file {}", path.display()))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            Some(chat::parse_messages(&json).with_context(|| format!("in {}", path.display()))?)
+        }
+        None => None,
+    };
     let dev = device::select(&args.device)?;
     let mut term = Sink::new(false);
     let dir = if args.json {
@@ -22,6 +35,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         source::resolve(&args.model, &mut term)?
     };
     let loaded = load::load_dir(&dir, &dev)?;
+    if let Some(messages) = &messages {
+        cfg.prompt = chat::render(loaded.template.as_ref(), messages, true)?;
+        if loaded.template.is_none() {
+            // Without a template the model's turn ends where it starts the next user turn.
+            cfg.stop.push(chat::TRANSCRIPT_STOP.to_string());
+        }
+    }
     let cancel = cancel_on_ctrl_c();
     for i in 0..cfg.n {
         if args.json {

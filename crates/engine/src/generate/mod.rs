@@ -103,6 +103,9 @@ pub struct Generation {
     pub text: String,
     /// The generated token ids.
     pub tokens: Vec<u32>,
+    /// The ids the model was given as the prompt (the end of it when it was longer than the
+    /// model's context).
+    pub prompt_ids: Vec<u32>,
     /// Why the sample ended.
     pub finish_reason: FinishReason,
 }
@@ -163,6 +166,7 @@ pub fn generate_one(
     let mut finish = FinishReason::Length;
     // The prompt is fed whole first; afterwards only the newest token.
     let mut pending: Vec<u32> = context[context.len().saturating_sub(n_ctx)..].to_vec();
+    let prompt_ids = pending.clone();
     for _ in 0..cfg.max_new_tokens {
         if cancel.is_cancelled() {
             finish = FinishReason::Cancelled;
@@ -206,6 +210,7 @@ pub fn generate_one(
     Ok(Generation {
         text: stream.text().to_string(),
         tokens,
+        prompt_ids,
         finish_reason: finish,
     })
 }

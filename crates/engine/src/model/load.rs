@@ -11,14 +11,41 @@ use tokenizers::Tokenizer;
 
 use super::family::{Model, ModelConfig};
 use super::layers::Weights;
+use crate::chat::ChatTemplate;
 use crate::data::tokenizer;
 use crate::{Error, Result};
+
+/// Files of a model folder that describe how to talk to it rather than its weights; copied
+/// unchanged into every checkpoint, so a fine-tuned model keeps its chat template and end ids.
+pub const SIDE_FILES: [&str; 4] = [
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+    "generation_config.json",
+];
+
+/// The [`SIDE_FILES`] a folder has, with their bytes.
+pub fn read_side_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for name in SIDE_FILES {
+        let path = dir.join(name);
+        if path.is_file() {
+            out.push((
+                name.to_string(),
+                std::fs::read(&path).map_err(|e| Error::io(&path, e))?,
+            ));
+        }
+    }
+    Ok(out)
+}
 
 /// A model ready for generation or evaluation.
 pub struct LoadedModel {
     pub model: Model,
     pub tokenizer: Tokenizer,
     pub config: ModelConfig,
+    /// The model's chat template; `None` for models chatted with through the plain transcript.
+    pub template: Option<ChatTemplate>,
     pub dir: PathBuf,
 }
 
@@ -28,11 +55,13 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let weights = read_weights(dir, &config, device)?;
     let tokenizer = tokenizer::load(dir)?;
     check_vocab(dir, &config, &tokenizer)?;
+    let template = ChatTemplate::load(dir)?;
     let model = Model::new(&weights, &config)?;
     Ok(LoadedModel {
         model,
         tokenizer,
         config,
+        template,
         dir: dir.to_path_buf(),
     })
 }

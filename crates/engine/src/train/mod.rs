@@ -144,13 +144,14 @@ fn run_training(
     };
     let Prepared {
         model_cfg,
+        side_files,
         tok,
         weights,
         data,
         state,
     } = prepared;
     let mut trainer = Trainer::start(
-        cfg, &run, &data, model_cfg, tok, weights, state, device, sink,
+        cfg, &run, &data, model_cfg, side_files, tok, weights, state, device, sink,
     )?;
     *started = true; // from here a failure is recorded in run.json
     trainer.announce(sink);

@@ -18,6 +18,8 @@ use crate::{source, Error, Result};
 /// Everything the loop needs, whether fresh or resumed.
 pub(super) struct Prepared {
     pub model_cfg: ModelConfig,
+    /// The source's tokenizer config, chat template and generation config, kept in checkpoints.
+    pub side_files: Vec<(String, Vec<u8>)>,
     pub tok: Tokenizer,
     pub weights: HashMap<String, Tensor>,
     pub data: dataset::TokenData,
@@ -43,14 +45,14 @@ pub(super) fn prepare_fresh(
     };
     let input = read_units(cfg, cancel, sink)?;
     stop_here()?;
-    let (model_cfg, tok, weights) = match &cfg.model {
+    let (model_cfg, tok, weights, side_files) = match &cfg.model {
         ModelSpec::Source(src) => {
             let dir = source::resolve_cancellable(src, cancel, sink)?;
             stop_here()?;
             let model_cfg = load::read_config(&dir)?;
             let weights = load::read_weights(&dir, &model_cfg, device)?;
             let tok = tokenizer::load(&dir)?;
-            (model_cfg, tok, weights)
+            (model_cfg, tok, weights, load::read_side_files(&dir)?)
         }
         ModelSpec::Scratch(preset) => {
             sink.emit(Event::Progress {
@@ -74,7 +76,7 @@ pub(super) fn prepare_fresh(
             )?);
             model_cfg.set_end_token(tokenizer::eot_id(&tok));
             let weights = model_cfg.init_weights(cfg.seed, device)?;
-            (model_cfg, tok, weights)
+            (model_cfg, tok, weights, Vec::new())
         }
     };
     stop_here()?;
@@ -97,6 +99,7 @@ pub(super) fn prepare_fresh(
     let data = built.0.data;
     Ok(Prepared {
         model_cfg,
+        side_files,
         tok,
         weights,
         data,
@@ -173,6 +176,7 @@ pub(super) fn resume(
     let data = dataset::load(&run.dataset())?;
     Ok(Prepared {
         model_cfg,
+        side_files: load::read_side_files(ckpt)?,
         tok,
         weights,
         data,

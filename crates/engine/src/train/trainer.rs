@@ -31,6 +31,8 @@ pub(super) struct Trainer<'a> {
     sampler: Sampler<'a>,
     /// The model's config with this run's dropout; saved beside each checkpoint.
     model_cfg: ModelConfig,
+    /// Tokenizer config, chat template, generation config: copied into each checkpoint.
+    side_files: Vec<(String, Vec<u8>)>,
     tok: Tokenizer,
     /// The model's tensors (trainable ones are the optimiser's `Var`s), for checkpoints.
     tensors: Weights,
@@ -59,6 +61,7 @@ impl<'a> Trainer<'a> {
         run: &'a RunDir,
         data: &'a TokenData,
         model_cfg: ModelConfig,
+        side_files: Vec<(String, Vec<u8>)>,
         tok: Tokenizer,
         weights: HashMap<String, Tensor>,
         state: Option<(CheckpointState, HashMap<String, Tensor>)>,
@@ -107,6 +110,7 @@ impl<'a> Trainer<'a> {
             data,
             sampler,
             model_cfg,
+            side_files,
             tok,
             tensors,
             model,
@@ -346,6 +350,7 @@ impl<'a> Trainer<'a> {
             &self.opt.state_tensors(),
             &self.tok,
             &cfg_out,
+            &self.side_files,
             self.cfg.keep_checkpoints,
         )?;
         sink.emit(Event::Checkpoint {

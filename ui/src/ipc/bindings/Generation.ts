@@ -14,6 +14,11 @@ text: string,
  */
 tokens: Array<number>, 
 /**
+ * The ids the model was given as the prompt (the end of it when it was longer than the
+ * model's context).
+ */
+prompt_ids: Array<number>, 
+/**
  * Why the sample ended.
  */
 finish_reason: FinishReason, };
