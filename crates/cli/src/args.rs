@@ -93,6 +93,22 @@ pub struct TrainArgs {
     pub vocab_size: Option<usize>,
     #[arg(long)]
     pub only_train_transformer_layers: bool,
+    /// Train LoRA adapters (saved in PEFT's format) instead of the model's own weights.
+    #[arg(long)]
+    pub lora: bool,
+    /// LoRA rank (default 8).
+    #[arg(long, requires = "lora")]
+    pub lora_rank: Option<usize>,
+    /// LoRA scale numerator: updates are multiplied by alpha / rank (default 16).
+    #[arg(long, requires = "lora")]
+    pub lora_alpha: Option<f64>,
+    /// Dropout on the adapters' input while training (default 0.05).
+    #[arg(long, requires = "lora")]
+    pub lora_dropout: Option<f32>,
+    /// Projections to adapt, comma-separated (default: every attention and MLP projection, e.g.
+    /// q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or c_attn,c_proj,c_fc).
+    #[arg(long, requires = "lora", value_delimiter = ',')]
+    pub lora_targets: Option<Vec<String>>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Steps between progress reports (default 1 with --json, 10 otherwise).
@@ -112,9 +128,12 @@ pub struct TrainArgs {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// A model folder, a run folder (its latest checkpoint) or a hub id.
+    /// A model folder, a run folder (its latest checkpoint), a LoRA adapter folder or a hub id.
     #[arg(long, value_name = "SOURCE")]
     pub model: String,
+    /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
     #[arg(long, default_value = "", conflicts_with = "messages")]
     pub prompt: String,
     /// A JSON file holding an OpenAI-style messages array (`[{"role": "system"|"user"|"assistant",
@@ -198,6 +217,9 @@ pub struct PrepareArgs {
 pub struct EvalArgs {
     #[arg(long, value_name = "SOURCE")]
     pub model: String,
+    /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
     /// A text file.
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
@@ -311,6 +333,22 @@ impl TrainArgs {
         }
         if self.only_train_transformer_layers {
             cfg.only_train_transformer_layers = true;
+        }
+        if self.lora {
+            let mut lora = cfg.lora.take().unwrap_or_default();
+            if let Some(r) = self.lora_rank {
+                lora.rank = r;
+            }
+            if let Some(a) = self.lora_alpha {
+                lora.alpha = a;
+            }
+            if let Some(d) = self.lora_dropout {
+                lora.dropout = d;
+            }
+            if let Some(t) = &self.lora_targets {
+                lora.targets = t.clone();
+            }
+            cfg.lora = Some(lora);
         }
         cfg.log_every = self
             .log_every

@@ -238,6 +238,72 @@ fn generate_renders_messages_with_the_chat_template() {
     );
 }
 
+/// `--lora` trains adapters on a Llama-family model; the run folder then chats and evaluates like
+/// any model, and its checkpoint is a PEFT adapter folder that also loads with `--base`.
+#[test]
+fn lora_training_then_generate_and_eval_the_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run").display().to_string();
+    let model = fixtures().join("qwen2-tiny").display().to_string();
+    let mut args = with_paths(train_args(&run, "4"), &model, &corpus());
+    args.extend(
+        [
+            "--lora",
+            "--lora-rank",
+            "4",
+            "--lora-targets",
+            "q_proj,v_proj",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let lines = json_lines(&ok(tmp.path(), &args));
+    assert_eq!(lines.last().unwrap()["summary"]["status"], "completed");
+    let ckpt = Path::new(&run).join("checkpoints/step-4");
+    let adapter: Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(adapter["r"], 4);
+    assert_eq!(
+        adapter["target_modules"],
+        serde_json::json!(["q_proj", "v_proj"])
+    );
+    let g = ok(
+        tmp.path(),
+        &[
+            "generate",
+            "--model",
+            &run,
+            "--prompt",
+            "A refund",
+            "--max-new-tokens",
+            "5",
+            "--json",
+        ],
+    );
+    assert_eq!(json_lines(&g)[0]["finish_reason"], "length");
+    let data = fixtures().join("eval.txt").display().to_string();
+    let ckpt = ckpt.display().to_string();
+    let e = ok(
+        tmp.path(),
+        &[
+            "eval", "--model", &ckpt, "--base", &model, "--data", &data, "--json",
+        ],
+    );
+    let v: Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert!(v["loss"].as_f64().unwrap().is_finite());
+    // A LoRA option without --lora, and a projection the model lacks, are refused clearly.
+    let run2 = tmp.path().join("run2").display().to_string();
+    let mut bad = with_paths(train_args(&run2, "4"), &model, &corpus());
+    bad.extend(["--lora", "--lora-targets", "c_attn"].map(String::from));
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    fails(
+        tmp.path(),
+        &bad,
+        "`c_attn` is not a projection of this qwen2 model",
+    );
+}
+
 #[test]
 fn eval_matches_transformers() {
     let tmp = tempfile::tempdir().unwrap();

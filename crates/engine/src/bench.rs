@@ -71,7 +71,7 @@ fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
 /// Training tokens per second over `steps` timed steps (after one untimed warm-up step).
 pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> Result<f64> {
     let weights = p.config.init_weights(0, device)?;
-    let (tensors, params) = crate::train::into_trainable(weights, &p.config, false)?;
+    let (tensors, params) = crate::train::into_trainable(weights, &p.config, false, false)?;
     let model = Model::new(&tensors, &p.config)?;
     let mut opt = AdamW::new(params)?;
     let hp = AdamWParams {

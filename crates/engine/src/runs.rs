@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::tokenizer;
+use crate::model::lora::{self, LoraSettings};
 use crate::model::{load, ModelConfig};
 use crate::settings::{ModelSpec, TrainConfig};
 use crate::{fsutil, names};
@@ -211,6 +212,7 @@ impl RunDir {
         tok: &Tokenizer,
         config: &ModelConfig,
         side_files: &[(String, Vec<u8>)],
+        lora: Option<(&LoraSettings, &str)>,
         keep: usize,
     ) -> Result<PathBuf> {
         let root = self.checkpoints();
@@ -221,7 +223,11 @@ impl RunDir {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        load::save_weights(weights, config, &tmp.join("model.safetensors"))?;
+        match lora {
+            // Only the adapters: the frozen base is never copied.
+            Some((settings, base)) => lora::save_adapter(&tmp, weights, config, settings, base)?,
+            None => load::save_weights(weights, config, &tmp.join("model.safetensors"))?,
+        }
         candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors")).map_err(
             |e| {
                 Error::io(
@@ -592,7 +598,16 @@ mod tests {
         std::fs::remove_dir_all(run.checkpoints().join("step-9")).unwrap();
         for step in 3..=5 {
             let saved = run
-                .save_checkpoint(&state(step), &weights, &HashMap::new(), &tok, &cfg, &[], 2)
+                .save_checkpoint(
+                    &state(step),
+                    &weights,
+                    &HashMap::new(),
+                    &tok,
+                    &cfg,
+                    &[],
+                    None,
+                    2,
+                )
                 .unwrap();
             assert!(saved.join("model.safetensors").is_file());
         }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::lora::LoraSettings;
 use crate::{Error, Result};
 
 /// Where the model comes from.
@@ -68,6 +69,8 @@ pub struct TrainConfig {
     pub vocab_size: usize,
     /// Freeze the embeddings (and final norm): train only the transformer blocks.
     pub only_train_transformer_layers: bool,
+    /// Train LoRA adapters instead of the model's own weights, which stay frozen.
+    pub lora: Option<LoraSettings>,
     pub seed: u64,
     /// Steps between `TrainStep` events.
     pub log_every: u64,
@@ -103,6 +106,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             vocab_size: 4096,
             only_train_transformer_layers: false,
+            lora: None,
             seed: 42,
             log_every: 10,
         }
@@ -172,6 +176,21 @@ impl TrainConfig {
     /// Checks every field; the message names the field and the allowed range.
     pub fn validate(&self) -> Result<()> {
         let err = |f: &str, m: String| Err(Error::config(f, m));
+        if let Some(lora) = &self.lora {
+            lora.validate()?;
+            if matches!(self.model, ModelSpec::Scratch(_)) {
+                return err(
+                    "lora",
+                    "adapts a pretrained model; a model trained from scratch learns all its weights (turn LoRA off)".into(),
+                );
+            }
+            if self.only_train_transformer_layers {
+                return err(
+                    "only_train_transformer_layers",
+                    "cannot be combined with LoRA, which already freezes every base weight".into(),
+                );
+            }
+        }
         if !(self.lr > 0.0 && self.lr.is_finite() && self.lr < 1.0) {
             return err(
                 "lr",

@@ -460,3 +460,65 @@ fn a_chat_model_replies_in_its_template_and_ends_its_turn() {
         .unwrap()
         .ends_with("\nAssistant:"));
 }
+
+// ---- LoRA adapters in PEFT's format (`fixtures/make_peft_fixtures.py`).
+
+fn max_abs_diff(a: &[Vec<f32>], b: &serde_json::Value) -> f64 {
+    let mut max = 0f64;
+    for (row, want) in a.iter().zip(b.as_array().unwrap()) {
+        for (x, y) in row.iter().zip(want.as_array().unwrap()) {
+            max = max.max((*x as f64 - y.as_f64().unwrap()).abs());
+        }
+    }
+    max
+}
+
+/// Adapters PEFT made (Llama with every projection; GPT-2's Conv1D with rsLoRA) load over their
+/// base models, named by a relative `base_model_name_or_path`, to PEFT's logits.
+#[test]
+fn peft_made_adapters_load_to_peft_logits() {
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("peft-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let prompt = ids(&r["prompt_ids"]);
+    for dir in ["peft-llama-tiny", "peft-gpt2-tiny"] {
+        let m = load_dir(&fixtures().join(dir), &Device::Cpu).unwrap();
+        let ours = common::full_logits(&m.model, &prompt);
+        let max = max_abs_diff(&ours, &r[dir]);
+        assert!(max < 1e-4, "{dir}: max abs logit difference {max}");
+    }
+    // The same adapter over a model of other shapes is refused, naming the mismatch.
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(
+            fixtures().join("peft-llama-tiny").join(f),
+            tmp.path().join(f),
+        )
+        .unwrap();
+    }
+    let e = tunesmith_engine::model::load::load_dir_with_base(
+        tmp.path(),
+        Some(&fixtures().join("llama3-tiny")),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("another model"), "{e}");
+    // A base that is nowhere to be found says how to get it.
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["base_model_name_or_path"] = "acme/missing-base".into();
+    std::fs::write(tmp.path().join("adapter_config.json"), cfg.to_string()).unwrap();
+    let e = load_dir(tmp.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("acme/missing-base") && e.contains("--base"),
+        "{e}"
+    );
+}

@@ -245,6 +245,117 @@ fn a_llama_family_model_trains_resumes_and_saves_a_hf_folder() {
     assert_eq!(m.config.eos_ids(), vec![0, 5]);
 }
 
+/// LoRA for both families: only the adapters are trained and saved (PEFT's files, no copy of the
+/// base), a stopped run resumes to the same losses, the checkpoint loads as a model (merged) with
+/// the logits of the unmerged adapters, and PEFT itself loads it to the same logits when installed.
+#[test]
+fn lora_trains_only_adapters_resumes_and_merges() {
+    use tunesmith_engine::model::lora::{is_adapter, LoraSettings};
+    for (model, lr) in [("qwen2-tiny", 1e-2), ("gpt2-tiny", 1e-2)] {
+        let cfg = TrainConfig {
+            model: ModelSpec::Source(fixtures().join(model).display().to_string()),
+            lr,
+            lora: Some(LoraSettings::default()),
+            ..finetune_cfg(8)
+        };
+        let straight = tempfile::tempdir().unwrap();
+        let (r, ev) = run(&cfg, straight.path(), None);
+        r.unwrap();
+        let want = step_losses(&ev);
+        assert!(want[&8] < want[&1], "{model}: {want:?}");
+        let parted = tempfile::tempdir().unwrap();
+        run(&cfg, parted.path(), Some(4)).0.unwrap();
+        let (r2, ev2) = run(&cfg, parted.path(), None);
+        assert_eq!(r2.unwrap().steps, 8);
+        let got = step_losses(&ev2);
+        for s in 5..=8 {
+            assert!(
+                (got[&s] - want[&s]).abs() <= 1e-5 * want[&s].abs(),
+                "{model} step {s}: {} vs {}",
+                got[&s],
+                want[&s]
+            );
+        }
+        let ckpt = parted.path().join("checkpoints/step-8");
+        assert!(
+            !ckpt.join("model.safetensors").exists(),
+            "the base is not copied"
+        );
+        let raw =
+            candle_core::safetensors::load(ckpt.join("adapter_model.safetensors"), &Device::Cpu)
+                .unwrap();
+        assert!(raw
+            .keys()
+            .all(|k| k.starts_with("base_model.model.") && is_adapter(k)));
+        let opt = candle_core::safetensors::load(ckpt.join("optimizer.safetensors"), &Device::Cpu)
+            .unwrap();
+        assert!(
+            opt.keys().all(|k| k.contains(".lora_")),
+            "only adapters are in the optimiser"
+        );
+        // Merged (as chat and export load it) equals unmerged (as training runs it).
+        let (base_dir, mcfg, weights, adapter) =
+            tunesmith_engine::model::load::read_adapter_model(&ckpt, None, &Device::Cpu).unwrap();
+        assert_eq!(
+            std::fs::canonicalize(&base_dir).unwrap(),
+            std::fs::canonicalize(fixtures().join(model)).unwrap()
+        );
+        let unmerged = Model::with_lora(&weights, &mcfg, Some(adapter.runtime)).unwrap();
+        let merged = tunesmith_engine::model::load::load_dir(&ckpt, &Device::Cpu).unwrap();
+        let ids = [5u32, 17, 33, 2, 90, 11];
+        let a = common::full_logits(&unmerged, &ids);
+        let b = common::full_logits(&merged.model, &ids);
+        let base =
+            tunesmith_engine::model::load::load_dir(&fixtures().join(model), &Device::Cpu).unwrap();
+        let c = common::full_logits(&base.model, &ids);
+        let diff = |x: &[Vec<f32>], y: &[Vec<f32>]| {
+            x.iter()
+                .flatten()
+                .zip(y.iter().flatten())
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max)
+        };
+        assert!(diff(&a, &b) < 1e-4, "{model}: merged {}", diff(&a, &b));
+        assert!(diff(&a, &c) > 1e-3, "{model}: the adapter changed nothing");
+        peft_agrees(&ckpt, &fixtures().join(model), &ids, &a);
+    }
+}
+
+/// PEFT loads the adapter onto the base model and gives `want`; skipped (said so) without Python's
+/// peft.
+fn peft_agrees(adapter: &Path, base: &Path, ids: &[u32], want: &[Vec<f32>]) {
+    let script = fixtures().join("make_peft_fixtures.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&script).arg("--logits").arg(adapter).arg(base);
+    cmd.args(ids.iter().map(|i| i.to_string()));
+    let out = match cmd.output() {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            if err.contains("No module named") {
+                eprintln!(
+                    "skipped the PEFT check: {}",
+                    err.lines().last().unwrap_or("")
+                );
+                return;
+            }
+            panic!("PEFT could not load the adapter: {err}");
+        }
+        Err(e) => {
+            eprintln!("skipped the PEFT check: no python3 ({e})");
+            return;
+        }
+    };
+    let theirs: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout).unwrap();
+    let max = want
+        .iter()
+        .flatten()
+        .zip(theirs.iter().flatten())
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1e-4, "PEFT's logits differ from ours by {max}");
+}
+
 #[test]
 fn from_scratch_trains_a_tokenizer_and_learns() {
     let dir = tempfile::tempdir().unwrap();
@@ -476,8 +587,13 @@ fn trainable_tiny() -> (Model, AdamW) {
     let dir = fixtures().join("gpt2-tiny");
     let mut cfg = read_config(&dir).unwrap();
     cfg.set_dropout(0.0);
-    let (tensors, params) =
-        into_trainable(read_weights(&dir, &cfg, &Device::Cpu).unwrap(), &cfg, false).unwrap();
+    let (tensors, params) = into_trainable(
+        read_weights(&dir, &cfg, &Device::Cpu).unwrap(),
+        &cfg,
+        false,
+        false,
+    )
+    .unwrap();
     (
         Model::new(&tensors, &cfg).unwrap(),
         AdamW::new(params).unwrap(),
@@ -639,7 +755,7 @@ fn weight_decay_applies_to_matrices_and_freezing_keeps_the_rest() {
     let dir = fixtures().join("gpt2-tiny");
     let cfg = read_config(&dir).unwrap();
     let weights = read_weights(&dir, &cfg, &Device::Cpu).unwrap();
-    let (_, params) = into_trainable(weights.clone(), &cfg, false).unwrap();
+    let (_, params) = into_trainable(weights.clone(), &cfg, false, false).unwrap();
     assert_eq!(params.len(), weights.len());
     for (name, _, decay) in &params {
         let matrix = name.ends_with("c_attn.weight")
@@ -647,7 +763,7 @@ fn weight_decay_applies_to_matrices_and_freezing_keeps_the_rest() {
             || name.ends_with("c_fc.weight");
         assert_eq!(*decay, matrix, "{name}");
     }
-    let (_, layers) = into_trainable(weights, &cfg, true).unwrap();
+    let (_, layers) = into_trainable(weights, &cfg, true, false).unwrap();
     assert!(layers.iter().all(|(n, _, _)| n.starts_with("h.")));
     assert_eq!(layers.len(), 12 * 2);
 

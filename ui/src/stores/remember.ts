@@ -80,6 +80,18 @@ function fieldOk(kind: (typeof FIELDS)[number]['kind'], v: unknown): boolean {
       return v === null || finite;
     case 'bool':
       return typeof v === 'boolean';
+    case 'lora': {
+      if (v === null) return true;
+      const l = v as Record<string, unknown>;
+      return (
+        typeof v === 'object' &&
+        Number.isInteger(l.rank) &&
+        typeof l.alpha === 'number' &&
+        typeof l.dropout === 'number' &&
+        Array.isArray(l.targets) &&
+        l.targets.every((t) => typeof t === 'string')
+      );
+    }
   }
 }
 

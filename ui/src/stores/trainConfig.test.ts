@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TrainConfig } from '../ipc/types';
 import { quickConfig } from '../test/fixtures';
-import { applyPreset, defaultRunName, FIELDS, fitSteps, normalize, presetTitle, suggestedSteps, validateConfig, validateRunName } from './trainConfig';
+import { applyPreset, DEFAULT_LORA, defaultRunName, FIELDS, fitSteps, normalize, presetTitle, suggestedSteps, validateConfig, validateRunName } from './trainConfig';
 
 const ok = (over: Partial<TrainConfig> = {}) => quickConfig({ data: ['/d/a.txt'], ...over });
 
@@ -83,6 +83,16 @@ describe('presets', () => {
     const current = quickConfig();
     current.prepare.scrub_pii = true;
     expect(applyPreset(quickConfig({ steps: 1000 }), current).prepare.scrub_pii).toBe(true);
+  });
+
+  it('LoRA settings are checked as the engine checks them', () => {
+    const model = { source: 'HuggingFaceTB/SmolLM2-135M-Instruct' };
+    const lora = (over: Partial<typeof DEFAULT_LORA>) => ({ ...DEFAULT_LORA, ...over });
+    expect(validateConfig(quickConfig({ model, data: ['a.txt'], lora: lora({}) })).lora).toBeUndefined();
+    expect(validateConfig(quickConfig({ model, data: ['a.txt'], lora: lora({ rank: 0 }) })).lora).toMatch(/rank must be a whole number/);
+    expect(validateConfig(quickConfig({ model: { scratch: 'tiny' }, data: ['a.txt'], lora: lora({}) })).lora).toMatch(/downloaded model/);
+    // A preset keeps the LoRA choice.
+    expect(applyPreset(quickConfig(), quickConfig({ lora: lora({ rank: 4 }) })).lora?.rank).toBe(4);
   });
 
   it('every numeric field has a plain-language explanation', () => {

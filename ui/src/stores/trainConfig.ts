@@ -48,7 +48,7 @@ export interface FieldSpec {
   label: string;
   help: string;
   /** `optional` numbers may be left empty (null): the engine then chooses. */
-  kind: 'int' | 'float' | 'optionalInt' | 'optionalFloat' | 'bool';
+  kind: 'int' | 'float' | 'optionalInt' | 'optionalFloat' | 'bool' | 'lora';
   step?: number;
   group: 'Length' | 'Learning' | 'Text windows' | 'Checking progress' | 'Saving' | 'Model';
 }
@@ -77,6 +77,7 @@ export const FIELDS: FieldSpec[] = [
   { key: 'keep_checkpoints', label: 'Checkpoints to keep', kind: 'int', group: 'Saving', help: 'Older checkpoints are deleted to save disk space; this many of the newest stay.' },
   { key: 'vocab_size', label: 'Vocabulary size', kind: 'int', group: 'Model', help: 'For a new model only: how many different word pieces its tokenizer knows (at least 257).' },
   { key: 'only_train_transformer_layers', label: 'Train only the inner layers', kind: 'bool', group: 'Model', help: 'Keeps the word-piece table fixed and trains only the layers in between. Can help when fine-tuning on very little text.' },
+  { key: 'lora', label: 'Adapt with LoRA', kind: 'lora', group: 'Model', help: 'Trains a small add-on (a few percent of the weights) instead of the whole model: far less memory, a small file, and the model keeps what it already knew. Recommended for downloaded models over about 100 million parameters, such as SmolLM2 or Qwen2.5. The rank sets the add-on\'s size: 8 is typical.' },
   { key: 'seed', label: 'Random seed', kind: 'int', group: 'Model', help: 'The same seed with the same settings and data gives the same model. Change it to get a different one.' },
 ];
 
@@ -136,6 +137,11 @@ export function validateConfig(c: TrainConfig): FieldErrors {
   if ('scratch' in c.model) {
     int('vocab_size', 257, 'A new model needs a vocabulary of at least 257 word pieces.');
   }
+  if (c.lora) {
+    if ('scratch' in c.model) e.lora = 'LoRA adapts a downloaded model; a new model learns all its weights. Turn LoRA off.';
+    else if (!(num(c.lora.rank) && Number.isInteger(c.lora.rank) && c.lora.rank >= 1 && c.lora.rank <= 1024)) e.lora = 'The LoRA rank must be a whole number from 1 to 1024 (8 is typical).';
+    else if (c.only_train_transformer_layers) e.lora = 'LoRA already freezes the model: turn off "Train only the inner layers".';
+  }
   if (c.data.length === 0) e.data = 'Add at least one text file on the Data page (or use the demo dataset).';
   return e;
 }
@@ -147,8 +153,11 @@ export function validateConfig(c: TrainConfig): FieldErrors {
  */
 export function applyPreset(preset: TrainConfig, current: TrainConfig | null): TrainConfig {
   if (!current) return preset;
-  return { ...preset, model: current.model, data: current.data, val_frac: current.val_frac, prepare: current.prepare };
+  return { ...preset, model: current.model, data: current.data, val_frac: current.val_frac, prepare: current.prepare, lora: current.lora };
 }
+
+/** LoRA's usual settings (PEFT's defaults for rank 8): what the LoRA switch turns on. */
+export const DEFAULT_LORA = { rank: 8, alpha: 16, dropout: 0.05, targets: [] as string[] };
 
 /** A run name people can recognise later: first file's name and the date, e.g. "notes-0312-1405". */
 export function defaultRunName(dataPaths: string[], now = new Date()): string {

@@ -41,6 +41,7 @@ export function quickConfig(over: Partial<TrainConfig> = {}): TrainConfig {
     keep_checkpoints: 3,
     vocab_size: 4096,
     only_train_transformer_layers: false,
+    lora: null,
     seed: 42,
     log_every: 10,
     ...over,

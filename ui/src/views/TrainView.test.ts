@@ -102,6 +102,21 @@ describe('TrainView', () => {
     expect(screen.getByRole('textbox', { name: /Run name/ }).getAttribute('aria-describedby')).toBe('run-name-help');
   });
 
+  it('the LoRA switch turns adapters on with rank 8 and explains a bad rank', async () => {
+    fakeBackend({});
+    render(TrainView);
+    const lora = screen.getByRole('checkbox', { name: 'Adapt with LoRA' });
+    expect(lora.getAttribute('aria-describedby')).toBe('cfg-help-lora');
+    expect(screen.queryByRole('spinbutton', { name: 'LoRA rank' })).toBeNull();
+    await fireEvent.click(lora);
+    const rank = (await screen.findByRole('spinbutton', { name: 'LoRA rank' })) as HTMLInputElement;
+    expect(rank.value).toBe('8');
+    await fireEvent.input(rank, { target: { value: '0' } });
+    await waitFor(() => expect(screen.getByTestId('cfg-error-lora').textContent).toMatch(/LoRA|rank/));
+    await fireEvent.click(lora);
+    await waitFor(() => expect(screen.queryByRole('spinbutton', { name: 'LoRA rank' })).toBeNull());
+  });
+
   it('a setting’s error joins its description', async () => {
     fakeBackend({});
     render(TrainView);

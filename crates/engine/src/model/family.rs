@@ -11,6 +11,7 @@ use super::gpt2::{self, Gpt2};
 use super::layers::{DropoutRng, KvCache, Weights};
 use super::llama::{self, Llama};
 use super::llama_config::{ids_of, LlamaConfig, LLAMA_TYPES};
+use super::lora::LoraRuntime;
 use super::ops;
 use crate::{Error, Result};
 
@@ -251,9 +252,18 @@ pub struct Model {
 impl Model {
     /// Builds the model over `weights` (plain tensors for inference, `Var`s for training).
     pub fn new(weights: &Weights, cfg: &ModelConfig) -> candle_core::Result<Self> {
+        Self::with_lora(weights, cfg, None)
+    }
+
+    /// [`Model::new`] whose projections use the LoRA adapters found in `weights`.
+    pub fn with_lora(
+        weights: &Weights,
+        cfg: &ModelConfig,
+        lora: Option<LoraRuntime>,
+    ) -> candle_core::Result<Self> {
         let net = match cfg {
-            ModelConfig::Gpt2(c) => Net::Gpt2(Gpt2::new(weights, c)?),
-            ModelConfig::Llama(c) => Net::Llama(Llama::new(weights, c)?),
+            ModelConfig::Gpt2(c) => Net::Gpt2(Gpt2::new(weights, c, lora)?),
+            ModelConfig::Llama(c) => Net::Llama(Llama::new(weights, c, lora)?),
         };
         Ok(Model {
             cfg: cfg.clone(),

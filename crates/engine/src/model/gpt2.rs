@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 
 use super::config::Gpt2Config;
 use super::layers::{causal_mask, dropout, get, DropoutRng, EmbeddingForward, KvCache, Weights};
+use super::lora::{Adapter, LoraRuntime};
 use super::ops;
 use crate::rng::Rng;
 
@@ -88,22 +89,42 @@ impl Norm {
     }
 }
 
-/// HF's Conv1D: `x @ W + b` with `W: (in, out)`.
+/// HF's Conv1D: `x @ W + b` with `W: (in, out)`, plus its LoRA adapter when it has one.
 struct Conv1D {
     w: Tensor,
     b: Tensor,
+    lora: Option<Adapter>,
 }
 
 impl Conv1D {
-    fn new(w: &Weights, p: &str, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
+    fn new(
+        w: &Weights,
+        p: &str,
+        n_in: usize,
+        n_out: usize,
+        lora: Option<LoraRuntime>,
+    ) -> candle_core::Result<Self> {
         Ok(Conv1D {
             w: get(w, &format!("{p}.weight"), &[n_in, n_out])?,
             b: get(w, &format!("{p}.bias"), &[n_out])?,
+            lora: Adapter::find(w, p, n_in, n_out, lora)?,
         })
     }
 
     // x: (N, in) -> (N, out)
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let y = self.forward_base(x)?;
+        match &self.lora {
+            Some(a) => y + a.forward(x, rng)?,
+            None => Ok(y),
+        }
+    }
+
+    fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // One row (a decode step) takes the streaming kernel; batches take the matmul.
         let y = if x.dim(0)? == 1 {
             ops::vecmat(x, &self.w)?
@@ -138,7 +159,7 @@ impl Attention {
         // qkv: (B·T, 3C) -> (3, B, H, T, D)
         let qkv = self
             .c_attn
-            .forward(x)?
+            .forward(x, rng)?
             .reshape((b, t, 3, h, d))?
             .permute((2, 0, 3, 1, 4))?;
         let q = qkv.get(0)?.contiguous()?;
@@ -160,7 +181,8 @@ impl Attention {
         let att = dropout(&ops::softmax_last_dim(&scores)?, self.attn_pdrop, rng)?;
         // y: (B, H, T, D) -> (B, T, H, D) -> (B·T, C)
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, c))?;
-        dropout(&self.c_proj.forward(&y)?, self.resid_pdrop, rng)
+        let out = self.c_proj.forward(&y, rng)?;
+        dropout(&out, self.resid_pdrop, rng)
     }
 }
 
@@ -194,13 +216,14 @@ impl Mlp {
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let hidden = self.c_fc.forward(x)?;
+        let hidden = self.c_fc.forward(x, rng)?;
         let hidden = match self.activation.as_str() {
             "gelu" => hidden.gelu_erf()?,
             "relu" => hidden.relu()?,
             _ => hidden.gelu()?, // gelu_new / gelu_pytorch_tanh / gelu_fast: the tanh approximation
         };
-        dropout(&self.c_proj.forward(&hidden)?, self.resid_pdrop, rng)
+        let out = self.c_proj.forward(&hidden, rng)?;
+        dropout(&out, self.resid_pdrop, rng)
     }
 }
 
@@ -212,14 +235,19 @@ struct Block {
 }
 
 impl Block {
-    fn new(w: &Weights, i: usize, cfg: &Gpt2Config) -> candle_core::Result<Self> {
+    fn new(
+        w: &Weights,
+        i: usize,
+        cfg: &Gpt2Config,
+        lora: Option<LoraRuntime>,
+    ) -> candle_core::Result<Self> {
         let (c, inner) = (cfg.n_embd, cfg.inner());
         let p = |s: &str| format!("h.{i}.{s}");
         Ok(Block {
             ln_1: Norm::new(w, &p("ln_1"), cfg)?,
             attn: Attention {
-                c_attn: Conv1D::new(w, &p("attn.c_attn"), c, 3 * c)?,
-                c_proj: Conv1D::new(w, &p("attn.c_proj"), c, c)?,
+                c_attn: Conv1D::new(w, &p("attn.c_attn"), c, 3 * c, lora)?,
+                c_proj: Conv1D::new(w, &p("attn.c_proj"), c, c, lora)?,
                 n_head: cfg.n_head,
                 scale: attention_scale(cfg, i),
                 attn_pdrop: cfg.attn_pdrop,
@@ -227,8 +255,8 @@ impl Block {
             },
             ln_2: Norm::new(w, &p("ln_2"), cfg)?,
             mlp: Mlp {
-                c_fc: Conv1D::new(w, &p("mlp.c_fc"), c, inner)?,
-                c_proj: Conv1D::new(w, &p("mlp.c_proj"), inner, c)?,
+                c_fc: Conv1D::new(w, &p("mlp.c_fc"), c, inner, lora)?,
+                c_proj: Conv1D::new(w, &p("mlp.c_proj"), inner, c, lora)?,
                 activation: cfg.activation_function.clone(),
                 resid_pdrop: cfg.resid_pdrop,
             },
@@ -259,8 +287,13 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
-    /// Builds the model over `weights` (plain tensors for inference, `Var`s for training).
-    pub fn new(weights: &Weights, cfg: &Gpt2Config) -> candle_core::Result<Self> {
+    /// Builds the model over `weights` (plain tensors for inference, `Var`s for training); the
+    /// LoRA adapters among them are used when `lora` is given.
+    pub fn new(
+        weights: &Weights,
+        cfg: &Gpt2Config,
+        lora: Option<LoraRuntime>,
+    ) -> candle_core::Result<Self> {
         let c = cfg.n_embd;
         let wte = get(weights, "wte.weight", &[cfg.vocab_size, c])?;
         let head = if cfg.tied() {
@@ -274,7 +307,7 @@ impl Gpt2 {
             head,
             wpe: get(weights, "wpe.weight", &[cfg.n_positions, c])?,
             blocks: (0..cfg.n_layer)
-                .map(|i| Block::new(weights, i, cfg))
+                .map(|i| Block::new(weights, i, cfg, lora))
                 .collect::<Result<_, _>>()?,
             ln_f: Norm::new(weights, "ln_f", cfg)?,
         })

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::layers::{causal_mask, dropout, get, DropoutRng, EmbeddingForward, KvCache, Weights};
 use super::llama_config::LlamaConfig;
+use super::lora::{Adapter, LoraRuntime};
 use super::ops;
 use crate::rng::Rng;
 
@@ -74,10 +75,11 @@ pub fn init_weights(cfg: &LlamaConfig, seed: u64, device: &Device) -> candle_cor
     Ok(out)
 }
 
-/// `nn.Linear`: `x @ Wᵀ + b` with `W: (out, in)`.
+/// `nn.Linear`: `x @ Wᵀ + b` with `W: (out, in)`, plus its LoRA adapter when it has one.
 struct Linear {
     w: Tensor,
     b: Option<Tensor>,
+    lora: Option<Adapter>,
 }
 
 impl Linear {
@@ -87,8 +89,10 @@ impl Linear {
         n_out: usize,
         n_in: usize,
         bias: bool,
+        lora: Option<LoraRuntime>,
     ) -> candle_core::Result<Self> {
         Ok(Linear {
+            lora: Adapter::find(w, p, n_in, n_out, lora)?,
             w: get(w, &format!("{p}.weight"), &[n_out, n_in])?,
             b: if bias {
                 Some(get(w, &format!("{p}.bias"), &[n_out])?)
@@ -99,7 +103,19 @@ impl Linear {
     }
 
     // x: (N, in) -> (N, out)
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let y = self.forward_base(x)?;
+        match &self.lora {
+            Some(a) => y + a.forward(x, rng)?,
+            None => Ok(y),
+        }
+    }
+
+    fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // One row (a decode step, no gradient) streams the weight rows; batches take the matmul.
         let y = if x.dim(0)? == 1 && !self.w.track_op() && !x.track_op() {
             ops::matvec_rows(x, &self.w)?
@@ -138,9 +154,9 @@ impl Attention {
         let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
         // (B·T, heads·D) -> (B, heads, T, D)
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
-        let q = ops::rope(&heads(self.q.forward(x)?, h)?, cos, sin)?;
-        let mut k = ops::rope(&heads(self.k.forward(x)?, kv)?, cos, sin)?;
-        let mut v = heads(self.v.forward(x)?, kv)?;
+        let q = ops::rope(&heads(self.q.forward(x, rng)?, h)?, cos, sin)?;
+        let mut k = ops::rope(&heads(self.k.forward(x, rng)?, kv)?, cos, sin)?;
+        let mut v = heads(self.v.forward(x, rng)?, kv)?;
         if let Some(cache) = cache {
             if let Some((pk, pv)) = cache.as_ref() {
                 k = Tensor::cat(&[pk, &k], 2)?;
@@ -165,7 +181,8 @@ impl Attention {
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
             .reshape((b * t, h * d))?;
-        dropout(&self.o.forward(&y)?, self.resid_pdrop, rng)
+        let out = self.o.forward(&y, rng)?;
+        dropout(&out, self.resid_pdrop, rng)
     }
 }
 
@@ -182,8 +199,9 @@ impl Mlp {
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let hidden = (self.gate.forward(x)?.silu()? * self.up.forward(x)?)?;
-        dropout(&self.down.forward(&hidden)?, self.resid_pdrop, rng)
+        let hidden = (self.gate.forward(x, rng)?.silu()? * self.up.forward(x, rng)?)?;
+        let out = self.down.forward(&hidden, rng)?;
+        dropout(&out, self.resid_pdrop, rng)
     }
 }
 
@@ -196,7 +214,12 @@ struct Block {
 }
 
 impl Block {
-    fn new(w: &Weights, l: usize, cfg: &LlamaConfig) -> candle_core::Result<Self> {
+    fn new(
+        w: &Weights,
+        l: usize,
+        cfg: &LlamaConfig,
+        lora: Option<LoraRuntime>,
+    ) -> candle_core::Result<Self> {
         let (c, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
         let (h, kv) = (cfg.num_attention_heads, cfg.kv_heads());
         let p = |s: &str| format!("model.layers.{l}.{s}");
@@ -204,10 +227,10 @@ impl Block {
         Ok(Block {
             ln_1: get(w, &p("input_layernorm.weight"), &[c])?,
             attn: Attention {
-                q: Linear::new(w, &p("self_attn.q_proj"), h * d, c, cfg.qkv_bias())?,
-                k: Linear::new(w, &p("self_attn.k_proj"), kv * d, c, cfg.qkv_bias())?,
-                v: Linear::new(w, &p("self_attn.v_proj"), kv * d, c, cfg.qkv_bias())?,
-                o: Linear::new(w, &p("self_attn.o_proj"), c, h * d, cfg.o_bias())?,
+                q: Linear::new(w, &p("self_attn.q_proj"), h * d, c, cfg.qkv_bias(), lora)?,
+                k: Linear::new(w, &p("self_attn.k_proj"), kv * d, c, cfg.qkv_bias(), lora)?,
+                v: Linear::new(w, &p("self_attn.v_proj"), kv * d, c, cfg.qkv_bias(), lora)?,
+                o: Linear::new(w, &p("self_attn.o_proj"), c, h * d, cfg.o_bias(), lora)?,
                 n_head: h,
                 n_kv: kv,
                 head_dim: d,
@@ -216,9 +239,9 @@ impl Block {
             },
             ln_2: get(w, &p("post_attention_layernorm.weight"), &[c])?,
             mlp: Mlp {
-                gate: Linear::new(w, &p("mlp.gate_proj"), i, c, cfg.mlp_bias)?,
-                up: Linear::new(w, &p("mlp.up_proj"), i, c, cfg.mlp_bias)?,
-                down: Linear::new(w, &p("mlp.down_proj"), c, i, cfg.mlp_bias)?,
+                gate: Linear::new(w, &p("mlp.gate_proj"), i, c, cfg.mlp_bias, lora)?,
+                up: Linear::new(w, &p("mlp.up_proj"), i, c, cfg.mlp_bias, lora)?,
+                down: Linear::new(w, &p("mlp.down_proj"), c, i, cfg.mlp_bias, lora)?,
                 resid_pdrop,
             },
             eps: cfg.rms_norm_eps,
@@ -254,8 +277,13 @@ pub struct Llama {
 }
 
 impl Llama {
-    /// Builds the model over `weights` (plain tensors for inference, `Var`s for training).
-    pub fn new(weights: &Weights, cfg: &LlamaConfig) -> candle_core::Result<Self> {
+    /// Builds the model over `weights` (plain tensors for inference, `Var`s for training); the
+    /// LoRA adapters among them are used when `lora` is given.
+    pub fn new(
+        weights: &Weights,
+        cfg: &LlamaConfig,
+        lora: Option<LoraRuntime>,
+    ) -> candle_core::Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let c = cfg.hidden_size;
@@ -285,7 +313,7 @@ impl Llama {
             cfg: cfg.clone(),
             head,
             blocks: (0..cfg.num_hidden_layers)
-                .map(|l| Block::new(weights, l, cfg))
+                .map(|l| Block::new(weights, l, cfg, lora))
                 .collect::<Result<_, _>>()?,
             norm: get(weights, "model.norm.weight", &[c])?,
             cos: table(f32::cos)?,

@@ -11,6 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::family::{Model, ModelConfig};
 use super::layers::Weights;
+use super::lora;
 use crate::chat::ChatTemplate;
 use crate::data::tokenizer;
 use crate::{Error, Result};
@@ -49,13 +50,19 @@ pub struct LoadedModel {
     pub dir: PathBuf,
 }
 
-/// Loads config, weights and tokenizer from a model folder.
+/// Loads config, weights and tokenizer from a model folder, or from a LoRA adapter folder (PEFT's
+/// layout, Tunesmith's LoRA checkpoints) over its base model, with the adapter merged in.
 pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
-    let config = read_config(dir)?;
-    let weights = read_weights(dir, &config, device)?;
-    let tokenizer = tokenizer::load(dir)?;
+    load_dir_with_base(dir, None, device)
+}
+
+/// [`load_dir`] where an adapter's base model is `base` rather than the one its
+/// `adapter_config.json` names.
+pub fn load_dir_with_base(dir: &Path, base: Option<&Path>, device: &Device) -> Result<LoadedModel> {
+    let (config, weights, files) = read_model(dir, base, device)?;
+    let tokenizer = tokenizer::load(&files)?;
     check_vocab(dir, &config, &tokenizer)?;
-    let template = ChatTemplate::load(dir)?;
+    let template = ChatTemplate::load(&files)?;
     let model = Model::new(&weights, &config)?;
     Ok(LoadedModel {
         model,
@@ -64,6 +71,75 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
         template,
         dir: dir.to_path_buf(),
     })
+}
+
+/// A model folder's config and weights, or an adapter folder's base model with the adapter merged
+/// in; and the folder to read the tokenizer and chat template from (an adapter's own when it has
+/// them, else its base model's).
+pub fn read_model(
+    dir: &Path,
+    base: Option<&Path>,
+    device: &Device,
+) -> Result<(ModelConfig, Weights, PathBuf)> {
+    if lora::is_adapter_dir(dir) {
+        let (base_dir, config, mut weights, adapter) = read_adapter_model(dir, base, device)?;
+        lora::merge(&mut weights, &config, adapter.runtime)?;
+        let files = if dir.join("tokenizer.json").is_file() {
+            dir.to_path_buf()
+        } else {
+            base_dir
+        };
+        Ok((config, weights, files))
+    } else {
+        let config = read_config(dir)?;
+        let weights = read_weights(dir, &config, device)?;
+        Ok((config, weights, dir.to_path_buf()))
+    }
+}
+
+/// An adapter folder's base model (its folder, config and weights) with the adapter's weights
+/// added under their own names (not merged), and the adapter's settings.
+pub fn read_adapter_model(
+    dir: &Path,
+    base: Option<&Path>,
+    device: &Device,
+) -> Result<(PathBuf, ModelConfig, Weights, lora::AdapterConfig)> {
+    let adapter = lora::read_adapter_config(dir)?;
+    let base_dir = match base {
+        Some(b) => b.to_path_buf(),
+        None => find_base(dir, &adapter.base)?,
+    };
+    let config = read_config(&base_dir)?;
+    let mut weights = read_weights(&base_dir, &config, device)?;
+    weights.extend(lora::read_adapter_weights(dir, &config, device)?);
+    Ok((base_dir, config, weights, adapter))
+}
+
+/// The folder of an adapter's base model: a folder as named (or relative to the adapter), or a hub
+/// id already in the download cache. Never downloads.
+fn find_base(adapter_dir: &Path, base: &str) -> Result<PathBuf> {
+    if base.is_empty() {
+        return Err(Error::model(
+            adapter_dir,
+            "its adapter_config.json names no base model (base_model_name_or_path); give the base model with --base",
+        ));
+    }
+    for candidate in [PathBuf::from(base), adapter_dir.join(base)] {
+        if candidate.join("config.json").is_file() {
+            return Ok(candidate);
+        }
+    }
+    if crate::hub::is_hub_id(base) {
+        if let Some(dir) = crate::hub::cached(base, &crate::paths::hub_cache()) {
+            return Ok(dir);
+        }
+    }
+    Err(Error::model(
+        adapter_dir,
+        format!(
+            "its base model `{base}` is not on this computer; download it first (tunesmith download {base}) or give its folder with --base"
+        ),
+    ))
 }
 
 /// The folder's `config.json` (with the end-of-turn ids of `generation_config.json` added), with a

@@ -8,6 +8,7 @@ pub mod layers;
 pub mod llama;
 pub mod llama_config;
 pub mod load;
+pub mod lora;
 pub mod ops;
 
 pub use config::Gpt2Config;

@@ -145,13 +145,14 @@ fn run_training(
     let Prepared {
         model_cfg,
         side_files,
+        lora_base,
         tok,
         weights,
         data,
         state,
     } = prepared;
     let mut trainer = Trainer::start(
-        cfg, &run, &data, model_cfg, side_files, tok, weights, state, device, sink,
+        cfg, &run, &data, model_cfg, side_files, lora_base, tok, weights, state, device, sink,
     )?;
     *started = true; // from here a failure is recorded in run.json
     trainer.announce(sink);
@@ -161,16 +162,23 @@ fn run_training(
 
 /// Turns weights into the model's tensors plus the optimiser's parameters: trainable weights become
 /// `Var`s (weight decay on matrices, not on biases, norms or embeddings); frozen ones stay plain
-/// tensors and get no gradient. `only_layers` freezes everything outside the transformer blocks.
+/// tensors and get no gradient. `only_layers` freezes everything outside the transformer blocks;
+/// `lora` freezes every weight but the LoRA adapters.
 pub fn into_trainable(
     weights: HashMap<String, Tensor>,
     model_cfg: &ModelConfig,
     only_layers: bool,
+    lora: bool,
 ) -> Result<(Weights, Vec<optim::ParamSpec>)> {
     let mut params = Vec::new();
     let mut tensors = HashMap::new();
     for (name, t) in weights {
-        if only_layers && !model_cfg.is_block_weight(&name) {
+        let frozen = if lora {
+            !crate::model::lora::is_adapter(&name)
+        } else {
+            only_layers && !model_cfg.is_block_weight(&name)
+        };
+        if frozen {
             tensors.insert(name, t);
             continue;
         }

@@ -9,7 +9,7 @@ use tokenizers::Tokenizer;
 
 use crate::data::dataset::{self, Split};
 use crate::data::{prepare, tokenizer};
-use crate::model::{load, Gpt2Config, ModelConfig};
+use crate::model::{load, lora, Gpt2Config, ModelConfig};
 use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::runs::{CheckpointState, RunDir};
 use crate::settings::{ModelSpec, TrainConfig};
@@ -20,6 +20,8 @@ pub(super) struct Prepared {
     pub model_cfg: ModelConfig,
     /// The source's tokenizer config, chat template and generation config, kept in checkpoints.
     pub side_files: Vec<(String, Vec<u8>)>,
+    /// With LoRA: the base model as `adapter_config.json` names it (a hub id or a folder).
+    pub lora_base: Option<String>,
     pub tok: Tokenizer,
     pub weights: HashMap<String, Tensor>,
     pub data: dataset::TokenData,
@@ -45,14 +47,31 @@ pub(super) fn prepare_fresh(
     };
     let input = read_units(cfg, cancel, sink)?;
     stop_here()?;
-    let (model_cfg, tok, weights, side_files) = match &cfg.model {
+    let mut lora_base = None;
+    let (model_cfg, tok, mut weights, side_files) = match &cfg.model {
         ModelSpec::Source(src) => {
             let dir = source::resolve_cancellable(src, cancel, sink)?;
             stop_here()?;
-            let model_cfg = load::read_config(&dir)?;
-            let weights = load::read_weights(&dir, &model_cfg, device)?;
-            let tok = tokenizer::load(&dir)?;
-            (model_cfg, tok, weights, load::read_side_files(&dir)?)
+            if cfg.lora.is_some() {
+                if lora::is_adapter_dir(&dir) {
+                    return Err(Error::config(
+                        "lora",
+                        format!("cannot adapt `{src}`, which is itself a LoRA adapter; train it on with LoRA off, or export it merged and adapt that"),
+                    ));
+                }
+                // A hub id stays a hub id (portable, as PEFT writes it); a folder is made absolute.
+                lora_base = Some(if Path::new(src).exists() {
+                    std::fs::canonicalize(&dir)
+                        .unwrap_or(dir.clone())
+                        .display()
+                        .to_string()
+                } else {
+                    src.clone()
+                });
+            }
+            let (model_cfg, weights, files) = load::read_model(&dir, None, device)?;
+            let tok = tokenizer::load(&files)?;
+            (model_cfg, tok, weights, load::read_side_files(&files)?)
         }
         ModelSpec::Scratch(preset) => {
             sink.emit(Event::Progress {
@@ -79,6 +98,9 @@ pub(super) fn prepare_fresh(
             (model_cfg, tok, weights, Vec::new())
         }
     };
+    if let Some(settings) = &cfg.lora {
+        weights.extend(lora::init_adapters(&model_cfg, settings, cfg.seed, device)?);
+    }
     stop_here()?;
     let built = match input {
         // A prepared dataset keeps the split (and chunks) it was made with.
@@ -100,6 +122,7 @@ pub(super) fn prepare_fresh(
     Ok(Prepared {
         model_cfg,
         side_files,
+        lora_base,
         tok,
         weights,
         data,
@@ -160,8 +183,14 @@ pub(super) fn resume(
     sink: &mut impl ProgressSink,
 ) -> Result<Prepared> {
     sink.log(format!("loading checkpoint {}", ckpt.display()));
+    // The run's own config.json (its dropout), whichever the weights are.
     let model_cfg = load::read_config(ckpt)?;
-    let weights = load::read_weights(ckpt, &model_cfg, device)?;
+    let (weights, lora_base) = if lora::is_adapter_dir(ckpt) {
+        let (_, _, weights, adapter) = load::read_adapter_model(ckpt, None, device)?;
+        (weights, Some(adapter.base))
+    } else {
+        (load::read_weights(ckpt, &model_cfg, device)?, None)
+    };
     let tok = tokenizer::load(ckpt)?;
     let state = RunDir::read_state(ckpt)?;
     let opt_path = ckpt.join("optimizer.safetensors");
@@ -177,6 +206,7 @@ pub(super) fn resume(
     Ok(Prepared {
         model_cfg,
         side_files: load::read_side_files(ckpt)?,
+        lora_base,
         tok,
         weights,
         data,

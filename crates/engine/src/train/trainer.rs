@@ -15,6 +15,7 @@ use super::{into_trainable, min_opt, sample, schedule, step, validate, TrainSumm
 use crate::data::batches::Sampler;
 use crate::data::dataset::TokenData;
 use crate::data::tokenizer;
+use crate::model::lora::LoraSettings;
 use crate::model::{Model, ModelConfig, Weights};
 use crate::progress::{CancelToken, Event, ProgressSink};
 use crate::runs::{now_unix, CheckpointState, RunDir, RunInfo, RunStatus};
@@ -33,6 +34,8 @@ pub(super) struct Trainer<'a> {
     model_cfg: ModelConfig,
     /// Tokenizer config, chat template, generation config: copied into each checkpoint.
     side_files: Vec<(String, Vec<u8>)>,
+    /// With LoRA: its settings and the base model the adapters belong to.
+    lora: Option<(LoraSettings, String)>,
     tok: Tokenizer,
     /// The model's tensors (trainable ones are the optimiser's `Var`s), for checkpoints.
     tensors: Weights,
@@ -62,6 +65,7 @@ impl<'a> Trainer<'a> {
         data: &'a TokenData,
         model_cfg: ModelConfig,
         side_files: Vec<(String, Vec<u8>)>,
+        lora_base: Option<String>,
         tok: Tokenizer,
         weights: HashMap<String, Tensor>,
         state: Option<(CheckpointState, HashMap<String, Tensor>)>,
@@ -75,10 +79,19 @@ impl<'a> Trainer<'a> {
             tokenizer::eot_id(&tok),
             cfg.block_size,
         )?;
-        let (tensors, params) =
-            into_trainable(weights, &model_cfg, cfg.only_train_transformer_layers)?;
+        let lora = cfg.lora.clone().zip(lora_base);
+        let (tensors, params) = into_trainable(
+            weights,
+            &model_cfg,
+            cfg.only_train_transformer_layers,
+            lora.is_some(),
+        )?;
         let mut opt = AdamW::new(params)?;
-        let model = Model::new(&tensors, &model_cfg)?;
+        let model = Model::with_lora(
+            &tensors,
+            &model_cfg,
+            lora.as_ref().map(|(s, _)| s.runtime()),
+        )?;
 
         let total = cfg.total_steps(data.train.len());
         let (mut step, mut best_val, mut tokens_seen) = (0u64, None, 0u64);
@@ -111,6 +124,7 @@ impl<'a> Trainer<'a> {
             sampler,
             model_cfg,
             side_files,
+            lora,
             tok,
             tensors,
             model,
@@ -129,9 +143,22 @@ impl<'a> Trainer<'a> {
 
     /// Says what is about to be trained, on what, for how long.
     pub(super) fn announce(&self, sink: &mut impl ProgressSink) {
+        let trained: usize = self
+            .opt
+            .params
+            .iter()
+            .map(|p| p.var.as_tensor().elem_count())
+            .sum();
+        let what = match &self.lora {
+            Some((s, _)) => format!(
+                "{trained} LoRA parameters (rank {}) beside {} frozen ones",
+                s.rank,
+                self.model_cfg.num_params()
+            ),
+            None => format!("{trained} of {} parameters", self.model_cfg.num_params()),
+        };
         sink.log(format!(
-            "training {} parameters on {} train / {} validation tokens, {} steps on {}",
-            self.model_cfg.num_params(),
+            "training {what} on {} train / {} validation tokens, {} steps on {}",
             self.data.train.len(),
             self.data.val.len(),
             self.total,
@@ -351,6 +378,7 @@ impl<'a> Trainer<'a> {
             &self.tok,
             &cfg_out,
             &self.side_files,
+            self.lora.as_ref().map(|(s, base)| (s, base.as_str())),
             self.cfg.keep_checkpoints,
         )?;
         sink.emit(Event::Checkpoint {
