@@ -25,6 +25,45 @@ pub fn endpoint() -> String {
 /// Files of a GPT-2 model: the first two are required.
 const REQUIRED: &[&str] = &["config.json", "model.safetensors"];
 const TOKENIZER: &[&str] = &["tokenizer.json", "vocab.json", "merges.txt"];
+/// Fetched when the repository has them: end ids, the chat template and its special tokens.
+const OPTIONAL: &[&str] = &[
+    "generation_config.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+];
+/// Where a sharded checkpoint lists its shards.
+const INDEX: &str = "model.safetensors.index.json";
+
+/// The access token for gated repositories (Llama 3.2): `HF_TOKEN`, else
+/// `HUGGING_FACE_HUB_TOKEN`, else the token `huggingface-cli login` saved.
+fn token() -> Option<String> {
+    ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|t| !t.trim().is_empty()))
+        .or_else(|| {
+            let home = std::env::var_os("HF_HOME").map(PathBuf::from).or_else(|| {
+                directories::BaseDirs::new().map(|b| b.home_dir().join(".cache/huggingface"))
+            })?;
+            std::fs::read_to_string(home.join("token"))
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        })
+}
+
+/// The shard files a `model.safetensors.index.json` lists.
+fn shards_of(index: &Path) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
+    let mut files: Vec<String> = v["weight_map"]
+        .as_object()?
+        .values()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect();
+    files.sort();
+    files.dedup();
+    (!files.is_empty()).then_some(files)
+}
 
 /// Whether `s` looks like a hub id (`gpt2`, `openai-community/gpt2`).
 pub fn is_hub_id(s: &str) -> bool {
@@ -47,7 +86,12 @@ fn offline_advice() -> &'static str {
 pub fn cached(repo_id: &str, cache_dir: &Path) -> Option<PathBuf> {
     let repo = Cache::new(cache_dir.to_path_buf()).repo(Repo::model(repo_id.to_string()));
     let config = repo.get("config.json")?;
-    repo.get("model.safetensors")?;
+    if repo.get("model.safetensors").is_none() {
+        let shards = shards_of(&repo.get(INDEX)?)?;
+        for s in shards {
+            repo.get(&s)?;
+        }
+    }
     let has_tokenizer = repo.get("tokenizer.json").is_some()
         || (repo.get("vocab.json").is_some() && repo.get("merges.txt").is_some());
     has_tokenizer
@@ -176,11 +220,22 @@ pub fn download_from(
         .with_cache_dir(cache_dir.to_path_buf())
         .with_progress(false)
         .with_retries(1)
+        .with_token(token())
         .build()
         .map_err(|e| Error::Hub(format!("could not set up downloads ({e})")))?;
     let repo = api.model(repo_id.to_string());
     let mut dir = None;
-    for &file in REQUIRED.iter().chain(TOKENIZER) {
+    let mut files: Vec<String> = REQUIRED
+        .iter()
+        .chain(TOKENIZER)
+        .chain(OPTIONAL)
+        .map(|s| s.to_string())
+        .collect();
+    let mut i = 0;
+    while i < files.len() {
+        let file = files[i].clone();
+        let file = file.as_str();
+        i += 1;
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -204,15 +259,42 @@ pub fn download_from(
             Err(payload) => std::panic::resume_unwind(payload),
         };
         match fetched {
-            Ok(path) => dir = path.parent().map(Path::to_path_buf),
+            Ok(path) => {
+                if file == INDEX {
+                    // A sharded checkpoint: its shards come next.
+                    let shards = shards_of(&path).ok_or_else(|| {
+                        Error::Hub(format!(
+                            "`{repo_id}` on the hub has a {INDEX} that lists no weight files"
+                        ))
+                    })?;
+                    for (k, s) in shards.into_iter().enumerate() {
+                        files.insert(i + k, s);
+                    }
+                }
+                dir = path.parent().map(Path::to_path_buf)
+            }
             Err(e) => {
                 let text = e.to_string();
                 let missing = text.contains("404");
-                if TOKENIZER.contains(&file) && missing {
+                if (TOKENIZER.contains(&file) || OPTIONAL.contains(&file)) && missing {
                     continue; // a model has either tokenizer.json or vocab.json + merges.txt
                 }
-                return Err(Error::Hub(if missing && file == "config.json" {
-                    format!("The hub has no model called `{repo_id}` (or it needs a login). Check the name, e.g. gpt2, distilgpt2, gpt2-medium or gpt2-large.")
+                if file == "model.safetensors" && missing {
+                    files.insert(i, INDEX.to_string()); // perhaps sharded
+                    continue;
+                }
+                let gated = text.contains("401") || text.contains("403");
+                return Err(Error::Hub(if gated {
+                    let how = if token().is_some() {
+                        "the access token in HF_TOKEN was refused: check that it is valid and that your account has accepted the model's licence on huggingface.co"
+                    } else {
+                        "accept the model's licence on its page on huggingface.co, create an access token (Settings → Access Tokens), and set it in the HF_TOKEN environment variable before starting Tunesmith"
+                    };
+                    format!("`{repo_id}` is a gated model: downloading it needs a Hugging Face account that has been granted access. To get it, {how}.")
+                } else if missing && file == "config.json" {
+                    format!("The hub has no model called `{repo_id}` (or it needs a login). Check the name, e.g. gpt2, HuggingFaceTB/SmolLM2-135M-Instruct or Qwen/Qwen2.5-0.5B-Instruct.")
+                } else if missing && file == INDEX {
+                    format!("`{repo_id}` on the hub has no model.safetensors (nor shards); Tunesmith needs models stored as safetensors. Pick another model.")
                 } else if missing {
                     format!("`{repo_id}` on the hub has no {file}; Tunesmith needs models stored as safetensors. Pick another model.")
                 } else {

@@ -33,10 +33,14 @@ fn serve_at_pace(repos: Vec<(&'static str, PathBuf)>, max_requests: usize, slow:
             reader.read_line(&mut request_line).ok();
             let mut range_start = 0usize;
             let mut range_end = None;
+            let mut authorized = false;
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
+                }
+                if line.to_ascii_lowercase().trim() == "authorization: bearer hf_secret" {
+                    authorized = true;
                 }
                 if let Some(r) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
                     let (a, b) = r.trim().split_once('-').unwrap();
@@ -49,6 +53,13 @@ fn serve_at_pace(repos: Vec<(&'static str, PathBuf)>, max_requests: usize, slow:
                 .nth(1)
                 .unwrap_or("")
                 .to_string();
+            // Repositories under `gated/` answer as a gated hub repo does without access.
+            if path.starts_with("/gated/") && !authorized {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
             let file = repos.iter().find_map(|(repo, dir)| {
                 let rest = path.strip_prefix(&format!("/{repo}/resolve/main/"))?;
                 let f = dir.join(rest);
@@ -312,4 +323,63 @@ fn stop_while_a_run_downloads_its_model_stops_the_download() {
         let len = e.metadata().unwrap().len();
         assert_ne!(len, weights_size, "{:?} holds the whole weights", e.path());
     }
+}
+
+/// A sharded checkpoint downloads its index and every shard, with the chat model's side files; a
+/// gated repository says how to get access, and downloads once HF_TOKEN holds a token it accepts.
+#[test]
+fn sharded_and_gated_repositories() {
+    let endpoint = serve(
+        vec![
+            ("acme/sharded", fixtures().join("llama-tiny-sharded")),
+            ("gated/chat", fixtures().join("smollm2-chat-tiny")),
+        ],
+        60,
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let cancel = CancelToken::new();
+    let dir = hub::download_from(
+        &endpoint,
+        "acme/sharded",
+        cache.path(),
+        &cancel,
+        &mut NullSink,
+    )
+    .unwrap();
+    for f in [
+        "model.safetensors.index.json",
+        "model-00001-of-00003.safetensors",
+        "model-00003-of-00003.safetensors",
+        "generation_config.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} was not downloaded");
+    }
+    load_dir(&dir, &Device::Cpu).unwrap();
+    assert_eq!(hub::cached("acme/sharded", cache.path()), Some(dir));
+
+    // The token comes from the environment; this test alone sets HF_TOKEN.
+    std::env::remove_var("HF_TOKEN");
+    let e = hub::download_from(
+        &endpoint,
+        "gated/chat",
+        cache.path(),
+        &cancel,
+        &mut NullSink,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("gated") && e.contains("HF_TOKEN"), "{e}");
+    std::env::set_var("HF_TOKEN", "hf_secret");
+    let dir = hub::download_from(
+        &endpoint,
+        "gated/chat",
+        cache.path(),
+        &cancel,
+        &mut NullSink,
+    )
+    .unwrap();
+    std::env::remove_var("HF_TOKEN");
+    assert!(dir.join("chat_template.jinja").is_file());
+    assert!(load_dir(&dir, &Device::Cpu).unwrap().template.is_some());
 }

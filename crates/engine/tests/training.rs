@@ -294,8 +294,9 @@ fn lora_trains_only_adapters_resumes_and_merges() {
             "only adapters are in the optimiser"
         );
         // Merged (as chat and export load it) equals unmerged (as training runs it).
-        let (base_dir, mcfg, weights, adapter) =
+        let (base_dir, source, adapter) =
             tunesmith_engine::model::load::read_adapter_model(&ckpt, None, &Device::Cpu).unwrap();
+        let (mcfg, weights) = (source.config, source.weights);
         assert_eq!(
             std::fs::canonicalize(&base_dir).unwrap(),
             std::fs::canonicalize(fixtures().join(model)).unwrap()

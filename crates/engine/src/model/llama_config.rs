@@ -59,6 +59,10 @@ pub struct LlamaConfig {
     /// Fields we do not interpret, kept for round-tripping.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// One divisor per rotary frequency, as GGUF files of Llama 3.1+ carry their rope scaling
+    /// (`rope_freqs.weight`); not part of config.json.
+    #[serde(skip)]
+    pub rope_freq_factors: Option<Vec<f64>>,
 }
 
 fn is_zero(x: &f32) -> bool {
@@ -234,6 +238,17 @@ impl LlamaConfig {
     /// same as dividing the positions).
     pub fn inv_freq(&self) -> Result<Vec<f64>> {
         let d = self.head_dim();
+        if let Some(factors) = &self.rope_freq_factors {
+            if factors.len() != d / 2 {
+                return Err(Error::config(
+                    "rope_freqs",
+                    format!("has {} factors for {} frequencies", factors.len(), d / 2),
+                ));
+            }
+            return Ok((0..d / 2)
+                .map(|i| 1.0 / self.theta().powf((2 * i) as f64 / d as f64) / factors[i])
+                .collect());
+        }
         let base: Vec<f64> = (0..d / 2)
             .map(|i| 1.0 / self.theta().powf((2 * i) as f64 / d as f64))
             .collect();

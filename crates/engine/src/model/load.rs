@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::family::{Model, ModelConfig};
 use super::layers::Weights;
-use super::lora;
+use super::{gguf, lora};
 use crate::chat::ChatTemplate;
 use crate::data::tokenizer;
 use crate::{Error, Result};
@@ -59,10 +59,14 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
 /// [`load_dir`] where an adapter's base model is `base` rather than the one its
 /// `adapter_config.json` names.
 pub fn load_dir_with_base(dir: &Path, base: Option<&Path>, device: &Device) -> Result<LoadedModel> {
-    let (config, weights, files) = read_model(dir, base, device)?;
-    let tokenizer = tokenizer::load(&files)?;
+    let Source {
+        config,
+        weights,
+        tokenizer,
+        template,
+        ..
+    } = read_source(dir, base, device)?;
     check_vocab(dir, &config, &tokenizer)?;
-    let template = ChatTemplate::load(&files)?;
     let model = Model::new(&weights, &config)?;
     Ok(LoadedModel {
         model,
@@ -73,46 +77,87 @@ pub fn load_dir_with_base(dir: &Path, base: Option<&Path>, device: &Device) -> R
     })
 }
 
-/// A model folder's config and weights, or an adapter folder's base model with the adapter merged
-/// in; and the folder to read the tokenizer and chat template from (an adapter's own when it has
-/// them, else its base model's).
-pub fn read_model(
-    dir: &Path,
-    base: Option<&Path>,
-    device: &Device,
-) -> Result<(ModelConfig, Weights, PathBuf)> {
-    if lora::is_adapter_dir(dir) {
-        let (base_dir, config, mut weights, adapter) = read_adapter_model(dir, base, device)?;
-        lora::merge(&mut weights, &config, adapter.runtime)?;
-        let files = if dir.join("tokenizer.json").is_file() {
-            dir.to_path_buf()
-        } else {
-            base_dir
-        };
-        Ok((config, weights, files))
-    } else {
-        let config = read_config(dir)?;
-        let weights = read_weights(dir, &config, device)?;
-        Ok((config, weights, dir.to_path_buf()))
-    }
+/// Everything a model source gives: a model folder, an adapter folder over its base, or a GGUF
+/// file.
+pub struct Source {
+    pub config: ModelConfig,
+    pub weights: Weights,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    /// Tokenizer config, chat template and generation config to keep in checkpoints.
+    pub side_files: Vec<(String, Vec<u8>)>,
 }
 
-/// An adapter folder's base model (its folder, config and weights) with the adapter's weights
-/// added under their own names (not merged), and the adapter's settings.
+/// Reads a model source whole (weights as f32; an adapter merged into its base).
+pub fn read_source(path: &Path, base: Option<&Path>, device: &Device) -> Result<Source> {
+    if lora::is_adapter_dir(path) {
+        let (_, mut base_src, adapter) = read_adapter_model(path, base, device)?;
+        lora::merge(&mut base_src.weights, &base_src.config, adapter.runtime)?;
+        // The adapter folder's own tokenizer and template when it has them (Tunesmith's
+        // checkpoints do), else the base model's.
+        if path.join("tokenizer.json").is_file() {
+            base_src.tokenizer = tokenizer::load(path)?;
+            base_src.template = ChatTemplate::load(path)?;
+            base_src.side_files = read_side_files(path)?;
+        }
+        return Ok(base_src);
+    }
+    if gguf::is_gguf(path) {
+        let g = gguf::read(path, device)?;
+        // A checkpoint of a GGUF model keeps its template and special tokens as HF files.
+        let mut side_files = Vec::new();
+        if let Some(t) = &g.template {
+            side_files.push((
+                "chat_template.jinja".to_string(),
+                t.source.clone().into_bytes(),
+            ));
+            let config = serde_json::Value::Object(t.tokens.clone());
+            side_files.push((
+                "tokenizer_config.json".to_string(),
+                config.to_string().into_bytes(),
+            ));
+        }
+        return Ok(Source {
+            config: g.config,
+            weights: g.weights,
+            tokenizer: g.tokenizer,
+            template: g.template,
+            side_files,
+        });
+    }
+    let config = read_config(path)?;
+    let weights = read_weights(path, &config, device)?;
+    Ok(Source {
+        config,
+        weights,
+        tokenizer: tokenizer::load(path)?,
+        template: ChatTemplate::load(path)?,
+        side_files: read_side_files(path)?,
+    })
+}
+
+/// An adapter folder's base model (where it is, and all of it) with the adapter's weights added
+/// to the base's under their own names (not merged), and the adapter's settings.
 pub fn read_adapter_model(
     dir: &Path,
     base: Option<&Path>,
     device: &Device,
-) -> Result<(PathBuf, ModelConfig, Weights, lora::AdapterConfig)> {
+) -> Result<(PathBuf, Source, lora::AdapterConfig)> {
     let adapter = lora::read_adapter_config(dir)?;
     let base_dir = match base {
         Some(b) => b.to_path_buf(),
         None => find_base(dir, &adapter.base)?,
     };
-    let config = read_config(&base_dir)?;
-    let mut weights = read_weights(&base_dir, &config, device)?;
-    weights.extend(lora::read_adapter_weights(dir, &config, device)?);
-    Ok((base_dir, config, weights, adapter))
+    if lora::is_adapter_dir(&base_dir) {
+        return Err(Error::model(
+            dir,
+            "its base model is itself a LoRA adapter; give the model that adapter was made for with --base",
+        ));
+    }
+    let mut source = read_source(&base_dir, None, device)?;
+    let adapters = lora::read_adapter_weights(dir, &source.config, device)?;
+    source.weights.extend(adapters);
+    Ok((base_dir, source, adapter))
 }
 
 /// The folder of an adapter's base model: a folder as named (or relative to the adapter), or a hub
@@ -125,7 +170,7 @@ fn find_base(adapter_dir: &Path, base: &str) -> Result<PathBuf> {
         ));
     }
     for candidate in [PathBuf::from(base), adapter_dir.join(base)] {
-        if candidate.join("config.json").is_file() {
+        if candidate.join("config.json").is_file() || gguf::is_gguf(&candidate) {
             return Ok(candidate);
         }
     }

@@ -69,9 +69,8 @@ pub(super) fn prepare_fresh(
                     src.clone()
                 });
             }
-            let (model_cfg, weights, files) = load::read_model(&dir, None, device)?;
-            let tok = tokenizer::load(&files)?;
-            (model_cfg, tok, weights, load::read_side_files(&files)?)
+            let s = load::read_source(&dir, None, device)?;
+            (s.config, s.tokenizer, s.weights, s.side_files)
         }
         ModelSpec::Scratch(preset) => {
             sink.emit(Event::Progress {
@@ -186,8 +185,8 @@ pub(super) fn resume(
     // The run's own config.json (its dropout), whichever the weights are.
     let model_cfg = load::read_config(ckpt)?;
     let (weights, lora_base) = if lora::is_adapter_dir(ckpt) {
-        let (_, _, weights, adapter) = load::read_adapter_model(ckpt, None, device)?;
-        (weights, Some(adapter.base))
+        let (_, source, adapter) = load::read_adapter_model(ckpt, None, device)?;
+        (source.weights, Some(adapter.base))
     } else {
         (load::read_weights(ckpt, &model_cfg, device)?, None)
     };

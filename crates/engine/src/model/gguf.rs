@@ -1,0 +1,551 @@
+//! GGUF files (llama.cpp, Ollama, LM Studio) as a model source: the architecture (llama, qwen2,
+//! gpt2) from the metadata, the weights dequantised to f32 under our names (llama.cpp's q/k row
+//! permutation undone, GPT-2's projections back in Conv1D layout), the tokenizer rebuilt from
+//! `tokenizer.ggml.*` with the pre-tokenizer `tokenizer.ggml.pre` names, and the chat template from
+//! `tokenizer.chat_template`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{DType, Device, Tensor};
+use serde_json::json;
+use tokenizers::Tokenizer;
+
+use super::config::Gpt2Config;
+use super::family::ModelConfig;
+use super::layers::Weights;
+use super::llama_config::LlamaConfig;
+use crate::chat::ChatTemplate;
+use crate::{Error, Result};
+
+/// Architectures read from GGUF.
+pub const GGUF_ARCHITECTURES: [&str; 3] = ["llama", "qwen2", "gpt2"];
+
+/// Whether `path` names a GGUF file (by its extension).
+pub fn is_gguf(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// Everything a GGUF file holds, ready to build a model from.
+pub struct GgufModel {
+    pub config: ModelConfig,
+    pub weights: Weights,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+}
+
+/// llama.cpp's names of the tensor types candle cannot read, for the error message.
+fn ggml_type_name(id: u32) -> String {
+    let name = match id {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => return format!("type {id}"),
+    };
+    name.to_string()
+}
+
+/// Reads a GGUF file whole, dequantising every tensor to f32.
+pub fn read(path: &Path, device: &Device) -> Result<GgufModel> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader).map_err(|e| {
+        let msg = e.to_string();
+        if let Some(id) = msg
+            .strip_prefix("unknown dtype for tensor ")
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            Error::model(
+                path,
+                format!(
+                    "it holds tensors quantised as {}, which Tunesmith cannot read; use a file quantised as Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_0, F16, BF16 or F32",
+                    ggml_type_name(id)
+                ),
+            )
+        } else {
+            Error::model(
+                path,
+                format!("it is not a GGUF file, or it is damaged or incomplete ({msg}); download it again"),
+            )
+        }
+    })?;
+    let meta = Meta {
+        path,
+        map: &content.metadata,
+    };
+    let arch = meta.string("general.architecture")?;
+    if !GGUF_ARCHITECTURES.contains(&arch.as_str()) {
+        return Err(Error::model(
+            path,
+            format!(
+                "its architecture is `{arch}`; Tunesmith reads GGUF models of the {} architectures",
+                GGUF_ARCHITECTURES.join(", ")
+            ),
+        ));
+    }
+    let tokenizer = build_tokenizer(&meta)?;
+    let mut raw = HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let q = content.tensor(&mut reader, name, device).map_err(|e| {
+            Error::model(
+                path,
+                format!("its tensor `{name}` cannot be read ({e}); the file is damaged or incomplete, download it again"),
+            )
+        })?;
+        raw.insert(name.clone(), q.dequantize(device)?.to_dtype(DType::F32)?);
+    }
+    let vocab = raw
+        .get("token_embd.weight")
+        .map(|t| t.dim(0))
+        .transpose()?
+        .ok_or_else(|| Error::model(path, "it has no token_embd.weight tensor"))?;
+    let config = model_config(&meta, &arch, vocab, &raw)?;
+    let weights = rename_weights(&config, raw).map_err(|e| Error::model(path, e))?;
+    let template = meta
+        .opt_string("tokenizer.chat_template")
+        .map(|source| ChatTemplate::new(source, special_tokens(&meta), path.to_path_buf()));
+    Ok(GgufModel {
+        config,
+        weights,
+        tokenizer,
+        template,
+    })
+}
+
+/// One tensor of a GGUF file by its llama.cpp name, dequantised to f32 in the file's own layout
+/// (for checks against other readers).
+pub fn read_tensor(path: &Path, name: &str, device: &Device) -> Result<Tensor> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader).map_err(|e| Error::model(path, e.to_string()))?;
+    let q = content
+        .tensor(&mut reader, name, device)
+        .map_err(|e| Error::model(path, e.to_string()))?;
+    Ok(q.dequantize(device)?)
+}
+
+/// Typed access to the metadata with errors that name the file and the key.
+struct Meta<'a> {
+    path: &'a Path,
+    map: &'a HashMap<String, Value>,
+}
+
+impl Meta<'_> {
+    fn get(&self, key: &str) -> Result<&Value> {
+        self.map
+            .get(key)
+            .ok_or_else(|| Error::model(self.path, format!("its metadata has no `{key}`")))
+    }
+    fn bad(&self, key: &str, e: candle_core::Error) -> Error {
+        Error::model(self.path, format!("its metadata `{key}` is unusable ({e})"))
+    }
+    fn string(&self, key: &str) -> Result<String> {
+        self.get(key)?
+            .to_string()
+            .cloned()
+            .map_err(|e| self.bad(key, e))
+    }
+    fn opt_string(&self, key: &str) -> Option<String> {
+        self.map.get(key).and_then(|v| v.to_string().ok().cloned())
+    }
+    fn usize(&self, key: &str) -> Result<usize> {
+        let v = self.get(key)?;
+        v.to_u32()
+            .map(|x| x as usize)
+            .or_else(|_| v.to_u64().map(|x| x as usize))
+            .or_else(|_| v.to_i32().map(|x| x as usize))
+            .map_err(|e| self.bad(key, e))
+    }
+    fn opt_usize(&self, key: &str) -> Option<usize> {
+        self.map
+            .contains_key(key)
+            .then(|| self.usize(key).ok())
+            .flatten()
+    }
+    fn f64(&self, key: &str) -> Result<f64> {
+        let v = self.get(key)?;
+        v.to_f32()
+            .map(f64::from)
+            .or_else(|_| v.to_f64())
+            .map_err(|e| self.bad(key, e))
+    }
+    fn opt_f64(&self, key: &str) -> Option<f64> {
+        self.map
+            .contains_key(key)
+            .then(|| self.f64(key).ok())
+            .flatten()
+    }
+    fn strings(&self, key: &str) -> Result<Vec<String>> {
+        self.get(key)?
+            .to_vec()
+            .map_err(|e| self.bad(key, e))?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(|e| self.bad(key, e)))
+            .collect()
+    }
+    fn ints(&self, key: &str) -> Result<Vec<i64>> {
+        self.get(key)?
+            .to_vec()
+            .map_err(|e| self.bad(key, e))?
+            .iter()
+            .map(|v| {
+                v.to_i32()
+                    .map(i64::from)
+                    .or_else(|_| v.to_u32().map(i64::from))
+                    .or_else(|_| v.to_i64())
+                    .map_err(|e| self.bad(key, e))
+            })
+            .collect()
+    }
+}
+
+fn model_config(
+    meta: &Meta,
+    arch: &str,
+    vocab: usize,
+    raw: &HashMap<String, Tensor>,
+) -> Result<ModelConfig> {
+    let k = |s: &str| format!("{arch}.{s}");
+    let mut eos: Vec<u32> = Vec::new();
+    for key in [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ] {
+        if let Some(id) = meta.opt_usize(key) {
+            if !eos.contains(&(id as u32)) {
+                eos.push(id as u32);
+            }
+        }
+    }
+    let bos = meta
+        .opt_usize("tokenizer.ggml.bos_token_id")
+        .map(|b| b as u32);
+    let cfg = if arch == "gpt2" {
+        let mut c = Gpt2Config::preset("tiny", vocab, 64)?;
+        c.n_embd = meta.usize(&k("embedding_length"))?;
+        c.n_layer = meta.usize(&k("block_count"))?;
+        c.n_head = meta.usize(&k("attention.head_count"))?;
+        c.n_positions = meta.usize(&k("context_length"))?;
+        c.n_inner = meta.opt_usize(&k("feed_forward_length"));
+        c.layer_norm_epsilon = meta.f64(&k("attention.layer_norm_epsilon"))?;
+        c.eos_token_id = eos.first().copied();
+        c.bos_token_id = bos;
+        if raw.contains_key("output.weight") {
+            c.extra.insert("tie_word_embeddings".into(), false.into());
+        }
+        ModelConfig::Gpt2(c)
+    } else {
+        let rope_scaling = match meta.opt_string(&k("rope.scaling.type")).as_deref() {
+            None | Some("none") => None,
+            Some("linear") => {
+                Some(json!({"type": "linear", "factor": meta.f64(&k("rope.scaling.factor"))?}))
+            }
+            Some(other) => {
+                return Err(Error::model(
+                    meta.path,
+                    format!("its rope scaling `{other}` is not supported (linear is)"),
+                ))
+            }
+        };
+        let v = json!({
+            "model_type": arch,
+            "vocab_size": vocab,
+            "hidden_size": meta.usize(&k("embedding_length"))?,
+            "intermediate_size": meta.usize(&k("feed_forward_length"))?,
+            "num_hidden_layers": meta.usize(&k("block_count"))?,
+            "num_attention_heads": meta.usize(&k("attention.head_count"))?,
+            "num_key_value_heads": meta.opt_usize(&k("attention.head_count_kv")),
+            "head_dim": meta.opt_usize(&k("attention.key_length")),
+            "max_position_embeddings": meta.usize(&k("context_length"))?,
+            "rms_norm_eps": meta.f64(&k("attention.layer_norm_rms_epsilon"))?,
+            "rope_theta": meta.opt_f64(&k("rope.freq_base")).unwrap_or(10000.0),
+            "rope_scaling": rope_scaling,
+            "attention_bias": arch == "llama" && raw.contains_key("blk.0.attn_output.bias"),
+            "tie_word_embeddings": !raw.contains_key("output.weight"),
+            "bos_token_id": bos,
+            "eos_token_id": if eos.len() == 1 { json!(eos[0]) } else { json!(eos) },
+        });
+        let mut c: LlamaConfig = serde_json::from_value(strip_nulls(v))
+            .map_err(|e| Error::model(meta.path, format!("its metadata is inconsistent ({e})")))?;
+        if let Some(f) = raw.get("rope_freqs.weight") {
+            // Llama 3.1's rope scaling, written as one divisor per frequency.
+            c.rope_freq_factors = Some(f.to_vec1::<f32>()?.into_iter().map(f64::from).collect());
+        }
+        ModelConfig::Llama(c)
+    };
+    cfg.validate()
+        .map_err(|e| Error::model(meta.path, e.to_string()))?;
+    Ok(cfg)
+}
+
+fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        other => other,
+    }
+}
+
+/// llama.cpp's tensor names onto ours, in our layouts.
+fn rename_weights(
+    cfg: &ModelConfig,
+    raw: HashMap<String, Tensor>,
+) -> std::result::Result<Weights, String> {
+    let mut out = Weights::new();
+    for (name, t) in raw {
+        if name == "rope_freqs.weight" {
+            continue;
+        }
+        let (ours, t) = match cfg {
+            ModelConfig::Gpt2(_) => gpt2_name(&name, t)?,
+            ModelConfig::Llama(c) => llama_name(&name, t, c)?,
+        };
+        out.insert(ours, t);
+    }
+    let missing: Vec<String> = cfg
+        .weight_shapes()
+        .into_iter()
+        .filter(|(n, s)| out.get(n).is_none_or(|t| t.dims() != s.as_slice()))
+        .map(|(n, _)| n)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "its tensors do not make a complete model ({} missing or of the wrong shape, e.g. {})",
+            missing.len(),
+            missing
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+fn split_block(name: &str) -> Option<(usize, &str)> {
+    let rest = name.strip_prefix("blk.")?;
+    let (n, rest) = rest.split_once('.')?;
+    Some((n.parse().ok()?, rest))
+}
+
+fn llama_name(
+    name: &str,
+    t: Tensor,
+    cfg: &LlamaConfig,
+) -> std::result::Result<(String, Tensor), String> {
+    let plain = match name {
+        "token_embd.weight" => Some("model.embed_tokens.weight".to_string()),
+        "output_norm.weight" => Some("model.norm.weight".to_string()),
+        "output.weight" => Some("lm_head.weight".to_string()),
+        _ => None,
+    };
+    if let Some(n) = plain {
+        return Ok((n, t));
+    }
+    let Some((l, rest)) = split_block(name) else {
+        return Err(format!("it holds an unexpected tensor `{name}`"));
+    };
+    let (module, suffix) = rest
+        .rsplit_once('.')
+        .ok_or(format!("unexpected tensor `{name}`"))?;
+    let ours = match module {
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return Err(format!("it holds an unexpected tensor `{name}`")),
+    };
+    // llama.cpp interleaves the two rotary halves of each q/k head for the llama architecture.
+    let heads = match module {
+        "attn_q" if cfg.model_type == "llama" => Some(cfg.num_attention_heads),
+        "attn_k" if cfg.model_type == "llama" => Some(cfg.kv_heads()),
+        _ => None,
+    };
+    let t = match heads {
+        Some(h) => unpermute(&t, h).map_err(|e| e.to_string())?,
+        None => t,
+    };
+    Ok((format!("model.layers.{l}.{ours}.{suffix}"), t))
+}
+
+/// Undoes `convert_hf_to_gguf.py`'s `permute` of q/k rows (or biases) for `heads` heads.
+fn unpermute(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let rows = t.dim(0)?;
+    let half = rows / heads / 2;
+    let rest: Vec<usize> = t.dims()[1..].to_vec();
+    let mut shape = vec![heads, half, 2];
+    shape.extend(&rest);
+    t.reshape(shape)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(t.dims())
+}
+
+fn gpt2_name(name: &str, t: Tensor) -> std::result::Result<(String, Tensor), String> {
+    let plain = match name {
+        "token_embd.weight" => Some("wte.weight"),
+        "position_embd.weight" => Some("wpe.weight"),
+        "output_norm.weight" => Some("ln_f.weight"),
+        "output_norm.bias" => Some("ln_f.bias"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(n) = plain {
+        return Ok((n.to_string(), t));
+    }
+    let Some((l, rest)) = split_block(name) else {
+        return Err(format!("it holds an unexpected tensor `{name}`"));
+    };
+    let (module, suffix) = rest
+        .rsplit_once('.')
+        .ok_or(format!("unexpected tensor `{name}`"))?;
+    let ours = match module {
+        "attn_norm" => "ln_1",
+        "ffn_norm" => "ln_2",
+        "attn_qkv" => "attn.c_attn",
+        "attn_output" => "attn.c_proj",
+        "ffn_up" => "mlp.c_fc",
+        "ffn_down" => "mlp.c_proj",
+        _ => return Err(format!("it holds an unexpected tensor `{name}`")),
+    };
+    // GGUF stores projections as (out, in); HF's Conv1D is (in, out).
+    let t = if suffix == "weight" && t.rank() == 2 && !module.ends_with("norm") {
+        t.t()
+            .and_then(|t| t.contiguous())
+            .map_err(|e| e.to_string())?
+    } else {
+        t
+    };
+    Ok((format!("h.{l}.{ours}.{suffix}"), t))
+}
+
+/// Pre-tokenizer regexes of the tokenizers llama.cpp names (`llama-vocab.cpp`), as the original
+/// `tokenizer.json` files write them.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A byte-level BPE tokenizer (`tokenizer.ggml.model` = `gpt2`) from the metadata, shaped like the
+/// `tokenizer.json` the model was converted from.
+fn build_tokenizer(meta: &Meta) -> Result<Tokenizer> {
+    let kind = meta.string("tokenizer.ggml.model")?;
+    if kind != "gpt2" {
+        return Err(Error::model(
+            meta.path,
+            format!("its tokenizer is of type `{kind}`; Tunesmith rebuilds byte-level BPE tokenizers (`gpt2`) from GGUF, such as those of SmolLM2, Qwen2.5, Llama 3 and GPT-2"),
+        ));
+    }
+    let pre = meta
+        .opt_string("tokenizer.ggml.pre")
+        .unwrap_or_else(|| "gpt-2".into());
+    let byte_level = |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
+    let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
+    let (normalizer, pre_tokenizer) = match pre.as_str() {
+        "gpt-2" | "gpt2" | "default" => (json!(null), byte_level(true)),
+        "smollm" | "starcoder" | "refact" => (
+            json!(null),
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        ),
+        "qwen2" => (
+            json!({"type": "NFC"}),
+            json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
+        ),
+        "llama-bpe" | "llama3" => (
+            json!(null),
+            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}),
+        ),
+        other => {
+            return Err(Error::model(
+                meta.path,
+                format!("its pre-tokenizer `{other}` is not one Tunesmith knows (gpt-2, smollm, qwen2, llama-bpe)"),
+            ))
+        }
+    };
+    let tokens = meta.strings("tokenizer.ggml.tokens")?;
+    let types = meta
+        .ints("tokenizer.ggml.token_type")
+        .unwrap_or_else(|_| vec![1; tokens.len()]);
+    let merges = meta.strings("tokenizer.ggml.merges").unwrap_or_default();
+    let vocab: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
+    // Control (3) and user-defined (4) tokens are matched whole, as the original's added tokens.
+    let added: Vec<serde_json::Value> = tokens
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .filter(|(_, (_, &ty))| ty == 3 || ty == 4)
+        .map(|(i, (t, &ty))| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": ty == 3})
+        })
+        .collect();
+    let spec = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+            // Llama 3's tokenizer takes a whole pre-token that is in the vocabulary as it is.
+            "ignore_merges": matches!(pre.as_str(), "llama-bpe" | "llama3"),
+            "vocab": vocab, "merges": merges},
+    });
+    spec.to_string().parse::<Tokenizer>().map_err(|e| {
+        Error::model(
+            meta.path,
+            format!("its tokenizer could not be rebuilt ({e})"),
+        )
+    })
+}
+
+/// `bos_token` and `eos_token` for the chat template, as text.
+fn special_tokens(meta: &Meta) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let Ok(tokens) = meta.strings("tokenizer.ggml.tokens") else {
+        return out;
+    };
+    for (key, name) in [
+        ("tokenizer.ggml.bos_token_id", "bos_token"),
+        ("tokenizer.ggml.eos_token_id", "eos_token"),
+        ("tokenizer.ggml.unknown_token_id", "unk_token"),
+        ("tokenizer.ggml.padding_token_id", "pad_token"),
+    ] {
+        if let Some(t) = meta.opt_usize(key).and_then(|i| tokens.get(i)) {
+            out.insert(name.into(), t.clone().into());
+        }
+    }
+    out
+}
