@@ -269,6 +269,7 @@ impl GenerateArgs {
             seed: self.seed,
             stop_at_eot: true,
             min_new_tokens: self.min_new_tokens,
+            messages: None,
         }
     }
 }

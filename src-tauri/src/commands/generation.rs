@@ -45,7 +45,14 @@ pub async fn generate(
             }
             let dir = source::resolve(&model, sink)?;
             let loaded = models.get(&model, &dir, &dev)?;
-            generate::generate(&loaded.model, &loaded.tokenizer, &config, cancel, sink)
+            generate::generate_chat(
+                &loaded.model,
+                &loaded.tokenizer,
+                loaded.template.as_ref(),
+                &config,
+                cancel,
+                sink,
+            )
         },
         move |result| {
             let _ = tx.send(result);

@@ -17,6 +17,7 @@ export type { Generation } from './bindings/Generation';
 export type { JobKind } from './bindings/JobKind';
 export type { JobStarted } from './bindings/JobStarted';
 export type { LogLevel } from './bindings/LogLevel';
+export type { Message } from './bindings/Message';
 export type { ModelSpec } from './bindings/ModelSpec';
 export type { Role } from './bindings/Role';
 export type { RunMetrics } from './bindings/RunMetrics';

@@ -30,9 +30,15 @@ describe('chat template', () => {
 
   it('builds a GenerateConfig: one reply per chat turn, n samples when completing', () => {
     const s = { ...DEFAULT_SETTINGS, n: 3, temperature: 0.5 };
-    const chat = toGenerateConfig('chat', 'p', s, 7);
-    expect(chat).toMatchObject({ prompt: 'p', n: 1, temperature: 0.5, seed: 7, stop: [CHAT_STOP], stop_at_eot: true, min_new_tokens: 1 });
-    expect(toGenerateConfig('complete', 'p', s, 7).n).toBe(3);
+    const asked = [{ role: 'user' as const, content: 'p' }];
+    const chat = toGenerateConfig('chat', asked, s, 7);
+    expect(chat).toMatchObject({ prompt: '', messages: [{ role: 'user', content: 'p' }], n: 1, temperature: 0.5, seed: 7, stop: [CHAT_STOP], stop_at_eot: true, min_new_tokens: 1 });
+    expect(toGenerateConfig('complete', asked, s, 7)).toMatchObject({ prompt: 'p', messages: null, n: 3 });
+    // The system prompt leads the conversation when set.
+    expect(toGenerateConfig('chat', asked, { ...s, system: ' Be brief. ' }, 7).messages).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'p' },
+    ]);
   });
 });
 

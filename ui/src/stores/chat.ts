@@ -1,6 +1,6 @@
 // Conversation logic without any UI: the prompt template base models are chatted with, stop-string
 // handling for streamed text, and the settings that become a GenerateConfig.
-import type { Chat, ChatMessage, GenerateConfig } from '../ipc/types';
+import type { Chat, ChatMessage, GenerateConfig, Message } from '../ipc/types';
 
 export type ChatMode = Chat['mode'];
 
@@ -61,6 +61,8 @@ export interface ChatSettings {
   stop: string[];
   /** Samples per prompt in Complete mode. */
   n: number;
+  /** Instructions sent before the conversation in Chat mode ('' = none). */
+  system: string;
 }
 
 export const DEFAULT_SETTINGS: ChatSettings = {
@@ -71,6 +73,7 @@ export const DEFAULT_SETTINGS: ChatSettings = {
   repetition_penalty: 1.1,
   stop: [],
   n: 1,
+  system: '',
 };
 
 /** Stop strings for a mode: chat always ends at the next user turn. */
@@ -85,9 +88,20 @@ export function promptFor(mode: ChatMode, messages: ChatMessage[]): string {
   return [...messages].reverse().find((m) => m.role === 'user')?.content ?? '';
 }
 
-export function toGenerateConfig(mode: ChatMode, prompt: string, s: ChatSettings, seed: number): GenerateConfig {
+/**
+ * In Chat mode the conversation itself (and the system prompt) goes to the engine, which renders it
+ * with the model's own chat template, or the plain transcript for a model without one.
+ */
+export function messagesFor(mode: ChatMode, messages: ChatMessage[], s: ChatSettings): Message[] | null {
+  if (mode !== 'chat') return null;
+  const system = s.system.trim() ? [{ role: 'system', content: s.system.trim() }] : [];
+  return [...system, ...messages.map((m) => ({ role: m.role, content: m.content }))];
+}
+
+export function toGenerateConfig(mode: ChatMode, messages: ChatMessage[], s: ChatSettings, seed: number): GenerateConfig {
   return {
-    prompt,
+    prompt: mode === 'chat' ? '' : promptFor(mode, messages),
+    messages: messagesFor(mode, messages, s),
     max_new_tokens: s.max_new_tokens,
     temperature: s.temperature,
     top_k: s.top_k,
@@ -103,7 +117,7 @@ export function toGenerateConfig(mode: ChatMode, prompt: string, s: ChatSettings
   };
 }
 
-type NumericSetting = Exclude<keyof ChatSettings, 'stop'>;
+type NumericSetting = Exclude<keyof ChatSettings, 'stop' | 'system'>;
 
 /**
  * Each number setting's rule, mirroring the engine's GenerateConfig checks: used before sending

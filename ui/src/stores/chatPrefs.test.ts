@@ -6,7 +6,7 @@ import { ChatSession } from './chatSession.svelte';
 
 beforeEach(() => localStorage.clear());
 
-const chosen = { temperature: 0.3, top_k: 0, top_p: 0.5, max_new_tokens: 400, repetition_penalty: 1.3, stop: ['\n\n', 'END'], n: 4 };
+const chosen = { temperature: 0.3, top_k: 0, top_p: 0.5, max_new_tokens: 400, repetition_penalty: 1.3, stop: ['\n\n', 'END'], n: 4, system: 'Answer in French.' };
 
 describe('chat prefs', () => {
   it('round-trips through localStorage', () => {

@@ -19,6 +19,7 @@ export function defaultPrefs(): ChatPrefs {
 /** The most stop strings kept, and their longest length: more is a corrupt save, not a choice. */
 const MAX_STOPS = 32;
 const MAX_STOP_LENGTH = 200;
+const MAX_SYSTEM_LENGTH = 4000;
 
 /** The form offers at most this many samples; a larger stored number is not the user's choice. */
 const MAX_SAMPLES = 8;
@@ -44,6 +45,7 @@ export function parsePrefs(raw: string | null): ChatPrefs {
     if (settingOk(key, v)) d[key] = v;
   }
   if (d.n > MAX_SAMPLES) d.n = DEFAULT_SETTINGS.n;
+  if (typeof s.system === 'string' && s.system.length <= MAX_SYSTEM_LENGTH) d.system = s.system;
   if (Array.isArray(s.stop) && s.stop.length <= MAX_STOPS && s.stop.every((x) => typeof x === 'string' && x.length > 0 && x.length <= MAX_STOP_LENGTH)) {
     d.stop = [...s.stop];
   }

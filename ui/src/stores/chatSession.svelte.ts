@@ -11,7 +11,6 @@ import {
   lastUserIndex,
   newChat,
   nowUnix,
-  promptFor,
   randomSeed,
   toGenerateConfig,
   validateSettings,
@@ -38,6 +37,8 @@ export class ChatSession {
   streaming = $state(false);
   /** What the model is doing before the first token (e.g. "Downloading… 40%"). */
   progress = $state<string | null>(null);
+  /** The prompt the model was given for the latest reply (the conversation in its template). */
+  lastPrompt = $state<string | null>(null);
   error = $state<CommandError | null>(null);
   #running: RunningGeneration | null = null;
 
@@ -67,6 +68,7 @@ export class ChatSession {
     this.chats = [];
     this.currentId = null;
     this.error = null;
+    this.lastPrompt = null;
     if (target.kind === 'run') {
       try {
         const saved = await listChats(target.path);
@@ -84,6 +86,7 @@ export class ChatSession {
     const chat = newChat(mode, crypto.randomUUID(), nowUnix());
     this.chats = [chat, ...this.chats];
     this.currentId = chat.id;
+    this.lastPrompt = null;
   }
 
   /** Switching mode restarts an empty conversation in place, or opens a new one. */
@@ -129,7 +132,7 @@ export class ChatSession {
   async #reply(chat: Chat) {
     const target = this.target;
     if (!target) return;
-    const config = toGenerateConfig(chat.mode, promptFor(chat.mode, chat.messages), $state.snapshot(this.settings), randomSeed());
+    const config = toGenerateConfig(chat.mode, $state.snapshot(chat.messages), $state.snapshot(this.settings), randomSeed());
     chat.messages.push({ role: 'assistant', content: '' });
     const at = chat.messages.length - 1;
     this.streaming = true;
@@ -150,6 +153,7 @@ export class ChatSession {
       // The final texts are authoritative (the stream may have been throttled); in Complete mode
       // each sample becomes its own message.
       const replies = generations.map((g) => cleanReply(cutAtStop(g.text, config.stop).text, chat.mode));
+      this.lastPrompt = generations[0]?.prompt ?? null;
       if (replies.length > 0) chat.messages.splice(at, 1, ...replies.map((content) => ({ role: 'assistant' as const, content })));
       answered = true;
     } catch (e) {

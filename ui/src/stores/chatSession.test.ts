@@ -5,7 +5,7 @@ import { CHAT_STOP } from './chat';
 import { ChatSession } from './chatSession.svelte';
 
 const run = { kind: 'run' as const, path: '/runs/demo', name: 'demo' };
-const gen = (text: string, finish_reason: FinishReason = 'stop'): Generation => ({ text, tokens: [], prompt_ids: [], finish_reason });
+const gen = (text: string, finish_reason: FinishReason = 'stop'): Generation => ({ text, tokens: [], prompt: '', prompt_ids: [], finish_reason });
 
 async function session(handlers: Parameters<typeof fakeBackend>[0]) {
   const b = fakeBackend({ list_chats: () => [], save_chat: () => null, ...handlers });
@@ -38,7 +38,9 @@ describe('ChatSession', () => {
 
     const config = b.last('generate')!.config as GenerateConfig;
     expect(b.last('generate')!.model).toBe('/runs/demo');
-    expect(config.prompt).toBe('User: Can I get a refund?\nAssistant:');
+    // The conversation goes to the engine, which renders it in the model's own chat format.
+    expect(config.prompt).toBe('');
+    expect(config.messages).toEqual([{ role: 'user', content: 'Can I get a refund?' }]);
     expect(config.stop).toContain(CHAT_STOP);
     expect(b.last('save_chat')).toMatchObject({ runPath: '/runs/demo', chat: { title: 'Can I get a refund?', messages: msgs() } });
   });
@@ -53,7 +55,22 @@ describe('ChatSession', () => {
     const { b, s } = await session({ generate: () => [gen(' Hello!')] });
     await s.send('Hi');
     await s.send('Refunds?');
-    expect((b.last('generate')!.config as GenerateConfig).prompt).toBe('User: Hi\nAssistant: Hello!\nUser: Refunds?\nAssistant:');
+    expect((b.last('generate')!.config as GenerateConfig).messages).toEqual([
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: 'Hello!' },
+      { role: 'user', content: 'Refunds?' },
+    ]);
+  });
+
+  it('sends the system prompt first and keeps the prompt the model was given', async () => {
+    const { b, s } = await session({ generate: () => [{ ...gen(' Oui.'), prompt: '<|im_start|>system\nRéponds en français.<|im_end|>…' }] });
+    s.settings.system = 'Réponds en français.';
+    await s.send('Hi');
+    expect((b.last('generate')!.config as GenerateConfig).messages).toEqual([
+      { role: 'system', content: 'Réponds en français.' },
+      { role: 'user', content: 'Hi' },
+    ]);
+    expect(s.lastPrompt).toMatch(/^<\|im_start\|>system/);
   });
 
   it('a refused generation shows its message and leaves no empty reply behind', async () => {
@@ -101,7 +118,7 @@ describe('ChatSession', () => {
     expect(s.current!.messages.map((m) => m.content)).toEqual(['Hi', 'Second']);
     const calls = b.calls.filter((c) => c.cmd === 'generate');
     expect(calls).toHaveLength(2);
-    expect((calls[1].args.config as GenerateConfig).prompt).toBe('User: Hi\nAssistant:');
+    expect((calls[1].args.config as GenerateConfig).messages).toEqual([{ role: 'user', content: 'Hi' }]);
     expect(typeof firstSeed).toBe('number');
   });
 

@@ -2,7 +2,7 @@
 // one after the other because the backend runs one heavy job at a time.
 import { toCommandError } from '../ipc/errors';
 import type { CommandError } from '../ipc/types';
-import { cleanReply, cutAtStop, formatChatPrompt, randomSeed, toGenerateConfig, type ChatSettings } from './chat';
+import { cleanReply, cutAtStop, randomSeed, toGenerateConfig, type ChatSettings } from './chat';
 import { startGeneration, type RunningGeneration } from './generation';
 
 export type Side = 'tuned' | 'base';
@@ -22,9 +22,10 @@ export class Compare {
   async run(tunedModel: string, settings: ChatSettings) {
     if (this.running || !this.prompt.trim()) return;
     const mode = this.asChat ? 'chat' : 'complete';
-    const prompt = this.asChat ? formatChatPrompt([{ role: 'user', content: this.prompt }]) : this.prompt;
+    // As a chat, each model gets the question in its own chat template (or the plain transcript).
+    const asked = [{ role: 'user' as const, content: this.prompt }];
     // The same seed on both sides, so the difference is the model, not the dice.
-    const config = toGenerateConfig(mode, prompt, { ...settings, n: 1 }, randomSeed());
+    const config = toGenerateConfig(mode, asked, { ...settings, n: 1 }, randomSeed());
     this.results = { tuned: '', base: '' };
     this.errors = { tuned: null, base: null };
     this.#stopped = false;

@@ -7,7 +7,7 @@ import { Compare } from './compare.svelte';
 describe('Compare', () => {
   it('asks the tuned run, then the base model, with the same prompt and seed', async () => {
     const b = fakeBackend({
-      generate: ({ model }) => [{ text: model === '/runs/notes' ? ' within 30 days.' : ' is a matter of policy.', tokens: [], prompt_ids: [], finish_reason: 'stop' }],
+      generate: ({ model }) => [{ text: model === '/runs/notes' ? ' within 30 days.' : ' is a matter of policy.', tokens: [], prompt: '', prompt_ids: [], finish_reason: 'stop' }],
     });
     const c = new Compare();
     c.prompt = 'The refund window';
@@ -23,13 +23,13 @@ describe('Compare', () => {
   });
 
   it('can wrap the prompt as one chat turn', async () => {
-    const b = fakeBackend({ generate: () => [{ text: ' Hello.\nUser: hi', tokens: [], prompt_ids: [], finish_reason: 'stop' }] });
+    const b = fakeBackend({ generate: () => [{ text: ' Hello.\nUser: hi', tokens: [], prompt: '', prompt_ids: [], finish_reason: 'stop' }] });
     const c = new Compare();
     c.prompt = 'Hi';
     c.asChat = true;
     await c.run('/runs/notes', DEFAULT_SETTINGS);
     const config = b.last('generate')!.config as GenerateConfig;
-    expect(config.prompt).toBe('User: Hi\nAssistant:');
+    expect(config.messages).toEqual([{ role: 'user', content: 'Hi' }]);
     expect(config.stop).toContain(CHAT_STOP);
     expect(c.results.base).toBe('Hello.');
   });
@@ -46,7 +46,7 @@ describe('Compare', () => {
     expect(c.results.tuned).toBe(' upon');
     expect(c.running).toBe('tuned');
     await c.stop();
-    first.resolve([{ text: ' upon', tokens: [], prompt_ids: [], finish_reason: 'cancelled' }]);
+    first.resolve([{ text: ' upon', tokens: [], prompt: '', prompt_ids: [], finish_reason: 'cancelled' }]);
     await running;
     expect(b.calls.filter((x) => x.cmd === 'generate')).toHaveLength(1);
     expect(c.running).toBeNull();

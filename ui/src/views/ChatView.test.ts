@@ -14,6 +14,7 @@ beforeEach(() => {
   chatSession.currentId = null;
   chatSession.settings = { ...DEFAULT_SETTINGS, stop: [] };
   chatSession.plainText = false;
+  chatSession.lastPrompt = null;
   localStorage.clear();
 });
 
@@ -40,7 +41,7 @@ async function streaming() {
       await flush();
     },
     async finish(text: string) {
-      done.resolve([{ text, tokens: [], prompt_ids: [], finish_reason: 'stop' }]);
+      done.resolve([{ text, tokens: [], prompt: '', prompt_ids: [], finish_reason: 'stop' }]);
       await waitFor(() => expect(screen.getByTestId('chat-send')).toBeTruthy());
     },
   };
@@ -72,10 +73,28 @@ describe('ChatView', () => {
     expect(reply.textContent).toContain('Refunds take 30 days.');
     expect(reply.querySelector('strong')?.textContent).toBe('30 days');
 
-    done.resolve([{ text: ' Refunds take **30 days**.', tokens: [], prompt_ids: [], finish_reason: 'stop' }]);
+    done.resolve([{ text: ' Refunds take **30 days**.', tokens: [], prompt: '', prompt_ids: [], finish_reason: 'stop' }]);
     await waitFor(() => expect(screen.getByTestId('chat-send')).toBeTruthy());
     expect(b.last('save_chat')).toMatchObject({ runPath: '/runs/notes' });
     expect(input.value).toBe('');
+  });
+
+  it('shows the prompt the model was given, as plain text', async () => {
+    const prompt = '<|im_start|>user\nhi <img src=x onerror="alert(1)"><|im_end|>\n<|im_start|>assistant\n';
+    fakeBackend({
+      list_runs: () => [runSummary()],
+      list_chats: () => [],
+      save_chat: () => null,
+      generate: () => [{ text: 'Hello.', tokens: [], prompt, prompt_ids: [], finish_reason: 'stop' }],
+    });
+    render(ChatView);
+    expect(screen.queryByTestId('chat-show-prompt')).toBeNull();
+    const input = await screen.findByTestId('chat-input');
+    await fireEvent.input(input, { target: { value: 'hi' } });
+    await fireEvent.click(screen.getByTestId('chat-send'));
+    const shown = await screen.findByTestId('chat-show-prompt');
+    expect(shown.querySelector('pre')?.textContent).toBe(prompt);
+    expect(shown.querySelector('img')).toBeNull();
   });
 
   it('model output cannot inject script', async () => {
@@ -83,7 +102,7 @@ describe('ChatView', () => {
       list_runs: () => [runSummary()],
       list_chats: () => [],
       save_chat: () => null,
-      generate: () => [{ text: 'hi <img src=x onerror="alert(1)"><script>alert(2)</script>', tokens: [], prompt_ids: [], finish_reason: 'stop' }],
+      generate: () => [{ text: 'hi <img src=x onerror="alert(1)"><script>alert(2)</script>', tokens: [], prompt: '', prompt_ids: [], finish_reason: 'stop' }],
     });
     render(ChatView);
     const input = await screen.findByTestId('chat-input');

@@ -35,8 +35,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         source::resolve(&args.model, &mut term)?
     };
     let loaded = load::load_dir_with_base(&dir, args.base.as_deref(), &dev)?;
-    if let Some(messages) = &messages {
-        cfg.prompt = chat::render(loaded.template.as_ref(), messages, true)?;
+    if let Some(messages) = messages {
+        cfg.prompt = chat::render(loaded.template.as_ref(), &messages, true)?;
         if loaded.template.is_none() {
             // Without a template the model's turn ends where it starts the next user turn.
             cfg.stop.push(chat::TRANSCRIPT_STOP.to_string());

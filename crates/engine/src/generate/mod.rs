@@ -7,6 +7,7 @@ pub mod stream;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use crate::chat::{self, ChatTemplate, Message};
 use crate::data::tokenizer;
 use crate::model::{KvCache, Model};
 use crate::progress::{CancelToken, Event, ProgressSink};
@@ -36,6 +37,9 @@ pub struct GenerateConfig {
     /// The end-of-text token is not sampled before this many new tokens, so a small model that
     /// would end its turn at once still says something (0 = no minimum).
     pub min_new_tokens: usize,
+    /// A conversation to reply to instead of `prompt`: [`generate_chat`] renders it with the
+    /// model's chat template (or the plain transcript for a model without one).
+    pub messages: Option<Vec<Message>>,
 }
 
 impl Default for GenerateConfig {
@@ -52,6 +56,7 @@ impl Default for GenerateConfig {
             seed: 42,
             stop_at_eot: true,
             min_new_tokens: 0,
+            messages: None,
         }
     }
 }
@@ -103,6 +108,8 @@ pub struct Generation {
     pub text: String,
     /// The generated token ids.
     pub tokens: Vec<u32>,
+    /// The prompt as the model was given it (a conversation rendered with its template).
+    pub prompt: String,
     /// The ids the model was given as the prompt (the end of it when it was longer than the
     /// model's context).
     pub prompt_ids: Vec<u32>,
@@ -119,6 +126,28 @@ pub enum FinishReason {
     Stop,
     Length,
     Cancelled,
+}
+
+/// [`generate`] for `cfg.messages` when set: the conversation is rendered with `template` (the
+/// model's own; the plain transcript when `None`, ending where the model starts the next user
+/// turn) and replied to.
+pub fn generate_chat(
+    model: &Model,
+    tok: &Tokenizer,
+    template: Option<&ChatTemplate>,
+    cfg: &GenerateConfig,
+    cancel: &CancelToken,
+    sink: &mut impl ProgressSink,
+) -> Result<Vec<Generation>> {
+    let Some(messages) = &cfg.messages else {
+        return generate(model, tok, cfg, cancel, sink);
+    };
+    let mut cfg = cfg.clone();
+    cfg.prompt = chat::render(template, messages, true)?;
+    if template.is_none() && !cfg.stop.iter().any(|s| s == chat::TRANSCRIPT_STOP) {
+        cfg.stop.push(chat::TRANSCRIPT_STOP.to_string());
+    }
+    generate(model, tok, &cfg, cancel, sink)
 }
 
 /// Generates `cfg.n` samples one after another.
@@ -210,6 +239,7 @@ pub fn generate_one(
     Ok(Generation {
         text: stream.text().to_string(),
         tokens,
+        prompt: cfg.prompt.clone(),
         prompt_ids,
         finish_reason: finish,
     })

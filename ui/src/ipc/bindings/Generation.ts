@@ -14,6 +14,10 @@ text: string,
  */
 tokens: Array<number>, 
 /**
+ * The prompt as the model was given it (a conversation rendered with its template).
+ */
+prompt: string, 
+/**
  * The ids the model was given as the prompt (the end of it when it was longer than the
  * model's context).
  */
