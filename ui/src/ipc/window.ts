@@ -41,6 +41,12 @@ export async function pickFiles(): Promise<string[]> {
   return Array.isArray(picked) ? picked : [picked];
 }
 
+/** The native file picker for one model file (.gguf); null when cancelled. */
+export async function pickModelFile(): Promise<string | null> {
+  const picked = await open({ multiple: false, directory: false, filters: [{ name: 'GGUF model', extensions: ['gguf'] }] });
+  return typeof picked === 'string' ? picked : null;
+}
+
 /** The native folder picker; null when cancelled. */
 export async function pickFolder(): Promise<string | null> {
   const picked = await open({ multiple: false, directory: true });

@@ -3,7 +3,13 @@
 import type { ModelSpec } from '../ipc/types';
 
 export type ScratchSize = 'tiny' | 'small' | 'base';
-export type HubId = 'gpt2' | 'distilgpt2' | 'gpt2-medium';
+export type HubId =
+  | 'gpt2'
+  | 'distilgpt2'
+  | 'gpt2-medium'
+  | 'HuggingFaceTB/SmolLM2-135M-Instruct'
+  | 'HuggingFaceTB/SmolLM2-360M-Instruct'
+  | 'Qwen/Qwen2.5-0.5B-Instruct';
 
 export type ModelChoice =
   | { kind: 'scratch'; size: ScratchSize }
@@ -24,6 +30,9 @@ export const HUB_MODELS: { id: HubId; label: string; params: number; download: s
   { id: 'distilgpt2', label: 'DistilGPT-2', params: 82e6, download: '≈ 350 MB', blurb: 'A slimmer GPT-2: faster, slightly less fluent.' },
   { id: 'gpt2', label: 'GPT-2', params: 124e6, download: '≈ 550 MB', blurb: 'Already knows English; learns your style quickly.' },
   { id: 'gpt2-medium', label: 'GPT-2 Medium', params: 355e6, download: '≈ 1.5 GB', blurb: 'More capable, much slower to train.' },
+  { id: 'HuggingFaceTB/SmolLM2-135M-Instruct', label: 'SmolLM2 135M Instruct', params: 134.5e6, download: '≈ 270 MB', blurb: 'A small chat model that already follows instructions: the best start for a question-answering assistant on a laptop. Apache 2.0 licence. Train it with LoRA (Advanced settings).' },
+  { id: 'HuggingFaceTB/SmolLM2-360M-Instruct', label: 'SmolLM2 360M Instruct', params: 362e6, download: '≈ 720 MB', blurb: 'The bigger SmolLM2 chat model: better answers, about three times slower. Apache 2.0 licence. Use LoRA.' },
+  { id: 'Qwen/Qwen2.5-0.5B-Instruct', label: 'Qwen2.5 0.5B Instruct', params: 494e6, download: '≈ 990 MB', blurb: 'A capable multilingual chat model (29 languages). Apache 2.0 licence. Use LoRA.' },
 ];
 
 /**

@@ -94,4 +94,14 @@ describe('ModelView', () => {
     await fireEvent.click(within(screen.getByTestId('model-gpt2-medium')).getByRole('radio'));
     expect(setup.model).toEqual({ kind: 'hub', id: 'gpt2-medium' });
   });
+  it('opens a .gguf model file, and lists the small chat models', async () => {
+    const b = fakeBackend({ list_runs: () => [], 'plugin:dialog|open': () => '/models/smollm2-q4_k_m.gguf' });
+    render(ModelView);
+    expect(screen.getByTestId('model-HuggingFaceTB/SmolLM2-135M-Instruct').textContent).toMatch(/chat model.*Apache 2\.0/s);
+    expect(screen.getByTestId('model-Qwen/Qwen2.5-0.5B-Instruct')).toBeTruthy();
+    await fireEvent.click(screen.getByTestId('model-file'));
+    await flush();
+    expect(b.last('plugin:dialog|open')).toMatchObject({ options: { directory: false, filters: [{ extensions: ['gguf'] }] } });
+    expect(setup.model).toEqual({ kind: 'folder', path: '/models/smollm2-q4_k_m.gguf' });
+  });
 });
