@@ -89,6 +89,15 @@ fn ends_without_newline(f: &mut std::fs::File) -> std::io::Result<bool> {
     Ok(last[0] != b'\n')
 }
 
+/// Whether `name` is a bare file name ending in `ext`: no folder separators, not hidden, `.` or
+/// `..`, not absolute. For file names that come from downloaded or user-supplied indexes.
+pub fn is_plain_file_name(name: &str, ext: &str) -> bool {
+    name.len() > ext.len()
+        && name.ends_with(ext)
+        && !name.contains(['/', '\\', ':', '\0'])
+        && !name.starts_with('.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +128,25 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn plain_file_names_only() {
+        assert!(is_plain_file_name(
+            "model-00001-of-00002.safetensors",
+            ".safetensors"
+        ));
+        for bad in [
+            "../x.safetensors",
+            "/etc/x.safetensors",
+            "a/b.safetensors",
+            "a\\b.safetensors",
+            ".safetensors",
+            "..safetensors",
+            "x.bin",
+            "C:x.safetensors",
+        ] {
+            assert!(!is_plain_file_name(bad, ".safetensors"), "{bad}");
+        }
     }
 }

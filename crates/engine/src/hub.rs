@@ -52,7 +52,9 @@ fn token() -> Option<String> {
         })
 }
 
-/// The shard files a `model.safetensors.index.json` lists.
+/// The shard files a `model.safetensors.index.json` lists; `None` when it lists none, or a name
+/// that is not a plain `.safetensors` file name (the index comes from the network: a name with a
+/// folder in it could put a file anywhere).
 fn shards_of(index: &Path) -> Option<Vec<String>> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
     let mut files: Vec<String> = v["weight_map"]
@@ -62,7 +64,10 @@ fn shards_of(index: &Path) -> Option<Vec<String>> {
         .collect();
     files.sort();
     files.dedup();
-    (!files.is_empty()).then_some(files)
+    let plain = files
+        .iter()
+        .all(|f| crate::fsutil::is_plain_file_name(f, ".safetensors"));
+    (!files.is_empty() && plain).then_some(files)
 }
 
 /// Whether `s` looks like a hub id (`gpt2`, `openai-community/gpt2`).
@@ -264,7 +269,7 @@ pub fn download_from(
                     // A sharded checkpoint: its shards come next.
                     let shards = shards_of(&path).ok_or_else(|| {
                         Error::Hub(format!(
-                            "`{repo_id}` on the hub has a {INDEX} that lists no weight files"
+                            "`{repo_id}` on the hub has a {INDEX} that lists no usable weight files (each must be a plain .safetensors file name)"
                         ))
                     })?;
                     for (k, s) in shards.into_iter().enumerate() {
@@ -285,12 +290,13 @@ pub fn download_from(
                 }
                 let gated = text.contains("401") || text.contains("403");
                 return Err(Error::Hub(if gated {
+                    // Without a token the hub answers 401 for a private or mistyped name too.
                     let how = if token().is_some() {
-                        "the access token in HF_TOKEN was refused: check that it is valid and that your account has accepted the model's licence on huggingface.co"
+                        "the access token you gave (HF_TOKEN, or the one `huggingface-cli login` saved) was refused: check that it is valid and that your account has accepted the model's licence on huggingface.co"
                     } else {
                         "accept the model's licence on its page on huggingface.co, create an access token (Settings → Access Tokens), and set it in the HF_TOKEN environment variable before starting Tunesmith"
                     };
-                    format!("`{repo_id}` is a gated model: downloading it needs a Hugging Face account that has been granted access. To get it, {how}.")
+                    format!("`{repo_id}` needs access: it is a gated (or private) model, or the name is mistyped. Check the name; for a gated model, {how}.")
                 } else if missing && file == "config.json" {
                     format!("The hub has no model called `{repo_id}` (or it needs a login). Check the name, e.g. gpt2, HuggingFaceTB/SmolLM2-135M-Instruct or Qwen/Qwen2.5-0.5B-Instruct.")
                 } else if missing && file == INDEX {

@@ -378,6 +378,17 @@ fn generation_config_end_ids_and_shard_problems() {
         e.contains("model-00002-of-00003.safetensors") && e.contains("missing"),
         "{e}"
     );
+    // An index naming a file outside the folder is not followed.
+    let index = tmp.path().join("model.safetensors.index.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+    v["weight_map"]["model.norm.weight"] = "../../elsewhere.safetensors".into();
+    std::fs::write(&index, v.to_string()).unwrap();
+    let e = load_dir(tmp.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a plain .safetensors file name"), "{e}");
     // An architecture we do not support is named, with the ones we do.
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
@@ -545,6 +556,12 @@ fn gguf_files_load_to_the_original_models_logits_and_tokens() {
             "gguf/qwen2-tiny-f32.gguf",
             &r["qwen2-tiny"]["logits"],
             "qwen2-tiny",
+        ),
+        // Llama 3.1-style rope scaling, which GGUF carries as a rope_freqs tensor.
+        (
+            "gguf/llama3-tiny-f32.gguf",
+            &r["llama3-tiny"]["logits"],
+            "llama3-tiny",
         ),
         ("gguf/gpt2-tiny-f32.gguf", &gpt2_ref["logits"], "gpt2-tiny"),
     ] {

@@ -322,6 +322,56 @@ fn lora_trains_only_adapters_resumes_and_merges() {
     }
 }
 
+/// A GGUF file is a source for training too (LoRA here: the adapter names the .gguf as its base),
+/// and a LoRA run continues only the way it started.
+#[test]
+fn gguf_sources_train_and_lora_runs_keep_their_settings() {
+    use tunesmith_engine::model::lora::LoraSettings;
+    let gguf = fixtures().join("gguf/llama-tiny-f32.gguf");
+    let cfg = TrainConfig {
+        model: ModelSpec::Source(gguf.display().to_string()),
+        lora: Some(LoraSettings::default()),
+        ..finetune_cfg(2)
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    run(&cfg, &out, None).0.unwrap();
+    let ckpt = out.join("checkpoints/step-2");
+    let adapter: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert!(adapter["base_model_name_or_path"]
+        .as_str()
+        .unwrap()
+        .ends_with("llama-tiny-f32.gguf"));
+    tunesmith_engine::model::load::load_dir(&ckpt, &Device::Cpu).unwrap();
+    // Continuing with LoRA off, or with another rank, is refused with the reason.
+    let off = TrainConfig {
+        lora: None,
+        ..cfg.clone()
+    };
+    expect_err(run(&off, &out, None).0, "this run trains LoRA adapters");
+    let other = TrainConfig {
+        lora: Some(LoraSettings {
+            rank: 4,
+            ..LoraSettings::default()
+        }),
+        ..cfg.clone()
+    };
+    expect_err(run(&other, &out, None).0, "rank 8");
+    // A GGUF whose rope scaling cannot be written into config.json is not trained from.
+    let llama3 = TrainConfig {
+        model: ModelSpec::Source(
+            fixtures()
+                .join("gguf/llama3-tiny-f32.gguf")
+                .display()
+                .to_string(),
+        ),
+        ..finetune_cfg(2)
+    };
+    expect_err(run(&llama3, &tmp.path().join("l3"), None).0, "rope scaling");
+}
+
 /// PEFT loads the adapter onto the base model and gives `want`; skipped (said so) without Python's
 /// peft.
 fn peft_agrees(adapter: &Path, base: &Path, ids: &[u32], want: &[Vec<f32>]) {

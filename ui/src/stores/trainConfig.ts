@@ -156,7 +156,7 @@ export function applyPreset(preset: TrainConfig, current: TrainConfig | null): T
   return { ...preset, model: current.model, data: current.data, val_frac: current.val_frac, prepare: current.prepare, lora: current.lora };
 }
 
-/** LoRA's usual settings (PEFT's defaults for rank 8): what the LoRA switch turns on. */
+/** LoRA's usual settings (rank 8, alpha 16, dropout 0.05, as common LoRA recipes use them): what the LoRA switch turns on. */
 export const DEFAULT_LORA = { rank: 8, alpha: 16, dropout: 0.05, targets: [] as string[] };
 
 /** A run name people can recognise later: first file's name and the date, e.g. "notes-0312-1405". */

@@ -125,10 +125,16 @@ fn special_tokens(config: &Json) -> serde_json::Map<String, Json> {
     out
 }
 
+/// Instructions a template may run per rendering.
+const FUEL: u64 = 20_000_000;
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    // A template comes with a downloaded model: it cannot read files (there is no loader), and it
+    // may only run so long. Real templates use a few thousand steps per message.
+    env.set_fuel(Some(FUEL));
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function(
         "raise_exception",
@@ -346,5 +352,24 @@ mod tests {
             e.contains("roles must alternate") && e.contains("some-model"),
             "{e}"
         );
+        // A template that would run for ever runs out of fuel instead.
+        let endless = ChatTemplate::new(
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}"
+                .into(),
+            Default::default(),
+            PathBuf::from("loop-model"),
+        );
+        let e = endless
+            .render(&[], false, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loop-model"), "{e}");
+        // Nor can it read files: there is nothing to include from.
+        let include = ChatTemplate::new(
+            "{% include '/etc/passwd' %}".into(),
+            Default::default(),
+            PathBuf::from("m"),
+        );
+        assert!(include.render(&[], false, &Default::default()).is_err());
     }
 }

@@ -103,7 +103,16 @@ impl ModelConfig {
     pub fn context(&self) -> usize {
         match self {
             ModelConfig::Gpt2(c) => c.n_positions,
-            ModelConfig::Llama(c) => c.max_position_embeddings,
+            // Mistral's sliding-window attention is not implemented: within the window it is the
+            // same as full attention, so the context stops there.
+            ModelConfig::Llama(c) => match c.extra.get("sliding_window").and_then(|w| w.as_u64()) {
+                Some(w)
+                    if c.model_type == "mistral" && (w as usize) < c.max_position_embeddings =>
+                {
+                    w as usize
+                }
+                _ => c.max_position_embeddings,
+            },
         }
     }
 
@@ -199,9 +208,12 @@ impl ModelConfig {
         }
     }
 
-    /// Whether AdamW decays a weight: matrices, not biases, norms or embeddings.
+    /// Whether AdamW decays a weight: matrices, not biases, norms, embeddings or LoRA adapters
+    /// (decay would pull an adapter back towards the base model; PEFT's recipes train them
+    /// without).
     pub fn decays(&self, name: &str, rank: usize) -> bool {
         rank == 2
+            && !super::lora::is_adapter(name)
             && !matches!(
                 name,
                 "wte.weight" | "wpe.weight" | "model.embed_tokens.weight"

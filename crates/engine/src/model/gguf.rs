@@ -73,7 +73,11 @@ pub fn read(path: &Path, device: &Device) -> Result<GgufModel> {
         let msg = e.to_string();
         if let Some(id) = msg
             .strip_prefix("unknown dtype for tensor ")
-            .and_then(|s| s.trim().parse::<u32>().ok())
+            // Only the leading digits: a backtrace may follow (RUST_BACKTRACE).
+            .and_then(|s| {
+                let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+                digits.parse::<u32>().ok()
+            })
         {
             Error::model(
                 path,
@@ -289,14 +293,41 @@ fn model_config(
         let mut c: LlamaConfig = serde_json::from_value(strip_nulls(v))
             .map_err(|e| Error::model(meta.path, format!("its metadata is inconsistent ({e})")))?;
         if let Some(f) = raw.get("rope_freqs.weight") {
-            // Llama 3.1's rope scaling, written as one divisor per frequency.
-            c.rope_freq_factors = Some(f.to_vec1::<f32>()?.into_iter().map(f64::from).collect());
+            // Llama 3.1's rope scaling, written as one divisor per frequency. Written back as the
+            // `llama3` rope_scaling it came from when that reproduces it (so a checkpoint's
+            // config.json keeps it), else kept as the divisors.
+            let factors: Vec<f64> = f.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
+            match llama3_scaling(&c, &factors) {
+                Some(scaling) => c.rope_scaling = Some(scaling),
+                None => c.rope_freq_factors = Some(factors),
+            }
         }
         ModelConfig::Llama(c)
     };
     cfg.validate()
         .map_err(|e| Error::model(meta.path, e.to_string()))?;
     Ok(cfg)
+}
+
+/// The `llama3` rope_scaling (Llama 3.1 and 3.2 use low 1, high 4 over an original context of
+/// 8192) whose frequencies equal the base ones divided by `factors`, if one does.
+fn llama3_scaling(cfg: &LlamaConfig, factors: &[f64]) -> Option<serde_json::Value> {
+    let factor = factors.iter().copied().fold(f64::MIN, f64::max);
+    let mut plain = cfg.clone();
+    plain.rope_scaling = None;
+    let base = plain.inv_freq().ok()?;
+    let scaling = json!({"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192});
+    let mut scaled = plain;
+    scaled.rope_scaling = Some(scaling.clone());
+    let got = scaled.inv_freq().ok()?;
+    let fits = factors.len() == base.len()
+        && base
+            .iter()
+            .zip(factors)
+            .zip(&got)
+            .all(|((b, f), g)| ((b / f - g) / g).abs() < 1e-5);
+    fits.then_some(scaling)
 }
 
 fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
@@ -548,4 +579,29 @@ fn special_tokens(meta: &Meta) -> serde_json::Map<String, serde_json::Value> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Llama 3.2's rope scaling survives the trip through llama.cpp's rope_freqs divisors.
+    #[test]
+    fn llama3_scaling_is_recovered_from_rope_freqs() {
+        let mut c: LlamaConfig = serde_json::from_value(json!({
+            "model_type": "llama", "vocab_size": 10, "hidden_size": 128, "intermediate_size": 8,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        }))
+        .unwrap();
+        let scaled = c.inv_freq().unwrap();
+        let want = c.rope_scaling.take().unwrap();
+        let base = c.inv_freq().unwrap();
+        let factors: Vec<f64> = base.iter().zip(&scaled).map(|(b, s)| b / s).collect();
+        assert_eq!(llama3_scaling(&c, &factors), Some(want));
+        let mut odd = factors.clone();
+        odd[3] *= 1.5;
+        assert_eq!(llama3_scaling(&c, &odd), None);
+    }
 }

@@ -59,6 +59,12 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
 /// [`load_dir`] where an adapter's base model is `base` rather than the one its
 /// `adapter_config.json` names.
 pub fn load_dir_with_base(dir: &Path, base: Option<&Path>, device: &Device) -> Result<LoadedModel> {
+    if base.is_some() && !lora::is_adapter_dir(dir) {
+        return Err(Error::model(
+            dir,
+            "it is not a LoRA adapter folder (no adapter_config.json), so --base does not apply; leave --base out",
+        ));
+    }
     let Source {
         config,
         weights,
@@ -179,11 +185,14 @@ fn find_base(adapter_dir: &Path, base: &str) -> Result<PathBuf> {
             return Ok(dir);
         }
     }
+    let how = if crate::hub::is_hub_id(base) && !base.contains(std::path::MAIN_SEPARATOR) {
+        format!("download it first (tunesmith download {base}) or give its folder with --base")
+    } else {
+        "put the base model back in that folder, or give its new place with --base".to_string()
+    };
     Err(Error::model(
         adapter_dir,
-        format!(
-            "its base model `{base}` is not on this computer; download it first (tunesmith download {base}) or give its folder with --base"
-        ),
+        format!("its base model `{base}` is not on this computer; {how}"),
     ))
 }
 
@@ -289,6 +298,19 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .unwrap_or_default();
         files.sort();
         files.dedup();
+        if let Some(bad) = files.iter().find(|f| {
+            !f.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                crate::fsutil::is_plain_file_name(n, ".safetensors") && dir.join(n) == **f
+            })
+        }) {
+            return Err(Error::model(
+                &index,
+                format!(
+                    "the index lists `{}`, which is not a plain .safetensors file name in this folder; the index is damaged or not trustworthy",
+                    bad.strip_prefix(dir).unwrap_or(bad).display()
+                ),
+            ));
+        }
         if files.is_empty() {
             return Err(Error::model(
                 &index,

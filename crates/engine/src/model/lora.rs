@@ -321,6 +321,7 @@ pub fn read_adapter_config(dir: &Path) -> Result<AdapterConfig> {
 /// The adapter weights of a folder, under our names (PEFT's `base_model.model.` prefix removed,
 /// GPT-2's `transformer.` too), checked against the base model's shapes.
 pub fn read_adapter_weights(dir: &Path, cfg: &ModelConfig, device: &Device) -> Result<Weights> {
+    let expected_rank = read_adapter_config(dir)?.settings.rank;
     let path = dir.join(ADAPTER_WEIGHTS);
     if !path.is_file() {
         return Err(Error::model(
@@ -378,6 +379,16 @@ pub fn read_adapter_weights(dir: &Path, cfg: &ModelConfig, device: &Device) -> R
                 &path,
                 format!(
                     "its `{name}` has shape {d:?}, which does not fit the base model's `{module}` ({n_in} in, {n_out} out): the adapter was made for another model"
+                ),
+            ));
+        }
+        if ours.ends_with("lora_A.weight") && d[0] != expected_rank
+            || ours.ends_with("lora_B.weight") && d[1] != expected_rank
+        {
+            return Err(Error::model(
+                &path,
+                format!(
+                    "its `{name}` has shape {d:?}, but adapter_config.json gives rank {expected_rank}; the adapter files do not belong together"
                 ),
             ));
         }

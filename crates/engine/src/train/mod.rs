@@ -139,7 +139,7 @@ fn run_training(
         *started = true;
     }
     let prepared = match latest {
-        Some((_, ckpt)) => setup::resume(&run, &ckpt, device, sink)?,
+        Some((_, ckpt)) => setup::resume(cfg, &run, &ckpt, device, sink)?,
         None => setup::prepare_fresh(cfg, &run, device, cancel, sink)?,
     };
     let Prepared {

@@ -56,7 +56,7 @@ pub(super) fn prepare_fresh(
                 if lora::is_adapter_dir(&dir) {
                     return Err(Error::config(
                         "lora",
-                        format!("cannot adapt `{src}`, which is itself a LoRA adapter; train it on with LoRA off, or export it merged and adapt that"),
+                        format!("cannot adapt `{src}`, which is itself a LoRA adapter; train it on with LoRA off (its adapters are merged into the base and every weight is trained)"),
                     ));
                 }
                 // A hub id stays a hub id (portable, as PEFT writes it); a folder is made absolute.
@@ -70,6 +70,14 @@ pub(super) fn prepare_fresh(
                 });
             }
             let s = load::read_source(&dir, None, device)?;
+            if let ModelConfig::Llama(c) = &s.config {
+                if c.rope_freq_factors.is_some() {
+                    return Err(Error::model(
+                        &dir,
+                        "its rope scaling (a rope_freqs tensor of no known form) cannot be written into a checkpoint; train from the model's Hugging Face folder instead",
+                    ));
+                }
+            }
             (s.config, s.tokenizer, s.weights, s.side_files)
         }
         ModelSpec::Scratch(preset) => {
@@ -174,8 +182,10 @@ fn read_units(
     Ok(Source::Files(units))
 }
 
-/// Loads the latest checkpoint of a run and its dataset.
+/// Loads the latest checkpoint of a run and its dataset. A run continues the way it started: with
+/// LoRA (the same settings) if its checkpoints are adapters, without otherwise.
 pub(super) fn resume(
+    cfg: &TrainConfig,
     run: &RunDir,
     ckpt: &Path,
     device: &Device,
@@ -186,8 +196,39 @@ pub(super) fn resume(
     let model_cfg = load::read_config(ckpt)?;
     let (weights, lora_base) = if lora::is_adapter_dir(ckpt) {
         let (_, source, adapter) = load::read_adapter_model(ckpt, None, device)?;
+        match &cfg.lora {
+            None => {
+                return Err(Error::config(
+                    "lora",
+                    "is off, but this run trains LoRA adapters; continue it with LoRA on (as its run.json has it), or start a new run",
+                ))
+            }
+            Some(s) if s.rank != adapter.settings.rank
+                || s.alpha != adapter.settings.alpha
+                || s.dropout != adapter.settings.dropout
+                || s.targets_for(&source.config)? != adapter.settings.targets =>
+            {
+                return Err(Error::config(
+                    "lora",
+                    format!(
+                        "settings differ from those this run's adapters were trained with (rank {}, alpha {}, dropout {}, targets {}); continue with those, or start a new run",
+                        adapter.settings.rank,
+                        adapter.settings.alpha,
+                        adapter.settings.dropout,
+                        adapter.settings.targets.join(",")
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
         (source.weights, Some(adapter.base))
     } else {
+        if cfg.lora.is_some() {
+            return Err(Error::config(
+                "lora",
+                "is on, but this run trains every weight of its model; continue it without LoRA, or start a new run with LoRA",
+            ));
+        }
         (load::read_weights(ckpt, &model_cfg, device)?, None)
     };
     let tok = tokenizer::load(ckpt)?;
