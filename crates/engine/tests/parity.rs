@@ -580,6 +580,40 @@ fn gguf_files_load_to_the_original_models_logits_and_tokens() {
     }
 }
 
+/// The tokenizers of Qwen2.5 (NFC, split regex with single digits), Llama 3 (digits in threes,
+/// whole-word vocabulary hits) and SmolLM2 (every digit alone) are rebuilt from GGUF metadata to
+/// encode as the original tokenizer.json does.
+#[test]
+fn gguf_pre_tokenizers_encode_like_the_original_tokenizers() {
+    let text = "Grüße aus Köln: 12 € für café ☕, 東京と大阪 — Привет! ١٢٣ and 1234567.\n\n  \
+                I'M sure you'LL see don't   spaced\ttabs\r\n😀 x2y 3.14159 e\u{301}t\u{e9}";
+    for pre in ["qwen2", "llama-bpe", "smollm"] {
+        let m = load_dir(
+            &fixtures().join(format!("gguf/pre-{pre}.gguf")),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let original =
+            tokenizers::Tokenizer::from_file(fixtures().join(format!("tokenizers/{pre}.json")))
+                .unwrap();
+        let want = original
+            .encode_fast(text, false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(
+            tokenizer::encode(&m.tokenizer, text).unwrap(),
+            want,
+            "{pre}"
+        );
+        assert_eq!(
+            tokenizer::decode(&m.tokenizer, &want).unwrap(),
+            original.decode(&want, false).unwrap(),
+            "{pre}"
+        );
+    }
+}
+
 /// Q8_0 tensors dequantise to what gguf-py's dequantiser gives, and the Q8_0 model gives the logits
 /// transformers gives on those dequantised weights.
 #[test]
