@@ -372,6 +372,85 @@ fn gguf_sources_train_and_lora_runs_keep_their_settings() {
     expect_err(run(&llama3, &tmp.path().join("l3"), None).0, "rope scaling");
 }
 
+/// Chat transcripts and question–answer pairs are learned in the model's own chat template: the
+/// prompt is what chat gives the model (read, not learned), the reply and its end-of-turn tokens
+/// are learned.
+#[test]
+fn chat_and_pair_examples_train_in_the_models_own_template() {
+    use tunesmith_engine::chat::{ChatTemplate, Message};
+    let tmp = tempfile::tempdir().unwrap();
+    let chats = tmp.path().join("support.jsonl");
+    let mut lines = String::new();
+    for i in 0..6 {
+        lines.push_str(
+            &serde_json::json!({"messages": [
+                {"role": "system", "content": "You answer refund questions."},
+                {"role": "user", "content": format!("Can I return order {i}?")},
+                {"role": "assistant", "content": format!("Yes, order {i} can be returned within 30 days.")}
+            ]})
+            .to_string(),
+        );
+        lines.push('\n');
+        lines.push_str(
+            &serde_json::json!({"prompt": format!("Who approves refund {i}?"), "completion": "A manager."})
+                .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(&chats, lines).unwrap();
+    let model = fixtures().join("smollm2-chat-tiny");
+    let cfg = TrainConfig {
+        model: ModelSpec::Source(model.display().to_string()),
+        data: vec![chats],
+        val_frac: 0.0,
+        block_size: 64,
+        ..finetune_cfg(2)
+    };
+    let out = tmp.path().join("run");
+    run(&cfg, &out, None).0.unwrap();
+    let data = dataset::load(&out.join("dataset")).unwrap();
+    let (ids, mask) = (
+        &data.train,
+        data.train_mask.as_ref().expect("pairs are masked"),
+    );
+    let template = ChatTemplate::load(&model).unwrap().unwrap();
+    let tok = tunesmith_engine::data::tokenizer::load(&model).unwrap();
+    let enc = |s: &str| tunesmith_engine::data::tokenizer::encode(&tok, s).unwrap();
+    let none = serde_json::Map::new();
+    let expect = |messages: &[Message]| {
+        let prompt = template
+            .render(&messages[..messages.len() - 1], true, &none)
+            .unwrap();
+        let full = template.render(messages, false, &none).unwrap();
+        let reply = full.strip_prefix(prompt.as_str()).unwrap().to_string();
+        assert!(reply.contains("<|im_end|>"), "{reply:?}");
+        let (p, r) = (enc(&prompt), enc(&reply));
+        let want: Vec<u32> = [p.clone(), r.clone()].concat();
+        let at = ids
+            .windows(want.len())
+            .position(|w| w == want.as_slice())
+            .unwrap_or_else(|| panic!("not in the token stream: {prompt:?} + {reply:?}"));
+        assert!(
+            mask[at..at + p.len()].iter().all(|&m| m == 0),
+            "the prompt is read"
+        );
+        assert!(
+            mask[at + p.len()..at + want.len()].iter().all(|&m| m == 1),
+            "the reply is learned"
+        );
+    };
+    expect(&[
+        Message::new("system", "You answer refund questions."),
+        Message::new("user", "Can I return order 3?"),
+        Message::new("assistant", "Yes, order 3 can be returned within 30 days."),
+    ]);
+    // A plain pair is one user turn and one reply (SmolLM2's template adds its default system).
+    expect(&[
+        Message::new("user", "Who approves refund 4?"),
+        Message::new("assistant", "A manager."),
+    ]);
+}
+
 /// PEFT loads the adapter onto the base model and gives `want`; skipped (said so) without Python's
 /// peft.
 fn peft_agrees(adapter: &Path, base: &Path, ids: &[u32], want: &[Vec<f32>]) {

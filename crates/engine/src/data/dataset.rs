@@ -8,6 +8,7 @@ use tokenizers::Tokenizer;
 
 use super::tokenizer;
 use super::unit::Unit;
+use crate::chat::{ChatTemplate, Message};
 use crate::fsutil;
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -48,12 +49,45 @@ pub enum Split<'a> {
     },
 }
 
+/// A conversation in a model's chat template: the ids of everything, and a mask that learns only
+/// the last (assistant) turn, from where the template's generation prompt ends, end-of-turn
+/// tokens included. The prompt is what `apply_chat_template(messages[:-1],
+/// add_generation_prompt=True)` gives, as the model sees it when chatting.
+fn templated_pair(
+    template: &ChatTemplate,
+    tok: &Tokenizer,
+    messages: &[Message],
+    source: &str,
+) -> Result<(Vec<u32>, Vec<u8>)> {
+    let none = serde_json::Map::new();
+    let fail = |e: Error| Error::Data(format!("{source}: {e}"));
+    let prompt = template
+        .render(&messages[..messages.len() - 1], true, &none)
+        .map_err(fail)?;
+    let full = template.render(messages, false, &none).map_err(fail)?;
+    let p = tokenizer::encode(tok, &prompt)?;
+    let ids = match full.strip_prefix(prompt.as_str()) {
+        // The reply tokenised on its own after the prompt, so the prompt's ids are exactly the
+        // ones chat gives the model.
+        Some(reply) => [p.clone(), tokenizer::encode(tok, reply)?].concat(),
+        None => {
+            // A template that renders earlier turns differently once a reply follows (some drop
+            // reasoning): the whole text, the prompt's length masked.
+            tokenizer::encode(tok, &full)?
+        }
+    };
+    let n = p.len().min(ids.len());
+    let mask = [vec![0u8; n], vec![1u8; ids.len() - n]].concat();
+    Ok((ids, mask))
+}
+
 /// Tokenises prepared units (text, or prompt + completion pairs whose prompt is masked), splits
 /// them by unit as `split` says and writes the token files into `dir`. Every unit ends with the
 /// end-of-text token, which is also where batches find the boundaries between examples.
 pub fn build_units(
     units: &[Unit],
     tok: &Tokenizer,
+    template: Option<&ChatTemplate>,
     split: Split,
     dir: &Path,
     cancel: &crate::CancelToken,
@@ -81,6 +115,25 @@ pub fn build_units(
                 let ids = tokenizer::encode_long(tok, text)?;
                 let n = ids.len();
                 (ids, vec![1u8; n])
+            }
+            Unit::Pair {
+                prompt,
+                completion,
+                messages,
+                ..
+            } if template.is_some() => {
+                let plain;
+                let messages = match messages {
+                    Some(m) => m,
+                    None => {
+                        plain = [
+                            Message::new("user", prompt),
+                            Message::new("assistant", completion),
+                        ];
+                        &plain[..]
+                    }
+                };
+                templated_pair(template.expect("guarded"), tok, messages, u.source())?
             }
             Unit::Pair {
                 prompt, completion, ..
@@ -255,12 +308,22 @@ mod tests {
             source: "qa.csv (row 2)".into(),
             prompt: "alpha beta?".into(),
             completion: "gamma delta.".into(),
+            messages: None,
         });
         (units, tok)
     }
 
     fn build(units: &[Unit], tok: &Tokenizer, split: Split, dir: &Path) -> (Built, String) {
-        build_units(units, tok, split, dir, &CancelToken::new(), &mut NullSink).unwrap()
+        build_units(
+            units,
+            tok,
+            None,
+            split,
+            dir,
+            &CancelToken::new(),
+            &mut NullSink,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -331,6 +394,7 @@ mod tests {
         assert!(build_units(
             &units,
             &tok,
+            None,
             short,
             dir.path(),
             &CancelToken::new(),
@@ -346,7 +410,15 @@ mod tests {
             seed: 1,
         };
         assert!(matches!(
-            build_units(&units, &tok, seeded, stopped.path(), &cancel, &mut NullSink),
+            build_units(
+                &units,
+                &tok,
+                None,
+                seeded,
+                stopped.path(),
+                &cancel,
+                &mut NullSink
+            ),
             Err(Error::Cancelled)
         ));
         assert!(!stopped.path().join("train.tokens").exists());

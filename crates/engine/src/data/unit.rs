@@ -17,6 +17,10 @@ pub enum Unit {
         source: String,
         prompt: String,
         completion: String,
+        /// A chat example's conversation, ending with the reply learned; rendered with the chat
+        /// template of a model that has one (a plain pair is one user turn and one reply).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        messages: Option<Vec<crate::chat::Message>>,
     },
     Text {
         source: String,
@@ -94,6 +98,7 @@ mod tests {
             source: "qa.csv (row 2)".into(),
             prompt: "Q?".into(),
             completion: "A.".into(),
+            messages: None,
         };
         let text = Unit::Text {
             source: "a.txt".into(),

@@ -48,7 +48,7 @@ pub(super) fn prepare_fresh(
     let input = read_units(cfg, cancel, sink)?;
     stop_here()?;
     let mut lora_base = None;
-    let (model_cfg, tok, mut weights, side_files) = match &cfg.model {
+    let (model_cfg, tok, mut weights, side_files, template) = match &cfg.model {
         ModelSpec::Source(src) => {
             let dir = source::resolve_cancellable(src, cancel, sink)?;
             stop_here()?;
@@ -78,7 +78,7 @@ pub(super) fn prepare_fresh(
                     ));
                 }
             }
-            (s.config, s.tokenizer, s.weights, s.side_files)
+            (s.config, s.tokenizer, s.weights, s.side_files, s.template)
         }
         ModelSpec::Scratch(preset) => {
             sink.emit(Event::Progress {
@@ -102,7 +102,7 @@ pub(super) fn prepare_fresh(
             )?);
             model_cfg.set_end_token(tokenizer::eot_id(&tok));
             let weights = model_cfg.init_weights(cfg.seed, device)?;
-            (model_cfg, tok, weights, Vec::new())
+            (model_cfg, tok, weights, Vec::new(), None)
         }
     };
     if let Some(settings) = &cfg.lora {
@@ -111,9 +111,15 @@ pub(super) fn prepare_fresh(
     stop_here()?;
     let built = match input {
         // A prepared dataset keeps the split (and chunks) it was made with.
-        Source::Dataset(ds) => {
-            dataset::build_units(&ds.units, &tok, ds.split(), &run.dataset(), cancel, sink)?
-        }
+        Source::Dataset(ds) => dataset::build_units(
+            &ds.units,
+            &tok,
+            template.as_ref(),
+            ds.split(),
+            &run.dataset(),
+            cancel,
+            sink,
+        )?,
         Source::Files(units) => {
             // Chunked with the model's tokenizer, so `chunk_tokens` counts the tokens it reads.
             let units = prepare::chunk_units(units, &cfg.prepare, &tok);
@@ -122,7 +128,16 @@ pub(super) fn prepare_fresh(
                 val_frac: cfg.val_frac,
                 seed: cfg.seed,
             };
-            dataset::build_units(&units, &tok, split, &run.dataset(), cancel, sink)?
+            // Question–answer pairs and chats are rendered with the model's own chat template.
+            dataset::build_units(
+                &units,
+                &tok,
+                template.as_ref(),
+                split,
+                &run.dataset(),
+                cancel,
+                sink,
+            )?
         }
     };
     let data = built.0.data;

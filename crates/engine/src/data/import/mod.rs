@@ -41,6 +41,9 @@ pub struct Example {
     pub location: String,
     pub prompt: String,
     pub completion: String,
+    /// For a chat transcript: the conversation up to and including this reply, so that a model
+    /// with a chat template learns it in its own format (`prompt` is the plain transcript).
+    pub messages: Option<Vec<crate::chat::Message>>,
 }
 
 /// What a file yielded: running text, supervised examples, or (rarely) both, plus warnings about

@@ -83,6 +83,7 @@ pub fn table(
                     location,
                     prompt: prompt.to_string(),
                     completion: completion.to_string(),
+                    messages: None,
                 });
             }
             None => {
@@ -202,6 +203,7 @@ fn add_item(out: &mut Imported, item: Value, location: String) -> std::result::R
                     location,
                     prompt: prompt.into(),
                     completion: completion.into(),
+                    messages: None,
                 });
                 return Ok(());
             }
@@ -260,6 +262,7 @@ fn chat_examples(
         .as_array()
         .ok_or("\"messages\" must be a list of {role, content}")?;
     let mut transcript: Vec<String> = Vec::new();
+    let mut conversation: Vec<crate::chat::Message> = Vec::new();
     for turn in turns {
         let role = turn.get("role").and_then(Value::as_str).unwrap_or("");
         let content = turn
@@ -267,18 +270,28 @@ fn chat_examples(
             .and_then(Value::as_str)
             .unwrap_or("")
             .trim();
+        if matches!(role, "system" | "user" | "assistant") {
+            // Pushed after the match for an assistant turn (its example holds it already).
+            if role != "assistant" {
+                conversation.push(crate::chat::Message::new(role, content));
+            }
+        }
         match role {
             "system" => transcript.push(content.to_string()),
             "user" => transcript.push(format!("{USER} {content}")),
             "assistant" => {
                 if !content.is_empty() && !transcript.is_empty() {
+                    let mut messages = conversation.clone();
+                    messages.push(crate::chat::Message::new("assistant", content));
                     out.push(Example {
                         location: location.to_string(),
                         prompt: format!("{}\n{ASSISTANT}", transcript.join("\n")),
                         completion: content.to_string(),
+                        messages: Some(messages),
                     });
                 }
                 transcript.push(format!("{ASSISTANT} {content}"));
+                conversation.push(crate::chat::Message::new("assistant", content));
             }
             other => {
                 return Err(format!(

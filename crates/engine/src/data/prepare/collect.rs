@@ -175,6 +175,14 @@ fn units_of(path: &Path, kind: &str, imp: Imported, opts: &CleanOptions) -> Vec<
             source: at(&e.location),
             prompt: clean::clean_text(&e.prompt, opts),
             completion: clean::clean_text(&e.completion, opts),
+            messages: e.messages.map(|m| {
+                m.into_iter()
+                    .map(|mut m| {
+                        m.content = clean::clean_text(&m.content, opts);
+                        m
+                    })
+                    .collect()
+            }),
         });
     }
     units
@@ -298,10 +306,18 @@ fn scrub_unit(unit: &mut Unit, file: usize, report: &mut Report) {
     match unit {
         Unit::Text { text, .. } => scrub_into(text, &mut hits),
         Unit::Pair {
-            prompt, completion, ..
+            prompt,
+            completion,
+            messages,
+            ..
         } => {
             scrub_into(prompt, &mut hits);
             scrub_into(completion, &mut hits);
+            // The same personal data again in the conversation; counted once, from the pair.
+            let mut again = Vec::new();
+            for m in messages.iter_mut().flatten() {
+                scrub_into(&mut m.content, &mut again);
+            }
         }
     }
     for (kind, n) in pii::count(&hits) {

@@ -62,7 +62,8 @@ pub fn write(
         val_frac: opts.val_frac,
         seed: opts.seed,
     };
-    let (data, split) = dataset::build_units(&units, tok, split, &tmp, &CancelToken::new(), sink)?;
+    let (data, split) =
+        dataset::build_units(&units, tok, None, split, &tmp, &CancelToken::new(), sink)?;
     let mut report = collected.report;
     // Token counts per file, from the units' sources.
     for f in &mut report.files {
