@@ -134,6 +134,9 @@ pub struct GenerateArgs {
     /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
     #[arg(long, value_name = "DIR")]
     pub base: Option<PathBuf>,
+    /// `auto` keeps a GGUF file's quantised weights quantised (less memory); `f32` dequantises them.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32"])]
+    pub dtype: String,
     #[arg(long, default_value = "", conflicts_with = "messages")]
     pub prompt: String,
     /// A JSON file holding an OpenAI-style messages array (`[{"role": "system"|"user"|"assistant",
@@ -217,6 +220,9 @@ pub struct PrepareArgs {
 pub struct EvalArgs {
     #[arg(long, value_name = "SOURCE")]
     pub model: String,
+    /// `auto` keeps a GGUF file's quantised weights quantised (less memory); `f32` dequantises them.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32"])]
+    pub dtype: String,
     /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
     #[arg(long, value_name = "DIR")]
     pub base: Option<PathBuf>,

@@ -8,7 +8,7 @@ use common::{fixtures, ids, reference};
 use tunesmith_engine::data::tokenizer;
 use tunesmith_engine::eval::evaluate_text;
 use tunesmith_engine::generate::{generate_one, FinishReason, GenerateConfig};
-use tunesmith_engine::model::load::load_dir;
+use tunesmith_engine::model::load::{load_dir, load_dir_with};
 use tunesmith_engine::{CancelToken, NullSink};
 
 fn check_logits(dir: &str) {
@@ -645,10 +645,45 @@ fn quantized_gguf_tensors_dequantize_like_gguf_py() {
         assert!(max < 1e-6, "{name} ({}): {max}", want["type"]);
     }
     let prompt = ids(&llama_reference()["prompt_ids"]);
-    let q8 = load_dir(&path, &Device::Cpu).unwrap();
+    let q8 = load_dir_with(&path, None, true, &Device::Cpu).unwrap();
     let ours = common::full_logits(&q8.model, &prompt);
     let max = max_abs_diff(&ours, &r["llama-tiny-q8_0-logits"]);
     assert!(max < 1e-4, "Q8_0 logits differ from transformers' by {max}");
+    // Kept quantised (chat's default), the projections multiply in Q8_0 (candle's quantised
+    // matmul, activations quantised too): within 5 % of the logit range (±6 here) of the
+    // dequantised model, and the same greedy tokens.
+    let kept = load_dir(&path, &Device::Cpu).unwrap();
+    let quant = common::full_logits(&kept.model, &prompt);
+    let drift = quant
+        .iter()
+        .flatten()
+        .zip(ours.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        drift > 0.0 && drift < 0.3,
+        "quantised vs dequantised logits: {drift}"
+    );
+    let greedy = |m: &tunesmith_engine::model::load::LoadedModel| {
+        let cfg = GenerateConfig {
+            prompt: llama_reference()["prompt_text"].as_str().unwrap().into(),
+            max_new_tokens: 16,
+            temperature: 0.0,
+            stop_at_eot: false,
+            ..Default::default()
+        };
+        generate_one(
+            &m.model,
+            &m.tokenizer,
+            &cfg,
+            0,
+            &CancelToken::new(),
+            &mut NullSink,
+        )
+        .unwrap()
+        .tokens
+    };
+    assert_eq!(greedy(&kept), greedy(&q8));
 }
 
 #[test]
@@ -722,7 +757,8 @@ fn the_real_smollm2_gguf_matches_transformers_when_present() {
         &std::fs::read_to_string(fixtures().join("smollm2-gguf-reference.json")).unwrap(),
     )
     .unwrap();
-    let m = load_dir(&path, &Device::Cpu).unwrap();
+    // Dequantised to f32 (`--dtype f32`), as transformers runs it.
+    let m = load_dir_with(&path, None, true, &Device::Cpu).unwrap();
     let enc = |s: &str| tokenizer::encode(&m.tokenizer, s).unwrap();
     assert_eq!(enc(r["prompt"].as_str().unwrap()), ids(&r["prompt_ids"]));
     assert_eq!(

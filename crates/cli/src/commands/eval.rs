@@ -14,7 +14,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::file(&args.data, "is not UTF-8 text; save it as UTF-8 plain text"))?;
     let dir = source::resolve(&args.model, &mut NullSink)?;
-    let loaded = load::load_dir_with_base(&dir, args.base.as_deref(), &dev)?;
+    let loaded = load::load_dir_with(&dir, args.base.as_deref(), args.dtype == "f32", &dev)?;
     let r = evaluate_text(
         &loaded.model,
         &loaded.tokenizer,

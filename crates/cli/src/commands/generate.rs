@@ -34,7 +34,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     } else {
         source::resolve(&args.model, &mut term)?
     };
-    let loaded = load::load_dir_with_base(&dir, args.base.as_deref(), &dev)?;
+    let loaded = load::load_dir_with(&dir, args.base.as_deref(), args.dtype == "f32", &dev)?;
     if let Some(messages) = messages {
         cfg.prompt = chat::render(loaded.template.as_ref(), &messages, true)?;
         if loaded.template.is_none() {

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::Gpt2Config;
 use super::gpt2::{self, Gpt2};
-use super::layers::{DropoutRng, KvCache, Weights};
+use super::layers::{DropoutRng, KvCache, QWeights, Weights};
 use super::llama::{self, Llama};
 use super::llama_config::{ids_of, LlamaConfig, LLAMA_TYPES};
 use super::lora::LoraRuntime;
@@ -273,9 +273,28 @@ impl Model {
         cfg: &ModelConfig,
         lora: Option<LoraRuntime>,
     ) -> candle_core::Result<Self> {
+        Self::build(weights, None, cfg, lora)
+    }
+
+    /// A model for inference whose projections found in `quantized` stay quantised (Llama family;
+    /// GPT-2 takes dense weights only).
+    pub fn quantized(
+        weights: &Weights,
+        quantized: &QWeights,
+        cfg: &ModelConfig,
+    ) -> candle_core::Result<Self> {
+        Self::build(weights, Some(quantized), cfg, None)
+    }
+
+    fn build(
+        weights: &Weights,
+        quantized: Option<&QWeights>,
+        cfg: &ModelConfig,
+        lora: Option<LoraRuntime>,
+    ) -> candle_core::Result<Self> {
         let net = match cfg {
             ModelConfig::Gpt2(c) => Net::Gpt2(Gpt2::new(weights, c, lora)?),
-            ModelConfig::Llama(c) => Net::Llama(Llama::new(weights, c, lora)?),
+            ModelConfig::Llama(c) => Net::Llama(Llama::new(weights, c, lora, quantized)?),
         };
         Ok(Model {
             cfg: cfg.clone(),

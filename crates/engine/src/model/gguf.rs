@@ -10,13 +10,14 @@ use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 use tokenizers::Tokenizer;
 
 use super::config::Gpt2Config;
 use super::family::ModelConfig;
-use super::layers::Weights;
+use super::layers::{QWeights, Weights};
 use super::llama_config::LlamaConfig;
 use crate::chat::ChatTemplate;
 use crate::{Error, Result};
@@ -36,6 +37,8 @@ pub fn is_gguf(path: &Path) -> bool {
 pub struct GgufModel {
     pub config: ModelConfig,
     pub weights: Weights,
+    /// Projections kept quantised (empty when dequantising everything).
+    pub quantized: QWeights,
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
 }
@@ -65,8 +68,14 @@ fn ggml_type_name(id: u32) -> String {
     name.to_string()
 }
 
-/// Reads a GGUF file whole, dequantising every tensor to f32.
+/// Reads a GGUF file whole, dequantising every tensor to f32 (what training needs).
 pub fn read(path: &Path, device: &Device) -> Result<GgufModel> {
+    read_with(path, device, false)
+}
+
+/// Reads a GGUF file; with `keep_quantized`, the quantised projections of a Llama-family model stay
+/// quantised (for chat: a 4-bit file takes 4-bit memory), everything else is dequantised to f32.
+pub fn read_with(path: &Path, device: &Device, keep_quantized: bool) -> Result<GgufModel> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::new(file);
     let content = Content::read(&mut reader).map_err(|e| {
@@ -108,7 +117,9 @@ pub fn read(path: &Path, device: &Device) -> Result<GgufModel> {
         ));
     }
     let tokenizer = build_tokenizer(&meta)?;
+    let keep_quantized = keep_quantized && arch != "gpt2";
     let mut raw = HashMap::new();
+    let mut quantized = QWeights::new();
     for name in content.tensor_infos.keys() {
         let q = content.tensor(&mut reader, name, device).map_err(|e| {
             Error::model(
@@ -116,6 +127,23 @@ pub fn read(path: &Path, device: &Device) -> Result<GgufModel> {
                 format!("its tensor `{name}` cannot be read ({e}); the file is damaged or incomplete, download it again"),
             )
         })?;
+        let dense = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        if keep_quantized && !dense && q.shape().rank() == 2 && is_projection(name) {
+            let heads = meta_heads(&meta, &arch, name)?;
+            let ours = quantized_name(name).ok_or_else(|| {
+                Error::model(path, format!("it holds an unexpected tensor `{name}`"))
+            })?;
+            if name == "token_embd.weight" {
+                // The lookup needs the table dense; the (tied) head multiplies it quantised.
+                raw.insert(name.clone(), q.dequantize(device)?.to_dtype(DType::F32)?);
+            }
+            let q = match heads {
+                Some(h) => unpermute_rows(&q, h, device)?,
+                None => q,
+            };
+            quantized.insert(ours, std::sync::Arc::new(q));
+            continue;
+        }
         raw.insert(name.clone(), q.dequantize(device)?.to_dtype(DType::F32)?);
     }
     let vocab = raw
@@ -124,13 +152,14 @@ pub fn read(path: &Path, device: &Device) -> Result<GgufModel> {
         .transpose()?
         .ok_or_else(|| Error::model(path, "it has no token_embd.weight tensor"))?;
     let config = model_config(&meta, &arch, vocab, &raw)?;
-    let weights = rename_weights(&config, raw).map_err(|e| Error::model(path, e))?;
+    let weights = rename_weights(&config, raw, &quantized).map_err(|e| Error::model(path, e))?;
     let template = meta
         .opt_string("tokenizer.chat_template")
         .map(|source| ChatTemplate::new(source, special_tokens(&meta), path.to_path_buf()));
     Ok(GgufModel {
         config,
         weights,
+        quantized,
         tokenizer,
         template,
     })
@@ -341,6 +370,7 @@ fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
 fn rename_weights(
     cfg: &ModelConfig,
     raw: HashMap<String, Tensor>,
+    quantized: &QWeights,
 ) -> std::result::Result<Weights, String> {
     let mut out = Weights::new();
     for (name, t) in raw {
@@ -356,7 +386,13 @@ fn rename_weights(
     let missing: Vec<String> = cfg
         .weight_shapes()
         .into_iter()
-        .filter(|(n, s)| out.get(n).is_none_or(|t| t.dims() != s.as_slice()))
+        .filter(|(n, s)| {
+            let dense_ok = out.get(n).is_some_and(|t| t.dims() == s.as_slice());
+            let quant_ok = quantized
+                .get(n)
+                .is_some_and(|t| t.shape().dims() == s.as_slice());
+            !dense_ok && !quant_ok
+        })
         .map(|(n, _)| n)
         .collect();
     if !missing.is_empty() {
@@ -423,6 +459,83 @@ fn llama_name(
         None => t,
     };
     Ok((format!("model.layers.{l}.{ours}.{suffix}"), t))
+}
+
+/// Whether a llama.cpp tensor is a matrix a quantised matmul can take.
+fn is_projection(name: &str) -> bool {
+    name == "token_embd.weight"
+        || name == "output.weight"
+        || [
+            ".attn_q.weight",
+            ".attn_k.weight",
+            ".attn_v.weight",
+            ".attn_output.weight",
+            ".ffn_gate.weight",
+            ".ffn_up.weight",
+            ".ffn_down.weight",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// Our name for a quantised projection (Llama family).
+fn quantized_name(name: &str) -> Option<String> {
+    match name {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
+    }
+    let (l, rest) = split_block(name)?;
+    let module = rest.strip_suffix(".weight")?;
+    let ours = match module {
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{l}.{ours}.weight"))
+}
+
+/// The head count whose q/k rows llama.cpp permuted, for a llama-architecture tensor.
+fn meta_heads(meta: &Meta, arch: &str, name: &str) -> Result<Option<usize>> {
+    if arch != "llama" {
+        return Ok(None);
+    }
+    let h = meta.usize(&format!("{arch}.attention.head_count"))?;
+    Ok(if name.ends_with(".attn_q.weight") {
+        Some(h)
+    } else if name.ends_with(".attn_k.weight") {
+        Some(
+            meta.opt_usize(&format!("{arch}.attention.head_count_kv"))
+                .unwrap_or(h),
+        )
+    } else {
+        None
+    })
+}
+
+/// [`unpermute`] on a quantised matrix: whole rows (each a run of blocks) are moved.
+fn unpermute_rows(q: &QTensor, heads: usize, device: &Device) -> Result<QTensor> {
+    let dims = q.shape().dims().to_vec();
+    let data = q.data()?;
+    let rows = dims[0];
+    let row_bytes = data.len() / rows;
+    let (d, half) = (rows / heads, rows / heads / 2);
+    let mut out = Vec::with_capacity(data.len());
+    for h in 0..heads {
+        for t in 0..2 {
+            for j in 0..half {
+                let src = h * d + j * 2 + t;
+                out.extend_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+            }
+        }
+    }
+    let storage = QStorage::from_data(std::borrow::Cow::Owned(out), device, q.dtype())?;
+    Ok(QTensor::new(storage, dims)?)
 }
 
 /// Undoes `convert_hf_to_gguf.py`'s `permute` of q/k rows (or biases) for `heads` heads.

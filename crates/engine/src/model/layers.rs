@@ -7,6 +7,52 @@ use candle_core::{Device, Module, Tensor};
 
 use crate::rng::Rng;
 
+/// Quantised projection weights kept as they are in a GGUF file (`(out, in)`, our names), for
+/// inference: a 4-bit file takes 4-bit memory.
+pub type QWeights = HashMap<String, std::sync::Arc<candle_core::quantized::QTensor>>;
+
+/// A projection's weight `(out, in)`: dense, or quantised (multiplied by candle's quantised matmul,
+/// no gradient).
+pub(crate) enum Proj {
+    Dense(Tensor),
+    Quant(candle_core::quantized::QMatMul),
+}
+
+impl Proj {
+    /// `w` from the quantised weights when they hold it, else the dense `(out, in)` one.
+    pub(crate) fn find(
+        w: &Weights,
+        q: Option<&QWeights>,
+        name: &str,
+        shape: &[usize],
+    ) -> candle_core::Result<Self> {
+        if let Some(t) = q.and_then(|q| q.get(name)) {
+            if t.shape().dims() != shape {
+                candle_core::bail!(
+                    "weight `{name}` has shape {:?}, expected {shape:?}",
+                    t.shape().dims()
+                );
+            }
+            return Ok(Proj::Quant(candle_core::quantized::QMatMul::from_arc(
+                t.clone(),
+            )?));
+        }
+        Ok(Proj::Dense(get(w, name, shape)?))
+    }
+
+    /// `x @ Wᵀ` for `x: (N, in)`.
+    pub(crate) fn forward_t(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            // One row (a decode step, no gradient) streams the weight rows; batches take the matmul.
+            Proj::Dense(w) if x.dim(0)? == 1 && !w.track_op() && !x.track_op() => {
+                super::ops::matvec_rows(x, w)
+            }
+            Proj::Dense(w) => x.matmul(&w.t()?),
+            Proj::Quant(q) => q.forward(x),
+        }
+    }
+}
+
 /// Named weight tensors in HF layout, prefix-free (`h.0.attn.c_attn.weight`, `wte.weight`, …).
 pub type Weights = HashMap<String, Tensor>;
 

@@ -9,7 +9,9 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::layers::{causal_mask, dropout, get, DropoutRng, EmbeddingForward, KvCache, Weights};
+use super::layers::{
+    causal_mask, dropout, get, DropoutRng, EmbeddingForward, KvCache, Proj, QWeights, Weights,
+};
 use super::llama_config::LlamaConfig;
 use super::lora::{Adapter, LoraRuntime};
 use super::ops;
@@ -77,7 +79,7 @@ pub fn init_weights(cfg: &LlamaConfig, seed: u64, device: &Device) -> candle_cor
 
 /// `nn.Linear`: `x @ Wᵀ + b` with `W: (out, in)`, plus its LoRA adapter when it has one.
 struct Linear {
-    w: Tensor,
+    w: Proj,
     b: Option<Tensor>,
     lora: Option<Adapter>,
 }
@@ -90,10 +92,11 @@ impl Linear {
         n_in: usize,
         bias: bool,
         lora: Option<LoraRuntime>,
+        q: Option<&QWeights>,
     ) -> candle_core::Result<Self> {
         Ok(Linear {
             lora: Adapter::find(w, p, n_in, n_out, lora)?,
-            w: get(w, &format!("{p}.weight"), &[n_out, n_in])?,
+            w: Proj::find(w, q, &format!("{p}.weight"), &[n_out, n_in])?,
             b: if bias {
                 Some(get(w, &format!("{p}.bias"), &[n_out])?)
             } else {
@@ -116,12 +119,7 @@ impl Linear {
     }
 
     fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // One row (a decode step, no gradient) streams the weight rows; batches take the matmul.
-        let y = if x.dim(0)? == 1 && !self.w.track_op() && !x.track_op() {
-            ops::matvec_rows(x, &self.w)?
-        } else {
-            x.matmul(&self.w.t()?)?
-        };
+        let y = self.w.forward_t(x)?;
         match &self.b {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -219,6 +217,7 @@ impl Block {
         l: usize,
         cfg: &LlamaConfig,
         lora: Option<LoraRuntime>,
+        q: Option<&QWeights>,
     ) -> candle_core::Result<Self> {
         let (c, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
         let (h, kv) = (cfg.num_attention_heads, cfg.kv_heads());
@@ -227,10 +226,26 @@ impl Block {
         Ok(Block {
             ln_1: get(w, &p("input_layernorm.weight"), &[c])?,
             attn: Attention {
-                q: Linear::new(w, &p("self_attn.q_proj"), h * d, c, cfg.qkv_bias(), lora)?,
-                k: Linear::new(w, &p("self_attn.k_proj"), kv * d, c, cfg.qkv_bias(), lora)?,
-                v: Linear::new(w, &p("self_attn.v_proj"), kv * d, c, cfg.qkv_bias(), lora)?,
-                o: Linear::new(w, &p("self_attn.o_proj"), c, h * d, cfg.o_bias(), lora)?,
+                q: Linear::new(w, &p("self_attn.q_proj"), h * d, c, cfg.qkv_bias(), lora, q)?,
+                k: Linear::new(
+                    w,
+                    &p("self_attn.k_proj"),
+                    kv * d,
+                    c,
+                    cfg.qkv_bias(),
+                    lora,
+                    q,
+                )?,
+                v: Linear::new(
+                    w,
+                    &p("self_attn.v_proj"),
+                    kv * d,
+                    c,
+                    cfg.qkv_bias(),
+                    lora,
+                    q,
+                )?,
+                o: Linear::new(w, &p("self_attn.o_proj"), c, h * d, cfg.o_bias(), lora, q)?,
                 n_head: h,
                 n_kv: kv,
                 head_dim: d,
@@ -239,9 +254,9 @@ impl Block {
             },
             ln_2: get(w, &p("post_attention_layernorm.weight"), &[c])?,
             mlp: Mlp {
-                gate: Linear::new(w, &p("mlp.gate_proj"), i, c, cfg.mlp_bias, lora)?,
-                up: Linear::new(w, &p("mlp.up_proj"), i, c, cfg.mlp_bias, lora)?,
-                down: Linear::new(w, &p("mlp.down_proj"), c, i, cfg.mlp_bias, lora)?,
+                gate: Linear::new(w, &p("mlp.gate_proj"), i, c, cfg.mlp_bias, lora, q)?,
+                up: Linear::new(w, &p("mlp.up_proj"), i, c, cfg.mlp_bias, lora, q)?,
+                down: Linear::new(w, &p("mlp.down_proj"), c, i, cfg.mlp_bias, lora, q)?,
                 resid_pdrop,
             },
             eps: cfg.rms_norm_eps,
@@ -268,7 +283,7 @@ pub struct Llama {
     cfg: LlamaConfig,
     embed: Tensor,
     /// `(V, C)`: `embed` itself when tied.
-    head: Tensor,
+    head: Proj,
     blocks: Vec<Block>,
     norm: Tensor,
     /// Rotary tables `(max_position_embeddings, D/2)`.
@@ -283,15 +298,22 @@ impl Llama {
         weights: &Weights,
         cfg: &LlamaConfig,
         lora: Option<LoraRuntime>,
+        q: Option<&QWeights>,
     ) -> candle_core::Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let c = cfg.hidden_size;
         let embed = get(weights, "model.embed_tokens.weight", &[cfg.vocab_size, c])?;
-        let head = if cfg.tie_word_embeddings {
-            embed.clone()
+        // A quantised token table also serves as the quantised head of a tied model.
+        let head_name = if cfg.tie_word_embeddings {
+            "model.embed_tokens.weight"
         } else {
-            get(weights, "lm_head.weight", &[cfg.vocab_size, c])?
+            "lm_head.weight"
+        };
+        let head = match q.filter(|q| q.contains_key(head_name)) {
+            Some(q) => Proj::find(weights, Some(q), head_name, &[cfg.vocab_size, c])?,
+            None if cfg.tie_word_embeddings => Proj::Dense(embed.clone()),
+            None => Proj::find(weights, None, head_name, &[cfg.vocab_size, c])?,
         };
         let device = embed.device().clone();
         let inv_freq = cfg
@@ -313,7 +335,7 @@ impl Llama {
             cfg: cfg.clone(),
             head,
             blocks: (0..cfg.num_hidden_layers)
-                .map(|l| Block::new(weights, l, cfg, lora))
+                .map(|l| Block::new(weights, l, cfg, lora, q))
                 .collect::<Result<_, _>>()?,
             norm: get(weights, "model.norm.weight", &[c])?,
             cos: table(f32::cos)?,
@@ -362,11 +384,14 @@ impl Llama {
 
     /// Logits `(N, V)` for hidden states `(N, C)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        hidden.matmul(&self.head.t()?)
+        match &self.head {
+            Proj::Dense(w) => hidden.matmul(&w.t()?),
+            q => q.forward_t(hidden),
+        }
     }
 
     /// Logits `(1, V)` for one position while decoding (no gradient).
     pub(crate) fn next_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        ops::matvec_rows(hidden, &self.head)?.to_dtype(DType::F32)
+        self.head.forward_t(hidden)?.to_dtype(DType::F32)
     }
 }

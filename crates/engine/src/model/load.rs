@@ -53,17 +53,40 @@ pub struct LoadedModel {
 /// Loads config, weights and tokenizer from a model folder, or from a LoRA adapter folder (PEFT's
 /// layout, Tunesmith's LoRA checkpoints) over its base model, with the adapter merged in.
 pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
-    load_dir_with_base(dir, None, device)
+    load_dir_with(dir, None, false, device)
 }
 
 /// [`load_dir`] where an adapter's base model is `base` rather than the one its
 /// `adapter_config.json` names.
 pub fn load_dir_with_base(dir: &Path, base: Option<&Path>, device: &Device) -> Result<LoadedModel> {
+    load_dir_with(dir, base, false, device)
+}
+
+/// [`load_dir_with_base`]; a GGUF file's quantised projections stay quantised for inference
+/// unless `dequantize` (the CLI's `--dtype f32`).
+pub fn load_dir_with(
+    dir: &Path,
+    base: Option<&Path>,
+    dequantize: bool,
+    device: &Device,
+) -> Result<LoadedModel> {
     if base.is_some() && !lora::is_adapter_dir(dir) {
         return Err(Error::model(
             dir,
             "it is not a LoRA adapter folder (no adapter_config.json), so --base does not apply; leave --base out",
         ));
+    }
+    if gguf::is_gguf(dir) && !dequantize {
+        let g = gguf::read_with(dir, device, true)?;
+        check_vocab(dir, &g.config, &g.tokenizer)?;
+        let model = Model::quantized(&g.weights, &g.quantized, &g.config)?;
+        return Ok(LoadedModel {
+            model,
+            tokenizer: g.tokenizer,
+            config: g.config,
+            template: g.template,
+            dir: dir.to_path_buf(),
+        });
     }
     let Source {
         config,

@@ -14,6 +14,6 @@ pub mod ops;
 
 pub use config::Gpt2Config;
 pub use family::{Model, ModelConfig};
-pub use layers::{DropoutRng, KvCache, Weights};
+pub use layers::{DropoutRng, KvCache, QWeights, Weights};
 pub use llama_config::LlamaConfig;
 pub use load::LoadedModel;
