@@ -57,17 +57,29 @@ fn token() -> Option<String> {
 /// folder in it could put a file anywhere).
 fn shards_of(index: &Path) -> Option<Vec<String>> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
-    let mut files: Vec<String> = v["weight_map"]
-        .as_object()?
-        .values()
-        .filter_map(|f| f.as_str().map(String::from))
-        .collect();
+    index_shards(&v).ok().filter(|f| !f.is_empty())
+}
+
+/// The shard file names of a parsed `model.safetensors.index.json` (sorted, each once), or the
+/// first name that is not a plain `.safetensors` file name.
+pub(crate) fn index_shards(index: &serde_json::Value) -> std::result::Result<Vec<String>, String> {
+    let mut files: Vec<String> = index["weight_map"]
+        .as_object()
+        .map(|m| {
+            m.values()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     files.sort();
     files.dedup();
-    let plain = files
+    match files
         .iter()
-        .all(|f| crate::fsutil::is_plain_file_name(f, ".safetensors"));
-    (!files.is_empty() && plain).then_some(files)
+        .find(|f| !crate::fsutil::is_plain_file_name(f, ".safetensors"))
+    {
+        Some(bad) => Err(bad.clone()),
+        None => Ok(files),
+    }
 }
 
 /// Whether `s` looks like a hub id (`gpt2`, `openai-community/gpt2`).

@@ -7,9 +7,29 @@ use candle_core::{Device, Tensor};
 use common::{fixtures, ids, reference};
 use tunesmith_engine::data::tokenizer;
 use tunesmith_engine::eval::evaluate_text;
-use tunesmith_engine::generate::{generate_one, FinishReason, GenerateConfig};
-use tunesmith_engine::model::load::{load_dir, load_dir_with};
+use tunesmith_engine::generate::{generate_one, FinishReason, GenerateConfig, Generation};
+use tunesmith_engine::model::load::{load_dir, load_dir_with, LoadedModel};
 use tunesmith_engine::{CancelToken, NullSink};
+
+/// `n` greedy tokens after `prompt`, not stopping at end ids (as the references were recorded).
+fn greedy(m: &LoadedModel, prompt: &str, n: usize) -> Generation {
+    let cfg = GenerateConfig {
+        prompt: prompt.into(),
+        max_new_tokens: n,
+        temperature: 0.0,
+        stop_at_eot: false,
+        ..Default::default()
+    };
+    generate_one(
+        &m.model,
+        &m.tokenizer,
+        &cfg,
+        0,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap()
+}
 
 fn check_logits(dir: &str) {
     let r = reference();
@@ -19,12 +39,7 @@ fn check_logits(dir: &str) {
     let ours = common::full_logits(&m.model, &prompt);
     let theirs = r["logits"].as_array().unwrap();
     assert_eq!(ours.len(), theirs.len());
-    let mut max = 0f64;
-    for (a, b) in ours.iter().zip(theirs) {
-        for (x, y) in a.iter().zip(b.as_array().unwrap()) {
-            max = max.max((*x as f64 - y.as_f64().unwrap()).abs());
-        }
-    }
+    let max = max_abs_diff(&ours, &r["logits"]);
     assert!(max < 1e-4, "{dir}: max abs logit difference {max}");
     // Loss on the prompt, as HF computes it with labels = input ids.
     let hidden = m.model.hidden(&x, None, None).unwrap();
@@ -63,22 +78,7 @@ fn greedy_continuation_is_identical() {
         tokenizer::encode(&m.tokenizer, prompt).unwrap(),
         ids(&r["prompt_ids"])
     );
-    let cfg = GenerateConfig {
-        prompt: prompt.into(),
-        max_new_tokens: 24,
-        temperature: 0.0,
-        stop_at_eot: false,
-        ..Default::default()
-    };
-    let g = generate_one(
-        &m.model,
-        &m.tokenizer,
-        &cfg,
-        0,
-        &CancelToken::new(),
-        &mut NullSink,
-    )
-    .unwrap();
+    let g = greedy(&m, prompt, 24);
     assert_eq!(g.tokens, ids(&r["greedy"]));
     assert_eq!(g.finish_reason, FinishReason::Length);
 }
@@ -202,12 +202,7 @@ fn llama_family_logits_loss_and_greedy_tokens_match_transformers() {
             prompt
         );
         let ours = common::full_logits(&m.model, &prompt);
-        let mut max = 0f64;
-        for (a, b) in ours.iter().zip(want["logits"].as_array().unwrap()) {
-            for (x, y) in a.iter().zip(b.as_array().unwrap()) {
-                max = max.max((*x as f64 - y.as_f64().unwrap()).abs());
-            }
-        }
+        let max = max_abs_diff(&ours, &want["logits"]);
         assert!(max < 1e-4, "{dir}: max abs logit difference {max}");
         let x = Tensor::from_slice(&prompt, (1, prompt.len()), &Device::Cpu).unwrap();
         let hidden = m.model.hidden(&x, None, None).unwrap();
@@ -224,22 +219,7 @@ fn llama_family_logits_loss_and_greedy_tokens_match_transformers() {
             "{dir}: loss {loss} vs {want_loss}"
         );
         // Greedy decoding through the KV cache (rotary positions offset by the cache).
-        let cfg = GenerateConfig {
-            prompt: r["prompt_text"].as_str().unwrap().into(),
-            max_new_tokens: 24,
-            temperature: 0.0,
-            stop_at_eot: false,
-            ..Default::default()
-        };
-        let g = generate_one(
-            &m.model,
-            &m.tokenizer,
-            &cfg,
-            0,
-            &CancelToken::new(),
-            &mut NullSink,
-        )
-        .unwrap();
+        let g = greedy(&m, r["prompt_text"].as_str().unwrap(), 24);
         assert_eq!(g.tokens, ids(&want["greedy"]), "{dir}: greedy tokens");
     }
 }
@@ -664,26 +644,14 @@ fn quantized_gguf_tensors_dequantize_like_gguf_py() {
         drift > 0.0 && drift < 0.3,
         "quantised vs dequantised logits: {drift}"
     );
-    let greedy = |m: &tunesmith_engine::model::load::LoadedModel| {
-        let cfg = GenerateConfig {
-            prompt: llama_reference()["prompt_text"].as_str().unwrap().into(),
-            max_new_tokens: 16,
-            temperature: 0.0,
-            stop_at_eot: false,
-            ..Default::default()
-        };
-        generate_one(
-            &m.model,
-            &m.tokenizer,
-            &cfg,
-            0,
-            &CancelToken::new(),
-            &mut NullSink,
-        )
+    let text = llama_reference()["prompt_text"]
+        .as_str()
         .unwrap()
-        .tokens
-    };
-    assert_eq!(greedy(&kept), greedy(&q8));
+        .to_string();
+    assert_eq!(
+        greedy(&kept, &text, 16).tokens,
+        greedy(&q8, &text, 16).tokens
+    );
 }
 
 #[test]
@@ -768,21 +736,6 @@ fn the_real_smollm2_gguf_matches_transformers_when_present() {
     let messages = parse_messages(&r["messages"]).unwrap();
     let rendered = chat::render(m.template.as_ref(), &messages, true).unwrap();
     assert_eq!(enc(&rendered), ids(&r["chat_ids"]));
-    let cfg = GenerateConfig {
-        prompt: r["prompt"].as_str().unwrap().into(),
-        max_new_tokens: 32,
-        temperature: 0.0,
-        stop_at_eot: false,
-        ..Default::default()
-    };
-    let g = generate_one(
-        &m.model,
-        &m.tokenizer,
-        &cfg,
-        0,
-        &CancelToken::new(),
-        &mut NullSink,
-    )
-    .unwrap();
+    let g = greedy(&m, r["prompt"].as_str().unwrap(), 32);
     assert_eq!(g.tokens, ids(&r["greedy"]));
 }

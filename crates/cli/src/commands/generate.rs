@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use tunesmith_engine::chat;
-use tunesmith_engine::generate::generate_one;
+use tunesmith_engine::generate::{self, generate_one};
 use tunesmith_engine::model::load;
 use tunesmith_engine::source;
 use tunesmith_engine::{device, NullSink};
@@ -35,13 +35,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         source::resolve(&args.model, &mut term)?
     };
     let loaded = load::load_dir_with(&dir, args.base.as_deref(), args.dtype == "f32", &dev)?;
-    if let Some(messages) = messages {
-        cfg.prompt = chat::render(loaded.template.as_ref(), &messages, true)?;
-        if loaded.template.is_none() {
-            // Without a template the model's turn ends where it starts the next user turn.
-            cfg.stop.push(chat::TRANSCRIPT_STOP.to_string());
-        }
-    }
+    cfg.messages = messages;
+    let cfg = generate::with_chat_prompt(loaded.template.as_ref(), &cfg)?;
     let cancel = cancel_on_ctrl_c();
     for i in 0..cfg.n {
         if args.json {

@@ -139,15 +139,23 @@ pub fn generate_chat(
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<Vec<Generation>> {
-    let Some(messages) = &cfg.messages else {
-        return generate(model, tok, cfg, cancel, sink);
-    };
+    generate(model, tok, &with_chat_prompt(template, cfg)?, cancel, sink)
+}
+
+/// `cfg` with `messages` (when set) rendered into its prompt: with `template`, or as the plain
+/// transcript (which then also stops where the model starts the next user turn).
+pub fn with_chat_prompt(
+    template: Option<&ChatTemplate>,
+    cfg: &GenerateConfig,
+) -> Result<GenerateConfig> {
     let mut cfg = cfg.clone();
-    cfg.prompt = chat::render(template, messages, true)?;
-    if template.is_none() && !cfg.stop.iter().any(|s| s == chat::TRANSCRIPT_STOP) {
-        cfg.stop.push(chat::TRANSCRIPT_STOP.to_string());
+    if let Some(messages) = &cfg.messages {
+        cfg.prompt = chat::render(template, messages, true)?;
+        if template.is_none() && !cfg.stop.iter().any(|s| s == chat::TRANSCRIPT_STOP) {
+            cfg.stop.push(chat::TRANSCRIPT_STOP.to_string());
+        }
     }
-    generate(model, tok, &cfg, cancel, sink)
+    Ok(cfg)
 }
 
 /// Generates `cfg.n` samples one after another.

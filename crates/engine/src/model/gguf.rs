@@ -130,7 +130,7 @@ pub fn read_with(path: &Path, device: &Device, keep_quantized: bool) -> Result<G
         let dense = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
         if keep_quantized && !dense && q.shape().rank() == 2 && is_projection(name) {
             let heads = meta_heads(&meta, &arch, name)?;
-            let ours = quantized_name(name).ok_or_else(|| {
+            let ours = llama_our_name(name).ok_or_else(|| {
                 Error::model(path, format!("it holds an unexpected tensor `{name}`"))
             })?;
             if name == "token_embd.weight" {
@@ -410,32 +410,42 @@ fn rename_weights(
     Ok(out)
 }
 
-fn split_block(name: &str) -> Option<(usize, &str)> {
-    let rest = name.strip_prefix("blk.")?;
-    let (n, rest) = rest.split_once('.')?;
-    Some((n.parse().ok()?, rest))
-}
-
 fn llama_name(
     name: &str,
     t: Tensor,
     cfg: &LlamaConfig,
 ) -> std::result::Result<(String, Tensor), String> {
-    let plain = match name {
-        "token_embd.weight" => Some("model.embed_tokens.weight".to_string()),
-        "output_norm.weight" => Some("model.norm.weight".to_string()),
-        "output.weight" => Some("lm_head.weight".to_string()),
+    let ours = llama_our_name(name).ok_or(format!("it holds an unexpected tensor `{name}`"))?;
+    // llama.cpp interleaves the two rotary halves of each q/k head for the llama architecture.
+    let heads = match block_parts(name).map(|(_, module, _)| module) {
+        Some("attn_q") if cfg.model_type == "llama" => Some(cfg.num_attention_heads),
+        Some("attn_k") if cfg.model_type == "llama" => Some(cfg.kv_heads()),
         _ => None,
     };
-    if let Some(n) = plain {
-        return Ok((n, t));
-    }
-    let Some((l, rest)) = split_block(name) else {
-        return Err(format!("it holds an unexpected tensor `{name}`"));
+    let t = match heads {
+        Some(h) => unpermute(&t, h).map_err(|e| e.to_string())?,
+        None => t,
     };
-    let (module, suffix) = rest
-        .rsplit_once('.')
-        .ok_or(format!("unexpected tensor `{name}`"))?;
+    Ok((ours, t))
+}
+
+/// `blk.N.MODULE.SUFFIX` as `(N, MODULE, SUFFIX)`.
+fn block_parts(name: &str) -> Option<(usize, &str, &str)> {
+    let rest = name.strip_prefix("blk.")?;
+    let (n, rest) = rest.split_once('.')?;
+    let (module, suffix) = rest.rsplit_once('.')?;
+    Some((n.parse().ok()?, module, suffix))
+}
+
+/// Our (HF) name for a llama.cpp tensor of the Llama family.
+fn llama_our_name(name: &str) -> Option<String> {
+    match name {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
+    }
+    let (l, module, suffix) = block_parts(name)?;
     let ours = match module {
         "attn_norm" => "input_layernorm",
         "ffn_norm" => "post_attention_layernorm",
@@ -446,19 +456,9 @@ fn llama_name(
         "ffn_gate" => "mlp.gate_proj",
         "ffn_up" => "mlp.up_proj",
         "ffn_down" => "mlp.down_proj",
-        _ => return Err(format!("it holds an unexpected tensor `{name}`")),
+        _ => return None,
     };
-    // llama.cpp interleaves the two rotary halves of each q/k head for the llama architecture.
-    let heads = match module {
-        "attn_q" if cfg.model_type == "llama" => Some(cfg.num_attention_heads),
-        "attn_k" if cfg.model_type == "llama" => Some(cfg.kv_heads()),
-        _ => None,
-    };
-    let t = match heads {
-        Some(h) => unpermute(&t, h).map_err(|e| e.to_string())?,
-        None => t,
-    };
-    Ok((format!("model.layers.{l}.{ours}.{suffix}"), t))
+    Some(format!("model.layers.{l}.{ours}.{suffix}"))
 }
 
 /// Whether a llama.cpp tensor is a matrix a quantised matmul can take.
@@ -476,28 +476,6 @@ fn is_projection(name: &str) -> bool {
         ]
         .iter()
         .any(|s| name.ends_with(s))
-}
-
-/// Our name for a quantised projection (Llama family).
-fn quantized_name(name: &str) -> Option<String> {
-    match name {
-        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
-        "output.weight" => return Some("lm_head.weight".into()),
-        _ => {}
-    }
-    let (l, rest) = split_block(name)?;
-    let module = rest.strip_suffix(".weight")?;
-    let ours = match module {
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{l}.{ours}.weight"))
 }
 
 /// The head count whose q/k rows llama.cpp permuted, for a llama-architecture tensor.
@@ -563,12 +541,8 @@ fn gpt2_name(name: &str, t: Tensor) -> std::result::Result<(String, Tensor), Str
     if let Some(n) = plain {
         return Ok((n.to_string(), t));
     }
-    let Some((l, rest)) = split_block(name) else {
-        return Err(format!("it holds an unexpected tensor `{name}`"));
-    };
-    let (module, suffix) = rest
-        .rsplit_once('.')
-        .ok_or(format!("unexpected tensor `{name}`"))?;
+    let (l, module, suffix) =
+        block_parts(name).ok_or(format!("it holds an unexpected tensor `{name}`"))?;
     let ours = match module {
         "attn_norm" => "ln_1",
         "ffn_norm" => "ln_2",

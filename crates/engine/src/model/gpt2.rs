@@ -7,7 +7,9 @@
 use candle_core::{Device, Tensor};
 
 use super::config::Gpt2Config;
-use super::layers::{causal_mask, dropout, get, DropoutRng, EmbeddingForward, KvCache, Weights};
+use super::layers::{
+    causal_mask, dropout, get, start_positions, DropoutRng, EmbeddingForward, KvCache, Weights,
+};
 use super::lora::{Adapter, LoraRuntime};
 use super::ops;
 use crate::rng::Rng;
@@ -117,11 +119,7 @@ impl Conv1D {
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let y = self.forward_base(x)?;
-        match &self.lora {
-            Some(a) => y + a.forward(x, rng)?,
-            None => Ok(y),
-        }
+        Adapter::add(&self.lora, self.forward_base(x)?, x, rng)
     }
 
     fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -330,14 +328,7 @@ impl Gpt2 {
         mut rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let offset = cache.as_ref().map_or(0, |c| c.len());
-        if offset + t > self.cfg.n_positions {
-            candle_core::bail!(
-                "sequence of {} tokens is longer than the model's context of {}",
-                offset + t,
-                self.cfg.n_positions
-            );
-        }
+        let offset = start_positions(&mut cache, self.blocks.len(), t, self.cfg.n_positions)?;
         let tok = self.wte.embedding_forward(&ids.flatten_all()?)?; // (B·T, C)
         let pos = Tensor::arange(offset as u32, (offset + t) as u32, ids.device())?;
         let pos = self.wpe.embedding_forward(&pos)?; // (T, C)
@@ -347,9 +338,6 @@ impl Gpt2 {
             self.cfg.embd_pdrop,
             &mut rng,
         )?;
-        if let Some(c) = cache.as_mut() {
-            c.layers.resize(self.blocks.len(), None);
-        }
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
             x = block.forward(&x, (b, t), layer_cache, &mut rng)?;

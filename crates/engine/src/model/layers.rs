@@ -115,6 +115,27 @@ impl KvCache {
     }
 }
 
+/// Where `t` new positions start (after the cached ones), refused past the model's `context`; the
+/// cache gets a slot per layer.
+pub(crate) fn start_positions(
+    cache: &mut Option<&mut KvCache>,
+    n_layers: usize,
+    t: usize,
+    context: usize,
+) -> candle_core::Result<usize> {
+    let offset = cache.as_ref().map_or(0, |c| c.len());
+    if offset + t > context {
+        candle_core::bail!(
+            "sequence of {} tokens is longer than the model's context of {context}",
+            offset + t
+        );
+    }
+    if let Some(c) = cache.as_mut() {
+        c.layers.resize(n_layers, None);
+    }
+    Ok(offset)
+}
+
 /// 0 where query `i` (at absolute position `offset + i`) may see key `j`, −∞ elsewhere. (T, Tk)
 pub(crate) fn causal_mask(t: usize, tk: usize, device: &Device) -> candle_core::Result<Tensor> {
     let offset = tk - t;

@@ -10,7 +10,8 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::layers::{
-    causal_mask, dropout, get, DropoutRng, EmbeddingForward, KvCache, Proj, QWeights, Weights,
+    causal_mask, dropout, get, start_positions, DropoutRng, EmbeddingForward, KvCache, Proj,
+    QWeights, Weights,
 };
 use super::llama_config::LlamaConfig;
 use super::lora::{Adapter, LoraRuntime};
@@ -111,11 +112,7 @@ impl Linear {
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let y = self.forward_base(x)?;
-        match &self.lora {
-            Some(a) => y + a.forward(x, rng)?,
-            None => Ok(y),
-        }
+        Adapter::add(&self.lora, self.forward_base(x)?, x, rng)
     }
 
     fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -361,20 +358,15 @@ impl Llama {
         mut rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let offset = cache.as_ref().map_or(0, |c| c.len());
-        if offset + t > self.cfg.max_position_embeddings {
-            candle_core::bail!(
-                "sequence of {} tokens is longer than the model's context of {}",
-                offset + t,
-                self.cfg.max_position_embeddings
-            );
-        }
+        let offset = start_positions(
+            &mut cache,
+            self.blocks.len(),
+            t,
+            self.cfg.max_position_embeddings,
+        )?;
         let cos = self.cos.narrow(0, offset, t)?;
         let sin = self.sin.narrow(0, offset, t)?;
         let mut x = self.embed.embedding_forward(&ids.flatten_all()?)?; // (B·T, C)
-        if let Some(c) = cache.as_mut() {
-            c.layers.resize(self.blocks.len(), None);
-        }
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
             x = block.forward(&x, (b, t), (&cos, &sin), layer_cache, &mut rng)?;

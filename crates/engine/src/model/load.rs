@@ -310,30 +310,18 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::model(&index, format!("the index is not valid JSON ({e})")))?;
-        let mut files: Vec<PathBuf> = v["weight_map"]
-            .as_object()
-            .map(|m| {
-                m.values()
-                    .filter_map(|f| f.as_str())
-                    .map(|f| dir.join(f))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files.dedup();
-        if let Some(bad) = files.iter().find(|f| {
-            !f.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                crate::fsutil::is_plain_file_name(n, ".safetensors") && dir.join(n) == **f
-            })
-        }) {
-            return Err(Error::model(
-                &index,
-                format!(
-                    "the index lists `{}`, which is not a plain .safetensors file name in this folder; the index is damaged or not trustworthy",
-                    bad.strip_prefix(dir).unwrap_or(bad).display()
-                ),
-            ));
-        }
+        let files: Vec<PathBuf> = crate::hub::index_shards(&v)
+            .map_err(|bad| {
+                Error::model(
+                    &index,
+                    format!(
+                        "the index lists `{bad}`, which is not a plain .safetensors file name in this folder; the index is damaged or not trustworthy"
+                    ),
+                )
+            })?
+            .iter()
+            .map(|f| dir.join(f))
+            .collect();
         if files.is_empty() {
             return Err(Error::model(
                 &index,

@@ -196,6 +196,19 @@ impl Adapter {
         }))
     }
 
+    /// `y` plus the adapter's update for input `x`, or `y` itself without an adapter.
+    pub(crate) fn add(
+        adapter: &Option<Self>,
+        y: Tensor,
+        x: &Tensor,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        match adapter {
+            Some(a) => y + a.forward(x, rng)?,
+            None => Ok(y),
+        }
+    }
+
     /// `scale · dropout(x) · Aᵀ · Bᵀ` for `x: (N, in)`.
     pub(crate) fn forward(
         &self,
