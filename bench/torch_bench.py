@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""PyTorch (transformers GPT-2) reference numbers for the Tunesmith benchmark.
+"""PyTorch (transformers, PEFT) reference numbers for the Tunesmith benchmark.
 
-    python3 bench/torch_bench.py --preset tiny|small|gpt2 --mode train|generate|generate-nocache \
+    python3 bench/torch_bench.py --preset PRESET --mode train|generate|generate-nocache \
         --threads 2 [--steps N] [--warmup W]
 
+PRESET: tiny, small, gpt2 (GPT2LMHeadModel), smollm2-135m (LlamaForCausalLM in SmolLM2-135M's
+shape), smollm2-135m-lora, smollm2-360m-lora, qwen2.5-0.5b-lora (PEFT LoRA r=8, alpha=16,
+dropout 0.05 on every attention and MLP projection); a `+recompute` suffix turns on
+transformers' gradient checkpointing. The same shapes, batches and blocks as `tunesmith bench`.
+
 Prints exactly one JSON line on stdout:
-    {"preset": ..., "mode": ..., "tokens_per_sec": float, "steps": N, "torch": "..."}
+    {"preset": ..., "mode": ..., "tokens_per_sec": float, "steps": N, "torch": "...",
+     "peak_rss_bytes": int}
 
 CPU only, float32, random weights and random token ids (seeded).
 train:    batch*block tokens per step; forward with labels, backward,
@@ -19,6 +25,7 @@ generate-nocache: the same loop feeding the whole sequence every step (full reco
 import argparse
 import inspect
 import json
+import resource
 import sys
 import time
 
@@ -37,6 +44,48 @@ PRESETS = {
     "small": (6, 6, 384, 4, 256),
     "gpt2": (12, 12, 768, 2, 1024),
 }
+
+# The published configs' fields that shape the model (as in Tunesmith's bench.rs).
+SMOLLM2_135M = dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                    num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                    max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=100000.0,
+                    tie_word_embeddings=True)
+SMOLLM2_360M = dict(model_type="llama", vocab_size=49152, hidden_size=960, intermediate_size=2560,
+                    num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5,
+                    max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=100000.0,
+                    tie_word_embeddings=True)
+QWEN25_05B = dict(model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                  num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                  max_position_embeddings=32768, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                  tie_word_embeddings=True)
+# name: (config, batch, block, lora)
+LLAMA_PRESETS = {
+    "smollm2-135m": (SMOLLM2_135M, 2, 256, False),
+    "smollm2-135m-lora": (SMOLLM2_135M, 2, 256, True),
+    "smollm2-360m-lora": (SMOLLM2_360M, 1, 512, True),
+    "qwen2.5-0.5b-lora": (QWEN25_05B, 1, 512, True),
+}
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def build_llama(preset: str, recompute: bool) -> tuple:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields, batch, block, lora = LLAMA_PRESETS[preset]
+    fields = dict(fields)
+    config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).to(torch.float32)
+    if recompute:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        if recompute:
+            model.enable_input_require_grads()
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
+                                                 target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    return model, batch, block, config.vocab_size
 
 
 def build_model(preset: str) -> tuple:
@@ -58,16 +107,18 @@ def build_model(preset: str) -> tuple:
     return model, batch
 
 
-def bench_train(model, batch: int, steps: int, warmup: int) -> float:
+def bench_train(model, batch: int, steps: int, warmup: int, block: int = BLOCK,
+                vocab: int = VOCAB) -> float:
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.1)
     gen = torch.Generator().manual_seed(42)
-    batches = [torch.randint(0, VOCAB, (batch, BLOCK), generator=gen) for _ in range(warmup + steps)]
+    batches = [torch.randint(0, vocab, (batch, block), generator=gen) for _ in range(warmup + steps)]
 
     def step(x):
         loss = model(input_ids=x, labels=x).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())  # forces completion
@@ -78,7 +129,7 @@ def bench_train(model, batch: int, steps: int, warmup: int) -> float:
     for i in range(warmup, warmup + steps):
         step(batches[i])
     dt = time.perf_counter() - t0
-    return batch * BLOCK * steps / dt
+    return batch * block * steps / dt
 
 
 def _cache_kwarg(model) -> str:
@@ -119,11 +170,11 @@ def greedy_recompute(model, prompt: torch.Tensor, new_tokens: int) -> list:
     return tokens
 
 
-def bench_generate(model, steps: int, warmup: int, decode=None) -> float:
+def bench_generate(model, steps: int, warmup: int, decode=None, vocab: int = VOCAB) -> float:
     decode = decode or greedy_cached
     model.eval()
     gen = torch.Generator().manual_seed(42)
-    prompt = torch.randint(0, VOCAB, (1, PROMPT_LEN), generator=gen)
+    prompt = torch.randint(0, vocab, (1, PROMPT_LEN), generator=gen)
     for _ in range(warmup):
         decode(model, prompt, NEW_TOKENS)
     t0 = time.perf_counter()
@@ -136,7 +187,7 @@ def bench_generate(model, steps: int, warmup: int, decode=None) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    ap.add_argument("--preset", required=True, help="a preset name, optionally ending in +recompute")
     ap.add_argument("--mode", choices=["train", "generate", "generate-nocache"], required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: train 3, generate 1)")
@@ -148,13 +199,24 @@ def main(argv=None):
         ap.error("--steps and --threads must be >= 1, --warmup >= 0")
 
     torch.set_num_threads(args.threads)
-    model, batch = build_model(args.preset)
-    if args.mode == "train":
-        tps = bench_train(model, batch, steps, args.warmup)
-    elif args.mode == "generate":
-        tps = bench_generate(model, steps, args.warmup)
+    name = args.preset
+    recompute = name.endswith("+recompute")
+    base = name[: -len("+recompute")] if recompute else name
+    if base in LLAMA_PRESETS:
+        model, batch, block, vocab = build_llama(base, recompute)
+    elif base in PRESETS:
+        model, batch = build_model(base)
+        block, vocab = BLOCK, VOCAB
+        if recompute:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
-        tps = bench_generate(model, steps, args.warmup, greedy_recompute)
+        ap.error(f"unknown preset {name}; known: {', '.join(list(PRESETS) + list(LLAMA_PRESETS))}")
+    if args.mode == "train":
+        tps = bench_train(model, batch, steps, args.warmup, block, vocab)
+    elif args.mode == "generate":
+        tps = bench_generate(model, steps, args.warmup, vocab=vocab)
+    else:
+        tps = bench_generate(model, steps, args.warmup, greedy_recompute, vocab=vocab)
 
     sys.stdout.write(json.dumps({
         "preset": args.preset,
@@ -162,6 +224,8 @@ def main(argv=None):
         "tokens_per_sec": tps,
         "steps": steps,
         "torch": torch.__version__,
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }) + "\n")
 
 

@@ -390,6 +390,13 @@ fn first_five_minutes_in_a_real_window() {
     // Model: a new small model from scratch is the default and needs no download.
     d.click("nav-model");
     d.wait("model-scratch", Duration::from_secs(30));
+    // Each model's memory comes from the engine's estimate, next to this machine's free memory.
+    d.wait_until("the memory estimates", Duration::from_secs(30), |d| {
+        d.text("model-scratch")
+            .contains("of memory to train · fits this computer")
+            && d.text("model-HuggingFaceTB/SmolLM2-135M-Instruct")
+                .contains("to train with LoRA")
+    });
     d.page_shot("2-model");
 
     // Train: a tiny model from scratch (the default), a few steps.

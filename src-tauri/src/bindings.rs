@@ -25,6 +25,7 @@ mod tests {
         tunesmith_engine::runs::RunSummary::export_all(&cfg).unwrap();
         tunesmith_engine::runs::RunMetrics::export_all(&cfg).unwrap();
         tunesmith_engine::chats::Chat::export_all(&cfg).unwrap();
+        tunesmith_engine::train::memory::TrainingMemory::export_all(&cfg).unwrap();
         AppInfo::export_all(&cfg).unwrap();
         JobStarted::export_all(&cfg).unwrap();
         CommandError::export_all(&cfg).unwrap();

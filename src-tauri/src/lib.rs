@@ -54,6 +54,7 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
             commands::generation::save_chat,
             // models
             commands::models::download_model,
+            commands::models::training_memory,
         ])
         .on_window_event(|window, event| {
             // Closing during training asks first (the page answers with `stop_and_quit` or

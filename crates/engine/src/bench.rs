@@ -5,42 +5,69 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
+use crate::data::batches::Batch;
 use crate::generate::sampling::argmax;
-use crate::model::{DropoutRng, Gpt2Config, KvCache, LlamaConfig, Model, ModelConfig};
+use crate::model::lora::{self, LoraSettings};
+use crate::model::{Gpt2Config, KvCache, Model, ModelConfig};
 use crate::rng::Rng;
 use crate::train::optim::{AdamW, AdamWParams};
 use crate::train::schedule::clip_factor;
+use crate::train::step::accumulate;
 use crate::{Error, Result};
 
-/// A benchmark shape: architecture and batch.
+/// A benchmark shape: architecture, batch, and how it trains.
 #[derive(Debug, Clone)]
 pub struct BenchPreset {
     pub name: String,
     pub config: ModelConfig,
     pub batch: usize,
     pub block: usize,
+    /// LoRA adapters (rank 8, alpha 16, dropout 0.05, every projection) instead of full training.
+    pub lora: bool,
+    /// Activation recomputation per block.
+    pub recompute: bool,
 }
+
+/// The preset names [`preset`] knows.
+pub const PRESETS: &str = "tiny, small, gpt2, smollm2-135m, smollm2-135m-lora, smollm2-360m-lora, \
+qwen2.5-0.5b-lora (each may end in +recompute)";
 
 /// `tiny` (4 layers, 4 heads, 256 wide), `small` (6, 6, 384), `gpt2` (12, 12, 768, batch 2): vocab
 /// 50257, block 256, dropout 0.1, f32. `smollm2-135m`: SmolLM2-135M's shape (30 layers, 9 heads
-/// over 3 key/value heads, 576 wide, vocab 49152, tied head), batch 2, no dropout.
+/// over 3 key/value heads, 576 wide, vocab 49152, tied head), batch 2, block 256, no dropout;
+/// `-lora` trains LoRA adapters on it. `smollm2-360m-lora` and `qwen2.5-0.5b-lora`: those models'
+/// shapes, LoRA, batch 1, block 512 (issue 8's memory case). A `+recompute` suffix recomputes
+/// activations per block.
 pub fn preset(name: &str) -> Result<BenchPreset> {
-    if name == "smollm2-135m" {
-        return Ok(BenchPreset {
+    let (base, recompute) = match name.strip_suffix("+recompute") {
+        Some(b) => (b, true),
+        None => (name, false),
+    };
+    let llama = |id: &str, batch, block, lora| {
+        Ok(BenchPreset {
             name: name.into(),
-            config: ModelConfig::Llama(smollm2_135m()),
-            batch: 2,
-            block: 256,
-        });
+            config: published(id),
+            batch,
+            block,
+            lora,
+            recompute,
+        })
+    };
+    match base {
+        "smollm2-135m" => return llama(SMOLLM2_135M, 2, 256, false),
+        "smollm2-135m-lora" => return llama(SMOLLM2_135M, 2, 256, true),
+        "smollm2-360m-lora" => return llama("HuggingFaceTB/SmolLM2-360M-Instruct", 1, 512, true),
+        "qwen2.5-0.5b-lora" => return llama("Qwen/Qwen2.5-0.5B-Instruct", 1, 512, true),
+        _ => {}
     }
-    let (scratch, batch, n_positions) = match name {
+    let (scratch, batch, n_positions) = match base {
         "tiny" => ("tiny", 4, 256),
         "small" => ("small", 4, 256),
         "gpt2" => ("base", 2, 1024),
         other => {
             return Err(Error::config(
                 "presets",
-                format!("`{other}` is not one of tiny, small, gpt2, smollm2-135m"),
+                format!("`{other}` is not one of {PRESETS}"),
             ))
         }
     };
@@ -50,18 +77,15 @@ pub fn preset(name: &str) -> Result<BenchPreset> {
         config,
         batch,
         block: 256,
+        lora: false,
+        recompute,
     })
 }
 
-/// SmolLM2-135M's published config.
-fn smollm2_135m() -> LlamaConfig {
-    serde_json::from_value(serde_json::json!({
-        "model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
-        "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
-        "num_key_value_heads": 3, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5,
-        "rope_theta": 100000.0, "tie_word_embeddings": true
-    }))
-    .expect("a valid config")
+const SMOLLM2_135M: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
+
+fn published(id: &str) -> ModelConfig {
+    crate::model::known::published_config(id).expect("a listed model")
 }
 
 fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
@@ -70,9 +94,17 @@ fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
 
 /// Training tokens per second over `steps` timed steps (after one untimed warm-up step).
 pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> Result<f64> {
-    let weights = p.config.init_weights(0, device)?;
-    let (tensors, params) = crate::train::into_trainable(weights, &p.config, false, false)?;
-    let model = Model::new(&tensors, &p.config)?;
+    let mut weights = p.config.init_weights(0, device)?;
+    let lora = p.lora.then(|| LoraSettings {
+        dropout: 0.05,
+        ..LoraSettings::default()
+    });
+    if let Some(settings) = &lora {
+        weights.extend(lora::init_adapters(&p.config, settings, 0, device)?);
+    }
+    let (tensors, params) =
+        crate::train::into_trainable(weights, &p.config, false, lora.is_some())?;
+    let model = Model::with_lora(&tensors, &p.config, lora.as_ref().map(|l| l.runtime()))?;
     let mut opt = AdamW::new(params)?;
     let hp = AdamWParams {
         lr: 3e-4,
@@ -89,10 +121,13 @@ pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> R
             .chunks(p.block + 1)
             .flat_map(|row| row[..p.block].iter().copied().zip(row[1..].iter().copied()))
             .unzip();
-        let x = Tensor::from_vec(inputs, (p.batch, p.block), device)?;
-        let mut drop = DropoutRng(Rng::derive(0, "dropout", &[step]));
-        let loss = model.loss(&model.hidden(&x, None, Some(&mut drop))?, &targets)?;
-        let grads = loss.backward()?;
+        let batch = Batch {
+            inputs,
+            targets,
+            batch: p.batch,
+            block: p.block,
+        };
+        let (grads, _) = accumulate(&model, &opt.params, &[batch], 0, step, p.recompute, device)?;
         let norm = opt.grad_norm(&grads)?;
         opt.step(&grads, clip_factor(norm, 1.0), hp)?;
         Ok(())
@@ -127,7 +162,14 @@ pub fn generate_tokens_per_sec(
 ) -> Result<f64> {
     let weights = p.config.init_weights(0, device)?;
     let model = Model::new(&weights, &p.config)?;
-    let mut ids = random_ids(&mut Rng::new(2), 16, p.config.vocab_size());
+    decode_tokens_per_sec(&model, new_tokens, decode)
+}
+
+/// Greedy decoding speed of a loaded model (a GGUF file, quantised or not): `new_tokens` after a
+/// 16-token prompt, the prompt's forward pass included.
+pub fn decode_tokens_per_sec(model: &Model, new_tokens: usize, decode: Decode) -> Result<f64> {
+    let device = model.device();
+    let mut ids = random_ids(&mut Rng::new(2), 16, model.config().vocab_size());
     let start = Instant::now();
     let mut cache = KvCache::default();
     let mut pending = ids.clone();

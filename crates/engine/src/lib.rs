@@ -12,6 +12,7 @@ pub mod eval;
 pub mod fsutil;
 pub mod generate;
 pub mod hub;
+pub mod memory;
 pub mod model;
 pub mod names;
 pub mod paths;

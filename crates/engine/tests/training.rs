@@ -760,8 +760,9 @@ fn accumulated_gradients_equal_those_of_one_batch_holding_every_micro_batch() {
     let rows = [row(1, 1), row(2, 2), row(3, 12), row(4, 12)];
     let micro = [batch_of(&rows[..2]), batch_of(&rows[2..])];
     let dev = Device::Cpu;
-    let (g2, loss2) = accumulate(&model, &opt.params, &micro, 0, 0, &dev).unwrap();
-    let (g1, loss1) = accumulate(&model, &opt.params, &[batch_of(&rows)], 0, 0, &dev).unwrap();
+    let (g2, loss2) = accumulate(&model, &opt.params, &micro, 0, 0, false, &dev).unwrap();
+    let (g1, loss1) =
+        accumulate(&model, &opt.params, &[batch_of(&rows)], 0, 0, false, &dev).unwrap();
     assert!((loss2 - loss1).abs() <= 1e-5 * loss1, "{loss2} vs {loss1}");
     for p in &opt.params {
         let (a, b) = (g2.get(&p.var).unwrap(), g1.get(&p.var).unwrap());
@@ -1053,4 +1054,84 @@ fn stop_during_preparation_stops_before_the_first_step() {
         .unwrap()
         .unwrap();
     assert_eq!((info.status, info.error), (RunStatus::Stopped, None));
+}
+
+/// Recomputing each block's activations during the backward pass gives the plain pass's loss and
+/// gradients, with dropout on (the recomputed blocks draw the same masks), for both families,
+/// full fine-tuning (a tied token table gets both of its gradients) and LoRA.
+#[test]
+fn recomputed_activations_give_the_plain_gradients() {
+    use tunesmith_engine::model::lora::{init_adapters, LoraSettings};
+    for (name, lora) in [
+        ("gpt2-tiny", false),
+        ("gpt2-tiny", true),
+        ("qwen2-tiny", false),
+        ("qwen2-tiny", true),
+    ] {
+        let dir = fixtures().join(name);
+        let mut cfg = read_config(&dir).unwrap();
+        cfg.set_dropout(0.2);
+        let mut weights = read_weights(&dir, &cfg, &Device::Cpu).unwrap();
+        let settings = LoraSettings {
+            dropout: 0.1,
+            ..LoraSettings::default()
+        };
+        if lora {
+            let mut rng = Rng::new(9);
+            for (k, t) in init_adapters(&cfg, &settings, 1, &Device::Cpu).unwrap() {
+                // A non-zero B, so that A's gradient is not trivially zero.
+                let t = if k.contains("lora_B") {
+                    let n = t.elem_count();
+                    let v: Vec<f32> = (0..n).map(|_| rng.normal() * 0.1).collect();
+                    Tensor::from_vec(v, t.shape(), &Device::Cpu).unwrap()
+                } else {
+                    t
+                };
+                weights.insert(k, t);
+            }
+        }
+        let (tensors, params) = into_trainable(weights, &cfg, false, lora).unwrap();
+        let model = if lora {
+            Model::with_lora(&tensors, &cfg, Some(settings.runtime())).unwrap()
+        } else {
+            Model::new(&tensors, &cfg).unwrap()
+        };
+        let opt = AdamW::new(params).unwrap();
+        let rows: Vec<(Vec<u32>, Vec<u32>)> = (0..3u32)
+            .map(|s| {
+                let ids: Vec<u32> = (0..13).map(|i| (s * 31 + i * 7) % 97 + 1).collect();
+                let mut targets = ids[1..].to_vec();
+                targets[0] = IGNORE_INDEX;
+                (ids[..12].to_vec(), targets)
+            })
+            .collect();
+        let micro = [batch_of(&rows[..2]), batch_of(&rows[2..])];
+        let dev = Device::Cpu;
+        let (plain, l1) = accumulate(&model, &opt.params, &micro, 7, 3, false, &dev).unwrap();
+        let (re, l2) = accumulate(&model, &opt.params, &micro, 7, 3, true, &dev).unwrap();
+        assert!((l1 - l2).abs() <= 1e-6 * l1, "{name}: {l1} vs {l2}");
+        for p in &opt.params {
+            let a = plain
+                .get(&p.var)
+                .unwrap_or_else(|| panic!("{name}: `{}` has no gradient", p.name));
+            let b = re
+                .get(&p.var)
+                .unwrap_or_else(|| panic!("{name}: `{}` lost its gradient", p.name));
+            let diff: f32 = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            let size: f32 = a.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            assert!(size > 0.0, "{name}: `{}` has a zero gradient", p.name);
+            assert!(
+                diff <= 1e-5 * size,
+                "{name}: `{}` differs by {diff} of {size}",
+                p.name
+            );
+        }
+    }
 }

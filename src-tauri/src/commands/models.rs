@@ -2,11 +2,20 @@
 
 use tauri::ipc::Channel;
 use tauri::State;
+use tunesmith_engine::settings::TrainConfig;
+use tunesmith_engine::train::memory::{self, TrainingMemory};
 use tunesmith_engine::{hub, paths, Event};
 
 use crate::error::{CommandError, CommandResult};
 use crate::jobs::{CurrentJob, JobKind};
 use crate::state::AppState;
+
+/// The estimated memory of training with `config` (as it is, and with activation recomputation),
+/// and this machine's memory: the Model and Train pages' "fits this machine".
+#[tauri::command]
+pub fn training_memory(config: TrainConfig) -> TrainingMemory {
+    memory::training_memory(&config)
+}
 
 /// Downloads `id` into the hub cache as a job (`stop_job(job_id)` stops it, leaving no partial
 /// file) with progress events; returns the local folder.

@@ -17,6 +17,7 @@ import type {
   RunMetrics,
   RunSummary,
   TrainConfig,
+  TrainingMemory,
 } from './types';
 
 export type Preset = 'quick' | 'balanced' | 'thorough';
@@ -35,6 +36,9 @@ export const inspectFiles = (paths: string[]) => invoke<FileReport[]>('inspect_f
 
 /** The corpus health report: duplicates, personal data, warnings and suggested lengths. */
 export const dataReport = (paths: string[], options: PrepareOptions) => invoke<Report>('data_report', { paths, options });
+
+/** Estimated training memory for `config` (as set, and with activations recomputed) and this machine's memory. */
+export const trainingMemory = (config: TrainConfig) => invoke<TrainingMemory>('training_memory', { config });
 
 /** Path of the demo text that ships with the app. */
 export const demoDataset = () => invoke<string>('demo_dataset');

@@ -24,3 +24,5 @@ export type { RunMetrics } from './bindings/RunMetrics';
 export type { RunStatus } from './bindings/RunStatus';
 export type { RunSummary } from './bindings/RunSummary';
 export type { TrainConfig } from './bindings/TrainConfig';
+export type { TrainingMemory } from './bindings/TrainingMemory';
+export type { MemoryEstimate } from './bindings/MemoryEstimate';

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { describeModel, modelName, modelParams, scratchParams, toModelSpec, trainingMemoryBytes } from './models';
+import type { TrainingMemory } from '../ipc/types';
+import { formatBytes } from './format';
+import { describeModel, loraByDefault, memoryLine, modelName, modelParams, scratchParams, toModelSpec } from './models';
 
 describe('model sizes', () => {
   it('tiny is ≈3M in its blocks plus embeddings', () => {
@@ -17,8 +19,42 @@ describe('model sizes', () => {
     expect(modelParams({ kind: 'folder', path: '/m' }, 0, 0)).toBeNull();
   });
 
-  it('training memory is 16 bytes per parameter', () => {
-    expect(trainingMemoryBytes(124e6)).toBe(1.984e9);
+});
+
+describe('LoRA by default', () => {
+  it('is on for downloaded models over 100M parameters only', () => {
+    const smol = { kind: 'hub', id: 'HuggingFaceTB/SmolLM2-135M-Instruct' } as const;
+    expect(loraByDefault(smol, modelParams(smol, 0, 0))).toBe(true);
+    expect(loraByDefault({ kind: 'hub', id: 'distilgpt2' }, 82e6)).toBe(false);
+    expect(loraByDefault({ kind: 'folder', path: '/m' }, 494e6)).toBe(true);
+    expect(loraByDefault({ kind: 'folder', path: '/m' }, null)).toBe(false);
+    expect(loraByDefault({ kind: 'scratch', size: 'base' }, 124e6)).toBe(false);
+  });
+});
+
+describe('memoryLine', () => {
+  const est = (total: number) => ({ weightsBytes: 1e9, optimizerBytes: 0, activationsBytes: total - 1e9, totalBytes: total });
+  const mem = (total: number, saved: number | null, free: number | null): TrainingMemory => ({
+    estimate: est(total),
+    withRecompute: saved === null ? null : est(saved),
+    machine: free === null ? null : { totalBytes: 16e9, availableBytes: free },
+  });
+
+  it('says whether the run fits this computer', () => {
+    expect(memoryLine(mem(3e9, 2e9, 12e9), true, false, formatBytes)).toBe('needs ≈ 3.0 GB of memory to train with LoRA · fits this computer (12 GB free)');
+    expect(memoryLine(mem(3e9, 2e9, null), false, false, formatBytes)).toBe('needs ≈ 3.0 GB of memory to train');
+  });
+
+  it('offers saving memory when that makes it fit, and other remedies when nothing does', () => {
+    expect(memoryLine(mem(14e9, 5e9, 8e9), true, false, formatBytes)).toContain('“Save memory” is on (≈ 5.0 GB');
+    const none = memoryLine(mem(14e9, 10e9, 8e9), false, false, formatBytes);
+    expect(none).toContain('more than the 8.0 GB this computer has free');
+    expect(none).toContain('Turn on LoRA');
+    expect(memoryLine(mem(14e9, 10e9, 8e9), true, true, formatBytes)).not.toContain('LoRA, or');
+  });
+
+  it('waits for the model when its shape is unknown', () => {
+    expect(memoryLine({ estimate: null, withRecompute: null, machine: null }, false, false, formatBytes)).toContain('when training starts');
   });
 });
 

@@ -1,6 +1,6 @@
 // What the user can train or chat with, how big each choice is, and how it maps to the engine's
 // ModelSpec. Sizes are estimates for the Model page, not promises.
-import type { ModelSpec } from '../ipc/types';
+import type { ModelSpec, TrainingMemory } from '../ipc/types';
 
 export type ScratchSize = 'tiny' | 'small' | 'base';
 export type HubId =
@@ -51,12 +51,31 @@ export function modelParams(choice: ModelChoice, vocabSize: number, blockSize: n
   return null; // read from the folder when training starts
 }
 
+/** Downloaded models larger than this train with LoRA unless the user turns it off. */
+export const LORA_ABOVE_PARAMS = 100e6;
+
+/** Whether choosing `choice` turns LoRA on by default: a pretrained model over ~100M parameters. */
+export function loraByDefault(choice: ModelChoice, params: number | null): boolean {
+  return choice.kind !== 'scratch' && params !== null && params > LORA_ABOVE_PARAMS;
+}
+
 /**
- * Rough training memory: weights, gradients and the two AdamW moments in f32 (4 × 4 bytes per
- * parameter). Activations come on top and grow with batch and context length.
+ * The Model page's memory sentence from the engine's estimate (weights, optimiser and the
+ * activations of the chosen batch and context length) and this machine's free memory.
  */
-export function trainingMemoryBytes(params: number): number {
-  return params * 16;
+export function memoryLine(m: TrainingMemory, lora: boolean, recompute: boolean, bytes: (n: number) => string): string {
+  const e = m.estimate;
+  if (!e) return 'Memory is worked out from the model when training starts.';
+  const how = lora ? ' with LoRA' : '';
+  const needs = `needs ≈ ${bytes(e.totalBytes)} of memory to train${how}${recompute ? ' (saving memory)' : ''}`;
+  const free = m.machine?.availableBytes;
+  if (free == null) return needs;
+  if (e.totalBytes <= free) return `${needs} · fits this computer (${bytes(free)} free)`;
+  const saved = m.withRecompute;
+  if (!recompute && saved && saved.totalBytes <= free) {
+    return `${needs}: more than the ${bytes(free)} free, so “Save memory” is on (≈ ${bytes(saved.totalBytes)}, about a third slower)`;
+  }
+  return `${needs}: more than the ${bytes(free)} this computer has free. ${lora ? '' : 'Turn on LoRA, or '}use a shorter context length or a smaller batch.`;
 }
 
 export function toModelSpec(choice: ModelChoice): ModelSpec {

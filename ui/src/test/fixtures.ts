@@ -42,6 +42,7 @@ export function quickConfig(over: Partial<TrainConfig> = {}): TrainConfig {
     vocab_size: 4096,
     only_train_transformer_layers: false,
     lora: null,
+    recompute_activations: false,
     seed: 42,
     log_every: 10,
     ...over,

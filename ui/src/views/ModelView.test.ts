@@ -4,6 +4,8 @@ import { deferred, fakeBackend, flush, reject, send } from '../test/backend';
 import { downloads } from '../stores/downloads.svelte';
 import { setup } from '../stores/setup.svelte';
 import ModelView from './ModelView.svelte';
+import { quickConfig } from '../test/fixtures';
+import type { TrainConfig } from '../ipc/types';
 
 describe('ModelView', () => {
   it('defaults to a tiny model from scratch and shows sizes', () => {
@@ -12,7 +14,44 @@ describe('ModelView', () => {
     expect(setup.model).toEqual({ kind: 'scratch', size: 'tiny' });
     const card = screen.getByTestId('model-scratch');
     expect(card.textContent).toMatch(/≈ 4.2M parameters/); // 3.1M blocks + 1M token + 33k position embeddings
-    expect(within(screen.getByTestId('model-gpt2')).getByText(/124M parameters · needs ≈ 2.0 GB/)).toBeTruthy();
+    expect(within(screen.getByTestId('model-gpt2')).getByText(/124M parameters/)).toBeTruthy();
+  });
+
+  it('shows the engine’s memory estimate per model, with LoRA for the large ones, and saves memory when needed', async () => {
+    const est = (total: number) => ({ weightsBytes: 5e8, optimizerBytes: 1e8, activationsBytes: total - 6e8, totalBytes: total });
+    const b = fakeBackend({
+      training_memory: ({ config }) => {
+        const c = config as TrainConfig;
+        const qwen = 'source' in c.model && c.model.source.startsWith('Qwen');
+        return Promise.resolve({
+          estimate: est(qwen ? 9e9 : 2e9),
+          withRecompute: est(qwen ? 4e9 : 1.5e9),
+          machine: { totalBytes: 8e9, availableBytes: 6e9 },
+        });
+      },
+    });
+    setup.config = quickConfig({ lora: null, recompute_activations: false });
+    setup.model = { kind: 'scratch', size: 'tiny' };
+    render(ModelView);
+    await flush();
+    await flush();
+    // Each listed model is estimated with its own default: LoRA over ~100M parameters.
+    const asked = b.calls.filter((c) => c.cmd === 'training_memory').map((c) => c.args.config as TrainConfig);
+    const smol = asked.find((c) => 'source' in c.model && c.model.source === 'HuggingFaceTB/SmolLM2-135M-Instruct');
+    expect(smol?.lora?.rank).toBe(8);
+    expect(asked.find((c) => 'source' in c.model && c.model.source === 'distilgpt2')?.lora).toBeNull();
+    expect(screen.getByTestId('model-gpt2').textContent).toContain('needs ≈ 2.0 GB of memory to train with LoRA · fits this computer (6.0 GB free)');
+    // Choosing Qwen turns LoRA on, and "Save memory" too, because only then does it fit.
+    const qwen = screen.getByTestId('model-Qwen/Qwen2.5-0.5B-Instruct');
+    await fireEvent.click(within(qwen).getByRole('radio'));
+    await flush();
+    await flush();
+    expect(setup.config?.lora?.rank).toBe(8);
+    expect(setup.config?.recompute_activations).toBe(true);
+    // Back to a new model: LoRA off (it learns all its weights).
+    await fireEvent.click(within(screen.getByTestId('model-scratch')).getAllByRole('radio')[0]);
+    expect(setup.config?.lora).toBeNull();
+    setup.config = null;
   });
 
   it('downloads a hub model with a progress bar', async () => {

@@ -1,13 +1,14 @@
 //! `tunesmith bench`: our training and generation throughput next to PyTorch's, measured in the
 //! same invocation (these machines drift by up to 30 % between minutes; only same-run ratios count).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
-use serde_json::json;
+use serde_json::{json, Value};
 use tunesmith_engine::bench::{self, Decode};
-use tunesmith_engine::device;
+use tunesmith_engine::model::load;
+use tunesmith_engine::{device, memory};
 
 use crate::args::BenchArgs;
 
@@ -20,7 +21,9 @@ fn torch_script() -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
-fn torch(args: &BenchArgs, preset: &str, mode: &str, steps: usize) -> Option<f64> {
+/// Runs the PyTorch reference for `preset`/`mode`; its JSON line (`tokens_per_sec`, and
+/// `peak_rss_bytes` for training).
+fn torch(args: &BenchArgs, preset: &str, mode: &str, steps: usize) -> Option<Value> {
     if args.no_torch {
         return None;
     }
@@ -40,9 +43,14 @@ fn torch(args: &BenchArgs, preset: &str, mode: &str, steps: usize) -> Option<f64
         ])
         .output()
         .ok()?;
+    last_json(&out, "PyTorch reference")
+}
+
+/// The last stdout line of a finished child as JSON, or `None` with its last error line shown.
+fn last_json(out: &std::process::Output, what: &str) -> Option<Value> {
     if !out.status.success() {
         eprintln!(
-            "(PyTorch reference unavailable: {})",
+            "({what} unavailable: {})",
             String::from_utf8_lossy(&out.stderr)
                 .lines()
                 .last()
@@ -54,7 +62,40 @@ fn torch(args: &BenchArgs, preset: &str, mode: &str, steps: usize) -> Option<f64
         .lines()
         .last()?
         .to_string();
-    serde_json::from_str::<serde_json::Value>(&line).ok()?["tokens_per_sec"].as_f64()
+    serde_json::from_str(&line).ok()
+}
+
+/// Our training figures for one preset, measured in a child process so that its peak memory is
+/// that preset's alone.
+fn ours_train(args: &BenchArgs, preset: &str) -> Result<(f64, Option<u64>)> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(["bench", "--worker", "--presets", preset, "--steps"])
+        .arg(args.steps.to_string())
+        .output()?;
+    let v = last_json(&out, "our training measurement")
+        .ok_or_else(|| anyhow::anyhow!("measuring `{preset}` failed"))?;
+    let tps = v["train_tokens_per_sec"]
+        .as_f64()
+        .ok_or_else(|| anyhow::anyhow!("measuring `{preset}` gave no figure"))?;
+    Ok((tps, v["peak_rss_bytes"].as_u64()))
+}
+
+/// The child's side of [`ours_train`].
+fn worker(args: &BenchArgs) -> Result<()> {
+    let p = bench::preset(args.presets.trim())?;
+    let dev = device::select("auto")?;
+    let tps = bench::train_tokens_per_sec(&p, args.steps, &dev)?;
+    println!(
+        "{}",
+        json!({"train_tokens_per_sec": tps, "peak_rss_bytes": memory::peak_rss_bytes()})
+    );
+    Ok(())
+}
+
+fn gib(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), |b| {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    })
 }
 
 fn ratio(ours: f64, theirs: Option<f64>) -> String {
@@ -62,6 +103,9 @@ fn ratio(ours: f64, theirs: Option<f64>) -> String {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.worker {
+        return worker(&args);
+    }
     let dev = device::select("auto")?;
     for name in args
         .presets
@@ -72,44 +116,133 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let p = bench::preset(name)?;
         eprintln!("{name}: training…");
         // Interleaved: ours, PyTorch, ours again; our figure is the mean of the two.
-        let a = bench::train_tokens_per_sec(&p, args.steps, &dev)?;
-        let t_train = torch(&args, name, "train", args.steps);
-        let b = bench::train_tokens_per_sec(&p, args.steps, &dev)?;
+        let (a, mem_a) = ours_train(&args, name)?;
+        let t = torch(&args, name, "train", args.steps);
+        let (b, mem_b) = ours_train(&args, name)?;
         let train = (a + b) / 2.0;
-        eprintln!("{name}: generation…");
-        let cached = bench::generate_tokens_per_sec(&p, 128, Decode::Cached, &dev)?;
-        let t_gen = torch(&args, name, "generate", 1);
-        let full = bench::generate_tokens_per_sec(&p, 128, Decode::FullForward, &dev)?;
-        let t_full = torch(&args, name, "generate-nocache", 1);
-        let lean = bench::generate_tokens_per_sec(&p, 128, Decode::LastPosition, &dev)?;
-        let row = json!({
+        let peak = mem_a.max(mem_b);
+        let t_train = t.as_ref().and_then(|v| v["tokens_per_sec"].as_f64());
+        let t_peak = t.as_ref().and_then(|v| v["peak_rss_bytes"].as_u64());
+        let mut row = json!({
             "preset": name,
+            "batch": p.batch,
+            "block": p.block,
+            "lora": p.lora,
+            "recompute": p.recompute,
             "train_tokens_per_sec": train,
             "torch_train_tokens_per_sec": t_train,
             "train_ratio": t_train.map(|t| train / t),
-            "generate_tokens_per_sec": cached,
-            "torch_generate_tokens_per_sec": t_gen,
-            "generate_ratio": t_gen.map(|t| cached / t),
-            "full_recompute_tokens_per_sec": full,
-            "kv_cache_speedup": cached / full,
-            "torch_full_recompute_tokens_per_sec": t_full,
-            "torch_kv_cache_speedup": t_gen.zip(t_full).map(|(c, f)| c / f),
-            "last_position_recompute_tokens_per_sec": lean,
-            "kv_cache_speedup_vs_last_position": cached / lean,
+            "peak_rss_bytes": peak,
+            "torch_peak_rss_bytes": t_peak,
+            "memory_ratio": peak.zip(t_peak).map(|(a, b)| a as f64 / b as f64),
         });
-        if args.json {
-            println!("{row}");
-        } else {
-            println!(
-                "{name:>6}  train {train:8.1} tok/s (PyTorch {}, ratio {})  generate {cached:7.1} tok/s (PyTorch {}, ratio {})  KV cache {:.1}x faster than full recompute ({:.1}x than last-position recompute)",
-                t_train.map_or("-".into(), |t| format!("{t:.1}")),
-                ratio(train, t_train),
+        let mut line = format!(
+            "{name:>6}  train {train:8.1} tok/s (PyTorch {}, ratio {})  peak memory {} (PyTorch {})",
+            t_train.map_or("-".into(), |t| format!("{t:.1}")),
+            ratio(train, t_train),
+            gib(peak),
+            gib(t_peak),
+        );
+        // Decoding depends on the shape alone: timed once per model, not per training mode.
+        if !p.lora && !p.recompute {
+            eprintln!("{name}: generation…");
+            let cached = bench::generate_tokens_per_sec(&p, 128, Decode::Cached, &dev)?;
+            let t_gen = torch_tps(&args, name, "generate");
+            let full = bench::generate_tokens_per_sec(&p, 128, Decode::FullForward, &dev)?;
+            let t_full = torch_tps(&args, name, "generate-nocache");
+            let lean = bench::generate_tokens_per_sec(&p, 128, Decode::LastPosition, &dev)?;
+            let extra = json!({
+                "generate_tokens_per_sec": cached,
+                "torch_generate_tokens_per_sec": t_gen,
+                "generate_ratio": t_gen.map(|t| cached / t),
+                "full_recompute_tokens_per_sec": full,
+                "kv_cache_speedup": cached / full,
+                "torch_full_recompute_tokens_per_sec": t_full,
+                "torch_kv_cache_speedup": t_gen.zip(t_full).map(|(c, f)| c / f),
+                "last_position_recompute_tokens_per_sec": lean,
+                "kv_cache_speedup_vs_last_position": cached / lean,
+            });
+            row.as_object_mut()
+                .expect("an object")
+                .extend(extra.as_object().expect("an object").clone());
+            line += &format!(
+                "  generate {cached:7.1} tok/s (PyTorch {}, ratio {})  KV cache {:.1}x faster than full recompute ({:.1}x than last-position recompute)",
                 t_gen.map_or("-".into(), |t| format!("{t:.1}")),
                 ratio(cached, t_gen),
                 cached / full,
                 cached / lean
             );
         }
+        if args.json {
+            println!("{row}");
+        } else {
+            println!("{line}");
+        }
+    }
+    if let Some(file) = &args.gguf {
+        gguf_decode(&args, file)?;
     }
     Ok(())
+}
+
+fn torch_tps(args: &BenchArgs, preset: &str, mode: &str) -> Option<f64> {
+    torch(args, preset, mode, 1)?["tokens_per_sec"].as_f64()
+}
+
+/// Decoding a GGUF file as chat runs it (quantised) and dequantised (`--dtype f32`), next to
+/// llama.cpp's `llama-bench` on the same file (128 new tokens, this machine's threads).
+fn gguf_decode(args: &BenchArgs, file: &Path) -> Result<()> {
+    let dev = &device::select("auto")?;
+    let name = file.display().to_string();
+    eprintln!("{name}: decoding…");
+    let quant = load::load_dir_with(file, None, false, dev)?;
+    let q = bench::decode_tokens_per_sec(&quant.model, 128, Decode::Cached)?;
+    let lc = llama_bench(args, file);
+    let q2 = bench::decode_tokens_per_sec(&quant.model, 128, Decode::Cached)?;
+    drop(quant);
+    let dense = load::load_dir_with(file, None, true, dev)?;
+    let f = bench::decode_tokens_per_sec(&dense.model, 128, Decode::Cached)?;
+    let q = (q + q2) / 2.0;
+    let row = json!({
+        "gguf": name,
+        "decode_quantized_tokens_per_sec": q,
+        "decode_f32_tokens_per_sec": f,
+        "llama_cpp_decode_tokens_per_sec": lc,
+        "llama_cpp_ratio": lc.map(|l| q / l),
+    });
+    if args.json {
+        println!("{row}");
+    } else {
+        println!(
+            "{name}  decode quantised {q:.1} tok/s (llama.cpp {}, ratio {}), dequantised f32 {f:.1} tok/s",
+            lc.map_or("-".into(), |l| format!("{l:.1}")),
+            ratio(q, lc)
+        );
+    }
+    Ok(())
+}
+
+/// llama.cpp's decode speed on `file` (`llama-bench -p 0 -n 128`), when the program is there.
+fn llama_bench(args: &BenchArgs, file: &Path) -> Option<f64> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = Command::new(&args.llama_bench)
+        .arg("-m")
+        .arg(file)
+        .args(["-p", "0", "-n", "128", "-r", "2", "-o", "json", "-t"])
+        .arg(threads.to_string())
+        .output()
+        .map_err(|e| eprintln!("(llama.cpp's llama-bench unavailable: {e})"))
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "(llama-bench failed: {})",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?.first()?["avg_ts"].as_f64()
 }

@@ -327,6 +327,50 @@ impl Model {
         }
     }
 
+    /// The number of transformer blocks.
+    pub fn n_blocks(&self) -> usize {
+        match &self.net {
+            Net::Gpt2(m) => m.n_blocks(),
+            Net::Llama(m) => m.n_blocks(),
+        }
+    }
+
+    /// The first block's input `(B·T, C)` for ids `(B, T)` from position 0 (training): what
+    /// [`Model::hidden`] computes before its blocks, drawing the same dropout masks.
+    pub fn embed_tokens(
+        &self,
+        ids: &Tensor,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        match &self.net {
+            Net::Gpt2(m) => m.embed_tokens(ids, &mut rng),
+            Net::Llama(m) => m.embed_tokens(ids, &mut rng),
+        }
+    }
+
+    /// Block `i` on `x: (B·T, C)` for a batch of shape `bt`, positions from 0, no cache.
+    pub fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        bt: (usize, usize),
+        mut rng: Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        match &self.net {
+            Net::Gpt2(m) => m.block(i, x, bt, &mut rng),
+            Net::Llama(m) => m.block(i, x, bt, &mut rng),
+        }
+    }
+
+    /// The norm after the last block; `final_norm(block(n−1, …(embed_tokens(ids))))` is
+    /// `hidden(ids)`.
+    pub fn final_norm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.net {
+            Net::Gpt2(m) => m.final_norm(x),
+            Net::Llama(m) => m.final_norm(x),
+        }
+    }
+
     /// Logits `(N, V)` for hidden states `(N, C)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         match &self.net {

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 
 use super::config::Gpt2Config;
 use super::layers::{
-    causal_mask, dropout, get, start_positions, DropoutRng, EmbeddingForward, KvCache, Weights,
+    dropout, get, start_positions, DropoutRng, EmbeddingForward, KvCache, Weights,
 };
 use super::lora::{Adapter, LoraRuntime};
 use super::ops;
@@ -119,6 +119,16 @@ impl Conv1D {
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
+        if let Some(lora) = &self.lora {
+            let base = ops::FrozenBase {
+                w: &self.w,
+                transposed: false,
+                bias: Some(&self.b),
+            };
+            if let Some(y) = lora.fused(x, &base, rng)? {
+                return Ok(y);
+            }
+        }
         Adapter::add(&self.lora, self.forward_base(x)?, x, rng)
     }
 
@@ -127,7 +137,7 @@ impl Conv1D {
         let y = if x.dim(0)? == 1 {
             ops::vecmat(x, &self.w)?
         } else {
-            x.matmul(&self.w)?
+            ops::frozen_matmul(x, &self.w, false)?
         };
         y.broadcast_add(&self.b)
     }
@@ -170,13 +180,10 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let tk = k.dim(2)?;
         // scores: (B, H, T, Tk)
-        let mut scores = (q.matmul(&k.t()?)? * self.scale)?;
-        if t > 1 {
-            scores = scores.broadcast_add(&causal_mask(t, tk, x.device())?)?;
-        }
-        let att = dropout(&ops::softmax_last_dim(&scores)?, self.attn_pdrop, rng)?;
+        // The scale goes on q rather than on the (T, Tk) scores.
+        let scores = (q * self.scale)?.matmul(&k.t()?)?;
+        let att = dropout(&ops::causal_softmax(&scores)?, self.attn_pdrop, rng)?;
         // y: (B, H, T, D) -> (B, T, H, D) -> (B·T, C)
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, c))?;
         let out = self.c_proj.forward(&y, rng)?;
@@ -329,25 +336,66 @@ impl Gpt2 {
     ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let offset = start_positions(&mut cache, self.blocks.len(), t, self.cfg.n_positions)?;
-        let tok = self.wte.embedding_forward(&ids.flatten_all()?)?; // (B·T, C)
-        let pos = Tensor::arange(offset as u32, (offset + t) as u32, ids.device())?;
-        let pos = self.wpe.embedding_forward(&pos)?; // (T, C)
-        let x = tok.reshape((b, t, self.cfg.n_embd))?.broadcast_add(&pos)?;
-        let mut x = dropout(
-            &x.reshape((b * t, self.cfg.n_embd))?,
-            self.cfg.embd_pdrop,
-            &mut rng,
-        )?;
+        let mut x = self.embed_at(ids, offset, &mut rng)?;
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
             x = block.forward(&x, (b, t), layer_cache, &mut rng)?;
         }
-        self.ln_f.forward(&x)
+        self.final_norm(&x)
+    }
+
+    /// Token plus position embeddings `(B·T, C)` for ids `(B, T)` at positions from `offset`,
+    /// with embedding dropout: the input of the first block.
+    fn embed_at(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let tok = self.wte.embedding_forward(&ids.flatten_all()?)?; // (B·T, C)
+        let pos = Tensor::arange(offset as u32, (offset + t) as u32, ids.device())?;
+        let pos = self.wpe.embedding_forward(&pos)?; // (T, C)
+        let x = tok.reshape((b, t, self.cfg.n_embd))?.broadcast_add(&pos)?;
+        dropout(
+            &x.reshape((b * t, self.cfg.n_embd))?,
+            self.cfg.embd_pdrop,
+            rng,
+        )
+    }
+
+    /// The block input for ids `(B, T)` from position 0 (training).
+    pub(crate) fn embed_tokens(
+        &self,
+        ids: &Tensor,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        self.embed_at(ids, 0, rng)
+    }
+
+    pub(crate) fn n_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Block `i` alone on `x: (B·T, C)`, no cache (training).
+    pub(crate) fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        bt: (usize, usize),
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        self.blocks[i].forward(x, bt, None, rng)
+    }
+
+    /// The layer norm after the last block.
+    pub(crate) fn final_norm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.ln_f.forward(x)
     }
 
     /// Logits `(N, V)` for hidden states `(N, C)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        hidden.matmul(&self.head.t()?)
+        ops::frozen_matmul(hidden, &self.head, true)
     }
 
     /// Logits `(1, V)` for one position while decoding (no gradient).

@@ -47,7 +47,7 @@ impl Proj {
             Proj::Dense(w) if x.dim(0)? == 1 && !w.track_op() && !x.track_op() => {
                 super::ops::matvec_rows(x, w)
             }
-            Proj::Dense(w) => x.matmul(&w.t()?),
+            Proj::Dense(w) => super::ops::frozen_matmul(x, w, true),
             Proj::Quant(q) => q.forward(x),
         }
     }
@@ -58,6 +58,7 @@ pub type Weights = HashMap<String, Tensor>;
 
 /// Dropout masks for one micro-batch, drawn in a fixed order from a derived stream so that a resumed
 /// run repeats them exactly. `None` wherever the model runs in evaluation mode.
+#[derive(Clone)]
 pub struct DropoutRng(pub Rng);
 
 pub(crate) fn dropout(

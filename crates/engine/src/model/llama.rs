@@ -10,8 +10,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::layers::{
-    causal_mask, dropout, get, start_positions, DropoutRng, EmbeddingForward, KvCache, Proj,
-    QWeights, Weights,
+    dropout, get, start_positions, DropoutRng, EmbeddingForward, KvCache, Proj, QWeights, Weights,
 };
 use super::llama_config::LlamaConfig;
 use super::lora::{Adapter, LoraRuntime};
@@ -112,6 +111,16 @@ impl Linear {
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
+        if let (Some(lora), Proj::Dense(w)) = (&self.lora, &self.w) {
+            let base = ops::FrozenBase {
+                w,
+                transposed: true,
+                bias: self.b.as_ref(),
+            };
+            if let Some(y) = lora.fused(x, &base, rng)? {
+                return Ok(y);
+            }
+        }
         Adapter::add(&self.lora, self.forward_base(x)?, x, rng)
     }
 
@@ -164,12 +173,10 @@ impl Attention {
         // Grouped-query attention without copying k and v: the `rep` query heads that share a
         // key/value head are stacked along the time axis, (B, KV, rep·T, D).
         let q = q.reshape((b, kv, rep * t, d))?;
+        // The scale goes on q, (rep·T, D), rather than on the (rep·T, Tk) scores.
         let scale = 1.0 / (d as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, h, t, tk))?;
-        if t > 1 {
-            scores = scores.broadcast_add(&causal_mask(t, tk, x.device())?)?;
-        }
-        let att = dropout(&ops::softmax_last_dim(&scores)?, self.attn_pdrop, rng)?;
+        let scores = (q * scale)?.matmul(&k.t()?)?.reshape((b, h, t, tk))?;
+        let att = dropout(&ops::causal_softmax(&scores)?, self.attn_pdrop, rng)?;
         let y = att
             .reshape((b, kv, rep * t, tk))?
             .matmul(&v)?
@@ -366,18 +373,49 @@ impl Llama {
         )?;
         let cos = self.cos.narrow(0, offset, t)?;
         let sin = self.sin.narrow(0, offset, t)?;
-        let mut x = self.embed.embedding_forward(&ids.flatten_all()?)?; // (B·T, C)
+        let mut x = self.embed_tokens(ids, &mut rng)?;
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
             x = block.forward(&x, (b, t), (&cos, &sin), layer_cache, &mut rng)?;
         }
-        ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)
+        self.final_norm(&x)
+    }
+
+    /// The token embeddings `(B·T, C)` of ids `(B, T)`: the input of the first block.
+    pub(crate) fn embed_tokens(
+        &self,
+        ids: &Tensor,
+        _rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        self.embed.embedding_forward(&ids.flatten_all()?)
+    }
+
+    pub(crate) fn n_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Block `i` alone on `x: (B·T, C)`, positions from 0, no cache (training).
+    pub(crate) fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        (b, t): (usize, usize),
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        self.blocks[i].forward(x, (b, t), (&cos, &sin), None, rng)
+    }
+
+    /// The norm after the last block: its output is what the head reads.
+    pub(crate) fn final_norm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        ops::rms_norm(x, &self.norm, self.cfg.rms_norm_eps)
     }
 
     /// Logits `(N, V)` for hidden states `(N, C)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         match &self.head {
-            Proj::Dense(w) => hidden.matmul(&w.t()?),
+            Proj::Dense(w) => ops::frozen_matmul(hidden, w, true),
             q => q.forward_t(hidden),
         }
     }

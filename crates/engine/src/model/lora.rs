@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::family::ModelConfig;
 use super::layers::{dropout, get, DropoutRng, Weights};
+use super::ops;
 use crate::rng::Rng;
 use crate::{fsutil, Error, Result};
 
@@ -196,6 +197,25 @@ impl Adapter {
         }))
     }
 
+    /// The frozen projection `base` of `x` plus this adapter's update, as one fused op
+    /// ([`ops::lora_linear`]); `None` (drawing no dropout mask) where that op does not apply.
+    pub(crate) fn fused(
+        &self,
+        x: &Tensor,
+        base: &ops::FrozenBase,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Option<Tensor>> {
+        if !ops::lora_linear::applies(x, base, &self.a, &self.b) {
+            return Ok(None);
+        }
+        let p = self.rt.dropout;
+        let mask = match rng.as_mut() {
+            Some(r) if p > 0.0 => Some((ops::dropout_bits(&mut r.0, x.elem_count(), p), p)),
+            _ => None,
+        };
+        ops::lora_linear(x, base, &self.a, &self.b, self.rt.scale, mask)
+    }
+
     /// `y` plus the adapter's update for input `x`, or `y` itself without an adapter.
     pub(crate) fn add(
         adapter: &Option<Self>,
@@ -209,14 +229,15 @@ impl Adapter {
         }
     }
 
-    /// `scale · dropout(x) · Aᵀ · Bᵀ` for `x: (N, in)`.
+    /// `scale · dropout(x) · Aᵀ · Bᵀ` for `x: (N, in)`; the scale multiplies the narrow `(N, r)`
+    /// product, so training keeps no extra `(N, out)` tensor for it.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let x = dropout(x, self.rt.dropout, rng)?;
-        x.matmul(&self.a.t()?)?.matmul(&self.b.t()?)? * self.rt.scale
+        (x.matmul(&self.a.t()?)? * self.rt.scale)?.matmul(&self.b.t()?)
     }
 }
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod family;
 pub mod gguf;
 pub mod gpt2;
+pub mod known;
 pub mod layers;
 pub mod llama;
 pub mod llama_config;

@@ -6,7 +6,9 @@
 //! holds weights, AdamW moments and the step, so a run resumed from step k reaches the same loss at
 //! step N as the uninterrupted run.
 
+pub mod memory;
 pub mod optim;
+pub mod recompute;
 pub mod schedule;
 mod setup;
 pub mod step;
@@ -137,6 +139,10 @@ fn run_training(
             error: None,
         })?;
         *started = true;
+    }
+    // Refused before anything is loaded when it cannot fit, with the numbers.
+    if let (Some(needed), Some(machine)) = (memory::estimate_for(cfg), crate::memory::system()) {
+        memory::check_fits(cfg, needed, machine.available_bytes)?;
     }
     let prepared = match latest {
         Some((_, ckpt)) => setup::resume(cfg, &run, &ckpt, device, sink)?,

@@ -17,13 +17,16 @@ use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// Gradients of the step's loss with respect to `params`, and that loss. Dropout masks come from
-/// `(seed, step, micro)`, so a resumed run draws the same ones.
+/// `(seed, step, micro)`, so a resumed run draws the same ones. `recompute` keeps only each
+/// block's input through the forward pass and recomputes the rest during the backward pass
+/// ([`super::recompute`]): the same gradients in far less memory.
 pub fn accumulate(
     model: &Model,
     params: &[Param],
     batches: &[Batch],
     seed: u64,
     step: u64,
+    recompute: bool,
     device: &Device,
 ) -> Result<(GradStore, f32)> {
     let total: usize = batches.iter().map(Batch::learned).sum();
@@ -41,11 +44,22 @@ pub fn accumulate(
         }
         let ids = Tensor::from_slice(&batch.inputs, (batch.batch, batch.block), device)?;
         let mut drop = DropoutRng(Rng::derive(seed, "dropout", &[step, micro as u64]));
-        let hidden = model.hidden(&ids, None, Some(&mut drop))?;
-        let mean = model.loss(&hidden, &batch.targets)?;
         let weight = learned as f64 / total as f64;
-        loss_sum += mean.to_scalar::<f32>()? as f64 * weight;
-        let g = (mean * weight)?.backward()?;
+        let (mean, g) = if recompute {
+            super::recompute::loss_and_grads(
+                model,
+                &ids,
+                &batch.targets,
+                weight,
+                &mut drop,
+                params,
+            )?
+        } else {
+            let hidden = model.hidden(&ids, None, Some(&mut drop))?;
+            let mean = model.loss(&hidden, &batch.targets)?;
+            (mean.to_scalar::<f32>()?, (mean * weight)?.backward()?)
+        };
+        loss_sum += mean as f64 * weight;
         grads = Some(match grads {
             None => g,
             Some(mut acc) => {

@@ -219,6 +219,7 @@ impl<'a> Trainer<'a> {
             &batches,
             cfg.seed,
             self.step,
+            cfg.recompute_activations,
             self.device,
         )?;
         if !loss.is_finite() {

@@ -45,17 +45,21 @@ pub(super) fn last_dim(shape: &Shape) -> candle_core::Result<usize> {
 
 mod cross_entropy;
 mod decode;
+mod frozen_matmul;
 mod layer_norm;
+pub(crate) mod lora_linear;
 mod rms_norm;
 mod rope;
 mod softmax;
 
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, vecmat};
+pub use frozen_matmul::frozen_matmul;
 pub use layer_norm::layer_norm;
+pub use lora_linear::{dropout_bits, lora_linear, FrozenBase};
 pub use rms_norm::rms_norm;
 pub use rope::rope;
-pub use softmax::softmax_last_dim;
+pub use softmax::{causal_softmax, softmax_last_dim};
 
 #[cfg(test)]
 mod tests {
@@ -117,6 +121,117 @@ mod tests {
                 max_diff(a, b) < 1e-4,
                 "gradient differs by {}",
                 max_diff(a, b)
+            );
+        }
+    }
+
+    #[test]
+    fn frozen_matmul_matches_matmul_and_keeps_no_weight_gradient() {
+        let (x, w) = (rand(&[7, 5], 20), rand(&[3, 5], 21));
+        check_grads(
+            std::slice::from_ref(&x),
+            |t| frozen_matmul(&t[0], &w, true).unwrap(),
+            |t| t[0].matmul(&w.t().unwrap()).unwrap(),
+        );
+        let w_in_out = w.t().unwrap().contiguous().unwrap();
+        check_grads(
+            std::slice::from_ref(&x),
+            |t| frozen_matmul(&t[0], &w_in_out, false).unwrap(),
+            |t| t[0].matmul(&w_in_out).unwrap(),
+        );
+        // Only x's gradient is kept; candle's matmul also keeps one for the frozen weight.
+        let v = Var::from_tensor(&x).unwrap();
+        let kept = |y: Tensor| y.sum_all().unwrap().backward().unwrap().get_ids().count();
+        assert_eq!(kept(frozen_matmul(v.as_tensor(), &w, true).unwrap()), 1);
+        assert!(kept(v.as_tensor().matmul(&w.t().unwrap()).unwrap()) > 1);
+        // A trained weight gets its gradient as before.
+        let wv = Var::from_tensor(&w).unwrap();
+        let g = frozen_matmul(v.as_tensor(), wv.as_tensor(), true)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(g.get(&wv).is_some());
+    }
+
+    #[test]
+    fn causal_softmax_matches_mask_plus_softmax_with_gradient() {
+        // 3 queries at the end of 5 positions, and a square block; (B, H, T, Tk).
+        for (t, tk) in [(3, 5), (4, 4)] {
+            check_grads(
+                &[rand(&[2, 3, t, tk], 30)],
+                |x| causal_softmax(&x[0]).unwrap(),
+                |x| {
+                    let mask = crate::model::layers::causal_mask(t, tk, &Device::Cpu).unwrap();
+                    candle_nn::ops::softmax(&x[0].broadcast_add(&mask).unwrap(), D::Minus1).unwrap()
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn lora_linear_matches_its_composition_with_gradient() {
+        let (n, k, out, r) = (6, 10, 7, 3);
+        let (x, a, b) = (rand(&[n, k], 40), rand(&[r, k], 41), rand(&[out, r], 42));
+        let bias = rand(&[out], 43);
+        let mut rng = crate::rng::Rng::new(44);
+        let p = 0.3f32;
+        let bits = dropout_bits(&mut rng, n * k, p);
+        let keep: Vec<f32> = (0..n * k)
+            .map(|i| {
+                if bits[i / 64] >> (i % 64) & 1 == 1 {
+                    1.0 / (1.0 - p)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert!(keep.contains(&0.0) && keep.iter().any(|&m| m > 0.0));
+        let mask = Tensor::from_vec(keep, (n, k), &Device::Cpu).unwrap();
+        for (transposed, with_bias, dropout) in [
+            (true, true, true),
+            (false, true, false),
+            (true, false, true),
+        ] {
+            let w = if transposed {
+                rand(&[out, k], 45)
+            } else {
+                rand(&[k, out], 45)
+            };
+            let base = FrozenBase {
+                w: &w,
+                transposed,
+                bias: with_bias.then_some(&bias),
+            };
+            let m = dropout.then(|| (bits.clone(), p));
+            check_grads(
+                &[x.clone(), a.clone(), b.clone()],
+                |t| {
+                    lora_linear(&t[0], &base, &t[1], &t[2], 2.5, m.clone())
+                        .unwrap()
+                        .unwrap()
+                },
+                |t| {
+                    let y = if transposed {
+                        t[0].matmul(&w.t().unwrap())
+                    } else {
+                        t[0].matmul(&w)
+                    }
+                    .unwrap();
+                    let y = if with_bias {
+                        y.broadcast_add(&bias).unwrap()
+                    } else {
+                        y
+                    };
+                    let u = if dropout {
+                        (&t[0] * &mask).unwrap()
+                    } else {
+                        t[0].clone()
+                    };
+                    let h = (u.matmul(&t[1].t().unwrap()).unwrap() * 2.5).unwrap();
+                    (y + h.matmul(&t[2].t().unwrap()).unwrap()).unwrap()
+                },
             );
         }
     }

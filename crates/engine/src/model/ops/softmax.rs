@@ -8,13 +8,42 @@ use super::{fused, last_dim, slice, with_data, SEQUENTIAL_BELOW};
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
     if fused(x) {
-        x.contiguous()?.apply_op1(Softmax)
+        x.contiguous()?.apply_op1(Softmax { causal_t: None })
     } else {
         candle_nn::ops::softmax(x, D::Minus1)
     }
 }
 
-struct Softmax;
+/// Causal attention weights from scores `(…, T, Tk)` whose rows are `T` queries at the last `T`
+/// of `Tk` positions: query `i` sees keys `0..=Tk−T+i`, the rest get weight 0. The same as adding
+/// [`crate::model::layers`]' causal mask and taking the softmax, without the mask or the masked
+/// copy of the scores (two `T²` tensors per layer that training would keep).
+pub fn causal_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = scores.dims();
+    let (t, tk) = match dims {
+        [.., t, tk] => (*t, *tk),
+        _ => candle_core::bail!("causal softmax needs (…, T, Tk) scores, got {dims:?}"),
+    };
+    if t > tk {
+        candle_core::bail!("causal softmax: {t} queries but only {tk} keys");
+    }
+    if t == 1 {
+        return softmax_last_dim(scores);
+    }
+    if fused(scores) {
+        scores
+            .contiguous()?
+            .apply_op1(Softmax { causal_t: Some(t) })
+    } else {
+        let mask = crate::model::layers::causal_mask(t, tk, scores.device())?;
+        candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)
+    }
+}
+
+/// `causal_t`: rows are groups of this many queries, masked causally (see [`causal_softmax`]).
+struct Softmax {
+    causal_t: Option<usize>,
+}
 
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
@@ -25,7 +54,15 @@ impl CustomOp1 for Softmax {
         let x = slice(s, l)?;
         let n = last_dim(l.shape())?;
         let mut y = vec![0f32; x.len()];
-        let row = |(y, x): (&mut [f32], &[f32])| {
+        let causal = self.causal_t;
+        // Row `r` sees its first `visible(r)` entries; the rest stay 0.
+        let visible = |r: usize| match causal {
+            Some(t) => n - t + r % t + 1,
+            None => n,
+        };
+        let row = |(r, (y, x)): (usize, (&mut [f32], &[f32]))| {
+            let k = visible(r);
+            let (y, x) = (&mut y[..k], &x[..k]);
             let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for (y, &x) in y.iter_mut().zip(x) {
@@ -36,9 +73,12 @@ impl CustomOp1 for Softmax {
             y.iter_mut().for_each(|y| *y *= inv);
         };
         if x.len() < SEQUENTIAL_BELOW {
-            y.chunks_mut(n).zip(x.chunks(n)).for_each(row);
+            y.chunks_mut(n).zip(x.chunks(n)).enumerate().for_each(row);
         } else {
-            y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(row);
+            y.par_chunks_mut(n)
+                .zip(x.par_chunks(n))
+                .enumerate()
+                .for_each(row);
         }
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }

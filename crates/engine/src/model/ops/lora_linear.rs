@@ -1,0 +1,232 @@
+//! A frozen projection and its LoRA adapter as one differentiable op:
+//! `y = x·Wᵀ (+ b) + s·(dropout(x)·Aᵀ)·Bᵀ`, with gradients for `x`, `A` and `B` only.
+//!
+//! Written as candle ops, this keeps six tensors per projection until the backward pass: the
+//! base output, the dropout mask and masked input, the adapter's output before and after
+//! scaling, and the sum, each `(N, in)` or `(N, out)`, for every projection of every layer. PEFT
+//! keeps the masked input and a one-byte mask. This op keeps nothing but its output and its
+//! arguments (the input is the previous op's output, kept anyway): the mask is held as bits and the
+//! rank-`r` product is recomputed in the backward pass (`N·in·r` multiply-adds, negligible).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+
+use super::fused;
+
+/// The frozen part of the projection.
+pub struct FrozenBase<'a> {
+    pub w: &'a Tensor,
+    /// `W: (out, in)` (nn.Linear) rather than `(in, out)` (GPT-2's Conv1D).
+    pub transposed: bool,
+    pub bias: Option<&'a Tensor>,
+}
+
+/// `x·W(ᵀ) + b + scale·(x ⊙ mask)·Aᵀ·Bᵀ` for `x: (N, in)`, `A: (r, in)`, `B: (out, r)`; `mask`
+/// holds one bit per element of `x` (kept ones are scaled by 1/(1−p), as dropout does), `None`
+/// without dropout. `None` when this op does not apply (another device or dtype, a trained `W`):
+/// the caller composes candle ops instead.
+pub fn lora_linear(
+    x: &Tensor,
+    base: &FrozenBase,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+    mask: Option<(Vec<u64>, f32)>,
+) -> candle_core::Result<Option<Tensor>> {
+    if !applies(x, base, a, b) {
+        return Ok(None);
+    }
+    let op = LoraLinear {
+        w: base.w.contiguous()?,
+        transposed: base.transposed,
+        bias: base.bias.map(|b| b.contiguous()).transpose()?,
+        scale,
+        mask,
+    };
+    x.contiguous()?
+        .apply_op3(&a.contiguous()?, &b.contiguous()?, op)
+        .map(Some)
+}
+
+/// Whether [`lora_linear`] handles these tensors: f32 on the CPU, a frozen base, 2-D input.
+pub fn applies(x: &Tensor, base: &FrozenBase, a: &Tensor, b: &Tensor) -> bool {
+    [x, base.w, a, b].iter().all(|t| fused(t))
+        && base.bias.is_none_or(fused)
+        && !base.w.track_op()
+        && base.bias.is_none_or(|b| !b.track_op())
+        && x.rank() == 2
+}
+
+/// Draws a dropout mask for `n` elements as [`crate::model::layers`]' dropout does (one draw per
+/// element, in order, kept when `≥ p`), packed into bits.
+pub fn dropout_bits(rng: &mut crate::rng::Rng, n: usize, p: f32) -> Vec<u64> {
+    let mut bits = vec![0u64; n.div_ceil(64)];
+    for i in 0..n {
+        if rng.next_f32() >= p {
+            bits[i / 64] |= 1 << (i % 64);
+        }
+    }
+    bits
+}
+
+struct LoraLinear {
+    w: Tensor,
+    transposed: bool,
+    bias: Option<Tensor>,
+    scale: f64,
+    mask: Option<(Vec<u64>, f32)>,
+}
+
+impl LoraLinear {
+    /// `x ⊙ mask` as plain data, or `x` itself without dropout.
+    fn masked(&self, x: &[f32]) -> Option<Vec<f32>> {
+        let (bits, p) = self.mask.as_ref()?;
+        let keep = 1.0 / (1.0 - p);
+        Some(
+            x.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    if bits[i / 64] >> (i % 64) & 1 == 1 {
+                        v * keep
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The mask as an f32 tensor of `x`'s shape (for the backward pass).
+    fn mask_tensor(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let Some((bits, p)) = self.mask.as_ref() else {
+            return Ok(None);
+        };
+        let keep = 1.0 / (1.0 - p);
+        let data: Vec<f32> = (0..x.elem_count())
+            .map(|i| {
+                if bits[i / 64] >> (i % 64) & 1 == 1 {
+                    keep
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Tensor::from_vec(data, x.shape(), x.device()).map(Some)
+    }
+}
+
+fn cpu_f32(t: &Tensor) -> candle_core::Result<(Vec<f32>, Layout)> {
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        Storage::Cpu(CpuStorage::F32(v)) => Ok((v.clone(), l.clone())),
+        _ => bail!("lora linear: expected an f32 CPU tensor"),
+    }
+}
+
+impl CustomOp3 for LoraLinear {
+    fn name(&self) -> &'static str {
+        "tunesmith-lora-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sa: &CpuStorage,
+        la: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, k) = lx.shape().dims2()?;
+        let (r, ka) = la.shape().dims2()?;
+        let (out, rb) = lb.shape().dims2()?;
+        if ka != k || rb != r {
+            bail!("lora linear: x ({n}, {k}), A ({r}, {ka}), B ({out}, {rb}) do not fit");
+        }
+        // Base: x·Wᵀ or x·W.
+        let (w_storage, w_layout) = self.w.storage_and_layout();
+        let Storage::Cpu(ws) = &*w_storage else {
+            bail!("lora linear: W is not on the CPU");
+        };
+        let w_rhs = if self.transposed {
+            w_layout.transpose(0, 1)?
+        } else {
+            w_layout.clone()
+        };
+        let y = sx.matmul(ws, (1, n, out, k), lx, &w_rhs)?;
+        drop(w_storage);
+        let CpuStorage::F32(mut y) = y else {
+            bail!("lora linear: expected f32");
+        };
+        // Adapter: h = s·(x ⊙ mask)·Aᵀ, then y += h·Bᵀ.
+        let x = super::slice(sx, lx)?;
+        let h = match self.masked(x) {
+            Some(u) => {
+                let u = CpuStorage::F32(u);
+                u.matmul(
+                    sa,
+                    (1, n, r, k),
+                    &Layout::contiguous((n, k)),
+                    &la.transpose(0, 1)?,
+                )?
+            }
+            None => sx.matmul(sa, (1, n, r, k), lx, &la.transpose(0, 1)?)?,
+        };
+        let CpuStorage::F32(mut h) = h else {
+            bail!("lora linear: expected f32");
+        };
+        let s = self.scale as f32;
+        h.iter_mut().for_each(|v| *v *= s);
+        let h = CpuStorage::F32(h);
+        let z = h.matmul(
+            sb,
+            (1, n, out, r),
+            &Layout::contiguous((n, r)),
+            &lb.transpose(0, 1)?,
+        )?;
+        let CpuStorage::F32(z) = z else {
+            bail!("lora linear: expected f32");
+        };
+        let bias = self.bias.as_ref().map(cpu_f32).transpose()?;
+        for (row_y, row_z) in y.chunks_mut(out).zip(z.chunks(out)) {
+            for (j, (y, z)) in row_y.iter_mut().zip(row_z).enumerate() {
+                *y += z + bias.as_ref().map_or(0.0, |(b, l)| b[l.start_offset() + j]);
+            }
+        }
+        Ok((CpuStorage::F32(y), Shape::from((n, out))))
+    }
+
+    // u = x ⊙ m, h = s·u·Aᵀ, y = x·Wᵀ + h·Bᵀ:
+    // dB = gᵀ·h, dh = s·g·B, dA = dhᵀ·u, dx = g·W + (dh·A) ⊙ m.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let mask = self.mask_tensor(x)?;
+        let u = match &mask {
+            Some(m) => (x * m)?,
+            None => x.clone(),
+        };
+        let h = (u.matmul(&a.t()?)? * self.scale)?;
+        let db = g.t()?.matmul(&h)?;
+        let dh = (g.matmul(b)? * self.scale)?;
+        let da = dh.t()?.matmul(&u)?;
+        let du = dh.matmul(a)?;
+        let du = match &mask {
+            Some(m) => (du * m)?,
+            None => du,
+        };
+        let base = if self.transposed {
+            g.matmul(&self.w)?
+        } else {
+            g.matmul(&self.w.t()?)?
+        };
+        let dx = (base + du)?;
+        debug_assert_eq!(dx.dtype(), DType::F32);
+        Ok((Some(dx), Some(da), Some(db)))
+    }
+}

@@ -1,0 +1,272 @@
+//! How much memory training will take, before it starts: the model's weights, the optimiser's
+//! state, and the activations autograd keeps for the backward pass. For the Model page's "fits
+//! this machine" and the refusal of a run that cannot fit.
+//!
+//! The activation terms count the tensors our forward pass keeps per token and layer (see
+//! `model/llama.rs` and `model/gpt2.rs`); `tunesmith bench` measures the real peak, and the
+//! README's table compares the two.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::lora::{target_modules, LoraSettings};
+use crate::model::ModelConfig;
+
+/// Estimated peak memory of a training run, in bytes.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryEstimate {
+    /// The model's weights in f32.
+    pub weights_bytes: u64,
+    /// Gradients and AdamW's two moments of what is trained (the whole model, or the adapters).
+    pub optimizer_bytes: u64,
+    /// What the forward pass keeps for the backward pass, at its peak.
+    pub activations_bytes: u64,
+    /// Everything, plus the program itself.
+    pub total_bytes: u64,
+}
+
+/// The program, its libraries and buffers, besides the tensors (measured: about 0.3 GB).
+const BASELINE: u64 = 300 << 20;
+
+/// The shape numbers the estimate needs, from either family.
+struct Shape {
+    layers: u64,
+    width: u64,
+    inner: u64,
+    heads: u64,
+    q_dim: u64,
+    kv_dim: u64,
+    vocab: u64,
+}
+
+fn shape(cfg: &ModelConfig) -> Shape {
+    match cfg {
+        ModelConfig::Gpt2(c) => Shape {
+            layers: c.n_layer as u64,
+            width: c.n_embd as u64,
+            inner: c.n_inner.unwrap_or(4 * c.n_embd) as u64,
+            heads: c.n_head as u64,
+            q_dim: c.n_embd as u64,
+            kv_dim: c.n_embd as u64,
+            vocab: c.vocab_size as u64,
+        },
+        ModelConfig::Llama(c) => Shape {
+            layers: c.num_hidden_layers as u64,
+            width: c.hidden_size as u64,
+            inner: c.intermediate_size as u64,
+            heads: c.num_attention_heads as u64,
+            q_dim: (c.num_attention_heads * c.head_dim()) as u64,
+            kv_dim: (c.kv_heads() * c.head_dim()) as u64,
+            vocab: c.vocab_size as u64,
+        },
+    }
+}
+
+/// Estimated peak memory of training `cfg` on `batch` rows of `block` tokens, with LoRA when
+/// `lora` is given and activation recomputation when `recompute`.
+pub fn estimate(
+    cfg: &ModelConfig,
+    batch: usize,
+    block: usize,
+    lora: Option<&LoraSettings>,
+    recompute: bool,
+) -> MemoryEstimate {
+    let s = shape(cfg);
+    let params = cfg.num_params() as u64;
+    let (tokens, t) = ((batch * block) as u64, block as u64);
+    // Adapters: r·(in + out) each; what every adapter keeps per token: its dropped-out input and
+    // mask (2·in), two rank-wide products and two out-wide sums (2·r + 2·out).
+    let (trainable, lora_floats_per_token) = match lora {
+        Some(l) => {
+            let modules = l
+                .targets_for(cfg)
+                .map(|t| target_modules(cfg, &t))
+                .unwrap_or_default();
+            let r = l.rank as u64;
+            let per_layer = |f: &dyn Fn(u64, u64) -> u64| {
+                modules
+                    .iter()
+                    .map(|(_, i, o)| f(*i as u64, *o as u64))
+                    .sum::<u64>()
+            };
+            (
+                per_layer(&|i, o| r * (i + o)),
+                per_layer(&|i, o| 2 * i + 2 * r + 2 * o) / s.layers.max(1),
+            )
+        }
+        None => (params, 0),
+    };
+    // Per token and layer, what the plain forward pass keeps: residuals and norms (≈ 8 widths),
+    // q/k/v, their head-major copies and rotated copies, the attention output twice, the MLP's
+    // four inner-wide tensors, and four `heads × T` score rows (scores, scaled, masked, softmax).
+    let layer = 8 * s.width
+        + 3 * s.q_dim
+        + 4 * s.kv_dim
+        + 2 * s.q_dim
+        + 4 * s.inner
+        + 4 * s.heads * t
+        + lora_floats_per_token;
+    // The head: logits and the loss's probabilities, and the logits' gradient while going back.
+    let head = 3 * s.vocab;
+    let floats = if recompute {
+        // Every block's input, one block's intermediates (twice: its forward and its backward).
+        tokens * ((s.layers + 1) * s.width + 2 * layer + head)
+    } else {
+        tokens * (s.layers * layer + head)
+    };
+    let weights_bytes = 4 * params;
+    let optimizer_bytes = 12 * trainable;
+    let activations_bytes = 4 * floats;
+    MemoryEstimate {
+        weights_bytes,
+        optimizer_bytes,
+        activations_bytes,
+        total_bytes: weights_bytes + optimizer_bytes + activations_bytes + BASELINE,
+    }
+}
+
+/// The model config a training config will train, where it is known without loading weights: a
+/// from-scratch size, a listed hub model, or a local model folder. `None` otherwise (a GGUF file,
+/// an unlisted hub id not yet downloaded).
+pub fn model_config(cfg: &crate::settings::TrainConfig) -> Option<ModelConfig> {
+    use crate::settings::ModelSpec;
+    match &cfg.model {
+        ModelSpec::Scratch(size) => {
+            crate::model::Gpt2Config::preset(size, cfg.vocab_size, cfg.block_size)
+                .ok()
+                .map(Into::into)
+        }
+        ModelSpec::Source(s) => crate::model::known::published_config(s).or_else(|| {
+            let dir = std::path::Path::new(s);
+            dir.is_dir()
+                .then(|| crate::model::load::read_config(dir).ok())
+                .flatten()
+        }),
+    }
+}
+
+/// [`estimate`] for a training config's own model and settings.
+pub fn estimate_for(cfg: &crate::settings::TrainConfig) -> Option<MemoryEstimate> {
+    let model = model_config(cfg)?;
+    Some(estimate(
+        &model,
+        cfg.batch_size,
+        cfg.block_size,
+        cfg.lora.as_ref(),
+        cfg.recompute_activations,
+    ))
+}
+
+/// What the app shows before training: the estimate for the settings as they are and with
+/// activation recomputation, next to this machine's memory.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingMemory {
+    /// `None` when the model's shape is not known before it is loaded.
+    pub estimate: Option<MemoryEstimate>,
+    pub with_recompute: Option<MemoryEstimate>,
+    pub machine: Option<crate::memory::SystemMemory>,
+}
+
+pub fn training_memory(cfg: &crate::settings::TrainConfig) -> TrainingMemory {
+    let recompute = crate::settings::TrainConfig {
+        recompute_activations: true,
+        ..cfg.clone()
+    };
+    TrainingMemory {
+        estimate: estimate_for(cfg),
+        with_recompute: estimate_for(&recompute),
+        machine: crate::memory::system(),
+    }
+}
+
+/// Refuses a run whose estimate exceeds the memory this machine has free, with the numbers and
+/// what to change: recomputing activations when that would fit, else a smaller batch or block.
+pub fn check_fits(
+    cfg: &crate::settings::TrainConfig,
+    needed: MemoryEstimate,
+    available_bytes: u64,
+) -> crate::Result<()> {
+    if needed.total_bytes <= available_bytes {
+        return Ok(());
+    }
+    let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+    let mut advice = Vec::new();
+    if !cfg.recompute_activations {
+        if let Some(model) = model_config(cfg) {
+            let with = estimate(
+                &model,
+                cfg.batch_size,
+                cfg.block_size,
+                cfg.lora.as_ref(),
+                true,
+            );
+            advice.push(format!(
+                "turn on recompute_activations (--recompute-activations; the app's \"Save memory\"), which needs about {}",
+                gb(with.total_bytes)
+            ));
+        }
+    }
+    if cfg.lora.is_none() {
+        advice.push("train with LoRA (--lora)".into());
+    }
+    advice.push("lower batch_size or block_size".into());
+    Err(crate::Error::config(
+        "memory",
+        format!(
+            "this run needs about {} (model {}, optimiser {}, activations {}) but this machine has {} free; {}",
+            gb(needed.total_bytes),
+            gb(needed.weights_bytes),
+            gb(needed.optimizer_bytes),
+            gb(needed.activations_bytes),
+            gb(available_bytes),
+            advice.join(", or ")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{ModelSpec, TrainConfig};
+
+    fn smollm2(batch: usize, block: usize, lora: bool, recompute: bool) -> TrainConfig {
+        TrainConfig {
+            model: ModelSpec::Source("HuggingFaceTB/SmolLM2-135M-Instruct".into()),
+            batch_size: batch,
+            block_size: block,
+            lora: lora.then(LoraSettings::default),
+            recompute_activations: recompute,
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn estimates_follow_the_settings() {
+        let e = |b, t, l, r| estimate_for(&smollm2(b, t, l, r)).unwrap();
+        let full = e(2, 256, false, false);
+        let lora = e(2, 256, true, false);
+        assert_eq!(full.weights_bytes, lora.weights_bytes);
+        assert!(lora.optimizer_bytes * 50 < full.optimizer_bytes);
+        // Activations grow with the batch; recomputation cuts them several-fold.
+        assert!(e(4, 256, true, false).activations_bytes > 19 * lora.activations_bytes / 10);
+        assert!(e(2, 256, true, true).activations_bytes * 4 < lora.activations_bytes);
+        // Attention scores make a doubled block more than twice as costly.
+        assert!(e(2, 512, true, false).activations_bytes > 2 * lora.activations_bytes);
+    }
+
+    #[test]
+    fn a_run_that_cannot_fit_is_refused_with_the_numbers_and_a_way_out() {
+        let cfg = smollm2(8, 1024, true, false);
+        let needed = estimate_for(&cfg).unwrap();
+        assert!(check_fits(&cfg, needed, needed.total_bytes).is_ok());
+        let msg = check_fits(&cfg, needed, needed.total_bytes / 2)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("needs about") && msg.contains("free"), "{msg}");
+        assert!(msg.contains("--recompute-activations"), "{msg}");
+        assert!(!msg.contains("--lora"), "{msg}");
+    }
+}
