@@ -2,5 +2,6 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() {
+    tunesmith_engine::device::configure_cpu_pool();
     tunesmith_desktop::run()
 }

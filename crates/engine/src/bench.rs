@@ -92,6 +92,17 @@ fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|_| rng.below(vocab as u64) as u32).collect()
 }
 
+/// The engine's memory estimate for training this preset (what the app shows before training),
+/// to set beside the measured peak.
+pub fn estimated_peak_bytes(p: &BenchPreset) -> u64 {
+    let lora = p.lora.then(|| LoraSettings {
+        dropout: 0.05,
+        ..LoraSettings::default()
+    });
+    crate::train::memory::estimate(&p.config, p.batch, p.block, lora.as_ref(), p.recompute)
+        .total_bytes
+}
+
 /// Training tokens per second over `steps` timed steps (after one untimed warm-up step).
 pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> Result<f64> {
     let mut weights = p.config.init_weights(0, device)?;

@@ -133,15 +133,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "torch_train_tokens_per_sec": t_train,
             "train_ratio": t_train.map(|t| train / t),
             "peak_rss_bytes": peak,
+            "estimated_peak_bytes": bench::estimated_peak_bytes(&p),
             "torch_peak_rss_bytes": t_peak,
             "memory_ratio": peak.zip(t_peak).map(|(a, b)| a as f64 / b as f64),
         });
         let mut line = format!(
-            "{name:>6}  train {train:8.1} tok/s (PyTorch {}, ratio {})  peak memory {} (PyTorch {})",
+            "{name:>6}  train {train:8.1} tok/s (PyTorch {}, ratio {})  peak memory {} (PyTorch {}; estimated {})",
             t_train.map_or("-".into(), |t| format!("{t:.1}")),
             ratio(train, t_train),
             gib(peak),
             gib(t_peak),
+            gib(Some(bench::estimated_peak_bytes(&p))),
         );
         // Decoding depends on the shape alone: timed once per model, not per training mode.
         if !p.lora && !p.recompute {

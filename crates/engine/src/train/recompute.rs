@@ -44,6 +44,7 @@ pub fn loss_and_grads(
     let mean = model.loss(&model.final_norm(last.as_tensor())?, targets)?;
     let loss = mean.to_scalar::<f32>()?;
     let mut grads = (mean * weight)?.backward()?;
+    super::step::detach_all(&mut grads);
     let mut upstream = take(&mut grads, last.as_tensor())?;
     while let Some(x) = inputs.pop() {
         let i = inputs.len();
@@ -62,14 +63,18 @@ pub fn loss_and_grads(
     Ok((loss, grads))
 }
 
-/// The gradient of a block input (always one: every block's output depends on its input).
+/// The gradient of a block input (always one: every block's output depends on its input),
+/// detached: candle's gradients keep references to the forward tensors they were computed from,
+/// and this one feeds the next block's backward pass, which would chain every block's
+/// intermediates together again.
 fn take(grads: &mut GradStore, t: &Tensor) -> Result<Tensor> {
     grads
         .remove(t)
+        .map(|g| g.detach())
         .ok_or_else(|| crate::Error::Data("a block's input got no gradient".into()))
 }
 
-/// Adds `extra`'s parameter gradients into `acc`.
+/// Adds `extra`'s parameter gradients into `acc` (detached, see [`take`]).
 fn merge(acc: &mut GradStore, extra: &GradStore, params: &[Param]) -> Result<()> {
     for p in params {
         if let Some(b) = extra.get(&p.var) {
@@ -77,7 +82,7 @@ fn merge(acc: &mut GradStore, extra: &GradStore, params: &[Param]) -> Result<()>
                 Some(a) => (a + b)?,
                 None => b.clone(),
             };
-            acc.insert(&p.var, sum);
+            acc.insert(&p.var, sum.detach());
         }
     }
     Ok(())

@@ -60,6 +60,8 @@ pub fn accumulate(
             (mean.to_scalar::<f32>()?, (mean * weight)?.backward()?)
         };
         loss_sum += mean as f64 * weight;
+        let mut g = g;
+        detach_all(&mut g);
         grads = Some(match grads {
             None => g,
             Some(mut acc) => {
@@ -74,4 +76,16 @@ pub fn accumulate(
         });
     }
     Ok((grads.expect("a batch learns"), loss_sum as f32))
+}
+
+/// Detaches every gradient in `grads`. candle's gradients keep references to the forward tensors
+/// they were computed from, so a kept gradient keeps its whole forward pass in memory: through the
+/// optimiser step, and through the next micro-batch's forward and backward passes.
+pub(crate) fn detach_all(grads: &mut GradStore) {
+    let ids: Vec<_> = grads.get_ids().copied().collect();
+    for id in ids {
+        if let Some(t) = grads.get_id(id).map(Tensor::detach) {
+            grads.insert_id(id, t);
+        }
+    }
 }

@@ -206,6 +206,8 @@ impl CustomOp3 for LoraLinear {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Detached, so that the gradients hold no reference to the forward pass's tensors.
+        let (x, a, b) = (&x.detach(), &a.detach(), &b.detach());
         let mask = self.mask_tensor(x)?;
         let u = match &mask {
             Some(m) => (x * m)?,
