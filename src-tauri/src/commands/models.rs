@@ -13,8 +13,15 @@ use crate::state::AppState;
 /// The estimated memory of training with `config` (as it is, and with activation recomputation),
 /// and this machine's memory: the Model and Train pages' "fits this machine".
 #[tauri::command]
-pub fn training_memory(config: TrainConfig) -> TrainingMemory {
-    memory::training_memory(&config)
+pub async fn training_memory(config: TrainConfig) -> TrainingMemory {
+    // Off the main thread: it may read a model folder's config.json.
+    tauri::async_runtime::spawn_blocking(move || memory::training_memory(&config))
+        .await
+        .unwrap_or(TrainingMemory {
+            estimate: None,
+            with_recompute: None,
+            machine: None,
+        })
 }
 
 /// Downloads `id` into the hub cache as a job (`stop_job(job_id)` stops it, leaving no partial

@@ -46,7 +46,7 @@ describe('memoryLine', () => {
   });
 
   it('offers saving memory when that makes it fit, and other remedies when nothing does', () => {
-    expect(memoryLine(mem(14e9, 5e9, 8e9), true, false, formatBytes)).toContain('“Save memory” is on (≈ 5.0 GB');
+    expect(memoryLine(mem(14e9, 5e9, 8e9), true, false, formatBytes)).toContain('fits with “Save memory” (≈ 5.0 GB');
     const none = memoryLine(mem(14e9, 10e9, 8e9), false, false, formatBytes);
     expect(none).toContain('more than the 8.0 GB this computer has free');
     expect(none).toContain('Turn on LoRA');

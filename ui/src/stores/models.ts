@@ -73,7 +73,7 @@ export function memoryLine(m: TrainingMemory, lora: boolean, recompute: boolean,
   if (e.totalBytes <= free) return `${needs} · fits this computer (${bytes(free)} free)`;
   const saved = m.withRecompute;
   if (!recompute && saved && saved.totalBytes <= free) {
-    return `${needs}: more than the ${bytes(free)} free, so “Save memory” is on (≈ ${bytes(saved.totalBytes)}, about a third slower)`;
+    return `${needs}: more than the ${bytes(free)} free, but it fits with “Save memory” (≈ ${bytes(saved.totalBytes)}, about a third slower), which is turned on when you choose it`;
   }
   return `${needs}: more than the ${bytes(free)} this computer has free. ${lora ? '' : 'Turn on LoRA, or '}use a shorter context length or a smaller batch.`;
 }

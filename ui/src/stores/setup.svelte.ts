@@ -22,6 +22,11 @@ export class Setup {
    * user has not typed their own, so a new report may re-fit them; any other value is theirs.
    */
   fittedSteps = $state<number | null>(null);
+  /**
+   * The model (its ModelSpec as JSON) for which the Model page turned "Save memory" on because
+   * only then did it fit; a user who turns it off again for that model keeps it off.
+   */
+  savedMemoryFor = $state<string | null>(null);
   /** Set once the remembered settings are back; saving before then would overwrite them. */
   restored = $state(false);
 

@@ -48,10 +48,23 @@ describe('ModelView', () => {
     await flush();
     expect(setup.config?.lora?.rank).toBe(8);
     expect(setup.config?.recompute_activations).toBe(true);
+    // Turned off by hand, it stays off for this model (the page turns it on once).
+    setup.config!.recompute_activations = false;
+    await flush();
+    await flush();
+    expect(setup.config?.recompute_activations).toBe(false);
+    // A small downloaded model trains without LoRA, whatever was chosen before.
+    setup.config!.recompute_activations = true;
+    await fireEvent.click(within(screen.getByTestId('model-distilgpt2')).getByRole('radio'));
+    await flush();
+    expect(setup.config?.lora).toBeNull();
+    expect(setup.config?.recompute_activations).toBe(false); // it went with Qwen
     // Back to a new model: LoRA off (it learns all its weights).
     await fireEvent.click(within(screen.getByTestId('model-scratch')).getAllByRole('radio')[0]);
+    await flush();
     expect(setup.config?.lora).toBeNull();
     setup.config = null;
+    setup.savedMemoryFor = null;
   });
 
   it('downloads a hub model with a progress bar', async () => {

@@ -181,7 +181,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             println!("{line}");
         }
     }
-    if let Some(file) = &args.gguf {
+    for file in &args.gguf {
         gguf_decode(&args, file)?;
     }
     Ok(())

@@ -496,7 +496,6 @@ fn meta_heads(meta: &Meta, arch: &str, name: &str) -> Result<Option<usize>> {
     })
 }
 
-/// [`unpermute`] on a quantised matrix: whole rows (each a run of blocks) are moved.
 /// `q` in a type candle multiplies with SIMD kernels. Q4_1, Q5_0 and Q5_1 have only scalar ones
 /// in candle (decoding the SmolLM2 Q4_1 file ran at 0.12× llama.cpp's pace): they are re-quantised
 /// to Q8_0, whose 8-bit blocks hold their 4/5-bit values to within 1/254 of each block's largest
@@ -517,6 +516,7 @@ fn fast_kernel(q: QTensor, device: &Device) -> Result<QTensor> {
     Ok(QTensor::quantize(&q.dequantize(device)?, GgmlDType::Q8_0)?)
 }
 
+/// [`unpermute`] on a quantised matrix: whole rows (each a run of blocks) are moved.
 fn unpermute_rows(q: &QTensor, heads: usize, device: &Device) -> Result<QTensor> {
     let dims = q.shape().dims().to_vec();
     let data = q.data()?;

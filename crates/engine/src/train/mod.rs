@@ -121,6 +121,21 @@ fn run_training(
     if let (Some(_), Restore::Fresh) = (&latest, restore) {
         return Err(Error::file(run_dir, "already holds checkpoints of an earlier run; continue it (restore from latest) or choose a new output folder"));
     }
+    // Refused before anything is written or loaded when it cannot fit, with the numbers. The
+    // estimate is of CPU memory: a GPU's own memory is not checked here.
+    if matches!(device, Device::Cpu) {
+        if let (Some(needed), Some(machine)) = (memory::estimate_for(cfg), crate::memory::system())
+        {
+            memory::check_fits(cfg, needed, machine.available_bytes)?;
+            if needed.total_bytes > machine.available_bytes {
+                sink.log(format!(
+                    "this run may need about {:.1} GB, more than the {:.1} GB free now: close other programs, or lower the batch size or context length if it stops",
+                    needed.total_bytes as f64 / 1e9,
+                    machine.available_bytes as f64 / 1e9
+                ));
+            }
+        }
+    }
     if latest.is_none() {
         // A new run is a run from its first moment: preparing the data and the model can take
         // minutes, and a crash or kill in that time must leave a folder the app lists (as
@@ -139,10 +154,6 @@ fn run_training(
             error: None,
         })?;
         *started = true;
-    }
-    // Refused before anything is loaded when it cannot fit, with the numbers.
-    if let (Some(needed), Some(machine)) = (memory::estimate_for(cfg), crate::memory::system()) {
-        memory::check_fits(cfg, needed, machine.available_bytes)?;
     }
     let prepared = match latest {
         Some((_, ckpt)) => setup::resume(cfg, &run, &ckpt, device, sink)?,

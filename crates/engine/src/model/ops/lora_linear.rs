@@ -206,6 +206,8 @@ impl CustomOp3 for LoraLinear {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // What needs no gradient gets none (the first layer's input, frozen adapters).
+        let wanted = (x.track_op(), a.track_op(), b.track_op());
         // Detached, so that the gradients hold no reference to the forward pass's tensors.
         let (x, a, b) = (&x.detach(), &a.detach(), &b.detach());
         let mask = self.mask_tensor(x)?;
@@ -217,18 +219,22 @@ impl CustomOp3 for LoraLinear {
         let db = g.t()?.matmul(&h)?;
         let dh = (g.matmul(b)? * self.scale)?;
         let da = dh.t()?.matmul(&u)?;
-        let du = dh.matmul(a)?;
-        let du = match &mask {
-            Some(m) => (du * m)?,
-            None => du,
-        };
-        let base = if self.transposed {
-            g.matmul(&self.w)?
+        let dx = if wanted.0 {
+            let du = dh.matmul(a)?;
+            let du = match &mask {
+                Some(m) => (du * m)?,
+                None => du,
+            };
+            let base = if self.transposed {
+                g.matmul(&self.w)?
+            } else {
+                g.matmul(&self.w.t()?)?
+            };
+            Some((base + du)?)
         } else {
-            g.matmul(&self.w.t()?)?
+            None
         };
-        let dx = (base + du)?;
-        debug_assert_eq!(dx.dtype(), DType::F32);
-        Ok((Some(dx), Some(da), Some(db)))
+        debug_assert!(dx.as_ref().is_none_or(|d| d.dtype() == DType::F32));
+        Ok((dx, wanted.1.then_some(da), wanted.2.then_some(db)))
     }
 }
