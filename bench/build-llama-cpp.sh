@@ -5,7 +5,7 @@
 #
 #   bench/build-llama-cpp.sh [WORK_DIR]     (default: $HOME/.cache/tunesmith-llama-cpp)
 set -euo pipefail
-work="${1:-$HOME/.cache/tunesmith-llama-cpp}"
+work="$(realpath -m "${1:-$HOME/.cache/tunesmith-llama-cpp}")"
 mkdir -p "$work"
 python3 -m pip install --quiet cmake ninja
 if [ ! -d "$work/src" ]; then
