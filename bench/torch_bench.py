@@ -224,8 +224,9 @@ def main(argv=None):
         "tokens_per_sec": tps,
         "steps": steps,
         "torch": torch.__version__,
-        # ru_maxrss is in KiB on Linux.
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        # ru_maxrss is in KiB on Linux and in bytes on macOS.
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        * (1 if sys.platform == "darwin" else 1024),
     }) + "\n")
 
 
