@@ -28,6 +28,17 @@ pub struct BenchPreset {
     pub recompute: bool,
 }
 
+impl BenchPreset {
+    /// The LoRA settings the preset trains with (rank 8, alpha 16, dropout 0.05, every
+    /// projection), `None` for full training.
+    fn lora_settings(&self) -> Option<LoraSettings> {
+        self.lora.then(|| LoraSettings {
+            dropout: 0.05,
+            ..LoraSettings::default()
+        })
+    }
+}
+
 /// The preset names [`preset`] knows.
 pub const PRESETS: &str = "tiny, small, gpt2, smollm2-135m, smollm2-135m-lora, smollm2-360m-lora, \
 qwen2.5-0.5b-lora (each may end in +recompute)";
@@ -95,10 +106,7 @@ fn random_ids(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
 /// The engine's memory estimate for training this preset (what the app shows before training),
 /// to set beside the measured peak.
 pub fn estimated_peak_bytes(p: &BenchPreset) -> u64 {
-    let lora = p.lora.then(|| LoraSettings {
-        dropout: 0.05,
-        ..LoraSettings::default()
-    });
+    let lora = p.lora_settings();
     crate::train::memory::estimate(&p.config, p.batch, p.block, lora.as_ref(), p.recompute)
         .total_bytes
 }
@@ -106,10 +114,7 @@ pub fn estimated_peak_bytes(p: &BenchPreset) -> u64 {
 /// Training tokens per second over `steps` timed steps (after one untimed warm-up step).
 pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> Result<f64> {
     let mut weights = p.config.init_weights(0, device)?;
-    let lora = p.lora.then(|| LoraSettings {
-        dropout: 0.05,
-        ..LoraSettings::default()
-    });
+    let lora = p.lora_settings();
     if let Some(settings) = &lora {
         weights.extend(lora::init_adapters(&p.config, settings, 0, device)?);
     }

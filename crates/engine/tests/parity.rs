@@ -20,10 +20,15 @@ fn greedy(m: &LoadedModel, prompt: &str, n: usize) -> Generation {
         stop_at_eot: false,
         ..Default::default()
     };
+    run(m, &cfg)
+}
+
+/// One generation with `cfg`, seed 0.
+fn run(m: &LoadedModel, cfg: &GenerateConfig) -> Generation {
     generate_one(
         &m.model,
         &m.tokenizer,
-        &cfg,
+        cfg,
         0,
         &CancelToken::new(),
         &mut NullSink,
@@ -331,15 +336,7 @@ fn generation_config_end_ids_and_shard_problems() {
         temperature: 0.0,
         ..Default::default()
     };
-    let g = generate_one(
-        &m.model,
-        &m.tokenizer,
-        &gcfg,
-        0,
-        &CancelToken::new(),
-        &mut NullSink,
-    )
-    .unwrap();
+    let g = run(&m, &gcfg);
     assert_eq!(g.tokens, greedy[..3]);
     assert_eq!(g.finish_reason, FinishReason::Stop);
     // A sharded checkpoint with a shard missing names it and says what to do.
@@ -431,15 +428,7 @@ fn a_chat_model_replies_in_its_template_and_ends_its_turn() {
         temperature: 0.0,
         ..Default::default()
     };
-    let g = generate_one(
-        &m.model,
-        &m.tokenizer,
-        &cfg,
-        0,
-        &CancelToken::new(),
-        &mut NullSink,
-    )
-    .unwrap();
+    let g = run(&m, &cfg);
     assert_eq!(g.prompt_ids, ids(&r["prompt_ids"]));
     assert_eq!(g.tokens, ids(&r["reply_ids"]));
     assert!(r["ended_at_eos"].as_bool().unwrap());

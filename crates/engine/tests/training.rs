@@ -138,6 +138,23 @@ fn run(
     (r, events)
 }
 
+/// A resumed run's step losses equal the straight run's over `steps` (to 1e-5, relative).
+fn assert_same_losses(
+    got: &HashMap<u64, f32>,
+    want: &HashMap<u64, f32>,
+    steps: std::ops::RangeInclusive<u64>,
+    label: &str,
+) {
+    for s in steps {
+        assert!(
+            (got[&s] - want[&s]).abs() <= 1e-5 * want[&s].abs(),
+            "{label} step {s}: {} vs {}",
+            got[&s],
+            want[&s]
+        );
+    }
+}
+
 fn step_losses(events: &[Event]) -> HashMap<u64, f32> {
     events
         .iter()
@@ -175,14 +192,7 @@ fn stopped_run_resumes_to_the_same_loss() {
     assert_eq!((r2.status, r2.steps), (RunStatus::Completed, 12));
     let got = step_losses(&ev2);
     assert!(!got.contains_key(&6), "resumed after step 6");
-    for s in 7..=12 {
-        assert!(
-            (got[&s] - want[&s]).abs() <= 1e-5 * want[&s].abs(),
-            "step {s}: {} vs {}",
-            got[&s],
-            want[&s]
-        );
-    }
+    assert_same_losses(&got, &want, 7..=12, "");
     // The final checkpoint is a model folder; keep_checkpoints (3) pruned the older ones.
     let steps: Vec<u64> = tunesmith_engine::runs::RunDir::new(parted.path())
         .list_checkpoints()
@@ -225,14 +235,7 @@ fn a_llama_family_model_trains_resumes_and_saves_a_hf_folder() {
     let (r2, ev2) = run(&cfg, parted.path(), None);
     assert_eq!(r2.unwrap().steps, 8);
     let got = step_losses(&ev2);
-    for s in 5..=8 {
-        assert!(
-            (got[&s] - want[&s]).abs() <= 1e-5 * want[&s].abs(),
-            "step {s}: {} vs {}",
-            got[&s],
-            want[&s]
-        );
-    }
+    assert_same_losses(&got, &want, 5..=8, "");
     let ckpt = parted.path().join("checkpoints/step-8");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
@@ -268,14 +271,7 @@ fn lora_trains_only_adapters_resumes_and_merges() {
         let (r2, ev2) = run(&cfg, parted.path(), None);
         assert_eq!(r2.unwrap().steps, 8);
         let got = step_losses(&ev2);
-        for s in 5..=8 {
-            assert!(
-                (got[&s] - want[&s]).abs() <= 1e-5 * want[&s].abs(),
-                "{model} step {s}: {} vs {}",
-                got[&s],
-                want[&s]
-            );
-        }
+        assert_same_losses(&got, &want, 5..=8, model);
         let ckpt = parted.path().join("checkpoints/step-8");
         assert!(
             !ckpt.join("model.safetensors").exists(),
@@ -766,15 +762,8 @@ fn accumulated_gradients_equal_those_of_one_batch_holding_every_micro_batch() {
     assert!((loss2 - loss1).abs() <= 1e-5 * loss1, "{loss2} vs {loss1}");
     for p in &opt.params {
         let (a, b) = (g2.get(&p.var).unwrap(), g1.get(&p.var).unwrap());
-        let diff: f32 = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        let size: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let diff: f32 = common::max_abs_diff(a, b);
+        let size: f32 = common::max_abs(b);
         assert!(
             diff <= 1e-5 * size.max(1e-6),
             "{}: {diff} of {size}",
@@ -909,14 +898,7 @@ fn weight_decay_applies_to_matrices_and_freezing_keeps_the_rest() {
     let before = read_weights(&dir, &cfg, &Device::Cpu).unwrap();
     let after = read_weights(&ckpt, &read_config(&ckpt).unwrap(), &Device::Cpu).unwrap();
     let same = |n: &str| {
-        let d: f32 = (&before[n] - &after[n])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d: f32 = common::max_abs_diff(&before[n], &after[n]);
         d == 0.0
     };
     for n in ["wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"] {
@@ -1005,24 +987,10 @@ fn an_untied_head_is_loaded_and_saved() {
     let h = loaded.model.hidden(&x, None, None).unwrap();
     let want = h.matmul(&head.t().unwrap()).unwrap();
     let got = loaded.model.logits(&h).unwrap();
-    let diff: f32 = (&got - &want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff: f32 = common::max_abs_diff(&got, &want);
     assert!(diff < 1e-5, "{diff}");
     let tied_logits = tied.model.forward(&x).unwrap().squeeze(0).unwrap();
-    let apart: f32 = (&got - &tied_logits)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let apart: f32 = common::max_abs_diff(&got, &tied_logits);
     assert!(apart > 0.1, "the head made no difference: {apart}");
     // Saved again (as a checkpoint would), the head is where Hugging Face looks for it.
     let again = tmp.path().join("again.safetensors");
@@ -1117,15 +1085,8 @@ fn recomputed_activations_give_the_plain_gradients() {
             let b = re
                 .get(&p.var)
                 .unwrap_or_else(|| panic!("{name}: `{}` lost its gradient", p.name));
-            let diff: f32 = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            let size: f32 = a.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            let diff: f32 = common::max_abs_diff(a, b);
+            let size: f32 = common::max_abs(a);
             assert!(size > 0.0, "{name}: `{}` has a zero gradient", p.name);
             assert!(
                 diff <= 1e-5 * size,

@@ -46,8 +46,8 @@ fn torch(args: &BenchArgs, preset: &str, mode: &str, steps: usize) -> Option<Val
     last_json(&out, "PyTorch reference")
 }
 
-/// The last stdout line of a finished child as JSON, or `None` with its last error line shown.
-fn last_json(out: &std::process::Output, what: &str) -> Option<Value> {
+/// Whether a child finished well; if not, says so with its last error line.
+fn succeeded(out: &std::process::Output, what: &str) -> bool {
     if !out.status.success() {
         eprintln!(
             "({what} unavailable: {})",
@@ -56,6 +56,13 @@ fn last_json(out: &std::process::Output, what: &str) -> Option<Value> {
                 .last()
                 .unwrap_or("")
         );
+    }
+    out.status.success()
+}
+
+/// The last stdout line of a finished child as JSON, or `None` with its last error line shown.
+fn last_json(out: &std::process::Output, what: &str) -> Option<Value> {
+    if !succeeded(out, what) {
         return None;
     }
     let line = String::from_utf8_lossy(&out.stdout)
@@ -235,14 +242,7 @@ fn llama_bench(args: &BenchArgs, file: &Path) -> Option<f64> {
         .output()
         .map_err(|e| eprintln!("(llama.cpp's llama-bench unavailable: {e})"))
         .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "(llama-bench failed: {})",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
+    if !succeeded(&out, "llama.cpp's llama-bench") {
         return None;
     }
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;

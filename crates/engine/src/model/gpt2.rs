@@ -8,11 +8,10 @@ use candle_core::{Device, Tensor};
 
 use super::config::Gpt2Config;
 use super::layers::{
-    dropout, get, start_positions, DropoutRng, EmbeddingForward, KvCache, Weights,
+    self, dropout, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache, Weights,
 };
 use super::lora::{Adapter, LoraRuntime};
 use super::ops;
-use crate::rng::Rng;
 
 /// The names and shapes every GPT-2 of this config has, in a stable order.
 pub fn weight_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
@@ -49,25 +48,17 @@ pub fn weight_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
 /// GPT-2's initialisation: N(0, 0.02) for matrices and embeddings, N(0, 0.02/√(2·n_layer)) for the
 /// residual projections, zero biases, unit norms. Seeded, so a from-scratch run is reproducible.
 pub fn init_weights(cfg: &Gpt2Config, seed: u64, device: &Device) -> candle_core::Result<Weights> {
-    let mut out = Weights::new();
-    for (idx, (name, shape)) in weight_shapes(cfg).into_iter().enumerate() {
-        let n: usize = shape.iter().product();
-        let mut rng = Rng::derive(seed, "init", &[idx as u64]);
-        let data: Vec<f32> = if name.contains("ln_") {
-            vec![if name.ends_with("weight") { 1.0 } else { 0.0 }; n]
+    layers::init_weights(weight_shapes(cfg), seed, device, |name| {
+        if name.contains("ln_") {
+            Init::Fill(if name.ends_with("weight") { 1.0 } else { 0.0 })
         } else if name.ends_with("bias") {
-            vec![0.0; n]
+            Init::Fill(0.0)
+        } else if name.ends_with("c_proj.weight") {
+            Init::Normal(0.02 / (2.0 * cfg.n_layer as f32).sqrt())
         } else {
-            let std = if name.ends_with("c_proj.weight") {
-                0.02 / (2.0 * cfg.n_layer as f32).sqrt()
-            } else {
-                0.02
-            };
-            (0..n).map(|_| rng.normal() * std).collect()
-        };
-        out.insert(name, Tensor::from_vec(data, shape, device)?);
-    }
-    Ok(out)
+            Init::Normal(0.02)
+        }
+    })
 }
 
 struct Norm {

@@ -79,6 +79,35 @@ pub(crate) fn dropout(
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
 }
 
+/// How [`init_weights`] fills one weight.
+pub(crate) enum Init {
+    Fill(f32),
+    Normal(f32),
+}
+
+/// Weights of the given names and shapes, each filled as `rule` says for its name; weight `i`
+/// draws from its own stream `(seed, "init", i)`, so a from-scratch run is reproducible.
+pub(crate) fn init_weights(
+    shapes: Vec<(String, Vec<usize>)>,
+    seed: u64,
+    device: &Device,
+    rule: impl Fn(&str) -> Init,
+) -> candle_core::Result<Weights> {
+    let mut out = Weights::new();
+    for (idx, (name, shape)) in shapes.into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = match rule(&name) {
+            Init::Fill(v) => vec![v; n],
+            Init::Normal(std) => {
+                let mut rng = Rng::derive(seed, "init", &[idx as u64]);
+                (0..n).map(|_| rng.normal() * std).collect()
+            }
+        };
+        out.insert(name, Tensor::from_vec(data, shape, device)?);
+    }
+    Ok(out)
+}
+
 pub(crate) fn get(w: &Weights, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
     let t = w
         .get(name)

@@ -10,12 +10,12 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::layers::{
-    dropout, get, start_positions, DropoutRng, EmbeddingForward, KvCache, Proj, QWeights, Weights,
+    self, dropout, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache, Proj,
+    QWeights, Weights,
 };
 use super::llama_config::LlamaConfig;
 use super::lora::{Adapter, LoraRuntime};
 use super::ops;
-use crate::rng::Rng;
 
 /// The names and shapes every model of this config has, in a stable order.
 pub fn weight_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
@@ -61,20 +61,15 @@ pub fn weight_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
 /// transformers' Llama initialisation: N(0, 0.02) for matrices and embeddings, zero biases, unit
 /// norms. Seeded, so a run is reproducible.
 pub fn init_weights(cfg: &LlamaConfig, seed: u64, device: &Device) -> candle_core::Result<Weights> {
-    let mut out = Weights::new();
-    for (idx, (name, shape)) in weight_shapes(cfg).into_iter().enumerate() {
-        let n: usize = shape.iter().product();
-        let mut rng = Rng::derive(seed, "init", &[idx as u64]);
-        let data: Vec<f32> = if name.ends_with("norm.weight") {
-            vec![1.0; n]
+    layers::init_weights(weight_shapes(cfg), seed, device, |name| {
+        if name.ends_with("norm.weight") {
+            Init::Fill(1.0)
         } else if name.ends_with("bias") {
-            vec![0.0; n]
+            Init::Fill(0.0)
         } else {
-            (0..n).map(|_| rng.normal() * 0.02).collect()
-        };
-        out.insert(name, Tensor::from_vec(data, shape, device)?);
-    }
-    Ok(out)
+            Init::Normal(0.02)
+        }
+    })
 }
 
 /// `nn.Linear`: `x @ Wᵀ + b` with `W: (out, in)`, plus its LoRA adapter when it has one.

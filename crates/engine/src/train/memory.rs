@@ -168,14 +168,18 @@ pub fn model_config(cfg: &crate::settings::TrainConfig) -> Option<ModelConfig> {
 
 /// [`estimate`] for a training config's own model and settings.
 pub fn estimate_for(cfg: &crate::settings::TrainConfig) -> Option<MemoryEstimate> {
-    let model = model_config(cfg)?;
-    Some(estimate(
-        &model,
+    model_config(cfg).map(|model| estimate_of(cfg, &model))
+}
+
+/// [`estimate`] for a training config's settings on `model` (its [`model_config`]).
+pub fn estimate_of(cfg: &crate::settings::TrainConfig, model: &ModelConfig) -> MemoryEstimate {
+    estimate(
+        model,
         cfg.batch_size,
         cfg.block_size,
         cfg.lora.as_ref(),
         cfg.recompute_activations,
-    ))
+    )
 }
 
 /// What the app shows before training: the estimate for the settings as they are and with
@@ -191,13 +195,14 @@ pub struct TrainingMemory {
 }
 
 pub fn training_memory(cfg: &crate::settings::TrainConfig) -> TrainingMemory {
+    let model = model_config(cfg);
     let recompute = crate::settings::TrainConfig {
         recompute_activations: true,
         ..cfg.clone()
     };
     TrainingMemory {
-        estimate: estimate_for(cfg),
-        with_recompute: estimate_for(&recompute),
+        estimate: model.as_ref().map(|m| estimate_of(cfg, m)),
+        with_recompute: model.as_ref().map(|m| estimate_of(&recompute, m)),
         machine: crate::memory::system(),
     }
 }
@@ -212,6 +217,7 @@ pub const REFUSE_ABOVE: f64 = 1.2;
 /// that alone would be enough), LoRA, a smaller batch or block.
 pub fn check_fits(
     cfg: &crate::settings::TrainConfig,
+    model: &ModelConfig,
     needed: MemoryEstimate,
     available_bytes: u64,
 ) -> crate::Result<()> {
@@ -222,23 +228,21 @@ pub fn check_fits(
     let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
     let mut advice = Vec::new();
     if !cfg.recompute_activations {
-        if let Some(model) = model_config(cfg) {
-            let with = estimate(
-                &model,
-                cfg.batch_size,
-                cfg.block_size,
-                cfg.lora.as_ref(),
-                true,
-            );
-            let how = if with.total_bytes <= available_bytes {
-                format!("which needs about {}", gb(with.total_bytes))
-            } else {
-                format!("which alone is not enough (about {})", gb(with.total_bytes))
-            };
-            advice.push(format!(
-                "turn on recompute_activations (the app's \"Save memory\", --recompute-activations), {how}"
-            ));
-        }
+        let with = estimate(
+            model,
+            cfg.batch_size,
+            cfg.block_size,
+            cfg.lora.as_ref(),
+            true,
+        );
+        let how = if with.total_bytes <= available_bytes {
+            format!("which needs about {}", gb(with.total_bytes))
+        } else {
+            format!("which alone is not enough (about {})", gb(with.total_bytes))
+        };
+        advice.push(format!(
+            "turn on recompute_activations (the app's \"Save memory\", --recompute-activations), {how}"
+        ));
     }
     if cfg.lora.is_none() {
         advice.push("train with LoRA (the app's \"Adapt with LoRA\", --lora)".into());
@@ -339,11 +343,12 @@ mod tests {
     #[test]
     fn a_run_that_cannot_fit_is_refused_with_the_numbers_and_a_way_out() {
         let cfg = smollm2(8, 1024, true, false);
+        let model = model_config(&cfg).unwrap();
         let needed = estimate_for(&cfg).unwrap();
-        assert!(check_fits(&cfg, needed, needed.total_bytes).is_ok());
+        assert!(check_fits(&cfg, &model, needed, needed.total_bytes).is_ok());
         // Just over the free memory is allowed (the estimate may be high); far over is refused.
-        assert!(check_fits(&cfg, needed, needed.total_bytes * 9 / 10).is_ok());
-        let msg = check_fits(&cfg, needed, needed.total_bytes / 2)
+        assert!(check_fits(&cfg, &model, needed, needed.total_bytes * 9 / 10).is_ok());
+        let msg = check_fits(&cfg, &model, needed, needed.total_bytes / 2)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("needs about") && msg.contains("free"), "{msg}");
@@ -353,7 +358,7 @@ mod tests {
         );
         assert!(!msg.contains("--lora"), "{msg}");
         // When recomputation would not be enough either, the message says so.
-        let msg = check_fits(&cfg, needed, needed.total_bytes / 50)
+        let msg = check_fits(&cfg, &model, needed, needed.total_bytes / 50)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("which alone is not enough"), "{msg}");

@@ -124,9 +124,9 @@ fn run_training(
     // Refused before anything is written or loaded when it cannot fit, with the numbers. The
     // estimate is of CPU memory: a GPU's own memory is not checked here.
     if matches!(device, Device::Cpu) {
-        if let (Some(needed), Some(machine)) = (memory::estimate_for(cfg), crate::memory::system())
-        {
-            memory::check_fits(cfg, needed, machine.available_bytes)?;
+        if let (Some(model), Some(machine)) = (memory::model_config(cfg), crate::memory::system()) {
+            let needed = memory::estimate_of(cfg, &model);
+            memory::check_fits(cfg, &model, needed, machine.available_bytes)?;
             if needed.total_bytes > machine.available_bytes {
                 sink.log(format!(
                     "this run may need about {:.1} GB, more than the {:.1} GB free now: close other programs, or lower the batch size or context length if it stops",

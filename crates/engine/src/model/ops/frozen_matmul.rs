@@ -28,6 +28,32 @@ pub fn frozen_matmul(x: &Tensor, w: &Tensor, transposed: bool) -> candle_core::R
         .apply_op2(&w.contiguous()?, FrozenMatmul { transposed })
 }
 
+/// `x·Wᵀ` (`transposed`, `W: (out, in)`) or `x·W` (`W: (in, out)`) on CPU storage: `(N, out)`.
+pub(super) fn cpu_matmul(
+    sx: &CpuStorage,
+    lx: &Layout,
+    sw: &CpuStorage,
+    lw: &Layout,
+    transposed: bool,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (m, k) = lx.shape().dims2()?;
+    let (rhs, n) = if transposed {
+        let (n, k2) = lw.shape().dims2()?;
+        if k2 != k {
+            bail!("matmul by a frozen weight: x is (_, {k}) but W is ({n}, {k2})");
+        }
+        (lw.transpose(0, 1)?, n)
+    } else {
+        let (k2, n) = lw.shape().dims2()?;
+        if k2 != k {
+            bail!("matmul by a frozen weight: x is (_, {k}) but W is ({k2}, {n})");
+        }
+        (lw.clone(), n)
+    };
+    let y = sx.matmul(sw, (1, m, n, k), lx, &rhs)?;
+    Ok((y, Shape::from((m, n))))
+}
+
 /// The matmul, recorded with a backward for `x` alone.
 struct FrozenMatmul {
     transposed: bool,
@@ -45,22 +71,7 @@ impl CustomOp2 for FrozenMatmul {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = l1.shape().dims2()?;
-        let (rhs, n) = if self.transposed {
-            let (n, k2) = l2.shape().dims2()?;
-            if k2 != k {
-                bail!("frozen matmul: x is (_, {k}) but W is ({n}, {k2})");
-            }
-            (l2.transpose(0, 1)?, n)
-        } else {
-            let (k2, n) = l2.shape().dims2()?;
-            if k2 != k {
-                bail!("frozen matmul: x is (_, {k}) but W is ({k2}, {n})");
-            }
-            (l2.clone(), n)
-        };
-        let y = s1.matmul(s2, (1, m, n, k), l1, &rhs)?;
-        Ok((y, Shape::from((m, n))))
+        cpu_matmul(s1, l1, s2, l2, self.transposed)
     }
 
     fn bwd(

@@ -78,16 +78,16 @@ struct LoraLinear {
 }
 
 impl LoraLinear {
-    /// `x ⊙ mask` as plain data, or `x` itself without dropout.
-    fn masked(&self, x: &[f32]) -> Option<Vec<f32>> {
+    /// The dropout mask as the factors `x` is multiplied by (1/(1−p) kept, 0 dropped), or `None`
+    /// without dropout.
+    fn mask_values(&self, n: usize) -> Option<Vec<f32>> {
         let (bits, p) = self.mask.as_ref()?;
         let keep = 1.0 / (1.0 - p);
         Some(
-            x.iter()
-                .enumerate()
-                .map(|(i, v)| {
+            (0..n)
+                .map(|i| {
                     if bits[i / 64] >> (i % 64) & 1 == 1 {
-                        v * keep
+                        keep
                     } else {
                         0.0
                     }
@@ -96,22 +96,17 @@ impl LoraLinear {
         )
     }
 
+    /// `x ⊙ mask` as plain data, or `None` without dropout.
+    fn masked(&self, x: &[f32]) -> Option<Vec<f32>> {
+        let m = self.mask_values(x.len())?;
+        Some(x.iter().zip(m).map(|(v, m)| v * m).collect())
+    }
+
     /// The mask as an f32 tensor of `x`'s shape (for the backward pass).
     fn mask_tensor(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let Some((bits, p)) = self.mask.as_ref() else {
-            return Ok(None);
-        };
-        let keep = 1.0 / (1.0 - p);
-        let data: Vec<f32> = (0..x.elem_count())
-            .map(|i| {
-                if bits[i / 64] >> (i % 64) & 1 == 1 {
-                    keep
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        Tensor::from_vec(data, x.shape(), x.device()).map(Some)
+        self.mask_values(x.elem_count())
+            .map(|m| Tensor::from_vec(m, x.shape(), x.device()))
+            .transpose()
     }
 }
 
@@ -148,13 +143,11 @@ impl CustomOp3 for LoraLinear {
         let Storage::Cpu(ws) = &*w_storage else {
             bail!("lora linear: W is not on the CPU");
         };
-        let w_rhs = if self.transposed {
-            w_layout.transpose(0, 1)?
-        } else {
-            w_layout.clone()
-        };
-        let y = sx.matmul(ws, (1, n, out, k), lx, &w_rhs)?;
+        let (y, y_shape) = super::frozen_matmul::cpu_matmul(sx, lx, ws, w_layout, self.transposed)?;
         drop(w_storage);
+        if y_shape.dims2()?.1 != out {
+            bail!("lora linear: W gives {y_shape:?} but B has {out} outputs");
+        }
         let CpuStorage::F32(mut y) = y else {
             bail!("lora linear: expected f32");
         };
