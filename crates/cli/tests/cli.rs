@@ -615,3 +615,25 @@ fn prepare_a_mixed_folder_then_train_on_the_dataset() {
     );
     assert!(home.path().join("run/dataset/train.mask").is_file());
 }
+
+/// The benchmark measures a preset in a worker process that reports its own peak memory (so each
+/// preset's figure is its alone), and an unknown preset is named with the ones there are.
+#[test]
+fn bench_worker_reports_speed_and_peak_memory() {
+    let home = tempfile::tempdir().unwrap();
+    let out = ok(
+        home.path(),
+        &["bench", "--worker", "--presets", "tiny", "--steps", "1"],
+    );
+    let v = json_lines(&out).pop().unwrap();
+    assert!(v["train_tokens_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+    if cfg!(target_os = "linux") {
+        // A tiny model's weights, optimiser and logits take well over 50 MB.
+        assert!(v["peak_rss_bytes"].as_u64().unwrap() > 50 << 20, "{v}");
+    }
+    fails(
+        home.path(),
+        &["bench", "--presets", "huge", "--no-torch"],
+        "smollm2-135m-lora",
+    );
+}

@@ -1088,6 +1088,12 @@ fn recomputed_activations_give_the_plain_gradients() {
             let diff: f32 = common::max_abs_diff(a, b);
             let size: f32 = common::max_abs(a);
             assert!(size > 0.0, "{name}: `{}` has a zero gradient", p.name);
+            // Detached: a kept gradient must not keep its forward pass's tensors alive.
+            assert!(
+                !a.track_op() && !b.track_op(),
+                "{name}: `{}` holds its graph",
+                p.name
+            );
             assert!(
                 diff <= 1e-5 * size,
                 "{name}: `{}` differs by {diff} of {size}",
