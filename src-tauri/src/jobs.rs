@@ -106,6 +106,9 @@ impl JobRegistry {
                     Ok(Err(e)) => Err(CommandError::from_engine(&e)),
                     Err(panic) => Err(crashed(kind, panic.as_ref())),
                 };
+                // The job's buffers were kept for reuse while it ran; an idle app gives them back
+                // (before the next job can start).
+                tunesmith_malloc::release_freed_memory();
                 d.store(true, Ordering::SeqCst);
                 s.emit(match &result {
                     Ok(v) => Event::Finished {

@@ -36,6 +36,39 @@ pub enum Command {
     Download(DownloadArgs),
     /// Measure training and generation speed (compared with PyTorch when it is installed).
     Bench(BenchArgs),
+    /// Serve a model on an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A model folder, a run folder (its latest checkpoint), a LoRA adapter folder, a GGUF file or
+    /// a hub id.
+    #[arg(long, value_name = "SOURCE")]
+    pub model: String,
+    /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// `auto` keeps a GGUF file's quantised weights quantised (less memory); `f32` dequantises them.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32"])]
+    pub dtype: String,
+    /// The address to listen on. Anything but this computer (127.0.0.1) should have --api-key.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every /v1 request.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// The model's name in the API (default: the source's folder or file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Requests (samples) that may wait; more are refused with 429.
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// cpu, cuda, metal or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 #[derive(Args)]

@@ -11,6 +11,7 @@ mod sink;
 use clap::Parser;
 
 fn main() {
+    tunesmith_malloc::keep_freed_memory();
     tunesmith_engine::device::configure_cpu_pool();
     let cli = args::Cli::parse();
     let code = match commands::run(cli.command) {

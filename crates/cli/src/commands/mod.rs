@@ -5,6 +5,7 @@ mod download;
 mod eval;
 mod generate;
 mod prepare;
+mod serve;
 mod train;
 
 use std::sync::atomic::AtomicBool;
@@ -26,6 +27,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Download(a) => download::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Text generation with a KV cache: each new token costs one position. Pieces of text are streamed
 //! through the event sink as soon as they are valid UTF-8 and cannot be part of a stop string.
 
+pub mod decoder;
 pub mod sampling;
 pub mod stream;
 
@@ -8,13 +9,11 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::chat::{self, ChatTemplate, Message};
-use crate::data::tokenizer;
-use crate::model::{KvCache, Model};
+use crate::model::Model;
 use crate::progress::{CancelToken, Event, ProgressSink};
-use crate::rng::Rng;
 use crate::{Error, Result};
+pub use decoder::{DecodeOptions, Decoder};
 pub use sampling::SamplingParams;
-use stream::TextStream;
 
 /// Settings for `generate`. Saved with chats; validated before anything runs.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -180,75 +179,19 @@ pub fn generate_one(
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<Generation> {
-    cfg.validate()?;
-    let eot = tokenizer::eot_id(tok);
-    // A reply ends at end-of-text or at any of the model's own end ids (chat models end a turn
-    // with one of several).
-    let mut ends: Vec<u32> = eot.into_iter().collect();
-    ends.extend(model.config().eos_ids());
-    let mut context = tokenizer::encode(tok, &cfg.prompt)?;
-    if context.is_empty() {
-        // An empty prompt starts a fresh document, the way GPT-2 was trained.
-        context.push(
-            eot.ok_or_else(|| Error::config("prompt", "is empty; type some text to continue"))?,
-        );
-    }
-    let n_ctx = model.config().context();
-    let vocab = model.config().vocab_size();
-    let params = cfg.sampling();
-    let mut rng = Rng::derive(cfg.seed, "generate", &[index]);
-    let mut cache = KvCache::default();
-    let mut stream = TextStream::new(tok, &cfg.stop);
-    let mut tokens = Vec::new();
-    let mut finish = FinishReason::Length;
-    // The prompt is fed whole first; afterwards only the newest token.
-    let mut pending: Vec<u32> = context[context.len().saturating_sub(n_ctx)..].to_vec();
-    let prompt_ids = pending.clone();
-    for _ in 0..cfg.max_new_tokens {
+    let mut decoder = Decoder::new(model, tok, cfg, index, DecodeOptions::default())?;
+    loop {
         if cancel.is_cancelled() {
-            finish = FinishReason::Cancelled;
-            break;
+            decoder.cancel();
         }
-        if cache.len() + pending.len() > n_ctx {
-            // Context full: restart the cache on the most recent half of the context.
-            cache.clear();
-            pending = context[context.len() - n_ctx / 2..].to_vec();
-        }
-        let mut logits = model.step(&pending, &mut cache)?.to_vec1::<f32>()?;
-        logits.truncate(tok.get_vocab_size(true).min(vocab));
-        if tokens.len() < cfg.min_new_tokens {
-            for &e in &ends {
-                if let Some(l) = logits.get_mut(e as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
-        }
-        let next = sampling::sample(&mut logits, &context, &params, &mut rng);
-        if cfg.stop_at_eot && ends.contains(&next) {
-            finish = FinishReason::Stop;
-            break;
-        }
-        context.push(next);
-        tokens.push(next);
-        pending = vec![next];
-        let piece = stream.push(next)?;
-        if !piece.is_empty() {
-            sink.emit(Event::Token { text: piece });
-        }
-        if stream.stopped() {
-            finish = FinishReason::Stop;
-            break;
+        let Some(token) = decoder.next()? else { break };
+        if !token.text.is_empty() {
+            sink.emit(Event::Token { text: token.text });
         }
     }
-    let rest = stream.finish();
+    let (generation, rest) = decoder.finish();
     if !rest.is_empty() {
         sink.emit(Event::Token { text: rest });
     }
-    Ok(Generation {
-        text: stream.text().to_string(),
-        tokens,
-        prompt: cfg.prompt.clone(),
-        prompt_ids,
-        finish_reason: finish,
-    })
+    Ok(generation)
 }

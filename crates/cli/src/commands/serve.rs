@@ -1,0 +1,56 @@
+//! `tunesmith serve`: loads the model once and serves it until Ctrl-C.
+
+use anyhow::Result;
+use tunesmith_engine::model::load;
+use tunesmith_engine::{device, source};
+use tunesmith_server::{ServeConfig, Server};
+
+use super::Sink;
+use crate::args::ServeArgs;
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let dev = device::select(&args.device)?;
+    let dir = source::resolve(&args.model, &mut Sink::new(false))?;
+    let loaded = load::load_dir_with(&dir, args.base.as_deref(), args.dtype == "f32", &dev)?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&args.model));
+    let mut config = ServeConfig::new(&name);
+    config.host = args.host.clone();
+    config.port = args.port;
+    config.api_key = args.api_key.clone();
+    config.queue = args.queue;
+    if !config.is_local() && config.api_key.is_none() {
+        eprintln!(
+            "warning: listening on {} without --api-key: anyone who can reach this computer can use the model",
+            config.host
+        );
+    }
+    let server = Server::start(loaded, config)?;
+    let addr = server.addr();
+    eprintln!("serving `{name}` on http://{addr}/v1 (Ctrl-C stops)");
+    eprintln!(
+        "  curl http://{addr}/v1/completions -H 'Content-Type: application/json' -d '{{\"prompt\": \"Hello\", \"max_tokens\": 20}}'"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })?;
+    let _ = rx.recv();
+    eprintln!("stopping");
+    server.stop();
+    Ok(())
+}
+
+/// The last part of the source: `runs/my-run` serves as `my-run`, `HuggingFaceTB/SmolLM2-135M` as
+/// itself.
+fn default_name(source: &str) -> String {
+    let path = std::path::Path::new(source);
+    if path.exists() {
+        if let Some(name) = path.file_stem().and_then(|n| n.to_str()) {
+            return name.to_string();
+        }
+    }
+    source.to_string()
+}

@@ -1,0 +1,263 @@
+//! One sample, one token at a time: the state of a generation between tokens, so that a caller
+//! (the CLI's loop, the server's worker interleaving several requests) decides when to take the
+//! next token, and can read each token's log-probability on the way.
+
+use tokenizers::Tokenizer;
+
+use super::sampling::{self, SamplingParams};
+use super::stream::TextStream;
+use super::{FinishReason, GenerateConfig, Generation};
+use crate::data::tokenizer;
+use crate::model::{KvCache, Model};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// What OpenAI's API adds to our sampling settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodeOptions {
+    /// Report each token's log-probability and, with `Some(k)`, the `k` most likely
+    /// alternatives (OpenAI's `logprobs`; `Some(0)` gives the token's own only).
+    pub logprobs: Option<usize>,
+    /// Subtracted once from the logit of every token already generated (OpenAI's
+    /// `presence_penalty`).
+    pub presence_penalty: f32,
+    /// Subtracted from a token's logit once per time it was generated (`frequency_penalty`).
+    pub frequency_penalty: f32,
+    /// Added to these tokens' logits at every step (`logit_bias`; -100 bans a token).
+    pub logit_bias: Vec<(u32, f32)>,
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub id: u32,
+    /// The text this token completes (empty while a UTF-8 character or a possible stop string
+    /// is still open; it then comes with a later token or at the end).
+    pub text: String,
+    /// Natural log of the token's probability under the model (before temperature and
+    /// penalties, as OpenAI reports it); 0 when not asked for.
+    pub logprob: f32,
+    /// The most likely tokens at this position with their log-probabilities, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+pub struct Decoder<'a> {
+    model: &'a Model,
+    tok: &'a Tokenizer,
+    cfg: GenerateConfig,
+    options: DecodeOptions,
+    params: SamplingParams,
+    ends: Vec<u32>,
+    context: Vec<u32>,
+    pending: Vec<u32>,
+    prompt_ids: Vec<u32>,
+    rng: Rng,
+    cache: KvCache,
+    stream: TextStream<'a>,
+    tokens: Vec<u32>,
+    counts: std::collections::HashMap<u32, u32>,
+    finish: Option<FinishReason>,
+}
+
+impl<'a> Decoder<'a> {
+    /// Sample number `index` (its own seeded stream) of `cfg`'s prompt; the prompt is read at the
+    /// first [`Decoder::next`].
+    pub fn new(
+        model: &'a Model,
+        tok: &'a Tokenizer,
+        cfg: &GenerateConfig,
+        index: u64,
+        options: DecodeOptions,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let eot = tokenizer::eot_id(tok);
+        // A reply ends at end-of-text or at any of the model's own end ids (chat models end a
+        // turn with one of several).
+        let mut ends: Vec<u32> = eot.into_iter().collect();
+        ends.extend(model.config().eos_ids());
+        let mut context = tokenizer::encode(tok, &cfg.prompt)?;
+        if context.is_empty() {
+            // An empty prompt starts a fresh document, the way GPT-2 was trained.
+            context.push(
+                eot.ok_or_else(|| Error::config("prompt", "is empty; type some text to continue"))?,
+            );
+        }
+        let n_ctx = model.config().context();
+        // The prompt is fed whole first (its end, when longer than the context); afterwards
+        // only the newest token.
+        let pending = context[context.len().saturating_sub(n_ctx)..].to_vec();
+        Ok(Decoder {
+            model,
+            tok,
+            params: cfg.sampling(),
+            rng: Rng::derive(cfg.seed, "generate", &[index]),
+            stream: TextStream::new(tok, &cfg.stop),
+            cfg: cfg.clone(),
+            options,
+            ends,
+            prompt_ids: pending.clone(),
+            pending,
+            context,
+            cache: KvCache::default(),
+            tokens: Vec::new(),
+            counts: Default::default(),
+            finish: None,
+        })
+    }
+
+    /// The ids the model is given as the prompt.
+    pub fn prompt_ids(&self) -> &[u32] {
+        &self.prompt_ids
+    }
+
+    /// Why generation ended, once it has.
+    pub fn finished(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// Ends generation early (the sample's finish reason becomes `cancelled`).
+    pub fn cancel(&mut self) {
+        self.finish.get_or_insert(FinishReason::Cancelled);
+    }
+
+    /// The next token, or `None` once generation has ended (end-of-text, a stop string,
+    /// `max_new_tokens`, or [`Decoder::cancel`]).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Token>> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.tokens.len() >= self.cfg.max_new_tokens {
+            self.finish = Some(FinishReason::Length);
+            return Ok(None);
+        }
+        let n_ctx = self.model.config().context();
+        if self.cache.len() + self.pending.len() > n_ctx {
+            // Context full: restart the cache on the most recent half of the context.
+            self.cache.clear();
+            self.pending = self.context[self.context.len() - n_ctx / 2..].to_vec();
+        }
+        let mut logits = self
+            .model
+            .step(&self.pending, &mut self.cache)?
+            .to_vec1::<f32>()?;
+        logits.truncate(
+            self.tok
+                .get_vocab_size(true)
+                .min(self.model.config().vocab_size()),
+        );
+        let raw = self.options.logprobs.map(|k| (k, logits.clone()));
+        if self.tokens.len() < self.cfg.min_new_tokens {
+            for &e in &self.ends {
+                if let Some(l) = logits.get_mut(e as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        self.apply_penalties(&mut logits);
+        let next = sampling::sample(&mut logits, &self.context, &self.params, &mut self.rng);
+        if self.cfg.stop_at_eot && self.ends.contains(&next) {
+            self.finish = Some(FinishReason::Stop);
+            return Ok(None);
+        }
+        self.context.push(next);
+        self.tokens.push(next);
+        *self.counts.entry(next).or_default() += 1;
+        self.pending = vec![next];
+        let text = self.stream.push(next)?;
+        if self.stream.stopped() {
+            self.finish = Some(FinishReason::Stop);
+        }
+        let (logprob, top) = match raw {
+            Some((k, raw)) => log_probs(&raw, next, k),
+            None => (0.0, Vec::new()),
+        };
+        Ok(Some(Token {
+            id: next,
+            text,
+            logprob,
+            top,
+        }))
+    }
+
+    /// The sample, once generation has ended, with the text still held back (an unfinished
+    /// character or stop-string prefix that turned out not to be one).
+    pub fn finish(mut self) -> (Generation, String) {
+        let rest = self.stream.finish();
+        let generation = Generation {
+            text: self.stream.text().to_string(),
+            tokens: self.tokens,
+            prompt: self.cfg.prompt,
+            prompt_ids: self.prompt_ids,
+            finish_reason: self.finish.unwrap_or(FinishReason::Length),
+        };
+        (generation, rest)
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32]) {
+        let (p, f) = (
+            self.options.presence_penalty,
+            self.options.frequency_penalty,
+        );
+        if p != 0.0 || f != 0.0 {
+            for (&id, &count) in &self.counts {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l -= p + f * count as f32;
+                }
+            }
+        }
+        for &(id, bias) in &self.options.logit_bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += bias;
+            }
+        }
+    }
+}
+
+/// The log-probability of `chosen` and the `k` most likely tokens under `logits` (log-softmax).
+pub fn log_probs(logits: &[f32], chosen: u32, k: usize) -> (f32, Vec<(u32, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let log_z = max + sum.ln() as f32;
+    let mut top: Vec<(u32, f32)> = Vec::new();
+    if k > 0 {
+        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+        let k = k.min(idx.len());
+        idx.select_nth_unstable_by(k - 1, |&a, &b| {
+            logits[b as usize]
+                .total_cmp(&logits[a as usize])
+                .then(a.cmp(&b))
+        });
+        idx.truncate(k);
+        idx.sort_unstable_by(|&a, &b| {
+            logits[b as usize]
+                .total_cmp(&logits[a as usize])
+                .then(a.cmp(&b))
+        });
+        top = idx
+            .into_iter()
+            .map(|i| (i, logits[i as usize] - log_z))
+            .collect();
+    }
+    let chosen = logits
+        .get(chosen as usize)
+        .map_or(f32::NEG_INFINITY, |l| l - log_z);
+    (chosen, top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_probs_are_a_log_softmax() {
+        let logits = [1.0f32, 3.0, 2.0, -1.0];
+        let z: f32 = logits.iter().map(|l| l.exp()).sum();
+        let (lp, top) = log_probs(&logits, 2, 2);
+        assert!((lp - (2.0f32.exp() / z).ln()).abs() < 1e-6);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!((top[0].1 - (3.0f32.exp() / z).ln()).abs() < 1e-6);
+        let total: f32 = logits.iter().map(|l| (l - z.ln()).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+}

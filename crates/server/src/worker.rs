@@ -1,0 +1,278 @@
+//! The model worker: one thread owns the loaded model and serves every request's samples, one
+//! token each in turn (round robin), so a long answer does not hold up a short one queued after
+//! it. Requests wait in a bounded queue; a request that does not fit is refused at once (429)
+//! rather than left hanging. A sample whose client has gone (its channel closed) is dropped at its next token.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tunesmith_engine::data::tokenizer;
+use tunesmith_engine::generate::decoder::Token;
+use tunesmith_engine::generate::{self, DecodeOptions, Decoder, FinishReason, GenerateConfig};
+use tunesmith_engine::model::load::LoadedModel;
+
+use crate::error::ApiError;
+use axum::http::StatusCode;
+
+/// One sample to generate.
+pub struct Sample {
+    pub cfg: GenerateConfig,
+    /// Which sample of the prompt this is (its own seeded stream).
+    pub index: u64,
+    pub options: DecodeOptions,
+    pub updates: UnboundedSender<Update>,
+}
+
+/// What the worker tells a request about one of its samples, in this order: `Started` (or
+/// `Failed`), any number of `Token`s, then `Done`.
+#[derive(Debug)]
+pub enum Update {
+    Started {
+        /// The prompt as given to the model (a conversation rendered with the template).
+        prompt: String,
+        prompt_tokens: usize,
+    },
+    Token {
+        token: Token,
+        /// The token's own text and its alternatives' (only when log-probabilities were asked
+        /// for), as OpenAI lists them.
+        label: String,
+        top: Vec<(String, f32)>,
+    },
+    Done {
+        finish: FinishReason,
+        /// Text held back until the end (an unfinished stop-string prefix).
+        rest: String,
+        completion_tokens: usize,
+    },
+    Failed(ApiError),
+}
+
+/// How many samples are decoded in turn at once; more wait in the queue.
+pub const ACTIVE: usize = 8;
+
+pub struct Worker {
+    queue: Sender<Sample>,
+    /// Samples that may wait beyond the active ones.
+    capacity: usize,
+    load: Arc<Load>,
+    /// Held while a request's samples are admitted, so that two requests cannot both be let in
+    /// on the same free room.
+    admit: Mutex<()>,
+}
+
+/// How busy the worker is (shown by `/health`).
+#[derive(Default)]
+pub struct Load {
+    /// Samples queued and not yet started.
+    pub waiting: AtomicUsize,
+    /// Samples being decoded.
+    pub active: AtomicUsize,
+}
+
+impl Worker {
+    /// Starts the worker thread over `model`; at most `queue` samples wait beyond the active ones.
+    /// The thread ends once the worker is dropped and its last sample is done.
+    pub fn start(model: LoadedModel, queue: usize) -> std::io::Result<Worker> {
+        let (tx, rx) = mpsc::channel();
+        let load = Arc::new(Load::default());
+        let shared = load.clone();
+        std::thread::Builder::new()
+            .name("tunesmith-serve-model".into())
+            .spawn(move || run(&model, rx, &shared))?;
+        Ok(Worker {
+            queue: tx,
+            capacity: queue,
+            load,
+            admit: Mutex::new(()),
+        })
+    }
+
+    pub fn load(&self) -> &Load {
+        &self.load
+    }
+
+    /// Queues a request's samples, all or none: refused with 429 when they do not fit in the
+    /// room left (the active slots and the queue).
+    pub fn submit(&self, samples: Vec<Sample>) -> Result<(), ApiError> {
+        let _admitting = self.admit.lock().unwrap_or_else(|p| p.into_inner());
+        let busy =
+            self.load.waiting.load(Ordering::SeqCst) + self.load.active.load(Ordering::SeqCst);
+        if busy + samples.len() > self.capacity + ACTIVE {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "the server is busy: too many requests are waiting; retry in a moment",
+            ));
+        }
+        for sample in samples {
+            self.load.waiting.fetch_add(1, Ordering::SeqCst);
+            if self.queue.send(sample).is_err() {
+                self.load.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the model is not available (the server is stopping)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Active<'m> {
+    decoder: Decoder<'m>,
+    updates: UnboundedSender<Update>,
+    completion_tokens: usize,
+    logprobs: bool,
+}
+
+/// One token's text as OpenAI's logprobs list it.
+fn token_text(model: &LoadedModel, id: u32) -> String {
+    model.tokenizer.decode(&[id], false).unwrap_or_default()
+}
+
+fn run(model: &LoadedModel, queue: Receiver<Sample>, load: &Load) {
+    let mut active: VecDeque<Active> = VecDeque::new();
+    // Counted as active before it stops counting as waiting, so /health never shows a
+    // started sample as neither.
+    let begin = |sample| {
+        load.active.fetch_add(1, Ordering::SeqCst);
+        load.waiting.fetch_sub(1, Ordering::SeqCst);
+        let started = begin(model, sample);
+        if started.is_none() {
+            load.active.fetch_sub(1, Ordering::SeqCst);
+        }
+        started
+    };
+    loop {
+        load.active.store(active.len(), Ordering::SeqCst);
+        // Idle: wait for work; busy: take what has arrived, up to the active limit.
+        if active.is_empty() {
+            match queue.recv() {
+                Ok(sample) => active.extend(begin(sample)),
+                Err(_) => return,
+            }
+        }
+        while active.len() < ACTIVE {
+            match queue.try_recv() {
+                Ok(sample) => active.extend(begin(sample)),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    if active.is_empty() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        let Some(mut current) = active.pop_front() else {
+            continue;
+        };
+        if current.updates.is_closed() {
+            // The client went away: stop spending time on it.
+            continue;
+        }
+        // A panic in the model fails this sample only; the worker goes on serving.
+        let step =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| current.decoder.next()))
+                .unwrap_or_else(|_| {
+                    Err(tunesmith_engine::Error::config(
+                        "model",
+                        "crashed while generating",
+                    ))
+                });
+        match step {
+            Ok(Some(token)) => {
+                current.completion_tokens += 1;
+                let (label, top) = match current.logprobs {
+                    true => (
+                        token_text(model, token.id),
+                        token
+                            .top
+                            .iter()
+                            .map(|&(id, lp)| (token_text(model, id), lp))
+                            .collect(),
+                    ),
+                    false => (String::new(), Vec::new()),
+                };
+                let update = Update::Token { token, label, top };
+                if current.updates.send(update).is_ok() {
+                    active.push_back(current);
+                }
+            }
+            Ok(None) => {
+                let completion_tokens = current.completion_tokens;
+                let updates = current.updates;
+                let (generation, rest) = current.decoder.finish();
+                let _ = updates.send(Update::Done {
+                    finish: generation.finish_reason,
+                    rest,
+                    completion_tokens,
+                });
+            }
+            Err(e) => {
+                let _ = current.updates.send(Update::Failed(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("generation failed: {e}"),
+                )));
+            }
+        }
+    }
+}
+
+/// Renders and checks a sample's prompt and makes its decoder; a bad prompt is reported to the
+/// request (400) and yields nothing.
+fn begin(model: &LoadedModel, sample: Sample) -> Option<Active<'_>> {
+    let Sample {
+        cfg,
+        index,
+        options,
+        updates,
+    } = sample;
+    let logprobs = options.logprobs.is_some();
+    let started = (|| {
+        let cfg = generate::with_chat_prompt(model.template.as_ref(), &cfg)
+            .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+        let ids = tokenizer::encode(&model.tokenizer, &cfg.prompt)
+            .map_err(|e| ApiError::invalid("prompt", e.to_string()))?;
+        let context = model.config.context();
+        if ids.len() >= context {
+            return Err(ApiError::invalid(
+                "prompt",
+                format!(
+                    "is {} tokens long; this model reads at most {context} (prompt and reply together)",
+                    ids.len()
+                ),
+            ));
+        }
+        // The reply fits in what the prompt leaves of the context, so no sample runs on forever.
+        let mut cfg = cfg;
+        cfg.max_new_tokens = cfg.max_new_tokens.min(context - ids.len());
+        let decoder = Decoder::new(&model.model, &model.tokenizer, &cfg, index, options)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        Ok((cfg.prompt, decoder))
+    })();
+    match started {
+        Ok((prompt, decoder)) => {
+            let prompt_tokens = decoder.prompt_ids().len();
+            updates
+                .send(Update::Started {
+                    prompt,
+                    prompt_tokens,
+                })
+                .ok()?;
+            Some(Active {
+                decoder,
+                updates,
+                completion_tokens: 0,
+                logprobs,
+            })
+        }
+        Err(e) => {
+            let _ = updates.send(Update::Failed(e));
+            None
+        }
+    }
+}
