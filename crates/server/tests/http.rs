@@ -547,3 +547,35 @@ fn a_client_that_disconnects_mid_stream_frees_the_model() {
     );
     assert_eq!(status, 200);
 }
+
+/// The official `openai` Python client against the server (skipped, saying so, when Python or
+/// the package is missing): models, completions with n/stop/seed/logprobs, streaming, chat, and
+/// its exception types for our errors.
+#[test]
+fn the_openai_python_client_talks_to_the_server() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_openai = std::process::Command::new(&python)
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_openai {
+        eprintln!(
+            "skipped: {python} with the `openai` package is not installed (pip install openai)"
+        );
+        return;
+    }
+    let server = serve("gpt2-tiny", |c| c.api_key = Some("sesame".into()));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(format!("http://{}/v1", server.addr()))
+        .arg("tiny")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
