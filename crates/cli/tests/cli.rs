@@ -637,3 +637,46 @@ fn bench_worker_reports_speed_and_peak_memory() {
         "smollm2-135m-lora",
     );
 }
+
+/// `tunesmith serve` answers HTTP on the port it prints, and warns when it listens beyond this
+/// computer without an API key.
+#[test]
+fn serve_answers_on_the_port_it_prints_and_warns_when_open_without_a_key() {
+    use std::io::{Read, Write};
+    let home = tempfile::tempdir().unwrap();
+    let model = tiny_model();
+    let args = [
+        "serve", "--model", &model, "--host", "0.0.0.0", "--port", "0", "--name", "tiny",
+    ];
+    let mut child = cmd(home.path(), &args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let port = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        seen.push(line.clone());
+        if let Some(rest) = line.split("http://0.0.0.0:").nth(1) {
+            break rest.split('/').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("warning") && l.contains("--api-key")),
+        "{seen:?}"
+    );
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"model\":\"tiny\""), "{reply}");
+}

@@ -43,13 +43,15 @@ pub fn select(name: &str) -> Result<Device> {
 /// candle asks how many threads to use on every matrix product, and without `RAYON_NUM_THREADS`
 /// it counts the physical cores by reading `/proc/cpuinfo` each time: 23 000 reads while decoding
 /// 600 tokens, a third of a quantised decode step's time in the kernel. The count is taken once
-/// here (candle's own answer, so nothing else changes) and kept in that variable.
+/// here and kept in that variable: candle's own answer (physical cores), but never more than the
+/// CPUs this process may use (`taskset`, a container's limit), which candle does not look at.
 pub fn configure_cpu_pool() {
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
     }
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let threads = candle_core::utils::get_num_threads();
+        let allowed = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = candle_core::utils::get_num_threads().min(allowed).max(1);
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
 }

@@ -133,6 +133,11 @@ impl Server {
         self.addr
     }
 
+    /// Whether it is still serving (false once stopped, or after a fatal error).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Blocks until the server ends (it ends only when stopped or on an error).
     pub fn wait(mut self) {
         if let Some(t) = self.thread.take() {

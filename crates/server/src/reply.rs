@@ -154,7 +154,7 @@ pub async fn whole(
             match rx.recv().await {
                 Some(Update::Token { token, label, top }) => {
                     if meta.logprobs {
-                        logprobs.push(label, token.logprob, top, text.len());
+                        logprobs.push(label, token.logprob, top, text.chars().count());
                     }
                     text.push_str(&token.text);
                 }
@@ -254,6 +254,7 @@ struct StreamState {
     merged: UnboundedReceiver<(usize, Update)>,
     /// What each choice's first chunk starts with (the echoed prompt), taken once.
     first: Vec<String>,
+    /// Characters sent so far per choice (OpenAI's `text_offset` counts characters).
     offsets: Vec<usize>,
     role_sent: Vec<bool>,
     prompt_total: usize,
@@ -287,11 +288,11 @@ impl StreamState {
                         label,
                         token.logprob,
                         top,
-                        self.offsets[index] + prefix.len(),
+                        self.offsets[index] + prefix.chars().count(),
                     );
                 }
                 let text = prefix + &token.text;
-                self.offsets[index] += text.len();
+                self.offsets[index] += text.chars().count();
                 let lp = self.meta.logprobs.then(|| lp.to_json(self.meta.kind));
                 self.chunk(index, text, lp, None)
             }

@@ -37,9 +37,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
     ctrlc::set_handler(move || {
         let _ = tx.send(());
     })?;
-    let _ = rx.recv();
-    eprintln!("stopping");
+    // Ctrl-C, or the server ending on its own (an error it has printed).
+    while server.is_running() {
+        if rx
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_ok()
+        {
+            eprintln!("stopping");
+            break;
+        }
+    }
+    let failed = !server.is_running();
     server.stop();
+    if failed {
+        anyhow::bail!("the server stopped unexpectedly (see the message above)");
+    }
     Ok(())
 }
 
