@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod error;
+mod prepare;
 mod reply;
 mod routes;
 pub mod worker;
@@ -55,6 +56,7 @@ impl ServeConfig {
 /// What the handlers share.
 pub(crate) struct State {
     worker: worker::Worker,
+    preparer: prepare::Preparer,
     config: ServeConfig,
     created: u64,
 }
@@ -77,7 +79,13 @@ impl Server {
         })?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let preparer = prepare::Preparer {
+            tokenizer: model.tokenizer.clone(),
+            template: model.template.clone(),
+            context: model.config.context(),
+        };
         let state = Arc::new(State {
+            preparer,
             worker: worker::Worker::start(model, config.queue.max(1))?,
             config,
             created: std::time::SystemTime::now()

@@ -132,7 +132,7 @@ async fn completions(
     let request: CompletionRequest = parse_body(&body(read, state.config.max_body_bytes)?)?;
     check_model(&state, request.model.as_deref())?;
     let work = request.into_work()?;
-    respond(&state, work, Kind::Completion).await
+    respond(state, work, Kind::Completion).await
 }
 
 async fn chat_completions(
@@ -144,12 +144,12 @@ async fn chat_completions(
     let request: ChatRequest = parse_body(&body(read, state.config.max_body_bytes)?)?;
     check_model(&state, request.model.as_deref())?;
     let work = request.into_work()?;
-    respond(&state, work, Kind::Chat).await
+    respond(state, work, Kind::Chat).await
 }
 
 /// Queues every sample (prompt-major: choice `i` is prompt `i / n`, sample `i % n`), waits until
 /// each has started (a bad prompt fails the whole request before any output), then answers.
-async fn respond(state: &State, work: Work, kind: Kind) -> Result<Response, ApiError> {
+async fn respond(state: Arc<State>, work: Work, kind: Kind) -> Result<Response, ApiError> {
     let samples = work.prompts.len() * work.n;
     let most = state.config.queue + crate::worker::ACTIVE;
     if samples > most {
@@ -158,13 +158,25 @@ async fn respond(state: &State, work: Work, kind: Kind) -> Result<Response, ApiE
             format!("asks for {samples} samples (prompts × n); this server takes at most {most} at once"),
         ));
     }
+    // Rendering and tokenising may take a while: not on the async runtime's threads.
+    let shared = state.clone();
+    let prompts = work.prompts.clone();
+    let prepared = tokio::task::spawn_blocking(move || shared.preparer.prepare(&prompts))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the tokenizer crashed on this prompt",
+            )
+        })??;
     let mut choices = Vec::new();
     let mut queued = Vec::new();
-    for cfg in &work.prompts {
+    for p in &prepared {
         for index in 0..work.n {
             let (tx, rx) = mpsc::unbounded_channel();
             queued.push(Sample {
-                cfg: cfg.clone(),
+                cfg: p.cfg.clone(),
+                ids: p.ids.clone(),
                 index: index as u64,
                 options: work.options.clone(),
                 updates: tx,

@@ -9,9 +9,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
-use tunesmith_engine::data::tokenizer;
 use tunesmith_engine::generate::decoder::Token;
-use tunesmith_engine::generate::{self, DecodeOptions, Decoder, FinishReason, GenerateConfig};
+use tunesmith_engine::generate::{DecodeOptions, Decoder, FinishReason, GenerateConfig};
 use tunesmith_engine::model::load::LoadedModel;
 
 use crate::error::ApiError;
@@ -19,7 +18,10 @@ use axum::http::StatusCode;
 
 /// One sample to generate.
 pub struct Sample {
+    /// Its settings, the prompt rendered (see [`crate::prepare`]).
     pub cfg: GenerateConfig,
+    /// The prompt's ids.
+    pub ids: Arc<Vec<u32>>,
     /// Which sample of the prompt this is (its own seeded stream).
     pub index: u64,
     pub options: DecodeOptions,
@@ -222,44 +224,31 @@ fn run(model: &LoadedModel, queue: Receiver<Sample>, load: &Load) {
     }
 }
 
-/// Renders and checks a sample's prompt and makes its decoder; a bad prompt is reported to the
-/// request (400) and yields nothing.
+/// Makes a sample's decoder and tells its request it started; a sample the model refuses is
+/// reported to the request (400) and yields nothing.
 fn begin(model: &LoadedModel, sample: Sample) -> Option<Active<'_>> {
     let Sample {
         cfg,
+        ids,
         index,
         options,
         updates,
     } = sample;
     let logprobs = options.logprobs.is_some();
-    let started = (|| {
-        let cfg = generate::with_chat_prompt(model.template.as_ref(), &cfg)
-            .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-        let ids = tokenizer::encode(&model.tokenizer, &cfg.prompt)
-            .map_err(|e| ApiError::invalid("prompt", e.to_string()))?;
-        let context = model.config.context();
-        if ids.len() >= context {
-            return Err(ApiError::invalid(
-                "prompt",
-                format!(
-                    "is {} tokens long; this model reads at most {context} (prompt and reply together)",
-                    ids.len()
-                ),
-            ));
-        }
-        // The reply fits in what the prompt leaves of the context, so no sample runs on forever.
-        let mut cfg = cfg;
-        cfg.max_new_tokens = cfg.max_new_tokens.min(context - ids.len());
-        let decoder = Decoder::new(&model.model, &model.tokenizer, &cfg, index, options)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-        Ok((cfg.prompt, decoder))
-    })();
-    match started {
-        Ok((prompt, decoder)) => {
+    let decoder = Decoder::with_prompt_ids(
+        &model.model,
+        &model.tokenizer,
+        &cfg,
+        ids.to_vec(),
+        index,
+        options,
+    );
+    match decoder {
+        Ok(decoder) => {
             let prompt_tokens = decoder.prompt_ids().len();
             updates
                 .send(Update::Started {
-                    prompt,
+                    prompt: cfg.prompt,
                     prompt_tokens,
                 })
                 .ok()?;
@@ -271,7 +260,10 @@ fn begin(model: &LoadedModel, sample: Sample) -> Option<Active<'_>> {
             })
         }
         Err(e) => {
-            let _ = updates.send(Update::Failed(e));
+            let _ = updates.send(Update::Failed(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+            )));
             None
         }
     }

@@ -70,12 +70,27 @@ impl<'a> Decoder<'a> {
         options: DecodeOptions,
     ) -> Result<Self> {
         cfg.validate()?;
+        let ids = tokenizer::encode(tok, &cfg.prompt)?;
+        Self::with_prompt_ids(model, tok, cfg, ids, index, options)
+    }
+
+    /// [`Decoder::new`] for a prompt already tokenised (`ids` is `cfg.prompt` encoded), so that a
+    /// caller who measured the prompt does not encode it again.
+    pub fn with_prompt_ids(
+        model: &'a Model,
+        tok: &'a Tokenizer,
+        cfg: &GenerateConfig,
+        ids: Vec<u32>,
+        index: u64,
+        options: DecodeOptions,
+    ) -> Result<Self> {
+        cfg.validate()?;
         let eot = tokenizer::eot_id(tok);
         // A reply ends at end-of-text or at any of the model's own end ids (chat models end a
         // turn with one of several).
         let mut ends: Vec<u32> = eot.into_iter().collect();
         ends.extend(model.config().eos_ids());
-        let mut context = tokenizer::encode(tok, &cfg.prompt)?;
+        let mut context = ids;
         if context.is_empty() {
             // An empty prompt starts a fresh document, the way GPT-2 was trained.
             context.push(
