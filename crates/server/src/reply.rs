@@ -197,13 +197,12 @@ pub async fn whole(
     Ok(Json(body).into_response())
 }
 
-/// Streams chunks as the worker produces tokens, choices interleaved, then `[DONE]`. A client
+/// Streams chunks as the worker produces tokens, choices interleaved, then `[DONE]`. Headers go
+/// out at once, so a request queued behind others is not left without a byte (keep-alive
+/// comments follow while it waits). A client
 /// that disconnects drops the stream, and with it every choice's channel: the worker stops them.
-pub fn stream(
-    meta: Meta,
-    started: Vec<(String, usize)>,
-    choices: Vec<UnboundedReceiver<Update>>,
-) -> Response {
+pub fn stream(meta: Meta, choices: Vec<UnboundedReceiver<Update>>) -> Response {
+    let count = choices.len();
     let (tx, merged) = mpsc::unbounded_channel::<(usize, Update)>();
     for (index, mut rx) in choices.into_iter().enumerate() {
         let tx = tx.clone();
@@ -217,26 +216,13 @@ pub fn stream(
         });
     }
     drop(tx);
-    let mut prompt_total = 0;
-    let mut counted = std::collections::HashSet::new();
-    let mut first = Vec::new();
-    for (prompt, tokens) in &started {
-        if counted.insert(prompt.clone()) {
-            prompt_total += tokens;
-        }
-        first.push(if meta.echo {
-            prompt.clone()
-        } else {
-            String::new()
-        });
-    }
     let state = StreamState {
         meta,
         merged,
-        first,
-        offsets: vec![0; started.len()],
-        role_sent: vec![false; started.len()],
-        prompt_total,
+        first: vec![String::new(); count],
+        offsets: vec![0; count],
+        role_sent: vec![false; count],
+        prompt_total: 0,
         completion_total: 0,
         done: false,
     };
@@ -312,7 +298,19 @@ impl StreamState {
                         .to_string(),
                 ));
             }
-            Update::Started { .. } => return Some(Event::default().comment("started")),
+            Update::Started {
+                prompt,
+                prompt_tokens,
+            } => {
+                // Each prompt counts once, however many samples it has.
+                if index % self.meta.n.max(1) == 0 {
+                    self.prompt_total += prompt_tokens;
+                }
+                if self.meta.echo {
+                    self.first[index] = prompt;
+                }
+                return Some(Event::default().comment("started"));
+            }
         };
         Some(Event::default().data(self.meta.envelope(true, vec![choice]).to_string()))
     }

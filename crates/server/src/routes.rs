@@ -147,8 +147,8 @@ async fn chat_completions(
     respond(state, work, Kind::Chat).await
 }
 
-/// Queues every sample (prompt-major: choice `i` is prompt `i / n`, sample `i % n`), waits until
-/// each has started (a bad prompt fails the whole request before any output), then answers.
+/// Queues every sample (prompt-major: choice `i` is prompt `i / n`, sample `i % n`) and answers:
+/// a stream at once; a whole answer once every sample has started and finished.
 async fn respond(state: Arc<State>, work: Work, kind: Kind) -> Result<Response, ApiError> {
     let samples = work.prompts.len() * work.n;
     let most = state.config.queue + crate::worker::ACTIVE;
@@ -185,6 +185,10 @@ async fn respond(state: Arc<State>, work: Work, kind: Kind) -> Result<Response, 
         }
     }
     state.worker.submit(queued)?;
+    let meta = reply::Meta::new(kind, &state.config.model_name, &work);
+    if work.stream {
+        return Ok(reply::stream(meta, choices));
+    }
     let mut started = Vec::new();
     for rx in &mut choices {
         match rx.recv().await {
@@ -201,10 +205,5 @@ async fn respond(state: Arc<State>, work: Work, kind: Kind) -> Result<Response, 
             }
         }
     }
-    let meta = reply::Meta::new(kind, &state.config.model_name, &work);
-    if work.stream {
-        Ok(reply::stream(meta, started, choices))
-    } else {
-        reply::whole(meta, started, choices).await
-    }
+    reply::whole(meta, started, choices).await
 }
