@@ -40,8 +40,9 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
+/// The model a command loads (`generate`, `eval`, `serve`).
 #[derive(Args)]
-pub struct ServeArgs {
+pub struct ModelArgs {
     /// A model folder, a run folder (its latest checkpoint), a LoRA adapter folder, a GGUF file or
     /// a hub id.
     #[arg(long, value_name = "SOURCE")]
@@ -52,6 +53,12 @@ pub struct ServeArgs {
     /// `auto` keeps a GGUF file's quantised weights quantised (less memory); `f32` dequantises them.
     #[arg(long, default_value = "auto", value_parser = ["auto", "f32"])]
     pub dtype: String,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub source: ModelArgs,
     /// The address to listen on. Anything but this computer (127.0.0.1) should have --api-key.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -165,15 +172,8 @@ pub struct TrainArgs {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// A model folder, a run folder (its latest checkpoint), a LoRA adapter folder or a hub id.
-    #[arg(long, value_name = "SOURCE")]
-    pub model: String,
-    /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
-    #[arg(long, value_name = "DIR")]
-    pub base: Option<PathBuf>,
-    /// `auto` keeps a GGUF file's quantised weights quantised (less memory); `f32` dequantises them.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "f32"])]
-    pub dtype: String,
+    #[command(flatten)]
+    pub source: ModelArgs,
     #[arg(long, default_value = "", conflicts_with = "messages")]
     pub prompt: String,
     /// A JSON file holding an OpenAI-style messages array (`[{"role": "system"|"user"|"assistant",
@@ -255,14 +255,8 @@ pub struct PrepareArgs {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    #[arg(long, value_name = "SOURCE")]
-    pub model: String,
-    /// `auto` keeps a GGUF file's quantised weights quantised (less memory); `f32` dequantises them.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "f32"])]
-    pub dtype: String,
-    /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
-    #[arg(long, value_name = "DIR")]
-    pub base: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: ModelArgs,
     /// A text file.
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,

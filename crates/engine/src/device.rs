@@ -1,6 +1,6 @@
 //! Choosing the compute device: CUDA or Metal when built in and present, otherwise the CPU.
 
-use candle_core::Device;
+pub use candle_core::Device;
 
 use crate::{Error, Result};
 

@@ -2,8 +2,6 @@
 
 use anyhow::{Context, Result};
 use tunesmith_engine::eval::evaluate_text;
-use tunesmith_engine::model::load;
-use tunesmith_engine::source;
 use tunesmith_engine::{device, CancelToken, Error, NullSink};
 
 use crate::args::EvalArgs;
@@ -13,8 +11,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let bytes = std::fs::read(&args.data).map_err(|e| Error::io(&args.data, e))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::file(&args.data, "is not UTF-8 text; save it as UTF-8 plain text"))?;
-    let dir = source::resolve(&args.model, &mut NullSink)?;
-    let loaded = load::load_dir_with(&dir, args.base.as_deref(), args.dtype == "f32", &dev)?;
+    let loaded = super::load_model(&args.source, &dev, &mut NullSink)?;
     let r = evaluate_text(
         &loaded.model,
         &loaded.tokenizer,

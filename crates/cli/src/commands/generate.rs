@@ -7,8 +7,6 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use tunesmith_engine::chat;
 use tunesmith_engine::generate::{self, generate_one};
-use tunesmith_engine::model::load;
-use tunesmith_engine::source;
 use tunesmith_engine::{device, NullSink};
 
 use super::{cancel_on_ctrl_c, Sink};
@@ -29,12 +27,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let dev = device::select(&args.device)?;
     let mut term = Sink::new(false);
-    let dir = if args.json {
-        source::resolve(&args.model, &mut NullSink)?
+    let loaded = if args.json {
+        super::load_model(&args.source, &dev, &mut NullSink)?
     } else {
-        source::resolve(&args.model, &mut term)?
+        super::load_model(&args.source, &dev, &mut term)?
     };
-    let loaded = load::load_dir_with(&dir, args.base.as_deref(), args.dtype == "f32", &dev)?;
     cfg.messages = messages;
     let cfg = generate::with_chat_prompt(loaded.template.as_ref(), &cfg)?;
     let cancel = cancel_on_ctrl_c();

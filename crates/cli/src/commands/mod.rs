@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use tunesmith_engine::{names, CancelToken, Error, Event, ProgressSink};
 
-use crate::args::Command;
+use crate::args::{Command, ModelArgs};
 use crate::sink::{JsonSink, TermSink};
 
 /// Set when the error has already been shown (as a JSON `failed` event or by the terminal sink).
@@ -103,4 +103,20 @@ pub fn finish<T: serde::Serialize>(
             Err(e.into())
         }
     }
+}
+
+/// Resolves `--model` (a hub id is downloaded, reported to `sink`) and loads it with `--base` and
+/// `--dtype`.
+pub fn load_model(
+    m: &ModelArgs,
+    dev: &tunesmith_engine::device::Device,
+    sink: &mut impl ProgressSink,
+) -> Result<tunesmith_engine::model::load::LoadedModel> {
+    let dir = tunesmith_engine::source::resolve(&m.model, sink)?;
+    Ok(tunesmith_engine::model::load::load_dir_with(
+        &dir,
+        m.base.as_deref(),
+        m.dtype == "f32",
+        dev,
+    )?)
 }

@@ -1,8 +1,7 @@
 //! `tunesmith serve`: loads the model once and serves it until Ctrl-C.
 
 use anyhow::Result;
-use tunesmith_engine::model::load;
-use tunesmith_engine::{device, source};
+use tunesmith_engine::device;
 use tunesmith_server::{ServeConfig, Server};
 
 use super::Sink;
@@ -10,12 +9,11 @@ use crate::args::ServeArgs;
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let dev = device::select(&args.device)?;
-    let dir = source::resolve(&args.model, &mut Sink::new(false))?;
-    let loaded = load::load_dir_with(&dir, args.base.as_deref(), args.dtype == "f32", &dev)?;
+    let loaded = super::load_model(&args.source, &dev, &mut Sink::new(false))?;
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| default_name(&args.model));
+        .unwrap_or_else(|| default_name(&args.source.model));
     let mut config = ServeConfig::new(&name);
     config.host = args.host.clone();
     config.port = args.port;
