@@ -579,3 +579,33 @@ fn the_openai_python_client_talks_to_the_server() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `logit_bias` steers every token (a +100 bias makes that token the only choice), and chat's
+/// `developer` role is read as `system` (the same prompt).
+#[test]
+fn logit_bias_steers_and_developer_means_system() {
+    let server = serve("gpt2-tiny", |_| ());
+    let (status, body) = post(
+        &server,
+        "/v1/completions",
+        &json!({"prompt": "The", "max_tokens": 3, "temperature": 1, "logprobs": 0, "logit_bias": {"5": 100}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let tokens = body["choices"][0]["logprobs"]["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 3);
+    assert!(tokens.iter().all(|t| t == &tokens[0]), "{tokens:?}");
+    drop(server);
+
+    let chat = serve("smollm2-chat-tiny", |_| ());
+    let usage = |role: &str| {
+        post(
+            &chat,
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": role, "content": "Be brief."}, {"role": "user", "content": "Hi"}], "max_tokens": 1}),
+        )
+        .1["usage"]["prompt_tokens"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(usage("developer"), usage("system"));
+}
