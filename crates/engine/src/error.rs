@@ -31,6 +31,10 @@ pub enum Error {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 
+    /// A model that an export format cannot hold, and why.
+    #[error("a {format} export cannot hold this model: {message}")]
+    Unsupported { format: String, message: String },
+
     /// The user asked the job to stop.
     #[error("stopped by the user")]
     Cancelled,
@@ -89,6 +93,7 @@ impl Error {
             Error::Model { .. } => "model",
             Error::Hub(_) => "hub",
             Error::Tokenizer(_) => "tokenizer",
+            Error::Unsupported { .. } => "unsupported",
             Error::Cancelled => "cancelled",
             Error::Candle(_) => "internal",
         }

@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod fsutil;
 pub mod generate;
 pub mod hub;

@@ -437,6 +437,29 @@ fn block_parts(name: &str) -> Option<(usize, &str, &str)> {
     Some((n.parse().ok()?, module, suffix))
 }
 
+/// llama.cpp's block modules of the Llama family and their HF names (`model.layers.N.` + name).
+pub const LLAMA_MODULES: [(&str, &str); 9] = [
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// llama.cpp's block modules of GPT-2 and our names (`h.N.` + name).
+pub const GPT2_MODULES: [(&str, &str); 6] = [
+    ("attn_norm", "ln_1"),
+    ("ffn_norm", "ln_2"),
+    ("attn_qkv", "attn.c_attn"),
+    ("attn_output", "attn.c_proj"),
+    ("ffn_up", "mlp.c_fc"),
+    ("ffn_down", "mlp.c_proj"),
+];
+
 /// Our (HF) name for a llama.cpp tensor of the Llama family.
 fn llama_our_name(name: &str) -> Option<String> {
     match name {
@@ -446,18 +469,7 @@ fn llama_our_name(name: &str) -> Option<String> {
         _ => {}
     }
     let (l, module, suffix) = block_parts(name)?;
-    let ours = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
+    let (_, ours) = LLAMA_MODULES.iter().find(|(g, _)| *g == module)?;
     Some(format!("model.layers.{l}.{ours}.{suffix}"))
 }
 
@@ -563,15 +575,10 @@ fn gpt2_name(name: &str, t: Tensor) -> std::result::Result<(String, Tensor), Str
     }
     let (l, module, suffix) =
         block_parts(name).ok_or(format!("it holds an unexpected tensor `{name}`"))?;
-    let ours = match module {
-        "attn_norm" => "ln_1",
-        "ffn_norm" => "ln_2",
-        "attn_qkv" => "attn.c_attn",
-        "attn_output" => "attn.c_proj",
-        "ffn_up" => "mlp.c_fc",
-        "ffn_down" => "mlp.c_proj",
-        _ => return Err(format!("it holds an unexpected tensor `{name}`")),
-    };
+    let (_, ours) = GPT2_MODULES
+        .iter()
+        .find(|(g, _)| *g == module)
+        .ok_or(format!("it holds an unexpected tensor `{name}`"))?;
     // GGUF stores projections as (out, in); HF's Conv1D is (in, out).
     let t = if suffix == "weight" && t.rank() == 2 && !module.ends_with("norm") {
         t.t()
@@ -588,22 +595,15 @@ fn gpt2_name(name: &str, t: Tensor) -> std::result::Result<(String, Tensor), Str
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// A byte-level BPE tokenizer (`tokenizer.ggml.model` = `gpt2`) from the metadata, shaped like the
-/// `tokenizer.json` the model was converted from.
-fn build_tokenizer(meta: &Meta) -> Result<Tokenizer> {
-    let kind = meta.string("tokenizer.ggml.model")?;
-    if kind != "gpt2" {
-        return Err(Error::model(
-            meta.path,
-            format!("its tokenizer is of type `{kind}`; Tunesmith rebuilds byte-level BPE tokenizers (`gpt2`) from GGUF, such as those of SmolLM2, Qwen2.5, Llama 3 and GPT-2"),
-        ));
-    }
-    let pre = meta
-        .opt_string("tokenizer.ggml.pre")
-        .unwrap_or_else(|| "gpt-2".into());
+/// The `tokenizer.ggml.pre` names Tunesmith reads and writes, in the order an export tries them.
+pub const KNOWN_PRE: [&str; 4] = ["gpt-2", "smollm", "qwen2", "llama-bpe"];
+
+/// The normaliser and pre-tokenizer (in `tokenizer.json`'s shape) that the pre-tokenizer llama.cpp
+/// calls `pre` stands for; `None` for names Tunesmith does not know.
+pub fn pre_tokenizer_spec(pre: &str) -> Option<(serde_json::Value, serde_json::Value)> {
     let byte_level = |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
     let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
-    let (normalizer, pre_tokenizer) = match pre.as_str() {
+    Some(match pre {
         "gpt-2" | "gpt2" | "default" => (json!(null), byte_level(true)),
         "smollm" | "starcoder" | "refact" => (
             json!(null),
@@ -618,12 +618,28 @@ fn build_tokenizer(meta: &Meta) -> Result<Tokenizer> {
             json!(null),
             json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}),
         ),
-        other => {
-            return Err(Error::model(
-                meta.path,
-                format!("its pre-tokenizer `{other}` is not one Tunesmith knows (gpt-2, smollm, qwen2, llama-bpe)"),
-            ))
-        }
+        _ => return None,
+    })
+}
+
+/// A byte-level BPE tokenizer (`tokenizer.ggml.model` = `gpt2`) from the metadata, shaped like the
+/// `tokenizer.json` the model was converted from.
+fn build_tokenizer(meta: &Meta) -> Result<Tokenizer> {
+    let kind = meta.string("tokenizer.ggml.model")?;
+    if kind != "gpt2" {
+        return Err(Error::model(
+            meta.path,
+            format!("its tokenizer is of type `{kind}`; Tunesmith rebuilds byte-level BPE tokenizers (`gpt2`) from GGUF, such as those of SmolLM2, Qwen2.5, Llama 3 and GPT-2"),
+        ));
+    }
+    let pre = meta
+        .opt_string("tokenizer.ggml.pre")
+        .unwrap_or_else(|| "gpt-2".into());
+    let Some((normalizer, pre_tokenizer)) = pre_tokenizer_spec(&pre) else {
+        return Err(Error::model(
+            meta.path,
+            format!("its pre-tokenizer `{pre}` is not one Tunesmith knows (gpt-2, smollm, qwen2, llama-bpe)"),
+        ));
     };
     let tokens = meta.strings("tokenizer.ggml.tokens")?;
     let types = meta
