@@ -38,6 +38,41 @@ pub enum Command {
     Bench(BenchArgs),
     /// Serve a model on an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions).
     Serve(ServeArgs),
+    /// Take a model elsewhere: a GGUF file (llama.cpp, LM Studio), an Ollama folder, a Hugging
+    /// Face folder, the LoRA adapter alone, or a job folder that reruns the training on GPUs.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A model folder, a run folder (its latest checkpoint), a LoRA adapter folder, a GGUF file or
+    /// a hub id; for --format job, a run folder.
+    #[arg(long, value_name = "SOURCE")]
+    pub model: String,
+    /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// gguf (one file), ollama (GGUF + Modelfile), hf (transformers folder), peft (the LoRA adapter
+    /// alone) or job (TRL / Axolotl job folder for GPUs).
+    #[arg(long, value_parser = ["gguf", "hf", "ollama", "peft", "job"])]
+    pub format: String,
+    /// The file (gguf: NAME.gguf) or folder to write.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Weights: f32, f16, q8_0 or q4_k_m (gguf and ollama; default q8_0); f32 or f16 for hf.
+    #[arg(long, value_parser = ["f32", "f16", "q8_0", "q4_k_m"])]
+    pub quant: Option<String>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// The model's name (in the GGUF file, and the Ollama model's); default: from --out.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Ollama's default system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The model a command loads (`generate`, `eval`, `serve`).

@@ -3,6 +3,7 @@
 mod bench;
 mod download;
 mod eval;
+mod export;
 mod generate;
 mod prepare;
 mod serve;
@@ -28,6 +29,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Download(a) => download::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Export(a) => export::run(a),
     }
 }
 

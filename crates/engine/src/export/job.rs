@@ -247,7 +247,9 @@ fn settings_json(
     let model_cfg = load::read_config(checkpoint)?;
     let lora = match &cfg.lora {
         Some(l) => json!({
-            "r": l.rank, "lora_alpha": l.alpha, "lora_dropout": l.dropout,
+            // The dropout as written (0.05), not its nearest f64 (0.05000000074505806).
+            "r": l.rank, "lora_alpha": l.alpha,
+            "lora_dropout": l.dropout.to_string().parse::<f64>().unwrap_or(0.0),
             "target_modules": l.targets_for(&model_cfg)?,
         }),
         None => json!(null),

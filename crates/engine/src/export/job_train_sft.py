@@ -124,10 +124,12 @@ def main():
     )
     trainer.train()
     trainer.save_model(args.output_dir)
+    # Every process takes part in the evaluation; the first reports it.
+    metrics = trainer.evaluate() if has_val else {}
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(args.output_dir)
         if has_val:
-            print(json.dumps({"val_loss": trainer.evaluate().get("eval_loss")}))
+            print(json.dumps({"val_loss": metrics.get("eval_loss")}))
         print(f"done: {args.output_dir}")
 
 
