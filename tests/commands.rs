@@ -463,3 +463,91 @@ fn a_reloaded_page_re_attaches_to_the_running_training() {
         .iter()
         .any(|e| matches!(e, Event::Finished { .. })));
 }
+
+/// Export writes into the data folder's `exports/` and reports the check; the server listens on
+/// this computer only, answers OpenAI-style requests, and stops; runs from outside the runs
+/// folder are refused by both.
+#[test]
+fn runs_export_into_the_data_folder_and_serve_on_localhost() {
+    use tunesmith_desktop::commands::sharing;
+    use tunesmith_engine::export::ExportFormat;
+    let home = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let (app, _webview) = app(home.path());
+    let run = home.path().join("runs").join("notes");
+    tunesmith_engine::train::train(
+        &tiny_config(2),
+        &run,
+        tunesmith_engine::train::Restore::Fresh,
+        &tunesmith_engine::device::Device::Cpu,
+        &tunesmith_engine::CancelToken::new(),
+        &mut tunesmith_engine::NullSink,
+    )
+    .unwrap();
+
+    let (ch, events) = capture();
+    let report = tauri::async_runtime::block_on(sharing::export_run(
+        app.state(),
+        "x".into(),
+        run.clone(),
+        ExportFormat::Hf,
+        None,
+        ch,
+    ))
+    .unwrap();
+    assert_eq!(report.out, home.path().join("exports").join("notes-hf"));
+    assert!(report.out.join("model.safetensors").is_file());
+    assert!(report.verification.unwrap().verified);
+    assert!(matches!(
+        events.lock().unwrap().last(),
+        Some(Event::Finished { .. })
+    ));
+
+    let victim = outside.path().join("victim");
+    fake_run(&victim);
+    let (ch, _) = capture();
+    let e = tauri::async_runtime::block_on(sharing::export_run(
+        app.state(),
+        "y".into(),
+        victim.clone(),
+        ExportFormat::Gguf,
+        None,
+        ch,
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind, "file");
+    let e =
+        tauri::async_runtime::block_on(sharing::start_serving(app.state(), victim)).unwrap_err();
+    assert_eq!(e.kind, "file");
+    assert!(!outside.path().join("exports").exists());
+
+    let info = tauri::async_runtime::block_on(sharing::start_serving(app.state(), run)).unwrap();
+    assert!(
+        info.address.starts_with("http://127.0.0.1:"),
+        "{}",
+        info.address
+    );
+    assert!(info.python.contains(&info.address) && info.curl.contains(&info.address));
+    assert_eq!(sharing::serving(app.state()), Some(info.clone()));
+    let models: Value = ureq::get(&format!("{}/models", info.address))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "notes");
+    let reply: Value = ureq::post(&format!("{}/completions", info.address))
+        .send_json(json!({ "prompt": "The invoice", "max_tokens": 3 }))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert!(reply["choices"][0]["text"].is_string(), "{reply}");
+    assert!(
+        reply["usage"]["completion_tokens"].as_u64().unwrap() <= 3,
+        "{reply}"
+    );
+    sharing::stop_serving(app.state());
+    assert_eq!(sharing::serving(app.state()), None);
+    assert!(ureq::get(&format!("{}/models", info.address))
+        .call()
+        .is_err());
+}

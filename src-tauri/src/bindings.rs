@@ -26,6 +26,8 @@ mod tests {
         tunesmith_engine::runs::RunMetrics::export_all(&cfg).unwrap();
         tunesmith_engine::chats::Chat::export_all(&cfg).unwrap();
         tunesmith_engine::train::memory::TrainingMemory::export_all(&cfg).unwrap();
+        tunesmith_engine::export::ExportReport::export_all(&cfg).unwrap();
+        crate::commands::sharing::ServeInfo::export_all(&cfg).unwrap();
         AppInfo::export_all(&cfg).unwrap();
         JobStarted::export_all(&cfg).unwrap();
         CommandError::export_all(&cfg).unwrap();

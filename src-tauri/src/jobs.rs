@@ -18,7 +18,7 @@ use tunesmith_engine::{CancelToken, Event, ProgressSink};
 use crate::error::{CommandError, CommandResult};
 use crate::sink::SharedSink;
 
-/// The kinds of job; serialised as `train`, `generate` or `download`.
+/// The kinds of job; serialised as `train`, `generate`, `download` or `export`.
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,6 +26,7 @@ pub enum JobKind {
     Train,
     Generate,
     Download,
+    Export,
 }
 
 impl JobKind {
@@ -35,6 +36,7 @@ impl JobKind {
             JobKind::Train => "train",
             JobKind::Generate => "generate",
             JobKind::Download => "download",
+            JobKind::Export => "export",
         }
     }
 }
@@ -211,6 +213,7 @@ fn crashed(kind: JobKind, panic: &(dyn Any + Send)) -> CommandError {
         JobKind::Train => "The training stopped because of an internal error. Checkpoints saved before it are kept: continue the run from the Runs page",
         JobKind::Generate => "The model stopped writing because of an internal error. Try sending the message again",
         JobKind::Download => "The download stopped because of an internal error. Try again",
+        JobKind::Export => "The export stopped because of an internal error; nothing was left half-written. Try again",
     };
     CommandError::new(
         "internal",
@@ -223,6 +226,7 @@ fn describe(kind: JobKind) -> &'static str {
         JobKind::Train => "a training run is in progress",
         JobKind::Generate => "the model is writing a reply",
         JobKind::Download => "a model is downloading",
+        JobKind::Export => "a model is being exported",
     }
 }
 

@@ -55,6 +55,11 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
             // models
             commands::models::download_model,
             commands::models::training_memory,
+            // export and serve
+            commands::sharing::export_run,
+            commands::sharing::start_serving,
+            commands::sharing::stop_serving,
+            commands::sharing::serving,
         ])
         .on_window_event(|window, event| {
             // Closing during training asks first (the page answers with `stop_and_quit` or
@@ -105,6 +110,12 @@ pub fn run() {
                 .build()?;
             Ok(())
         })
-        .run(tauri::generate_context!())
-        .expect("Tunesmith could not start its window");
+        .build(tauri::generate_context!())
+        .expect("Tunesmith could not start its window")
+        .run(|app, event| {
+            // The model served from the Runs page stops with the app.
+            if let tauri::RunEvent::Exit = event {
+                app.state::<AppState>().stop_serving();
+            }
+        });
 }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub paths: Paths,
     /// Closing during training: not asked, asked and unanswered, or quitting (see `close`).
     pub close: CloseGuard,
+    /// The model served on this computer, if any (Runs page → Serve).
+    pub serving: crate::commands::sharing::Serving,
     /// Started by the end-to-end test (`TUNESMITH_E2E=1`): the page may add its test entry points.
     pub e2e: bool,
 }
@@ -38,7 +40,20 @@ impl AppState {
                 home,
             },
             close: CloseGuard::default(),
+            serving: Default::default(),
             e2e: false,
+        }
+    }
+
+    /// Stops the server, if one runs (Stop on the Runs page; quitting the app).
+    pub fn stop_serving(&self) {
+        let taken = self
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((_, server)) = taken {
+            server.stop();
         }
     }
 }

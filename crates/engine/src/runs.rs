@@ -312,6 +312,8 @@ pub struct RunSummary {
     pub resumable: bool,
     pub checkpoints: Vec<u64>,
     pub error: Option<String>,
+    /// Trains LoRA adapters (its checkpoints are adapters over the base model).
+    pub lora: bool,
 }
 
 /// Summarises a run folder. This is the one place a run's status is decided: `running` in
@@ -345,6 +347,7 @@ pub fn summarize(path: &Path, info: &RunInfo) -> RunSummary {
         resumable,
         checkpoints,
         error: info.error.clone(),
+        lora: info.config.lora.is_some(),
     }
 }
 

@@ -5,4 +5,5 @@ pub mod app;
 pub mod datasets;
 pub mod generation;
 pub mod models;
+pub mod sharing;
 pub mod training;

@@ -7,15 +7,19 @@ import type {
   Chat,
   CurrentJob,
   Event,
+  ExportFormat,
+  ExportReport,
   FileReport,
   GenerateConfig,
   JobKind,
   Generation,
   JobStarted,
   PrepareOptions,
+  Quant,
   Report,
   RunMetrics,
   RunSummary,
+  ServeInfo,
   TrainConfig,
   TrainingMemory,
 } from './types';
@@ -90,3 +94,18 @@ export const saveChat = (runPath: string, chat: Chat) => invoke<void>('save_chat
 export const stopAndQuit = () => invoke<void>('stop_and_quit');
 /** The answer "Keep training" to closing during training: the next close asks again. */
 export const keepTraining = () => invoke<void>('keep_training');
+
+/**
+ * Exports a run into the data folder's exports/ (replacing an earlier export of the same kind);
+ * resolves with what was written and how the reloaded export compared. `stopJob(jobId)` stops it.
+ */
+export const exportRun = (jobId: string, runPath: string, format: ExportFormat, quant: Quant | null, onEvent: OnEvent) =>
+  invoke<ExportReport>('export_run', { jobId, runPath, format, quant, onEvent: channel(onEvent) });
+
+/** Serves a run's model on this computer (OpenAI-compatible); replaces the one served before. */
+export const startServing = (runPath: string) => invoke<ServeInfo>('start_serving', { runPath });
+
+export const stopServing = () => invoke<void>('stop_serving');
+
+/** The model being served, if any. */
+export const serving = () => invoke<ServeInfo | null>('serving');

@@ -78,6 +78,7 @@ export function runSummary(over: Partial<RunSummary> = {}): RunSummary {
     resumable: false,
     checkpoints: [100, 200],
     error: null,
+    lora: false,
     ...over,
   };
 }

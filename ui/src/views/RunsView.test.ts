@@ -5,6 +5,7 @@ import { runSummary } from '../test/fixtures';
 import { chatSession } from '../stores/chatSession.svelte';
 import { nav } from '../stores/nav.svelte';
 import { runs } from '../stores/runsList.svelte';
+import { sharing } from '../stores/sharing.svelte';
 import { trainer } from '../stores/trainer.svelte';
 import { initialTraining } from '../stores/training';
 import RunsView from './RunsView.svelte';
@@ -18,6 +19,9 @@ beforeEach(() => {
   trainer.state = initialTraining();
   trainer.job = null;
   trainer.run = null;
+  sharing.exporting = null;
+  sharing.served = null;
+  sharing.serveError = null;
 });
 
 describe('RunsView', () => {
@@ -111,5 +115,55 @@ describe('RunsView', () => {
     await fireEvent.click(await screen.findByRole('button', { name: 'Resume' }));
     await waitFor(() => expect(b.last('resume_training')?.runPath).toBe('/runs/halfway'));
     expect(nav.page).toBe('train');
+  });
+
+  it('Export: the formats in words, LoRA-only choices only for LoRA runs, the check shown as text', async () => {
+    const lora = runSummary({ name: 'lora', path: '/runs/lora', lora: true, updatedUnix: 1 });
+    const b = fakeBackend({
+      list_runs: () => [done, lora],
+      serving: () => null,
+      export_run: () => ({
+        format: 'gguf',
+        out: '/home/u/.tunesmith/exports/done-gguf-q4_k_m.gguf',
+        files: ['done-gguf-q4_k_m.gguf'],
+        bytes: 2_500_000,
+        verification: { verified: false, summary: 'Close: the q4_k_m export … <img src=x onerror=alert(1)>', quant: 'q4_k_m', agreement: 0.9, prompts: [] },
+        nextStep: null,
+      }),
+    });
+    render(RunsView);
+    const rows = await screen.findAllByTestId('run-row');
+    await fireEvent.click(within(rows[0]).getByRole('button', { name: 'Export' }));
+    let panel = screen.getByTestId('export-panel');
+    expect(within(panel).queryByLabelText(/LoRA adapter only/)).toBeNull();
+    await fireEvent.click(within(panel).getByLabelText(/GGUF file/));
+    await fireEvent.change(within(panel).getByTestId('export-quant'), { target: { value: 'q4_k_m' } });
+    await fireEvent.click(within(panel).getByRole('button', { name: 'Export' }));
+    await waitFor(() => expect(b.last('export_run')).toMatchObject({ runPath: '/runs/done', format: 'gguf', quant: 'q4_k_m' }));
+    const check = await screen.findByTestId('export-check');
+    // Model output inside the summary stays text.
+    expect(check.textContent).toContain('<img src=x onerror=alert(1)>');
+    expect(check.querySelector('img')).toBeNull();
+    expect(within(check).getByText('close')).toBeTruthy();
+    await fireEvent.click(within(panel).getByRole('button', { name: 'Close' }));
+    await fireEvent.click(within(rows[1]).getByRole('button', { name: 'Export' }));
+    panel = screen.getByTestId('export-panel');
+    expect(within(panel).getByLabelText(/LoRA adapter only/)).toBeTruthy();
+    await fireEvent.click(within(panel).getByLabelText(/Hugging Face/));
+    expect(within(panel).queryByTestId('export-quant')).toBeNull();
+  });
+
+  it('Serve shows the address and copyable examples, and Stop serving ends it', async () => {
+    const info = { runPath: '/runs/done', model: 'done', address: 'http://127.0.0.1:8080/v1', curl: 'curl http://127.0.0.1:8080/v1/chat/completions', python: 'from openai import OpenAI' };
+    const b = fakeBackend({ list_runs: () => [done], serving: () => null, start_serving: () => info, stop_serving: () => null });
+    render(RunsView);
+    const row = await screen.findByTestId('run-row');
+    await fireEvent.click(within(row).getByRole('button', { name: 'Serve' }));
+    expect((await screen.findByTestId('serve-address')).textContent).toBe('http://127.0.0.1:8080/v1');
+    const examples = screen.getAllByTestId('copy-text').map((e) => e.textContent);
+    expect(examples).toEqual([info.curl, info.python]);
+    await fireEvent.click(within(row).getByTestId('stop-serving'));
+    await waitFor(() => expect(screen.queryByTestId('serve-panel')).toBeNull());
+    expect(b.calls.some((c) => c.cmd === 'stop_serving')).toBe(true);
   });
 });

@@ -505,9 +505,9 @@ pub fn tensor_type(
             let is_output = name == "output.weight" || (tied && name == "token_embd.weight");
             if is_output {
                 // The head: Q6_K, or Q8_0 where its rows do not fill K-blocks.
-                return if cols % 256 == 0 {
+                return if cols.is_multiple_of(256) {
                     GgmlDType::Q6K
-                } else if cols % 32 == 0 {
+                } else if cols.is_multiple_of(32) {
                     GgmlDType::Q8_0
                 } else {
                     GgmlDType::F16
@@ -526,7 +526,7 @@ pub fn tensor_type(
             }
         }
     };
-    if cols % wanted.block_size() == 0 {
+    if cols.is_multiple_of(wanted.block_size()) {
         return wanted;
     }
     let fallback = match wanted {
@@ -535,7 +535,7 @@ pub fn tensor_type(
         GgmlDType::Q6K => GgmlDType::Q8_0,
         _ => GgmlDType::F16,
     };
-    if cols % fallback.block_size() == 0 {
+    if cols.is_multiple_of(fallback.block_size()) {
         fallback
     } else {
         GgmlDType::F16

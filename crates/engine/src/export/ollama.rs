@@ -220,13 +220,12 @@ pub fn modelfile(src: &Source, name: &str, system: Option<&str>) -> Result<Strin
         "# Made by Tunesmith. To use it in Ollama, run in this folder:\n#   ollama create {name} -f Modelfile\n#   ollama run {name}\nFROM ./{GGUF_FILE}\n"
     );
     let mut stops: Vec<String> = Vec::new();
-    let default_system;
-    match &src.template {
+    let default_system = match &src.template {
         Some(t) => {
             let f = TurnFormat::derive(t)?;
             out.push_str(&format!("TEMPLATE \"\"\"{}\"\"\"\n", f.go_template()));
             stops.extend(f.stop());
-            default_system = f.default_system.clone();
+            f.default_system.clone()
         }
         None => {
             // The plain transcript the model was trained on (`chat::transcript`).
@@ -237,9 +236,9 @@ pub fn modelfile(src: &Source, name: &str, system: Option<&str>) -> Result<Strin
                 "{{ else }}{{ .Content }}{{ end }}{{ end }}\nAssistant:\"\"\"\n"
             ));
             stops.push(chat::TRANSCRIPT_STOP.trim().to_string());
-            default_system = None;
+            None
         }
-    }
+    };
     for id in src.config.eos_ids() {
         if let Some(t) = src.tokenizer.id_to_token(id) {
             if !stops.contains(&t) {

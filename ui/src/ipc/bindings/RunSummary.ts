@@ -12,4 +12,8 @@ model: string, step: number, totalSteps: number, bestValLoss: number | null, upd
 /**
  * Has a checkpoint and was stopped, failed or interrupted: training can continue.
  */
-resumable: boolean, checkpoints: Array<number>, error: string | null, };
+resumable: boolean, checkpoints: Array<number>, error: string | null, 
+/**
+ * Trains LoRA adapters (its checkpoints are adapters over the base model).
+ */
+lora: boolean, };
