@@ -336,6 +336,22 @@ pub struct BenchArgs {
     /// Skip the PyTorch reference.
     #[arg(long)]
     pub no_torch: bool,
+    /// Benchmark `tunesmith serve` on this model instead (a GGUF file is also served by
+    /// llama.cpp's llama-server under the same load, when `--llama-server` can start).
+    #[arg(long, value_name = "SOURCE")]
+    pub serve: Option<String>,
+    /// For --serve: the numbers of concurrent clients.
+    #[arg(long, default_value = "1,4,8")]
+    pub clients: String,
+    /// For --serve: requests each client sends, one after another.
+    #[arg(long, default_value_t = 3)]
+    pub requests: usize,
+    /// For --serve: tokens per reply (max_tokens).
+    #[arg(long, default_value_t = 64)]
+    pub tokens: usize,
+    /// llama.cpp's `llama-server` program.
+    #[arg(long, default_value = "llama-server")]
+    pub llama_server: String,
     #[arg(long)]
     pub json: bool,
 }

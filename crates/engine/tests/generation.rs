@@ -274,3 +274,68 @@ fn min_new_tokens_holds_back_the_end_of_text() {
     assert_eq!(held.tokens.len(), 30);
     assert!(!held.tokens.contains(&eot));
 }
+
+/// Several samples stepped together (one batched product per layer, as the server decodes its
+/// clients) give each sample the tokens it gets alone: prompts of different lengths, greedy and
+/// seeded sampling, samples ending at different steps, both model families and a quantised GGUF.
+#[test]
+fn samples_stepped_together_match_samples_stepped_alone() {
+    use tunesmith_engine::generate::{DecodeOptions, Decoder};
+    for source in [
+        "gpt2-tiny",
+        "llama-tiny",
+        "qwen2-tiny",
+        "gguf/llama-tiny-q8_0.gguf",
+    ] {
+        let m = load_dir(&fixtures().join(source), &Device::Cpu).unwrap();
+        let configs: Vec<GenerateConfig> = [
+            ("The invoice", 0.0, 9),
+            ("Every approval workflow must validate", 0.9, 14),
+            ("A", 0.0, 5),
+            ("Refunds are", 1.2, 12),
+        ]
+        .into_iter()
+        .map(|(prompt, temperature, n)| GenerateConfig {
+            prompt: prompt.into(),
+            max_new_tokens: n,
+            temperature,
+            top_k: 0,
+            stop_at_eot: false,
+            seed: 3,
+            ..Default::default()
+        })
+        .collect();
+        let alone: Vec<Vec<u32>> = configs
+            .iter()
+            .map(|c| {
+                let mut d =
+                    Decoder::new(&m.model, &m.tokenizer, c, 0, DecodeOptions::default()).unwrap();
+                let mut ids = Vec::new();
+                while let Some(t) = d.next().unwrap() {
+                    ids.push(t.id);
+                }
+                ids
+            })
+            .collect();
+        let mut decoders: Vec<Decoder> = configs
+            .iter()
+            .map(|c| Decoder::new(&m.model, &m.tokenizer, c, 0, DecodeOptions::default()).unwrap())
+            .collect();
+        let mut together = vec![Vec::new(); decoders.len()];
+        loop {
+            let mut refs: Vec<&mut Decoder> = decoders.iter_mut().collect();
+            let steps = Decoder::step_all(&mut refs);
+            let mut any = false;
+            for (i, s) in steps.into_iter().enumerate() {
+                if let Some(t) = s.unwrap() {
+                    together[i].push(t.id);
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        assert_eq!(together, alone, "{source}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The model worker: one thread owns the loaded model and serves every request's samples, one
-//! token each in turn (round robin), so a long answer does not hold up a short one queued after
-//! it. Requests wait in a bounded queue; a request that does not fit is refused at once (429)
+//! token each per step, decoded together (batched: one pass through the model for all samples
+//! past their prompt), so a long answer does not hold up a short one queued after it and more
+//! clients get more tokens per second. Requests wait in a bounded queue; a request that does not fit is refused at once (429)
 //! rather than left hanging. A sample whose client has gone (its channel closed) is dropped at its next token.
 
 use std::collections::VecDeque;
@@ -53,7 +54,7 @@ pub enum Update {
     Failed(ApiError),
 }
 
-/// How many samples are decoded in turn at once; more wait in the queue.
+/// How many samples are decoded together; more wait in the queue.
 pub const ACTIVE: usize = 8;
 
 pub struct Worker {
@@ -169,58 +170,59 @@ fn run(model: &LoadedModel, queue: Receiver<Sample>, load: &Load) {
                 }
             }
         }
-        let Some(mut current) = active.pop_front() else {
-            continue;
-        };
-        if current.updates.is_closed() {
-            // The client went away: stop spending time on it.
+        // Clients that went away: stop spending time on them.
+        active.retain(|a| !a.updates.is_closed());
+        if active.is_empty() {
             continue;
         }
-        // A panic in the model fails this sample only; the worker goes on serving.
-        let step =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| current.decoder.next()))
-                .unwrap_or_else(|_| {
-                    Err(tunesmith_engine::Error::config(
-                        "model",
-                        "crashed while generating",
-                    ))
-                });
-        match step {
-            Ok(Some(token)) => {
-                current.completion_tokens += 1;
-                let (label, top) = match current.logprobs {
-                    true => (
-                        token_text(model, token.id),
-                        token
-                            .top
-                            .iter()
-                            .map(|&(id, lp)| (token_text(model, id), lp))
-                            .collect(),
-                    ),
-                    false => (String::new(), Vec::new()),
-                };
-                let update = Update::Token { token, label, top };
-                if current.updates.send(update).is_ok() {
-                    active.push_back(current);
+        // Every active sample takes one step; those past their prompt share one pass through the
+        // model (each weight read once for all of them), so more clients get more tokens per
+        // second. A failure (or a panic) in the model fails only the sample it comes from.
+        let steps = {
+            let mut decoders: Vec<&mut Decoder> =
+                active.iter_mut().map(|a| &mut a.decoder).collect();
+            Decoder::step_all(&mut decoders)
+        };
+        let mut still = VecDeque::with_capacity(active.len());
+        for (mut current, step) in active.drain(..).zip(steps) {
+            match step {
+                Ok(Some(token)) => {
+                    current.completion_tokens += 1;
+                    let (label, top) = match current.logprobs {
+                        true => (
+                            token_text(model, token.id),
+                            token
+                                .top
+                                .iter()
+                                .map(|&(id, lp)| (token_text(model, id), lp))
+                                .collect(),
+                        ),
+                        false => (String::new(), Vec::new()),
+                    };
+                    let update = Update::Token { token, label, top };
+                    if current.updates.send(update).is_ok() {
+                        still.push_back(current);
+                    }
+                }
+                Ok(None) => {
+                    let completion_tokens = current.completion_tokens;
+                    let updates = current.updates;
+                    let (generation, rest) = current.decoder.finish();
+                    let _ = updates.send(Update::Done {
+                        finish: generation.finish_reason,
+                        rest,
+                        completion_tokens,
+                    });
+                }
+                Err(e) => {
+                    let _ = current.updates.send(Update::Failed(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("generation failed: {e}"),
+                    )));
                 }
             }
-            Ok(None) => {
-                let completion_tokens = current.completion_tokens;
-                let updates = current.updates;
-                let (generation, rest) = current.decoder.finish();
-                let _ = updates.send(Update::Done {
-                    finish: generation.finish_reason,
-                    rest,
-                    completion_tokens,
-                });
-            }
-            Err(e) => {
-                let _ = current.updates.send(Update::Failed(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("generation failed: {e}"),
-                )));
-            }
         }
+        active = still;
     }
 }
 

@@ -113,6 +113,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.worker {
         return worker(&args);
     }
+    if let Some(model) = &args.serve {
+        return super::bench_serve::run(&args, model);
+    }
     let dev = device::select("auto")?;
     for name in args
         .presets

@@ -1,6 +1,7 @@
 //! One file per command verb.
 
 mod bench;
+mod bench_serve;
 mod download;
 mod eval;
 mod export;

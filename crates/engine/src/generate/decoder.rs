@@ -139,23 +139,96 @@ impl<'a> Decoder<'a> {
     /// `max_new_tokens`, or [`Decoder::cancel`]).
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Token>> {
-        if self.finish.is_some() {
+        if self.due().is_none() {
             return Ok(None);
+        }
+        self.step_alone()
+    }
+
+    /// Before a step: `None` once generation has ended, else how many ids the step feeds (1, or
+    /// the prompt). A full context restarts the cache on its most recent half.
+    fn due(&mut self) -> Option<usize> {
+        if self.finish.is_some() {
+            return None;
         }
         if self.tokens.len() >= self.cfg.max_new_tokens {
             self.finish = Some(FinishReason::Length);
-            return Ok(None);
+            return None;
         }
         let n_ctx = self.model.config().context();
         if self.cache.len() + self.pending.len() > n_ctx {
-            // Context full: restart the cache on the most recent half of the context.
             self.cache.clear();
             self.pending = self.context[self.context.len() - n_ctx / 2..].to_vec();
         }
-        let mut logits = self
+        Some(self.pending.len())
+    }
+
+    /// A due step through the model alone.
+    fn step_alone(&mut self) -> Result<Option<Token>> {
+        let logits = self
             .model
             .step(&self.pending, &mut self.cache)?
             .to_vec1::<f32>()?;
+        self.take(logits)
+    }
+
+    /// One step of each of several samples (of one model, as a server decodes its clients'):
+    /// those feeding one token go through the model together, every weight read once for all of
+    /// them ([`Model::step_rows`]); those reading their prompt go alone. Each sample gets what
+    /// [`Decoder::next`] would have given it. If the shared step fails, each sample's cache is put
+    /// back and it steps alone, so a failure stays with the sample that causes it.
+    pub fn step_all(decoders: &mut [&mut Decoder<'a>]) -> Vec<Result<Option<Token>>> {
+        let mut out: Vec<Option<Result<Option<Token>>>> = decoders.iter().map(|_| None).collect();
+        let mut rows = Vec::new();
+        for (i, d) in decoders.iter_mut().enumerate() {
+            match d.due() {
+                None => out[i] = Some(Ok(None)),
+                Some(1) => rows.push(i),
+                Some(_) => out[i] = Some(guarded(|| d.step_alone())),
+            }
+        }
+        let shared = rows.len() > 1
+            && rows
+                .iter()
+                .all(|&i| std::ptr::eq(decoders[i].model, decoders[rows[0]].model));
+        if shared {
+            let model = decoders[rows[0]].model;
+            let ids: Vec<u32> = rows.iter().map(|&i| decoders[i].pending[0]).collect();
+            let saved: Vec<KvCache> = rows.iter().map(|&i| decoders[i].cache.clone()).collect();
+            let logits = guarded(|| {
+                let mut caches: Vec<&mut KvCache> = decoders
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| rows.contains(i))
+                    .map(|(_, d)| &mut d.cache)
+                    .collect();
+                Ok(model.step_rows(&ids, &mut caches)?.to_vec2::<f32>()?)
+            });
+            match logits {
+                Ok(rows_logits) => {
+                    for (&i, l) in rows.iter().zip(rows_logits) {
+                        out[i] = Some(guarded(|| decoders[i].take(l)));
+                    }
+                }
+                Err(_) => {
+                    for (&i, cache) in rows.iter().zip(saved) {
+                        decoders[i].cache = cache;
+                        out[i] = Some(guarded(|| decoders[i].step_alone()));
+                    }
+                }
+            }
+        } else {
+            for &i in &rows {
+                out[i] = Some(guarded(|| decoders[i].step_alone()));
+            }
+        }
+        out.into_iter()
+            .map(|o| o.expect("every sample stepped"))
+            .collect()
+    }
+
+    /// Picks the next token from the step's logits.
+    fn take(&mut self, mut logits: Vec<f32>) -> Result<Option<Token>> {
         logits.truncate(
             self.tok
                 .get_vocab_size(true)
@@ -227,6 +300,16 @@ impl<'a> Decoder<'a> {
             }
         }
     }
+}
+
+/// `f()`, with a panic turned into an error (a crash in the model fails one step, not the caller).
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::Data(
+            "the model crashed while generating; try again, and report it if it happens again"
+                .into(),
+        ))
+    })
 }
 
 /// The log-probability of `chosen` and the `k` most likely tokens under `logits` (log-softmax).

@@ -392,6 +392,23 @@ impl Model {
         ops::cross_entropy(&self.logits(hidden)?, targets)
     }
 
+    /// Logits `(N, V)` (f32) of one new token for each of `N` sequences, each continuing its own
+    /// cache: several samples decoded together, every weight read once for all of them.
+    pub fn step_rows(
+        &self,
+        ids: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> candle_core::Result<Tensor> {
+        if ids.len() != caches.len() {
+            candle_core::bail!("step_rows: {} ids for {} caches", ids.len(), caches.len());
+        }
+        match &self.net {
+            Net::Gpt2(m) => m.step_rows(ids, caches),
+            Net::Llama(m) => m.step_rows(ids, caches),
+        }?
+        .to_dtype(DType::F32)
+    }
+
     /// Feeds `ids` (one sequence) through the cache and returns the logits of the last position (V).
     pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
         let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;

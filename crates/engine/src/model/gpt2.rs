@@ -161,9 +161,60 @@ impl Attention {
             .forward(x, rng)?
             .reshape((b, t, 3, h, d))?
             .permute((2, 0, 3, 1, 4))?;
-        let q = qkv.get(0)?.contiguous()?;
-        let mut k = qkv.get(1)?.contiguous()?;
-        let mut v = qkv.get(2)?.contiguous()?;
+        let y = self.attend(
+            qkv.get(0)?.contiguous()?,
+            qkv.get(1)?.contiguous()?,
+            qkv.get(2)?.contiguous()?,
+            (b, t),
+            cache,
+            rng,
+        )?;
+        let out = self.c_proj.forward(&y, rng)?;
+        dropout(&out, self.resid_pdrop, rng)
+    }
+
+    /// One new token of each of several sequences: row `i` of `x: (N, C)` continues the sequence
+    /// of `caches[i]`. The projections take all rows in one product; attention reads each row's
+    /// own cache. No dropout (decoding).
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        caches: &mut [&mut Option<(Tensor, Tensor)>],
+    ) -> candle_core::Result<Tensor> {
+        let c = x.dim(1)?;
+        let (h, d) = (self.n_head, c / self.n_head);
+        let mut none: Option<&mut DropoutRng> = None;
+        let qkv = self.c_attn.forward(x, &mut none)?;
+        let mut ys = Vec::with_capacity(caches.len());
+        for (i, cache) in caches.iter_mut().enumerate() {
+            let row = qkv
+                .narrow(0, i, 1)?
+                .reshape((1, 1, 3, h, d))?
+                .permute((2, 0, 3, 1, 4))?;
+            ys.push(self.attend(
+                row.get(0)?.contiguous()?,
+                row.get(1)?.contiguous()?,
+                row.get(2)?.contiguous()?,
+                (1, 1),
+                Some(cache),
+                &mut none,
+            )?);
+        }
+        self.c_proj.forward(&Tensor::cat(&ys, 0)?, &mut none)
+    }
+
+    /// Attention of `q: (B, H, T, D)` over the cached and new `k`, `v`, the new ones appended to
+    /// `cache`; `(B·T, C)`.
+    fn attend(
+        &self,
+        q: Tensor,
+        mut k: Tensor,
+        mut v: Tensor,
+        (b, t): (usize, usize),
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let c = q.dim(1)? * q.dim(3)?;
         if let Some(cache) = cache {
             if let Some((pk, pv)) = cache.as_ref() {
                 k = Tensor::cat(&[pk, &k], 2)?;
@@ -176,9 +227,7 @@ impl Attention {
         let scores = (q * self.scale)?.matmul(&k.t()?)?;
         let att = dropout(&ops::causal_softmax(&scores)?, self.attn_pdrop, rng)?;
         // y: (B, H, T, D) -> (B, T, H, D) -> (B·T, C)
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, c))?;
-        let out = self.c_proj.forward(&y, rng)?;
-        dropout(&out, self.resid_pdrop, rng)
+        att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, c))
     }
 }
 
@@ -269,6 +318,16 @@ impl Block {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, bt, cache, rng)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?, rng)?
     }
+
+    /// [`Attention::forward_rows`] through the whole block.
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        caches: &mut [&mut Option<(Tensor, Tensor)>],
+    ) -> candle_core::Result<Tensor> {
+        let x = (x + self.attn.forward_rows(&self.ln_1.forward(x)?, caches)?)?;
+        &x + self.mlp.forward(&self.ln_2.forward(&x)?, &mut None)?
+    }
 }
 
 /// GPT-2 with its LM head tied to the token embedding (or its own, when untied).
@@ -333,6 +392,40 @@ impl Gpt2 {
             x = block.forward(&x, (b, t), layer_cache, &mut rng)?;
         }
         self.final_norm(&x)
+    }
+
+    /// Logits `(N, V)` of one new token for each of `N` sequences, each with its own cache (and so
+    /// its own position): the projections and the head see all `N` rows in one product each.
+    pub fn step_rows(
+        &self,
+        ids: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> candle_core::Result<Tensor> {
+        let n = ids.len();
+        let mut positions = Vec::with_capacity(n);
+        for c in caches.iter_mut() {
+            let offset = start_positions(
+                &mut Some(&mut **c),
+                self.blocks.len(),
+                1,
+                self.cfg.n_positions,
+            )?;
+            positions.push(offset as u32);
+        }
+        let dev = self.device();
+        let tok = self
+            .wte
+            .embedding_forward(&Tensor::from_slice(ids, n, dev)?)?;
+        let pos = self
+            .wpe
+            .embedding_forward(&Tensor::from_vec(positions, n, dev)?)?;
+        let mut x = (tok + pos)?;
+        for (l, block) in self.blocks.iter().enumerate() {
+            let mut layer: Vec<&mut Option<(Tensor, Tensor)>> =
+                caches.iter_mut().map(|c| &mut c.layers[l]).collect();
+            x = block.forward_rows(&x, &mut layer)?;
+        }
+        self.final_norm(&x)?.matmul(&self.head.t()?)
     }
 
     /// Token plus position embeddings `(B·T, C)` for ids `(B, T)` at positions from `offset`,

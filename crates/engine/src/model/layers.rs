@@ -121,8 +121,9 @@ pub(crate) fn get(w: &Weights, name: &str, shape: &[usize]) -> candle_core::Resu
     Ok(t.clone())
 }
 
-/// Per-layer keys and values of the tokens seen so far, for decoding one token at a time.
-#[derive(Default)]
+/// Per-layer keys and values of the tokens seen so far, for decoding one token at a time. Cloning
+/// shares the tensors (a snapshot to go back to).
+#[derive(Default, Clone)]
 pub struct KvCache {
     pub(crate) layers: Vec<Option<(Tensor, Tensor)>>,
 }

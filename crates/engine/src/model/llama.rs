@@ -154,8 +154,57 @@ impl Attention {
         // (B·T, heads·D) -> (B, heads, T, D)
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
         let q = ops::rope(&heads(self.q.forward(x, rng)?, h)?, cos, sin)?;
-        let mut k = ops::rope(&heads(self.k.forward(x, rng)?, kv)?, cos, sin)?;
-        let mut v = heads(self.v.forward(x, rng)?, kv)?;
+        let k = ops::rope(&heads(self.k.forward(x, rng)?, kv)?, cos, sin)?;
+        let v = heads(self.v.forward(x, rng)?, kv)?;
+        let y = self.attend(q, k, v, (b, t), cache, rng)?;
+        let out = self.o.forward(&y, rng)?;
+        dropout(&out, self.resid_pdrop, rng)
+    }
+
+    /// One new token of each of several sequences: row `i` of `x: (N, C)` continues the sequence
+    /// of `caches[i]` at the position of `rot[i]` (its cos/sin rows). The projections take all rows
+    /// in one product; attention reads each row's own cache. No dropout (decoding).
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        rot: &[(Tensor, Tensor)],
+        caches: &mut [&mut Option<(Tensor, Tensor)>],
+    ) -> candle_core::Result<Tensor> {
+        let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
+        let mut none: Option<&mut DropoutRng> = None;
+        let (qs, ks, vs) = (
+            self.q.forward(x, &mut none)?,
+            self.k.forward(x, &mut none)?,
+            self.v.forward(x, &mut none)?,
+        );
+        let mut ys = Vec::with_capacity(caches.len());
+        for (i, cache) in caches.iter_mut().enumerate() {
+            let heads = |y: &Tensor, n: usize| {
+                y.narrow(0, i, 1)?
+                    .reshape((1, 1, n, d))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let (cos, sin) = (&rot[i].0, &rot[i].1);
+            let q = ops::rope(&heads(&qs, h)?, cos, sin)?;
+            let k = ops::rope(&heads(&ks, kv)?, cos, sin)?;
+            ys.push(self.attend(q, k, heads(&vs, kv)?, (1, 1), Some(cache), &mut none)?);
+        }
+        self.o.forward(&Tensor::cat(&ys, 0)?, &mut none)
+    }
+
+    /// Attention of `q: (B, H, T, D)` over the cached and new `k`, `v: (B, KV, T, D)`, the new
+    /// ones appended to `cache`; `(B·T, H·D)`.
+    fn attend(
+        &self,
+        q: Tensor,
+        mut k: Tensor,
+        mut v: Tensor,
+        (b, t): (usize, usize),
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
         if let Some(cache) = cache {
             if let Some((pk, pv)) = cache.as_ref() {
                 k = Tensor::cat(&[pk, &k], 2)?;
@@ -172,14 +221,11 @@ impl Attention {
         let scale = 1.0 / (d as f64).sqrt();
         let scores = (q * scale)?.matmul(&k.t()?)?.reshape((b, h, t, tk))?;
         let att = dropout(&ops::causal_softmax(&scores)?, self.attn_pdrop, rng)?;
-        let y = att
-            .reshape((b, kv, rep * t, tk))?
+        att.reshape((b, kv, rep * t, tk))?
             .matmul(&v)?
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
-            .reshape((b * t, h * d))?;
-        let out = self.o.forward(&y, rng)?;
-        dropout(&out, self.resid_pdrop, rng)
+            .reshape((b * t, h * d))
     }
 }
 
@@ -274,6 +320,19 @@ impl Block {
         let x = (x + self.attn.forward(&a, bt, rot, cache, rng)?)?;
         let m = ops::rms_norm(&x, &self.ln_2, self.eps)?;
         &x + self.mlp.forward(&m, rng)?
+    }
+
+    /// [`Attention::forward_rows`] through the whole block.
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        rot: &[(Tensor, Tensor)],
+        caches: &mut [&mut Option<(Tensor, Tensor)>],
+    ) -> candle_core::Result<Tensor> {
+        let a = ops::rms_norm(x, &self.ln_1, self.eps)?;
+        let x = (x + self.attn.forward_rows(&a, rot, caches)?)?;
+        let m = ops::rms_norm(&x, &self.ln_2, self.eps)?;
+        &x + self.mlp.forward(&m, &mut None)?
     }
 }
 
@@ -374,6 +433,37 @@ impl Llama {
             x = block.forward(&x, (b, t), (&cos, &sin), layer_cache, &mut rng)?;
         }
         self.final_norm(&x)
+    }
+
+    /// Logits `(N, V)` of one new token for each of `N` sequences, each with its own cache (and so
+    /// its own position): the projections and the head see all `N` rows in one product each.
+    pub fn step_rows(
+        &self,
+        ids: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> candle_core::Result<Tensor> {
+        let n = ids.len();
+        let mut rot = Vec::with_capacity(n);
+        for c in caches.iter_mut() {
+            let offset = start_positions(
+                &mut Some(&mut **c),
+                self.blocks.len(),
+                1,
+                self.cfg.max_position_embeddings,
+            )?;
+            rot.push((
+                self.cos.narrow(0, offset, 1)?,
+                self.sin.narrow(0, offset, 1)?,
+            ));
+        }
+        let ids = Tensor::from_slice(ids, (n, 1), self.device())?;
+        let mut x = self.embed_tokens(&ids, &mut None)?;
+        for (l, block) in self.blocks.iter().enumerate() {
+            let mut layer: Vec<&mut Option<(Tensor, Tensor)>> =
+                caches.iter_mut().map(|c| &mut c.layers[l]).collect();
+            x = block.forward_rows(&x, &rot, &mut layer)?;
+        }
+        self.next_logits(&self.final_norm(&x)?)
     }
 
     /// The token embeddings `(B·T, C)` of ids `(B, T)`: the input of the first block.
