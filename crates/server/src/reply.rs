@@ -13,6 +13,7 @@ use tunesmith_engine::generate::FinishReason;
 
 use crate::api::Work;
 use crate::error::ApiError;
+use crate::worker::Label;
 use crate::worker::Update;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,14 +94,14 @@ fn usage(prompt: usize, completion: usize) -> Value {
 /// Log-probabilities of one choice, gathered token by token.
 #[derive(Default)]
 struct Logprobs {
-    tokens: Vec<String>,
+    tokens: Vec<Label>,
     logprobs: Vec<f32>,
-    top: Vec<Vec<(String, f32)>>,
+    top: Vec<Vec<(Label, f32)>>,
     offsets: Vec<usize>,
 }
 
 impl Logprobs {
-    fn push(&mut self, label: String, logprob: f32, top: Vec<(String, f32)>, offset: usize) {
+    fn push(&mut self, label: Label, logprob: f32, top: Vec<(Label, f32)>, offset: usize) {
         self.tokens.push(label);
         self.logprobs.push(logprob);
         self.top.push(top);
@@ -111,19 +112,19 @@ impl Logprobs {
         match kind {
             // The legacy shape: parallel lists, top alternatives as {token: logprob}.
             Kind::Completion => json!({
-                "tokens": self.tokens,
+                "tokens": self.tokens.iter().map(|t| &t.text).collect::<Vec<_>>(),
                 "token_logprobs": self.logprobs,
                 "top_logprobs": self.top.iter().map(|t| {
-                    t.iter().map(|(s, l)| (s.clone(), json!(l))).collect::<serde_json::Map<_, _>>()
+                    t.iter().map(|(s, l)| (s.text.clone(), json!(l))).collect::<serde_json::Map<_, _>>()
                 }).collect::<Vec<_>>(),
                 "text_offset": self.offsets,
             }),
             Kind::Chat => json!({
                 "content": self.tokens.iter().zip(&self.logprobs).zip(&self.top).map(|((t, l), top)| json!({
-                    "token": t,
+                    "token": t.text,
                     "logprob": l,
-                    "bytes": t.as_bytes(),
-                    "top_logprobs": top.iter().map(|(s, l)| json!({"token": s, "logprob": l, "bytes": s.as_bytes()})).collect::<Vec<_>>(),
+                    "bytes": t.bytes,
+                    "top_logprobs": top.iter().map(|(s, l)| json!({"token": s.text, "logprob": l, "bytes": s.bytes})).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             }),
         }

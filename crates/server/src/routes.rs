@@ -33,14 +33,29 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-async fn health(St(state): St<Arc<State>>) -> Json<serde_json::Value> {
+/// 200 with the load while the model thread runs; 503 once it has stopped (a crash that escaped
+/// the per-sample guard), so a supervisor knows to restart the server.
+async fn health(St(state): St<Arc<State>>) -> (StatusCode, Json<serde_json::Value>) {
     let load = state.worker.load();
-    Json(json!({
-        "status": "ok",
-        "model": state.config.model_name,
-        "active": load.active.load(Ordering::SeqCst),
-        "waiting": load.waiting.load(Ordering::SeqCst),
-    }))
+    if !load.alive.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "error",
+                "model": state.config.model_name,
+                "message": "the model has stopped working; restart the server",
+            })),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({
+            "status": "ok",
+            "model": state.config.model_name,
+            "active": load.active.load(Ordering::SeqCst),
+            "waiting": load.waiting.load(Ordering::SeqCst),
+        })),
+    )
 }
 
 async fn not_found() -> ApiError {

@@ -42,8 +42,8 @@ pub enum Update {
         token: Token,
         /// The token's own text and its alternatives' (only when log-probabilities were asked
         /// for), as OpenAI lists them.
-        label: String,
-        top: Vec<(String, f32)>,
+        label: Label,
+        top: Vec<(Label, f32)>,
     },
     Done {
         finish: FinishReason,
@@ -74,6 +74,17 @@ pub struct Load {
     pub waiting: AtomicUsize,
     /// Samples being decoded.
     pub active: AtomicUsize,
+    /// The model thread is running (false once it has ended, by a crash or at shutdown).
+    pub alive: std::sync::atomic::AtomicBool,
+}
+
+/// Marks the worker gone when its thread ends, however it ends.
+struct Alive<'a>(&'a Load);
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Worker {
@@ -82,10 +93,14 @@ impl Worker {
     pub fn start(model: LoadedModel, queue: usize) -> std::io::Result<Worker> {
         let (tx, rx) = mpsc::channel();
         let load = Arc::new(Load::default());
+        load.alive.store(true, Ordering::SeqCst);
         let shared = load.clone();
         std::thread::Builder::new()
             .name("tunesmith-serve-model".into())
-            .spawn(move || run(&model, rx, &shared))?;
+            .spawn(move || {
+                let _alive = Alive(&shared);
+                run(&model, rx, &shared)
+            })?;
         Ok(Worker {
             queue: tx,
             capacity: queue,
@@ -131,9 +146,19 @@ struct Active<'m> {
     logprobs: bool,
 }
 
-/// One token's text as OpenAI's logprobs list it.
-fn token_text(model: &LoadedModel, id: u32) -> String {
-    model.tokenizer.decode(&[id], false).unwrap_or_default()
+/// One token as OpenAI's logprobs list it: its text, and its bytes (the text alone cannot show a
+/// token that is part of a character).
+#[derive(Debug)]
+pub struct Label {
+    pub text: String,
+    pub bytes: Vec<u8>,
+}
+
+fn token_text(model: &LoadedModel, id: u32) -> Label {
+    Label {
+        text: model.tokenizer.decode(&[id], false).unwrap_or_default(),
+        bytes: tunesmith_engine::data::tokenizer::token_bytes(&model.tokenizer, id),
+    }
 }
 
 fn run(model: &LoadedModel, queue: Receiver<Sample>, load: &Load) {
@@ -197,7 +222,13 @@ fn run(model: &LoadedModel, queue: Receiver<Sample>, load: &Load) {
                                 .map(|&(id, lp)| (token_text(model, id), lp))
                                 .collect(),
                         ),
-                        false => (String::new(), Vec::new()),
+                        false => (
+                            Label {
+                                text: String::new(),
+                                bytes: Vec::new(),
+                            },
+                            Vec::new(),
+                        ),
                     };
                     let update = Update::Token { token, label, top };
                     if current.updates.send(update).is_ok() {
@@ -267,6 +298,31 @@ fn begin(model: &LoadedModel, sample: Sample) -> Option<Active<'_>> {
                 e.to_string(),
             )));
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/health` learns that the model thread has ended from `alive`, which its end clears.
+    #[test]
+    fn a_worker_whose_thread_ended_is_not_alive() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../engine/tests/fixtures/gpt2-tiny");
+        let model =
+            tunesmith_engine::model::load::load_dir(&dir, &tunesmith_engine::device::Device::Cpu)
+                .unwrap();
+        let worker = Worker::start(model, 4).unwrap();
+        let load = worker.load.clone();
+        assert!(load.alive.load(Ordering::SeqCst));
+        // Its queue closed, the thread ends.
+        drop(worker);
+        let start = std::time::Instant::now();
+        while load.alive.load(Ordering::SeqCst) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 }

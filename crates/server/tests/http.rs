@@ -286,6 +286,19 @@ fn chat_completions_use_the_models_template() {
         content.len() as u64,
         body["usage"]["completion_tokens"].as_u64().unwrap()
     );
+    // Each token's bytes, joined, are the reply's bytes (a token may be half a character).
+    let bytes: Vec<u8> = content
+        .iter()
+        .flat_map(|t| {
+            t["bytes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap() as u8)
+        })
+        .collect();
+    let text = choice["message"]["content"].as_str().unwrap();
+    assert_eq!(String::from_utf8_lossy(&bytes), text);
     // The prompt is the template's rendering: the same conversation through the engine gives the
     // same prompt length.
     let loaded = load("smollm2-chat-tiny");

@@ -129,6 +129,41 @@ pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
         .map_err(|e| Error::Tokenizer(format!("could not decode tokens ({e})")))
 }
 
+/// The bytes one token stands for: a byte-level BPE token's characters mapped back to bytes
+/// (GPT-2's byte alphabet), a `<0xNN>` byte-fallback token as its byte, `▁` as a space, anything
+/// else as its UTF-8. A token that is part of a multi-byte character has bytes but no text of its
+/// own (OpenAI's logprobs give these bytes so clients can join such tokens).
+pub fn token_bytes(tok: &Tokenizer, id: u32) -> Vec<u8> {
+    let Some(piece) = tok.id_to_token(id) else {
+        return Vec::new();
+    };
+    if let Some(b) = piece
+        .strip_prefix("<0x")
+        .and_then(|h| h.strip_suffix('>'))
+        .and_then(|h| u8::from_str_radix(h, 16).ok())
+    {
+        return vec![b];
+    }
+    let from_alphabet: Option<Vec<u8>> = piece.chars().map(byte_of_char).collect();
+    from_alphabet.unwrap_or_else(|| piece.replace('\u{2581}', " ").into_bytes())
+}
+
+/// GPT-2's `bytes_to_unicode` backwards: printable Latin-1 bytes are their own character; the
+/// other 68 bytes were given the characters from U+0100 on, in order.
+fn byte_of_char(c: char) -> Option<u8> {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let u = c as u32;
+    if printable(u) {
+        return Some(u as u8);
+    }
+    let n = u.checked_sub(256)?;
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth(n as usize)
+        .map(|b| b as u8)
+}
+
 /// End-of-text tokens of the tokenizers Tunesmith meets: GPT-2, SmolLM and Qwen; Llama 3; Llama 2,
 /// TinyLlama and Mistral. The first one a tokenizer has separates documents in training data.
 const END_TOKENS: [&str; 3] = [EOT, "<|end_of_text|>", "</s>"];
@@ -149,6 +184,23 @@ pub fn save(tok: &Tokenizer, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each token's bytes, joined, are the text's bytes, also where a token is half a character.
+    #[test]
+    fn token_bytes_join_to_the_text() {
+        let texts = [
+            "naïve café 東京 ✓ ".repeat(40),
+            "plain words here ".repeat(40),
+        ];
+        let tok = train_bpe(texts.iter(), 300).unwrap();
+        let text = "東京 café ✓ words";
+        let ids = encode(&tok, text).unwrap();
+        let bytes: Vec<u8> = ids.iter().flat_map(|&i| token_bytes(&tok, i)).collect();
+        assert_eq!(bytes, text.as_bytes());
+        assert!(ids
+            .iter()
+            .any(|&i| std::str::from_utf8(&token_bytes(&tok, i)).is_err()));
+    }
 
     #[test]
     fn trained_bpe_encodes_anything_and_round_trips() {
