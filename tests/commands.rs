@@ -474,7 +474,8 @@ fn runs_export_into_the_data_folder_and_serve_on_localhost() {
     let home = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     let (app, _webview) = app(home.path());
-    let run = home.path().join("runs").join("notes");
+    // A name with a quote and a space: the copyable examples must still be one valid command.
+    let run = home.path().join("runs").join("bob's notes");
     tunesmith_engine::train::train(
         &tiny_config(2),
         &run,
@@ -495,7 +496,10 @@ fn runs_export_into_the_data_folder_and_serve_on_localhost() {
         ch,
     ))
     .unwrap();
-    assert_eq!(report.out, home.path().join("exports").join("notes-hf"));
+    assert_eq!(
+        report.out,
+        home.path().join("exports").join("bob's notes-hf")
+    );
     assert!(report.out.join("model.safetensors").is_file());
     assert!(report.verification.unwrap().verified);
     assert!(matches!(
@@ -534,7 +538,25 @@ fn runs_export_into_the_data_folder_and_serve_on_localhost() {
         .unwrap()
         .into_json()
         .unwrap();
-    assert_eq!(models["data"][0]["id"], "notes");
+    assert_eq!(models["data"][0]["id"], "bob's notes");
+    // The curl example runs as shown, where curl is installed.
+    match std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&info.curl)
+        .output()
+    {
+        Ok(out) if out.status.success() && !out.stdout.is_empty() => {
+            let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(
+                reply["choices"][0]["message"]["content"].is_string(),
+                "{reply}"
+            );
+        }
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("not found") => {
+            eprintln!("skipped running the curl example: curl is not installed")
+        }
+        other => panic!("the curl example failed: {other:?}\n{}", info.curl),
+    }
     let reply: Value = ureq::post(&format!("{}/completions", info.address))
         .send_json(json!({ "prompt": "The invoice", "max_tokens": 3 }))
         .unwrap()

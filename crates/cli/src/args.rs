@@ -99,8 +99,14 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` on every /v1 request.
-    #[arg(long, value_name = "KEY")]
+    /// Require `Authorization: Bearer KEY` on every /v1 request (or set TUNESMITH_API_KEY, which
+    /// keeps the key out of the process list and shell history).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "TUNESMITH_API_KEY",
+        hide_env_values = true
+    )]
     pub api_key: Option<String>,
     /// The model's name in the API (default: the source's folder or file name).
     #[arg(long)]

@@ -7,11 +7,16 @@ use crate::{Error, Result};
 
 /// A sibling temporary path: `.name.tmp-<pid>`.
 pub fn temp_sibling(path: &Path) -> PathBuf {
+    tagged_sibling(path, "tmp")
+}
+
+/// `.name.<tag>-<pid>` beside `path`: a name only this process uses.
+fn tagged_sibling(path: &Path, tag: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    path.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
@@ -57,6 +62,23 @@ pub fn write_atomic_with(
     Ok(())
 }
 
+/// Saves safetensors at `path` with the permissions a new file gets here. The safetensors crate
+/// writes through a private temporary file (mode 0600), which would leave an export or a
+/// checkpoint unreadable to the user's other accounts and tools (a shared models folder, a
+/// container running Ollama) while every other file beside it is readable.
+pub fn save_safetensors(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    path: &Path,
+) -> Result<()> {
+    candle_core::safetensors::save(tensors, path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    let probe = tagged_sibling(path, "mode");
+    let mode = std::fs::File::create(&probe).and_then(|f| f.metadata());
+    let _ = std::fs::remove_file(&probe);
+    let perms = mode.map_err(|e| Error::io(path, e))?.permissions();
+    std::fs::set_permissions(path, perms).map_err(|e| Error::io(path, e))
+}
+
 /// Writes pretty JSON atomically.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("JSON serialises");
@@ -67,7 +89,7 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
 /// removed only after the new one is in place, so a crash leaves one whole folder or the other).
 pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {
-        let old = temp_sibling(dir).with_extension("old");
+        let old = tagged_sibling(dir, "old");
         let _ = std::fs::remove_dir_all(&old);
         std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
         std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e))?;

@@ -228,14 +228,7 @@ impl RunDir {
             Some((settings, base)) => lora::save_adapter(&tmp, weights, config, settings, base)?,
             None => load::save_weights(weights, config, &tmp.join("model.safetensors"))?,
         }
-        candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors")).map_err(
-            |e| {
-                Error::io(
-                    tmp.join("optimizer.safetensors"),
-                    std::io::Error::other(e.to_string()),
-                )
-            },
-        )?;
+        fsutil::save_safetensors(optimizer, &tmp.join("optimizer.safetensors"))?;
         fsutil::write_json(&tmp.join("config.json"), &config.to_json())?;
         tokenizer::save(tok, &tmp)?;
         for (name, bytes) in side_files {

@@ -205,12 +205,8 @@ fn q4_k_m_mixes_k_quants_and_reloads() {
     assert_eq!(ty("token_embd.weight"), GgmlDType::Q6K);
     assert_eq!(ty("blk.0.attn_norm.weight"), GgmlDType::F32);
     let v = report.verification.unwrap();
-    assert!(v.agreement > 0.5, "{}", v.summary);
-    assert!(
-        v.verified || v.summary.starts_with("Close"),
-        "{}",
-        v.summary
-    );
+    eprintln!("q4_k_m agreement {}", v.agreement);
+    assert!(v.passed(), "{}", v.summary);
 }
 
 /// The pre-tokenizer of real tokenizer.json files (Qwen2.5's, Llama 3's, SmolLM2's kinds) is
@@ -282,10 +278,58 @@ fn damaged_weights_fail_the_check() {
     std::fs::write(&out, bytes).unwrap();
 
     let src = read_source(&src_dir, None, &Device::Cpu).unwrap();
-    let v = verify::verify(&src, &out, None, Quant::F32, &Device::Cpu).unwrap();
-    assert!(!v.verified);
+    let v = verify::verify(
+        &src,
+        &out,
+        None,
+        Quant::F32,
+        &Device::Cpu,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert!(!v.verified && v.outcome == verify::Outcome::Mismatch);
     assert!(v.summary.starts_with("Mismatch"), "{}", v.summary);
     assert!(v.prompts.iter().any(|p| p.first_difference.is_some()));
+}
+
+/// A rounded export is only "close" while it agrees with the model as rounding allows: a q8_0
+/// file with a damaged tensor is a mismatch too.
+#[test]
+fn damaged_quantised_weights_fail_the_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src_dir = fixtures().join("llama-tiny");
+    let out = tmp.path().join("m.gguf");
+    let report = run(&cfg(&src_dir, ExportFormat::Gguf, &out, Some(Quant::Q8_0))).unwrap();
+    assert!(report.verification.unwrap().passed());
+    // Q8_0 blocks are an f16 scale and 32 int8s: turn every scale of one tensor around and
+    // multiply it by 8 (sign bit, exponent + 3).
+    let name = "blk.1.ffn_down.weight";
+    let (content, _) = read_gguf(&out);
+    let info = &content.tensor_infos[name];
+    assert_eq!(info.ggml_dtype, GgmlDType::Q8_0);
+    let elems: usize = info.shape.elem_count();
+    let mut bytes = std::fs::read(&out).unwrap();
+    let at = content.tensor_data_offset as usize + info.offset as usize;
+    for block in 0..elems / 32 {
+        let scale = at + block * 34;
+        let d = u16::from_le_bytes([bytes[scale], bytes[scale + 1]]);
+        assert!((d >> 10) & 0x1f < 27, "scale too large to amplify");
+        bytes[scale..scale + 2].copy_from_slice(&((d ^ 0x8000) + (3 << 10)).to_le_bytes());
+    }
+    std::fs::write(&out, bytes).unwrap();
+    let src = read_source(&src_dir, None, &Device::Cpu).unwrap();
+    let v = verify::verify(
+        &src,
+        &out,
+        None,
+        Quant::Q8_0,
+        &Device::Cpu,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    eprintln!("damaged q8_0: {}", v.summary);
+    assert_eq!(v.outcome, verify::Outcome::Mismatch, "{}", v.summary);
+    assert!(!v.passed());
 }
 
 /// The Hugging Face folder reloads with the model's logits, a LoRA adapter merged in; the PEFT
@@ -315,6 +359,13 @@ fn hf_and_peft_exports_reload_as_the_model() {
     );
     let names = candle_core::safetensors::load(hf.join("model.safetensors"), &Device::Cpu).unwrap();
     assert!(names.keys().all(|k| !k.contains("lora")), "merged");
+    // The weights are as readable as the files beside them (not the 0600 of a private temp file).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| std::fs::metadata(hf.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode("model.safetensors"), mode("config.json"));
+    }
 
     let peft = tmp.path().join("peft");
     let report = run(&cfg(&adapter, ExportFormat::Peft, &peft, None)).unwrap();
@@ -452,4 +503,82 @@ fn existing_outputs_are_kept_and_stopped_exports_leave_nothing() {
         .filter(|n| n.contains("stopped"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+    // Stopped once written, while the export is being checked: the folder it was to replace is
+    // still there, unchanged, and nothing else is left.
+    for format in [ExportFormat::Hf, ExportFormat::Gguf] {
+        let cancel = CancelToken::new();
+        let c = cancel.clone();
+        let target = match format {
+            ExportFormat::Gguf => out.clone(),
+            _ => folder.clone(),
+        };
+        let before = std::fs::read_dir(tmp.path()).unwrap().count();
+        let was = std::fs::read_dir(&folder).unwrap().count();
+        let mut forced = cfg(&src, format, &target, None);
+        forced.force = true;
+        let e = export::export(&forced, &cancel, &mut |e: tunesmith_engine::Event| {
+            if matches!(&e, tunesmith_engine::Event::Progress { stage, .. } if stage.contains("Checking"))
+            {
+                c.cancel();
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(e, Error::Cancelled), "{format:?}: {e}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), was);
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), before);
+    }
+}
+
+/// An `--out` of `.`, `..` or the folder the command runs in is refused, and nothing around it
+/// is touched, even with `--force`; so is an export onto the model it reads or its base.
+#[test]
+fn out_paths_that_name_no_new_place_are_refused() {
+    let src = fixtures().join("llama-tiny");
+    let here = std::env::current_dir().unwrap();
+    for out in [
+        PathBuf::from("."),
+        PathBuf::from(".."),
+        PathBuf::from("sub/.."),
+        here.clone(),
+        here.parent().unwrap().to_path_buf(),
+        PathBuf::from("/"),
+    ] {
+        for format in [ExportFormat::Hf, ExportFormat::Gguf] {
+            let mut c = cfg(&src, format, &out, None);
+            c.force = true;
+            let e = run(&c).unwrap_err();
+            assert!(
+                e.to_string().contains("new file or folder name"),
+                "{out:?}: {e}"
+            );
+        }
+    }
+    assert!(here.join("Cargo.toml").is_file());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("model");
+    std::fs::create_dir(&copy).unwrap();
+    for f in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    for (format, out) in [
+        (ExportFormat::Gguf, copy.join("m.gguf")),
+        (ExportFormat::Hf, copy.join("hf")),
+        (ExportFormat::Hf, tmp.path().to_path_buf()),
+    ] {
+        let mut c = cfg(&copy, format, &out, None);
+        c.force = true;
+        let e = run(&c).unwrap_err();
+        assert!(e.to_string().contains("inside the model"), "{out:?}: {e}");
+    }
+    // An adapter's base counts as the model too.
+    let adapter = fixtures().join("peft-llama-tiny");
+    let base = tmp.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    let mut c = cfg(&adapter, ExportFormat::Hf, &base.join("merged"), None);
+    c.base = Some(base.clone());
+    let e = run(&c).unwrap_err();
+    assert!(e.to_string().contains("inside the model"), "{e}");
 }

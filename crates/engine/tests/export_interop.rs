@@ -244,6 +244,12 @@ fn the_job_runs_under_torchrun_when_present() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let back = load_dir(&out, &Device::Cpu).unwrap();
     assert_eq!(back.config.model_type(), "llama");
+    // The adapter names its base relative to itself: the folder still loads once moved.
+    let moved = tmp.path().join("moved");
+    std::fs::rename(&job, &moved).unwrap();
+    let back = load_dir(&moved.join("out"), &Device::Cpu).unwrap();
+    assert_eq!(back.config.model_type(), "llama");
+    std::fs::rename(&moved, &job).unwrap();
     // And the same job folder is refused a second time without --force.
     ecfg.force = false;
     assert!(export::export(&ecfg, &CancelToken::new(), &mut NullSink).is_err());

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod error;
+mod guard;
 mod prepare;
 mod reply;
 mod routes;

@@ -412,6 +412,48 @@ fn bad_requests_get_openais_error_shape_and_status() {
         }
         other => panic!("expected 400, got {other:?}"),
     }
+    // What a web page could send: a form's text/plain body, a request from another site, a
+    // request addressed to another name (DNS rebinding).
+    let status = |r: Result<ureq::Response, ureq::Error>| match r {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(s, r)) => {
+            assert!(!error_of(&r.into_json().unwrap()).is_empty());
+            s
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let ok = json!({"prompt": "x", "max_tokens": 1}).to_string();
+    let req = || ureq::post(&url(&server, "/v1/completions"));
+    assert_eq!(
+        status(req().set("Content-Type", "text/plain").send_string(&ok)),
+        415
+    );
+    assert_eq!(
+        status(
+            req()
+                .set("Content-Type", "application/json")
+                .set("Origin", "https://evil.example")
+                .send_string(&ok)
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            req()
+                .set("Content-Type", "application/json")
+                .set("Host", "evil.example")
+                .send_string(&ok)
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            req()
+                .set("Content-Type", "application/json")
+                .send_string(&ok)
+        ),
+        200
+    );
 }
 
 #[test]
@@ -525,7 +567,7 @@ fn a_client_that_disconnects_mid_stream_frees_the_model() {
     let body = json!({"prompt": "The", "max_tokens": 100000, "stream": true, "n": 8, "logit_bias": {"0": -100}}).to_string();
     write!(
         conn,
-        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

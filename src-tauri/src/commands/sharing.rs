@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
+use tunesmith_engine::export::ollama::shell_quote;
 use tunesmith_engine::export::{self, ExportConfig, ExportFormat, ExportReport, Quant};
 use tunesmith_engine::model::load;
 use tunesmith_engine::{device, source, Error, Event, NullSink};
@@ -131,13 +132,21 @@ pub async fn start_serving(
         let server = Server::start(loaded, config)
             .map_err(|e| Error::io(&run, e))?;
         let address = format!("http://{}/v1", server.addr());
+        // The run's name goes into the examples as data: JSON-escaped, and the body shell-quoted.
+        let body = serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "Hello"}],
+        })
+        .to_string();
+        let model_literal = serde_json::to_string(&model).unwrap_or_else(|_| "\"model\"".into());
         let info = ServeInfo {
             run_path: run.display().to_string(),
             curl: format!(
-                "curl {address}/chat/completions -H 'Content-Type: application/json' \\\n  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+                "curl {address}/chat/completions -H 'Content-Type: application/json' \\\n  -d {}",
+                shell_quote(&body)
             ),
             python: format!(
-                "from openai import OpenAI\n\nclient = OpenAI(base_url=\"{address}\", api_key=\"unused\")\nreply = client.chat.completions.create(\n    model=\"{model}\",\n    messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}],\n)\nprint(reply.choices[0].message.content)"
+                "from openai import OpenAI\n\nclient = OpenAI(base_url=\"{address}\", api_key=\"unused\")\nreply = client.chat.completions.create(\n    model={model_literal},\n    messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}],\n)\nprint(reply.choices[0].message.content)"
             ),
             model,
             address,

@@ -29,6 +29,7 @@ export type { MemoryEstimate } from './bindings/MemoryEstimate';
 export type { ExportFormat } from './bindings/ExportFormat';
 export type { ExportReport } from './bindings/ExportReport';
 export type { PromptCheck } from './bindings/PromptCheck';
+export type { Outcome } from './bindings/Outcome';
 export type { Quant } from './bindings/Quant';
 export type { ServeInfo } from './bindings/ServeInfo';
 export type { Verification } from './bindings/Verification';

@@ -8,7 +8,7 @@ const report: ExportReport = {
   out: '/home/u/.tunesmith/exports/notes-ollama-q8_0',
   files: ['model.gguf', 'Modelfile', 'verification.json'],
   bytes: 145_000_000,
-  verification: { verified: true, summary: 'Verified: reloaded, the export continues all 3 test prompts exactly as the model does.', quant: 'q8_0', agreement: 1, prompts: [] },
+  verification: { verified: true, outcome: 'verified', summary: 'Verified: reloaded, the export continues all 3 test prompts exactly as the model does.', quant: 'q8_0', agreement: 1, prompts: [] },
   nextStep: 'ollama create notes -f /home/u/.tunesmith/exports/notes-ollama-q8_0/Modelfile',
 };
 

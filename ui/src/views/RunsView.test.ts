@@ -127,7 +127,7 @@ describe('RunsView', () => {
         out: '/home/u/.tunesmith/exports/done-gguf-q4_k_m.gguf',
         files: ['done-gguf-q4_k_m.gguf'],
         bytes: 2_500_000,
-        verification: { verified: false, summary: 'Close: the q4_k_m export … <img src=x onerror=alert(1)>', quant: 'q4_k_m', agreement: 0.9, prompts: [] },
+        verification: { verified: false, outcome: 'close', summary: 'Close: the q4_k_m export … <img src=x onerror=alert(1)>', quant: 'q4_k_m', agreement: 0.9, prompts: [] },
         nextStep: null,
       }),
     });

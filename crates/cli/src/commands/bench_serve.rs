@@ -76,15 +76,25 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// A child process stopped when the bench ends, however it ends (an error in a round included).
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// llama.cpp's server on `gguf` with `slots` parallel sequences, once it answers /health.
-fn start_llama_server(program: &str, gguf: &Path, slots: usize) -> Result<(Child, String)> {
+fn start_llama_server(program: &str, gguf: &Path, slots: usize) -> Result<(Stopped, String)> {
     let port = free_port()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut cmd = Command::new(program);
     if let Some(dir) = Path::new(program).parent().filter(|d| d.is_dir()) {
         cmd.env("LD_LIBRARY_PATH", dir);
     }
-    let mut child = cmd
+    let child = cmd
         .args([
             "-m",
             &gguf.display().to_string(),
@@ -97,18 +107,18 @@ fn start_llama_server(program: &str, gguf: &Path, slots: usize) -> Result<(Child
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {program}"))?;
+    let mut child = Stopped(child);
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if ureq::get(&format!("{base}/health")).call().is_ok() {
             return Ok((child, format!("{base}/v1")));
         }
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.0.try_wait()? {
             bail!("{program} exited ({status}) before answering");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = child.kill();
     bail!("{program} did not answer within 2 minutes")
 }
 
@@ -183,10 +193,7 @@ pub fn run(args: &BenchArgs, model: &str) -> Result<()> {
         }
         rows.push(row);
     }
-    if let Some((mut child, _)) = theirs {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(theirs);
     server.stop();
     Ok(())
 }

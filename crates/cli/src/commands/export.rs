@@ -46,5 +46,16 @@ pub fn run(args: ExportArgs) -> Result<()> {
             println!("next: {next}");
         }
     }
+    if report.verification.as_ref().is_some_and(|v| !v.passed()) {
+        // The report is out (a JSON `finished` event, or the summary above); the exit status
+        // tells scripts not to use the export.
+        if args.json {
+            super::ERROR_REPORTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        anyhow::bail!(
+            "the export at {} failed its check against the model; do not use it",
+            report.out.display()
+        );
+    }
     Ok(())
 }

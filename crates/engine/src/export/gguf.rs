@@ -188,7 +188,7 @@ fn tokenizer_metadata(src: &Source) -> Result<Vec<(String, Value)>> {
     let model = &spec["model"];
     if model["type"].as_str() != Some("BPE") || model["byte_fallback"].as_bool() == Some(true) {
         return Err(unsupported(
-            "its tokenizer is not a byte-level BPE (GPT-2's kind), the one tokenizer Tunesmith writes to GGUF".into(),
+            "its tokenizer is a SentencePiece-style one (byte fallback or not BPE, as Mistral's and Llama 2's are), and Tunesmith writes only byte-level BPE tokenizers (GPT-2's, Llama 3's, Qwen2's, SmolLM2's) to GGUF; export it as hf and convert that folder with llama.cpp's convert_hf_to_gguf.py".into(),
         ));
     }
     let pre = pre_tokenizer_name(tok, &spec)?;
@@ -336,7 +336,7 @@ fn pre_tokenizer_name(tok: &Tokenizer, spec: &Json) -> Result<&'static str> {
         }
     }
     Err(unsupported(format!(
-        "its tokenizer splits text in a way none of the pre-tokenizers llama.cpp names and Tunesmith knows does ({}), so llama.cpp would tokenise differently",
+        "its tokenizer splits text in a way none of the pre-tokenizers llama.cpp names and Tunesmith knows does ({}), so llama.cpp would tokenise differently; export it as hf and convert that folder with llama.cpp's convert_hf_to_gguf.py",
         KNOWN_PRE.join(", ")
     )))
 }

@@ -32,7 +32,9 @@ pub fn write(src: &Source, quant: Quant, dir: &Path) -> Result<Vec<String>> {
     } else {
         "float32"
     };
+    // transformers 5 reads `dtype`; older releases `torch_dtype`.
     config["torch_dtype"] = json!(dtype_name);
+    config["dtype"] = json!(dtype_name);
     fsutil::write_json(&dir.join("config.json"), &config)?;
     tokenizer::save(&src.tokenizer, dir)?;
     let mut files = vec![

@@ -69,7 +69,7 @@ pub fn write(
     }
     let tok = tokenizer::load(&checkpoint)?;
     let train_cfg = info.config.clone();
-    let files = super::in_temp_dir(&cfg.out, |dir| {
+    let files = super::in_temp_dir(&cfg.out, cancel, |dir| {
         let mut files = Vec::new();
         sink.emit(Event::Progress {
             stage: "Writing the dataset".into(),
@@ -122,7 +122,7 @@ pub fn write(
         verification: None,
         next_step: Some(format!(
             "cd {} && ./launch.sh 8   # on a machine with 8 GPUs",
-            cfg.out.display()
+            super::ollama::shell_quote(&cfg.out.display().to_string())
         )),
     })
 }
@@ -310,6 +310,9 @@ fn axolotl_yaml(s: &serde_json::Value, pairs: bool) -> String {
         }
     }
     let n = |k: &str| s[k].to_string();
+    y.push_str(
+        "# micro_batch_size is per GPU: the run's batch below is for one device; with N GPUs divide it\n# by N (when it divides) so each optimiser step sees the run's batch, as train_sft.py does.\n",
+    );
     y.push_str(&format!(
         "sequence_len: {}\nsample_packing: true\nmicro_batch_size: {}\ngradient_accumulation_steps: {}\nmax_steps: {}\n",
         n("block_size"), n("batch_size"), n("gradient_accumulation_steps"), n("max_steps")

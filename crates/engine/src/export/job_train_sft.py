@@ -128,6 +128,13 @@ def main():
     metrics = trainer.evaluate() if has_val else {}
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(args.output_dir)
+        if s["lora"] and s["model"].startswith("./"):
+            # The adapter names its base relative to itself, so the job folder can move or be
+            # copied back whole and Tunesmith (and PEFT, from the output folder) still finds it.
+            path = os.path.join(args.output_dir, "adapter_config.json")
+            adapter = json.load(open(path))
+            adapter["base_model_name_or_path"] = os.path.relpath(model_id, args.output_dir)
+            json.dump(adapter, open(path, "w"), indent=2)
         if has_val:
             print(json.dumps({"val_loss": metrics.get("eval_loss")}))
         print(f"done: {args.output_dir}")

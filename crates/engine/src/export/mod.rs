@@ -193,6 +193,10 @@ pub fn export(
     sink: &mut impl ProgressSink,
 ) -> Result<ExportReport> {
     let quant = check_config(cfg)?;
+    let cfg = &ExportConfig {
+        out: out_path(&cfg.out)?,
+        ..cfg.clone()
+    };
     check_out(cfg)?;
     if cfg.format == ExportFormat::Job {
         return job::write(cfg, cancel, sink);
@@ -206,6 +210,10 @@ pub fn export(
             ),
         });
     }
+    let name = cfg.name.clone().unwrap_or_else(|| default_name(cfg));
+    if cfg.format == ExportFormat::Ollama {
+        ollama::check_name(&name)?;
+    }
     let device = Device::Cpu;
     sink.emit(Event::Progress {
         stage: "Reading the model".into(),
@@ -214,56 +222,67 @@ pub fn export(
         unit: String::new(),
     });
     let src = load::read_source(&cfg.model, cfg.base.as_deref(), &device)?;
-    let name = cfg.name.clone().unwrap_or_else(|| default_name(cfg));
-    let (model_path, files) = match cfg.format {
+    // The export is checked under its temporary name and renamed only when written, checked and
+    // not stopped: a stop or failure anywhere leaves what was under `out` before.
+    let check =
+        |path: &Path, base: Option<&Path>| verify::verify(&src, path, base, quant, &device, cancel);
+    let (files, verification) = match cfg.format {
         ExportFormat::Gguf => {
-            gguf::write(&src, quant, &name, &cfg.out, cancel, sink)?;
-            (cfg.out.clone(), vec![file_name(&cfg.out)])
-        }
-        ExportFormat::Ollama => {
-            let files = in_temp_dir(&cfg.out, |tmp| {
-                ollama::write(&src, quant, &name, cfg.system.as_deref(), tmp, cancel, sink)
+            let mut verification = None;
+            in_temp_file(&cfg.out, cancel, |tmp| {
+                gguf::write(&src, quant, &name, tmp, cancel, sink)?;
+                checking(sink);
+                verification = Some(check(tmp, None)?);
+                Ok(())
             })?;
-            (cfg.out.join(ollama::GGUF_FILE), files)
+            let verification = verification.expect("set when written");
+            let report = verify::report_path(cfg.format, &cfg.out);
+            fsutil::write_json(&report, &verification)?;
+            (vec![file_name(&cfg.out), file_name(&report)], verification)
         }
-        ExportFormat::Hf => {
-            let files = in_temp_dir(&cfg.out, |tmp| hf::write(&src, quant, tmp))?;
-            (cfg.out.clone(), files)
-        }
-        ExportFormat::Peft => {
-            let files = in_temp_dir(&cfg.out, |tmp| {
-                hf::write_adapter(&cfg.model, cfg.base.as_deref(), tmp)
-            })?;
-            (cfg.out.clone(), files)
+        ExportFormat::Ollama | ExportFormat::Hf | ExportFormat::Peft => {
+            in_temp_dir(&cfg.out, cancel, |tmp| {
+                let (mut files, base) = match cfg.format {
+                    ExportFormat::Ollama => (
+                        ollama::write(
+                            &src,
+                            quant,
+                            &name,
+                            cfg.system.as_deref(),
+                            tmp,
+                            cancel,
+                            sink,
+                        )?,
+                        None,
+                    ),
+                    ExportFormat::Hf => (hf::write(&src, quant, tmp)?, None),
+                    _ => (
+                        hf::write_adapter(&cfg.model, cfg.base.as_deref(), tmp)?,
+                        cfg.base.as_deref(),
+                    ),
+                };
+                let model_path = match cfg.format {
+                    ExportFormat::Ollama => tmp.join(ollama::GGUF_FILE),
+                    _ => tmp.to_path_buf(),
+                };
+                checking(sink);
+                let verification = check(&model_path, base)?;
+                let report = verify::report_path(cfg.format, tmp);
+                fsutil::write_json(&report, &verification)?;
+                files.push(file_name(&report));
+                Ok((files, verification))
+            })?
         }
         ExportFormat::Job => unreachable!("handled above"),
     };
-    if cancel.is_cancelled() {
-        return Err(Error::Cancelled);
-    }
-    sink.emit(Event::Progress {
-        stage: "Checking the export".into(),
-        done: 0,
-        total: CHECK_PROMPTS.len() as u64,
-        unit: "prompts".into(),
-    });
-    let base = match cfg.format {
-        ExportFormat::Peft => cfg.base.as_deref(),
-        _ => None,
-    };
-    let verification = verify::verify(&src, &model_path, base, quant, &device)?;
-    let report_path = verify::report_path(cfg.format, &cfg.out);
-    fsutil::write_json(&report_path, &verification)?;
     sink.emit(Event::Log {
-        level: if verification.verified {
+        level: if verification.passed() {
             LogLevel::Info
         } else {
             LogLevel::Warn
         },
         message: verification.summary.clone(),
     });
-    let mut files = files;
-    files.push(file_name(&report_path));
     let next_step =
         (cfg.format == ExportFormat::Ollama).then(|| ollama::create_command(&name, &cfg.out));
     Ok(ExportReport {
@@ -274,6 +293,15 @@ pub fn export(
         verification: Some(verification),
         next_step,
     })
+}
+
+fn checking(sink: &mut impl ProgressSink) {
+    sink.emit(Event::Progress {
+        stage: "Checking the export".into(),
+        done: 0,
+        total: CHECK_PROMPTS.len() as u64,
+        unit: "prompts".into(),
+    });
 }
 
 /// The weights type, checked against the format.
@@ -327,7 +355,7 @@ fn check_out(cfg: &ExportConfig) -> Result<()> {
                 "already exists; choose another name, or replace it with --force",
             ));
         }
-        return Ok(());
+        return check_not_source(cfg);
     }
     if out.is_file() {
         return Err(Error::file(
@@ -345,29 +373,116 @@ fn check_out(cfg: &ExportConfig) -> Result<()> {
             "already exists and is not empty; choose a new folder, or replace it with --force",
         ));
     }
-    let (model, out_abs) = (absolute(&cfg.model), absolute(out));
-    if model.starts_with(&out_abs) || out_abs.starts_with(&model) {
-        return Err(Error::file(
-            out,
-            "is inside the model being exported (or holds it); choose a folder elsewhere",
-        ));
+    check_not_source(cfg)
+}
+
+/// Refuses an `out` inside the model being exported (or its adapter's base), or holding it: the
+/// export would replace what it is read from.
+fn check_not_source(cfg: &ExportConfig) -> Result<()> {
+    let out = absolute(&cfg.out);
+    let mut sources = vec![absolute(&cfg.model)];
+    if lora::is_adapter_dir(&cfg.model) {
+        let base = match &cfg.base {
+            Some(b) => Some(b.clone()),
+            None => lora::read_adapter_config(&cfg.model)
+                .ok()
+                .and_then(|a| load::find_base(&cfg.model, &a.base).ok()),
+        };
+        sources.extend(base.map(|b| absolute(&b)));
+    }
+    for src in sources {
+        if src.starts_with(&out) || out.starts_with(&src) {
+            return Err(Error::file(
+                &cfg.out,
+                format!(
+                    "is inside the model being exported or holds it ({}); choose a place elsewhere",
+                    src.display()
+                ),
+            ));
+        }
     }
     Ok(())
 }
 
-/// Builds a folder under a temporary sibling name and puts it in place of `out` when complete.
-pub(crate) fn in_temp_dir(
+/// `out` made absolute with `.` and `..` resolved, so that the temporary and replaced names built
+/// beside it are siblings of the export and never a parent folder. A path that names no file or
+/// folder of its own (`.`, `..`, `/`), or the folder the command runs in or one above it, is
+/// refused: an export with `--force` replaces what is there.
+fn out_path(out: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let named = matches!(out.components().next_back(), Some(Component::Normal(_)));
+    let abs = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::CurDir => {}
+            c => clean.push(c),
+        }
+    }
+    let here = std::env::current_dir()
+        .ok()
+        .map(|d| absolute(&d))
+        .unwrap_or_default();
+    if !named || clean.file_name().is_none() || here.starts_with(absolute(&clean)) {
+        return Err(Error::file(
+            out,
+            "names this folder or one above it; give a new file or folder name for the export, such as exports/my-model",
+        ));
+    }
+    Ok(clean)
+}
+
+/// Builds a folder under a temporary sibling name and puts it in place of `out` when complete and
+/// not stopped.
+pub(crate) fn in_temp_dir<T>(
     out: &Path,
-    fill: impl FnOnce(&Path) -> Result<Vec<String>>,
-) -> Result<Vec<String>> {
+    cancel: &CancelToken,
+    fill: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
     let tmp = fsutil::temp_sibling(out);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let result = fill(&tmp).and_then(|files| fsutil::replace_dir(&tmp, out).map(|_| files));
+    let result = fill(&tmp).and_then(|value| {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        fsutil::replace_dir(&tmp, out).map(|_| value)
+    });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Writes a file under a temporary sibling name that keeps its extension (the loaders go by it)
+/// and renames it to `out` when complete and not stopped.
+fn in_temp_file(
+    out: &Path,
+    cancel: &CancelToken,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = out
+        .extension()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{stem}.tmp-{}.{ext}", std::process::id()));
+    let result = fill(&tmp).and_then(|_| {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
     result
 }
@@ -394,7 +509,9 @@ fn default_name(cfg: &ExportConfig) -> String {
             }
         })
         .collect();
-    let clean = clean.trim_matches(|c| c == '-' || c == '.').to_string();
+    let clean = clean
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
     if clean.is_empty() {
         "model".into()
     } else {

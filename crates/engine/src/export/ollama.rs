@@ -35,6 +35,34 @@ pub fn write(
     Ok(vec![GGUF_FILE.into(), "Modelfile".into()])
 }
 
+/// Checks a model name as Ollama takes it: `name`, `namespace/name`, either with a `:tag`; letters,
+/// digits, `_`, `-` and `.` (a name starts with a letter or digit).
+pub fn check_name(name: &str) -> Result<()> {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 80
+            && p.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    };
+    let (path, tag) = match name.split_once(':') {
+        Some((p, t)) => (p, Some(t)),
+        None => (name, None),
+    };
+    let mut parts = path.split('/');
+    let ok = parts.clone().count() <= 2 && parts.all(part) && tag.is_none_or(part);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "name",
+            format!(
+                "is `{name}`, which Ollama does not take as a model name; use letters, digits, `-`, `_` and `.` (as `my-model` or `me/my-model:v2`)"
+            ),
+        ))
+    }
+}
+
 /// The command that makes the Ollama model from the folder.
 pub fn create_command(name: &str, dir: &Path) -> String {
     format!(
@@ -43,7 +71,8 @@ pub fn create_command(name: &str, dir: &Path) -> String {
     )
 }
 
-fn shell_quote(s: &str) -> String {
+/// `s` as one word for a POSIX shell (single-quoted unless it is plain).
+pub fn shell_quote(s: &str) -> String {
     if s.chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
     {
@@ -190,10 +219,19 @@ impl TurnFormat {
         let turn = |role: &str, (pre, post): &(String, String)| {
             format!("{{{{ if eq .Role \"{role}\" }}}}{pre}{{{{ .Content }}}}{post}{{{{ end }}}}")
         };
+        // Llama 3.x templates print the day they are rendered ("Today Date: 02 Dec 2026"); in a
+        // Modelfile that day would be frozen at export, so the line is left out, as Ollama's own
+        // Llama 3.2 template does.
+        let system_open: String = self
+            .system
+            .0
+            .split_inclusive('\n')
+            .filter(|line| !line.starts_with("Today Date: "))
+            .collect();
         format!(
             "{}{{{{ range .Messages }}}}{}{}{}{{{{ end }}}}{}",
             self.bos,
-            turn("system", &self.system),
+            turn("system", &(system_open, self.system.1.clone())),
             turn("user", &self.user),
             turn("assistant", &self.assistant),
             self.generation
@@ -249,7 +287,11 @@ pub fn modelfile(src: &Source, name: &str, system: Option<&str>) -> Result<Strin
     for s in &stops {
         out.push_str(&format!("PARAMETER stop {}\n", quote(s)));
     }
-    if let Some(s) = system.map(String::from).or(default_system) {
+    if let Some(s) = system
+        .map(String::from)
+        .or(default_system)
+        .filter(|s| !s.is_empty())
+    {
         if s.contains("\"\"\"") {
             return Err(Error::config(
                 "system",
@@ -271,6 +313,25 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    #[test]
+    fn ollama_names_are_checked() {
+        for good in ["book", "my-model", "me/my_model:v2", "a.b-c"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "my model",
+            "a\nFROM evil",
+            "a/b/c",
+            "x:",
+            "naïve",
+            "a;rm",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
     fn template(dir: &str) -> ChatTemplate {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/chat-templates")
@@ -291,7 +352,7 @@ mod tests {
                 Message::new("user", "Refunds?"),
             ],
         ];
-        for dir in ["smollm2", "qwen2.5", "tinyllama"] {
+        for dir in ["smollm2", "qwen2.5", "tinyllama", "llama3.2"] {
             let t = template(dir);
             let f = TurnFormat::derive(&t).unwrap();
             for m in &convos {
@@ -319,6 +380,21 @@ mod tests {
                 "{{ end }}<|im_start|>assistant\n"
             )
         );
+    }
+
+    /// Llama 3.2's turns, without the day of the export frozen into the system turn.
+    #[test]
+    fn llama3_turns_leave_out_the_export_date() {
+        let f = TurnFormat::derive(&template("llama3.2")).unwrap();
+        assert_eq!(f.user.0, "<|start_header_id|>user<|end_header_id|>\n\n");
+        assert_eq!(f.assistant.1, "<|eot_id|>");
+        assert_eq!(f.stop().as_deref(), Some("<|eot_id|>"));
+        let go = f.go_template();
+        assert!(
+            go.contains("Cutting Knowledge Date: December 2023\n\n{{ .Content }}"),
+            "{go}"
+        );
+        assert!(!go.contains("Today Date"), "{go}");
     }
 
     /// A template that treats the first turn unlike the others is refused with a reason.

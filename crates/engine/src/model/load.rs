@@ -191,14 +191,16 @@ pub fn read_adapter_model(
 
 /// The folder of an adapter's base model: a folder as named (or relative to the adapter), or a hub
 /// id already in the download cache. Never downloads.
-fn find_base(adapter_dir: &Path, base: &str) -> Result<PathBuf> {
+pub(crate) fn find_base(adapter_dir: &Path, base: &str) -> Result<PathBuf> {
     if base.is_empty() {
         return Err(Error::model(
             adapter_dir,
             "its adapter_config.json names no base model (base_model_name_or_path); give the base model with --base",
         ));
     }
-    for candidate in [PathBuf::from(base), adapter_dir.join(base)] {
+    // A relative base is looked for beside the adapter first (a job folder's adapter names
+    // `../base`), then from where the command runs, as PEFT would.
+    for candidate in [adapter_dir.join(base), PathBuf::from(base)] {
         if candidate.join("config.json").is_file() || gguf::is_gguf(&candidate) {
             return Ok(candidate);
         }
@@ -367,6 +369,5 @@ pub fn save_weights(
         .iter()
         .map(|(k, v)| (cfg.hf_name(k), v.clone()))
         .collect();
-    candle_core::safetensors::save(&prefixed, path)
-        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    crate::fsutil::save_safetensors(&prefixed, path)
 }

@@ -448,8 +448,7 @@ pub fn save_adapter(
         .map(|(k, v)| (format!("base_model.model.{}", cfg.hf_name(k)), v.clone()))
         .collect();
     let path = dir.join(ADAPTER_WEIGHTS);
-    candle_core::safetensors::save(&named, &path)
-        .map_err(|e| Error::io(&path, std::io::Error::other(e.to_string())))?;
+    crate::fsutil::save_safetensors(&named, &path)?;
     let config = serde_json::json!({
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
