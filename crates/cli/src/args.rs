@@ -30,8 +30,13 @@ pub enum Command {
     Train(TrainArgs),
     /// Continue a prompt with a model.
     Generate(GenerateArgs),
-    /// Measure a model's loss and perplexity on a text file.
+    /// Evaluate a model: loss and perplexity on a text file (--data), or answers to held-out
+    /// prompts scored against their references (--pairs, or a run's own validation pairs) with
+    /// BLEU, ROUGE, chrF and exact match; several --model give a comparison.
     Eval(EvalArgs),
+    /// Score outputs made elsewhere against references, one line each (BLEU and chrF as
+    /// sacrebleu, ROUGE as rouge-score).
+    Score(ScoreArgs),
     /// Download a model from the Hugging Face hub into the local cache.
     Download(DownloadArgs),
     /// Measure training and generation speed (compared with PyTorch when it is installed).
@@ -296,13 +301,61 @@ pub struct PrepareArgs {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    #[command(flatten)]
-    pub source: ModelArgs,
-    /// A text file.
+    /// A model folder, a run folder, a LoRA adapter folder, a GGUF file or a hub id; repeat to
+    /// compare several (a base model and the run tuned from it, or two checkpoints).
+    #[arg(long = "model", value_name = "SOURCE", required = true)]
+    pub models: Vec<String>,
+    /// For a LoRA adapter folder: its base model (folder), instead of the one it names.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// A text file: measure loss and perplexity on it.
+    #[arg(long, value_name = "FILE", conflicts_with = "pairs")]
+    pub data: Option<PathBuf>,
+    /// Held-out examples, JSONL: {"prompt","completion"} or {"messages":[…]} lines, read as
+    /// `prepare` reads them. Default: the run's own validation pairs (when --model is a run).
     #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
+    pub pairs: Option<PathBuf>,
+    /// Comma-separated: loss, bleu, rouge, chrf, exact.
+    #[arg(long, default_value = "loss,bleu,rouge,chrf,exact")]
+    pub metrics: String,
+    /// ROUGE with rouge-score's Porter stemmer.
+    #[arg(long)]
+    pub rouge_stemmer: bool,
+    /// New tokens per answer (default: twice the reference's length plus 16, at most 512).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// 0 answers greedily.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Only the first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
     #[arg(long, default_value = "auto")]
     pub device: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// The outputs, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub hypotheses: PathBuf,
+    /// The references, one per line, in the same order.
+    #[arg(long, value_name = "FILE")]
+    pub references: PathBuf,
+    /// Comma-separated: bleu, rouge, chrf, exact.
+    #[arg(long, default_value = "bleu,rouge,chrf,exact")]
+    pub metrics: String,
+    /// ROUGE with rouge-score's Porter stemmer.
+    #[arg(long)]
+    pub rouge_stemmer: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -330,6 +330,123 @@ fn eval_matches_transformers() {
     assert!(String::from_utf8_lossy(&plain.stdout).contains("perplexity:"));
 }
 
+/// `score` gives sacrebleu's and rouge-score's numbers for line files and refuses files that do
+/// not line up; `eval --pairs` answers each pair, skips broken lines by number, compares models.
+#[test]
+fn score_and_eval_on_pairs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("metrics-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let set = &reference["sets"][1]; // punctuation
+    let lines = |k: &str| {
+        set[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    };
+    let (h, r) = (tmp.path().join("h.txt"), tmp.path().join("r.txt"));
+    std::fs::write(&h, lines("hypotheses")).unwrap();
+    std::fs::write(&r, lines("references")).unwrap();
+    let (hs, rs) = (h.display().to_string(), r.display().to_string());
+    let out = ok(
+        tmp.path(),
+        &["score", "--hypotheses", &hs, "--references", &rs, "--json"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((v["bleu"].as_f64().unwrap() - set["bleu"].as_f64().unwrap()).abs() < 1e-6);
+    assert!((v["chrf"].as_f64().unwrap() - set["chrf"].as_f64().unwrap()).abs() < 1e-6);
+    assert_eq!(v["bleu_signature"], set["bleu_signature"]);
+    let plain = ok(
+        tmp.path(),
+        &["score", "--hypotheses", &hs, "--references", &rs],
+    );
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("BLEU"));
+    let short = tmp.path().join("short.txt");
+    std::fs::write(&short, "one line\n").unwrap();
+    fails(
+        tmp.path(),
+        &[
+            "score",
+            "--hypotheses",
+            &hs,
+            "--references",
+            &short.display().to_string(),
+        ],
+        "has 4 lines but",
+    );
+
+    let pairs = tmp.path().join("pairs.jsonl");
+    std::fs::write(
+        &pairs,
+        concat!(
+            "{\"prompt\": \"The invoice\", \"completion\": \"is due in thirty days.\"}\n",
+            "not json\n",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello.\"}]}\n",
+        ),
+    )
+    .unwrap();
+    let p = pairs.display().to_string();
+    let out = ok(
+        tmp.path(),
+        &["eval", "--model", &tiny_model(), "--pairs", &p, "--json"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["examples"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["examples"][1]["prompt"], "Hi");
+    assert!(v["perplexity"].as_f64().unwrap() > 1.0);
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("line 2") && notes.contains("transcript"),
+        "{notes}"
+    );
+    // The figures of an answer are the scores of that answer.
+    let ex = &v["examples"][0];
+    let out = ex["output"].as_str().unwrap();
+    std::fs::write(&h, format!("{}\n", out.replace('\n', " "))).unwrap();
+    std::fs::write(&r, "is due in thirty days.\n").unwrap();
+    if !out.contains('\n') {
+        let s: Value = serde_json::from_slice(
+            &ok(
+                tmp.path(),
+                &["score", "--hypotheses", &hs, "--references", &rs, "--json"],
+            )
+            .stdout,
+        )
+        .unwrap();
+        assert_eq!(s["examples"][0]["rougeL"], ex["rougeL"]);
+    }
+    let both = ok(
+        tmp.path(),
+        &[
+            "eval",
+            "--model",
+            &tiny_model(),
+            "--model",
+            &tiny_model(),
+            "--pairs",
+            &p,
+            "--metrics",
+            "bleu,loss",
+        ],
+    );
+    let table = String::from_utf8_lossy(&both.stdout);
+    assert!(
+        table.contains("BLEU") && table.contains("perplexity"),
+        "{table}"
+    );
+    fails(
+        tmp.path(),
+        &["eval", "--model", &tiny_model(), "--pairs", &rs],
+        "line 1: not valid JSON",
+    );
+}
+
 /// Starts a training in the background with its JSON events on a pipe.
 fn spawn(home: &Path, args: &[&str]) -> std::process::Child {
     cmd(home, args)

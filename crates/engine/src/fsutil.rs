@@ -19,6 +19,51 @@ fn tagged_sibling(path: &Path, tag: &str) -> PathBuf {
     path.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
+/// Removes what an earlier process killed mid-write left beside `path`: `.NAME.tmp-PID…` and
+/// `.NAME.old-PID` siblings whose process is gone (known on systems with `/proc`; elsewhere they
+/// are left, as a live process's cannot be told apart).
+pub fn sweep_stale_siblings(path: &Path) {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let name = name.to_string_lossy();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let pid = [
+            format!(".{name}.tmp-"),
+            format!(".{name}.old-"),
+            format!(".{stem}.tmp-"),
+        ]
+        .iter()
+        .find_map(|prefix| file.strip_prefix(prefix.as_str()))
+        .map(|rest| rest.split('.').next().unwrap_or_default().to_string());
+        let Some(pid) = pid.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid == std::process::id().to_string() || proc.join(&pid).exists() {
+            continue;
+        }
+        let p = entry.path();
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
+}
+
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {

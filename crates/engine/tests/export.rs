@@ -462,15 +462,24 @@ fn existing_outputs_are_kept_and_stopped_exports_leave_nothing() {
     let e = run(&cfg(&src, ExportFormat::Gguf, &out, None)).unwrap_err();
     assert!(e.to_string().contains("--force"), "{e}");
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
-    let folder = tmp.path().join("hf");
-    std::fs::create_dir(&folder).unwrap();
-    std::fs::write(folder.join("notes.txt"), b"mine").unwrap();
-    let e = run(&cfg(&src, ExportFormat::Hf, &folder, None)).unwrap_err();
+    // A folder of the user's own is never replaced, not even with --force; an earlier export is.
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), b"mine").unwrap();
+    let e = run(&cfg(&src, ExportFormat::Hf, &mine, None)).unwrap_err();
     assert!(e.to_string().contains("not empty"), "{e}");
+    let mut forced = cfg(&src, ExportFormat::Hf, &mine, None);
+    forced.force = true;
+    let e = run(&forced).unwrap_err();
+    assert!(e.to_string().contains("did not export"), "{e}");
+    assert_eq!(std::fs::read(mine.join("notes.txt")).unwrap(), b"mine");
+    let folder = tmp.path().join("hf");
+    run(&cfg(&src, ExportFormat::Hf, &folder, None)).unwrap();
+    std::fs::write(folder.join("stale.txt"), b"old").unwrap();
     let mut forced = cfg(&src, ExportFormat::Hf, &folder, None);
     forced.force = true;
     run(&forced).unwrap();
-    assert!(folder.join("model.safetensors").is_file() && !folder.join("notes.txt").exists());
+    assert!(folder.join("model.safetensors").is_file() && !folder.join("stale.txt").exists());
     let e = run(&cfg(
         &src,
         ExportFormat::Gguf,
@@ -563,22 +572,47 @@ fn out_paths_that_name_no_new_place_are_refused() {
     for f in std::fs::read_dir(&src).unwrap().flatten() {
         std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
     }
+    std::fs::write(copy.join("old.gguf"), b"x").unwrap();
+    // Marked as exports, so that the refusal is for holding the model, not for being the user's.
+    std::fs::write(tmp.path().join("verification.json"), b"{}").unwrap();
     for (format, out) in [
-        (ExportFormat::Gguf, copy.join("m.gguf")),
-        (ExportFormat::Hf, copy.join("hf")),
+        // A file inside the model, the model's folder, and a folder holding it.
+        (ExportFormat::Gguf, copy.join("old.gguf")),
+        (ExportFormat::Hf, copy.clone()),
+        (ExportFormat::Hf, copy.join("sub").join("..")),
         (ExportFormat::Hf, tmp.path().to_path_buf()),
     ] {
         let mut c = cfg(&copy, format, &out, None);
         c.force = true;
         let e = run(&c).unwrap_err();
-        assert!(e.to_string().contains("inside the model"), "{out:?}: {e}");
+        assert!(
+            [
+                "is the model being exported",
+                "new file or folder name",
+                "did not export"
+            ]
+            .iter()
+            .any(|m| e.to_string().contains(m)),
+            "{out:?}: {e}"
+        );
     }
+    assert!(copy.join("config.json").is_file());
+    // A new file beside the model's own is fine (where llama.cpp's converter writes).
+    run(&cfg(
+        &copy,
+        ExportFormat::Gguf,
+        &copy.join("new.gguf"),
+        Some(Quant::F32),
+    ))
+    .unwrap();
     // An adapter's base counts as the model too.
     let adapter = fixtures().join("peft-llama-tiny");
     let base = tmp.path().join("base");
     std::fs::create_dir(&base).unwrap();
-    let mut c = cfg(&adapter, ExportFormat::Hf, &base.join("merged"), None);
+    std::fs::write(base.join("verification.json"), b"{}").unwrap();
+    let mut c = cfg(&adapter, ExportFormat::Hf, &base, None);
     c.base = Some(base.clone());
+    c.force = true;
     let e = run(&c).unwrap_err();
-    assert!(e.to_string().contains("inside the model"), "{e}");
+    assert!(e.to_string().contains("is the model being exported"), "{e}");
 }

@@ -27,13 +27,15 @@ pub(crate) fn check(
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if config.is_local() {
+    // A key defeats DNS rebinding by itself (the rebinding page does not have it), and a reverse
+    // proxy in front of a local server passes the outside name on.
+    if config.is_local() && config.api_key.is_none() {
         if let Some(host) = text(header::HOST) {
             if !is_local_authority(host) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     format!(
-                        "this server answers only requests addressed to localhost or 127.0.0.1, not `{host}`; to serve other machines start it with --host and --api-key"
+                        "this server answers only requests addressed to localhost or 127.0.0.1, not `{host}`; behind a proxy or for other machines, start it with --api-key (and --host to listen beyond this computer)"
                     ),
                 ));
             }

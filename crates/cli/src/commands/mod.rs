@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod generate;
 mod prepare;
+mod score;
 mod serve;
 mod train;
 
@@ -27,6 +28,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Score(a) => score::run(a),
         Command::Download(a) => download::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => serve::run(a),

@@ -17,7 +17,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let mut config = ServeConfig::new(&name);
     config.host = args.host.clone();
     config.port = args.port;
-    config.api_key = args.api_key.clone();
+    // An empty TUNESMITH_API_KEY is no key (it would turn the checks off and let nobody in).
+    config.api_key = args.api_key.clone().filter(|k| !k.trim().is_empty());
     config.queue = args.queue;
     if !config.is_local() && config.api_key.is_none() {
         eprintln!(

@@ -81,6 +81,51 @@ fn templated_pair(
     Ok((ids, mask))
 }
 
+/// A unit's ids and learning mask (1 where the model learns the token), without the end-of-text
+/// token that ends it in a dataset: text is learned whole; a pair learns its completion, in the
+/// model's chat template when it has one, else after the prompt and a space.
+pub fn encode_unit(
+    u: &Unit,
+    tok: &Tokenizer,
+    template: Option<&ChatTemplate>,
+) -> Result<(Vec<u32>, Vec<u8>)> {
+    Ok(match u {
+        Unit::Text { text, .. } => {
+            let ids = tokenizer::encode_long(tok, text)?;
+            let n = ids.len();
+            (ids, vec![1u8; n])
+        }
+        Unit::Pair {
+            prompt,
+            completion,
+            messages,
+            ..
+        } if template.is_some() => {
+            let plain;
+            let messages = match messages {
+                Some(m) => m,
+                None => {
+                    plain = [
+                        Message::new("user", prompt),
+                        Message::new("assistant", completion),
+                    ];
+                    &plain[..]
+                }
+            };
+            templated_pair(template.expect("guarded"), tok, messages, u.source())?
+        }
+        Unit::Pair {
+            prompt, completion, ..
+        } => {
+            let p = tokenizer::encode(tok, prompt)?;
+            // The completion follows the prompt after a space, as the chat cue ends "Assistant:".
+            let c = tokenizer::encode(tok, &format!(" {completion}"))?;
+            let mask = [vec![0u8; p.len()], vec![1u8; c.len()]].concat();
+            ([p, c].concat(), mask)
+        }
+    })
+}
+
 /// Tokenises prepared units (text, or prompt + completion pairs whose prompt is masked), splits
 /// them by unit as `split` says and writes the token files into `dir`. Every unit ends with the
 /// end-of-text token, which is also where batches find the boundaries between examples.
@@ -110,41 +155,7 @@ pub fn build_units(
                 unit: "documents".into(),
             });
         }
-        let (mut ids, mut mask) = match u {
-            Unit::Text { text, .. } => {
-                let ids = tokenizer::encode_long(tok, text)?;
-                let n = ids.len();
-                (ids, vec![1u8; n])
-            }
-            Unit::Pair {
-                prompt,
-                completion,
-                messages,
-                ..
-            } if template.is_some() => {
-                let plain;
-                let messages = match messages {
-                    Some(m) => m,
-                    None => {
-                        plain = [
-                            Message::new("user", prompt),
-                            Message::new("assistant", completion),
-                        ];
-                        &plain[..]
-                    }
-                };
-                templated_pair(template.expect("guarded"), tok, messages, u.source())?
-            }
-            Unit::Pair {
-                prompt, completion, ..
-            } => {
-                let p = tokenizer::encode(tok, prompt)?;
-                // The completion follows the prompt after a space, as the chat cue ends "Assistant:".
-                let c = tokenizer::encode(tok, &format!(" {completion}"))?;
-                let mask = [vec![0u8; p.len()], vec![1u8; c.len()]].concat();
-                ([p, c].concat(), mask)
-            }
-        };
+        let (mut ids, mut mask) = encode_unit(u, tok, template)?;
         if let Some(e) = eot {
             ids.push(e);
             mask.push(1);

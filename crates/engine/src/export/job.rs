@@ -69,51 +69,56 @@ pub fn write(
     }
     let tok = tokenizer::load(&checkpoint)?;
     let train_cfg = info.config.clone();
-    let files = super::in_temp_dir(&cfg.out, cancel, |dir| {
-        let mut files = Vec::new();
-        sink.emit(Event::Progress {
-            stage: "Writing the dataset".into(),
-            done: 0,
-            total: 2,
-            unit: "files".into(),
-        });
-        let pairs = write_data(&data_dir, &tok, &dir.join("data"), cancel)?;
-        files.extend(
-            ["data/train.jsonl", "data/val.jsonl"]
+    let (files, _) = super::in_temp_dir(
+        &cfg.out,
+        cancel,
+        |dir| {
+            let mut files = Vec::new();
+            sink.emit(Event::Progress {
+                stage: "Writing the dataset".into(),
+                done: 0,
+                total: 2,
+                unit: "files".into(),
+            });
+            let pairs = write_data(&data_dir, &tok, &dir.join("data"), cancel)?;
+            files.extend(
+                ["data/train.jsonl", "data/val.jsonl"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+            if pairs {
+                files.push("data/axolotl_train.jsonl".into());
+                files.push("data/axolotl_val.jsonl".into());
+            }
+            let model_id = base_model(&train_cfg, &checkpoint, dir, sink)?;
+            if model_id == "./base" {
+                files.push("base/".into());
+            }
+            let settings = settings_json(&train_cfg, &info, &model_id, pairs, &checkpoint)?;
+            fsutil::write_json(&dir.join("settings.json"), &settings)?;
+            fsutil::write_atomic(&dir.join("train_sft.py"), SCRIPT.as_bytes())?;
+            fsutil::write_atomic(
+                &dir.join("axolotl.yaml"),
+                axolotl_yaml(&settings, pairs).as_bytes(),
+            )?;
+            fsutil::write_atomic(&dir.join("launch.sh"), LAUNCH.as_bytes())?;
+            set_executable(&dir.join("launch.sh"));
+            fsutil::write_atomic(&dir.join("README.md"), readme(&run, &settings).as_bytes())?;
+            files.extend(
+                [
+                    "settings.json",
+                    "train_sft.py",
+                    "axolotl.yaml",
+                    "launch.sh",
+                    "README.md",
+                ]
                 .iter()
                 .map(|s| s.to_string()),
-        );
-        if pairs {
-            files.push("data/axolotl_train.jsonl".into());
-            files.push("data/axolotl_val.jsonl".into());
-        }
-        let model_id = base_model(&train_cfg, &checkpoint, dir, sink)?;
-        if model_id == "./base" {
-            files.push("base/".into());
-        }
-        let settings = settings_json(&train_cfg, &info, &model_id, pairs, &checkpoint)?;
-        fsutil::write_json(&dir.join("settings.json"), &settings)?;
-        fsutil::write_atomic(&dir.join("train_sft.py"), SCRIPT.as_bytes())?;
-        fsutil::write_atomic(
-            &dir.join("axolotl.yaml"),
-            axolotl_yaml(&settings, pairs).as_bytes(),
-        )?;
-        fsutil::write_atomic(&dir.join("launch.sh"), LAUNCH.as_bytes())?;
-        set_executable(&dir.join("launch.sh"));
-        fsutil::write_atomic(&dir.join("README.md"), readme(&run, &settings).as_bytes())?;
-        files.extend(
-            [
-                "settings.json",
-                "train_sft.py",
-                "axolotl.yaml",
-                "launch.sh",
-                "README.md",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        Ok(files)
-    })?;
+            );
+            Ok(files)
+        },
+        |_| cfg.out.clone(),
+    )?;
     Ok(ExportReport {
         format: ExportFormat::Job,
         out: cfg.out.clone(),

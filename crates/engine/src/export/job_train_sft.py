@@ -133,8 +133,11 @@ def main():
             # copied back whole and Tunesmith (and PEFT, from the output folder) still finds it.
             path = os.path.join(args.output_dir, "adapter_config.json")
             adapter = json.load(open(path))
-            adapter["base_model_name_or_path"] = os.path.relpath(model_id, args.output_dir)
-            json.dump(adapter, open(path, "w"), indent=2)
+            try:
+                adapter["base_model_name_or_path"] = os.path.relpath(model_id, args.output_dir)
+                json.dump(adapter, open(path, "w"), indent=2)
+            except ValueError:
+                pass  # another drive (Windows): the absolute path stays
         if has_val:
             print(json.dumps({"val_loss": metrics.get("eval_loss")}))
         print(f"done: {args.output_dir}")

@@ -115,7 +115,7 @@ impl Quant {
     /// Whether the weights are rounded to fewer bits than the model has (so a verified hand-off
     /// may see small differences).
     pub fn is_lossy(self) -> bool {
-        matches!(self, Quant::Q8_0 | Quant::Q4KM)
+        matches!(self, Quant::F16 | Quant::Q8_0 | Quant::Q4KM)
     }
 }
 
@@ -226,52 +226,70 @@ pub fn export(
     // not stopped: a stop or failure anywhere leaves what was under `out` before.
     let check =
         |path: &Path, base: Option<&Path>| verify::verify(&src, path, base, quant, &device, cancel);
-    let (files, verification) = match cfg.format {
+    // An export that fails its check never replaces what `out` held: it is kept beside it as
+    // NAME.mismatch, for a bug report.
+    let place = |v: &Verification| {
+        if v.passed() {
+            cfg.out.clone()
+        } else {
+            mismatch_path(&cfg.out)
+        }
+    };
+    let (out, files, verification) = match cfg.format {
         ExportFormat::Gguf => {
-            let mut verification = None;
-            in_temp_file(&cfg.out, cancel, |tmp| {
-                gguf::write(&src, quant, &name, tmp, cancel, sink)?;
-                checking(sink);
-                verification = Some(check(tmp, None)?);
-                Ok(())
-            })?;
-            let verification = verification.expect("set when written");
-            let report = verify::report_path(cfg.format, &cfg.out);
+            let (verification, out) = in_temp_file(
+                &cfg.out,
+                cancel,
+                |tmp| {
+                    gguf::write(&src, quant, &name, tmp, cancel, sink)?;
+                    checking(sink);
+                    check(tmp, None)
+                },
+                place,
+            )?;
+            let report = verify::report_path(cfg.format, &out);
             fsutil::write_json(&report, &verification)?;
-            (vec![file_name(&cfg.out), file_name(&report)], verification)
+            let files = vec![file_name(&out), file_name(&report)];
+            (out, files, verification)
         }
         ExportFormat::Ollama | ExportFormat::Hf | ExportFormat::Peft => {
-            in_temp_dir(&cfg.out, cancel, |tmp| {
-                let (mut files, base) = match cfg.format {
-                    ExportFormat::Ollama => (
-                        ollama::write(
-                            &src,
-                            quant,
-                            &name,
-                            cfg.system.as_deref(),
-                            tmp,
-                            cancel,
-                            sink,
-                        )?,
-                        None,
-                    ),
-                    ExportFormat::Hf => (hf::write(&src, quant, tmp)?, None),
-                    _ => (
-                        hf::write_adapter(&cfg.model, cfg.base.as_deref(), tmp)?,
-                        cfg.base.as_deref(),
-                    ),
-                };
-                let model_path = match cfg.format {
-                    ExportFormat::Ollama => tmp.join(ollama::GGUF_FILE),
-                    _ => tmp.to_path_buf(),
-                };
-                checking(sink);
-                let verification = check(&model_path, base)?;
-                let report = verify::report_path(cfg.format, tmp);
-                fsutil::write_json(&report, &verification)?;
-                files.push(file_name(&report));
-                Ok((files, verification))
-            })?
+            let ((files, verification), out) = in_temp_dir(
+                &cfg.out,
+                cancel,
+                |tmp| {
+                    let (mut files, base) = match cfg.format {
+                        ExportFormat::Ollama => (
+                            ollama::write(
+                                &src,
+                                quant,
+                                &name,
+                                cfg.system.as_deref(),
+                                tmp,
+                                cancel,
+                                sink,
+                            )?,
+                            None,
+                        ),
+                        ExportFormat::Hf => (hf::write(&src, quant, tmp)?, None),
+                        _ => (
+                            hf::write_adapter(&cfg.model, cfg.base.as_deref(), tmp)?,
+                            cfg.base.as_deref(),
+                        ),
+                    };
+                    let model_path = match cfg.format {
+                        ExportFormat::Ollama => tmp.join(ollama::GGUF_FILE),
+                        _ => tmp.to_path_buf(),
+                    };
+                    checking(sink);
+                    let verification = check(&model_path, base)?;
+                    let report = verify::report_path(cfg.format, tmp);
+                    fsutil::write_json(&report, &verification)?;
+                    files.push(file_name(&report));
+                    Ok((files, verification))
+                },
+                |(_, v)| place(v),
+            )?;
+            (out, files, verification)
         }
         ExportFormat::Job => unreachable!("handled above"),
     };
@@ -281,18 +299,51 @@ pub fn export(
         } else {
             LogLevel::Warn
         },
-        message: verification.summary.clone(),
+        message: if verification.passed() {
+            verification.summary.clone()
+        } else {
+            format!(
+                "{} It was kept at {} for a bug report; {} was left as it was.",
+                verification.summary,
+                out.display(),
+                cfg.out.display()
+            )
+        },
     });
-    let next_step =
-        (cfg.format == ExportFormat::Ollama).then(|| ollama::create_command(&name, &cfg.out));
+    let next_step = (cfg.format == ExportFormat::Ollama && verification.passed())
+        .then(|| ollama::create_command(&name, &out));
     Ok(ExportReport {
         format: cfg.format,
-        out: cfg.out.clone(),
-        bytes: size_of(&cfg.out),
+        bytes: size_of(&out),
+        out,
         files,
         verification: Some(verification),
         next_step,
     })
+}
+
+/// Where an export that failed its check is kept: `NAME.mismatch.gguf` or `NAME.mismatch/`.
+fn mismatch_path(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match out.extension() {
+        Some(ext)
+            if out
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf")) =>
+        {
+            out.with_file_name(format!("{stem}.mismatch.{}", ext.to_string_lossy()))
+        }
+        _ => {
+            let name = out
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.with_file_name(format!("{name}.mismatch"))
+        }
+    }
 }
 
 fn checking(sink: &mut impl ProgressSink) {
@@ -373,13 +424,25 @@ fn check_out(cfg: &ExportConfig) -> Result<()> {
             "already exists and is not empty; choose a new folder, or replace it with --force",
         ));
     }
+    // --force replaces an earlier export, never a folder of the user's own (a typo such as
+    // `--out ~/Documents` must not empty it).
+    let ours = ["verification.json", "settings.json"]
+        .iter()
+        .any(|f| out.join(f).is_file());
+    if !empty && !ours {
+        return Err(Error::file(
+            out,
+            "holds files Tunesmith did not export (it has no verification.json), so --force does not replace it; choose a new folder, or empty it yourself",
+        ));
+    }
     check_not_source(cfg)
 }
 
-/// Refuses an `out` inside the model being exported (or its adapter's base), or holding it: the
-/// export would replace what it is read from.
+/// Refuses an `out` that is the model being exported (or its adapter's base) or holds it, or
+/// that would replace something inside it: the export would destroy what it is read from. A new
+/// file or folder inside the model's folder is fine (llama.cpp's converter writes there too).
 fn check_not_source(cfg: &ExportConfig) -> Result<()> {
-    let out = absolute(&cfg.out);
+    let out = &cfg.out;
     let mut sources = vec![absolute(&cfg.model)];
     if lora::is_adapter_dir(&cfg.model) {
         let base = match &cfg.base {
@@ -390,12 +453,13 @@ fn check_not_source(cfg: &ExportConfig) -> Result<()> {
         };
         sources.extend(base.map(|b| absolute(&b)));
     }
+    let exists = out.symlink_metadata().is_ok();
     for src in sources {
-        if src.starts_with(&out) || out.starts_with(&src) {
+        if src.starts_with(out) || (exists && out.starts_with(&src)) {
             return Err(Error::file(
-                &cfg.out,
+                out,
                 format!(
-                    "is inside the model being exported or holds it ({}); choose a place elsewhere",
+                    "is the model being exported, holds it, or is a file inside it ({}); choose a place elsewhere",
                     src.display()
                 ),
             ));
@@ -404,44 +468,70 @@ fn check_not_source(cfg: &ExportConfig) -> Result<()> {
     Ok(())
 }
 
-/// `out` made absolute with `.` and `..` resolved, so that the temporary and replaced names built
-/// beside it are siblings of the export and never a parent folder. A path that names no file or
-/// folder of its own (`.`, `..`, `/`), or the folder the command runs in or one above it, is
-/// refused: an export with `--force` replaces what is there.
+/// `out` as an absolute path whose folder is resolved as the system resolves it (symbolic links,
+/// `.` and `..`), so that the temporary and replaced names built beside it are siblings of the
+/// export and never a parent folder, and comparisons with the model's place are exact. The last
+/// component is kept as given (a link there is replaced, not what it points to). A path that
+/// names no file or folder of its own (`.`, `..`, `/`), or the folder the command runs in or one
+/// above it, is refused: an export with `--force` replaces what is there.
 fn out_path(out: &Path) -> Result<PathBuf> {
     use std::path::Component;
-    let named = matches!(out.components().next_back(), Some(Component::Normal(_)));
+    let refuse = || {
+        Error::file(
+            out,
+            "names this folder or one above it; give a new file or folder name for the export, such as exports/my-model",
+        )
+    };
+    let Some(Component::Normal(name)) = out.components().next_back() else {
+        return Err(refuse());
+    };
     let abs = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
-    let mut clean = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            Component::ParentDir => {
-                clean.pop();
+    let parent = abs.parent().ok_or_else(refuse)?;
+    // The nearest folder that exists, resolved; the rest appended as named.
+    let mut existing = parent.to_path_buf();
+    let mut rest = Vec::new();
+    while existing.symlink_metadata().is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(n), Some(p)) => {
+                rest.push(n.to_os_string());
+                existing = p.to_path_buf();
             }
-            Component::CurDir => {}
-            c => clean.push(c),
+            _ => break,
         }
     }
+    let mut clean = std::fs::canonicalize(&existing).unwrap_or(existing);
+    for part in rest.iter().rev() {
+        if part == ".." {
+            return Err(Error::file(
+                out,
+                "goes up (..) from a folder that does not exist; give the path without ..",
+            ));
+        }
+        if part != "." {
+            clean.push(part);
+        }
+    }
+    clean.push(name);
     let here = std::env::current_dir()
         .ok()
         .map(|d| absolute(&d))
         .unwrap_or_default();
-    if !named || clean.file_name().is_none() || here.starts_with(absolute(&clean)) {
-        return Err(Error::file(
-            out,
-            "names this folder or one above it; give a new file or folder name for the export, such as exports/my-model",
-        ));
+    if here.starts_with(&clean) {
+        return Err(refuse());
     }
     Ok(clean)
 }
 
-/// Builds a folder under a temporary sibling name and puts it in place of `out` when complete and
-/// not stopped.
+/// Builds a folder under a temporary sibling name and, when complete and not stopped, puts it
+/// in place of the path `place` picks from the result (`out`, or beside it); returns the result
+/// and that path.
 pub(crate) fn in_temp_dir<T>(
     out: &Path,
     cancel: &CancelToken,
     fill: impl FnOnce(&Path) -> Result<T>,
-) -> Result<T> {
+    place: impl FnOnce(&T) -> PathBuf,
+) -> Result<(T, PathBuf)> {
+    fsutil::sweep_stale_siblings(out);
     let tmp = fsutil::temp_sibling(out);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -451,7 +541,8 @@ pub(crate) fn in_temp_dir<T>(
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        fsutil::replace_dir(&tmp, out).map(|_| value)
+        let dest = place(&value);
+        fsutil::replace_dir(&tmp, &dest).map(|_| (value, dest))
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -460,12 +551,14 @@ pub(crate) fn in_temp_dir<T>(
 }
 
 /// Writes a file under a temporary sibling name that keeps its extension (the loaders go by it)
-/// and renames it to `out` when complete and not stopped.
-fn in_temp_file(
+/// and, when complete and not stopped, renames it to the path `place` picks.
+fn in_temp_file<T>(
     out: &Path,
     cancel: &CancelToken,
-    fill: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+    fill: impl FnOnce(&Path) -> Result<T>,
+    place: impl FnOnce(&T) -> PathBuf,
+) -> Result<(T, PathBuf)> {
+    fsutil::sweep_stale_siblings(out);
     let stem = out
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -475,11 +568,14 @@ fn in_temp_file(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = out.with_file_name(format!(".{stem}.tmp-{}.{ext}", std::process::id()));
-    let result = fill(&tmp).and_then(|_| {
+    let result = fill(&tmp).and_then(|value| {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
+        let dest = place(&value);
+        std::fs::rename(&tmp, &dest)
+            .map(|_| (value, dest.clone()))
+            .map_err(|e| Error::io(&dest, e))
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -509,8 +605,14 @@ fn default_name(cfg: &ExportConfig) -> String {
             }
         })
         .collect();
-    let clean = clean
+    // Ollama takes names of up to 80 characters in a part.
+    let clean: String = clean
         .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(60)
+        .collect();
+    let clean = clean
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
         .to_string();
     if clean.is_empty() {
         "model".into()

@@ -35,7 +35,8 @@ pub fn write(
     Ok(vec![GGUF_FILE.into(), "Modelfile".into()])
 }
 
-/// Checks a model name as Ollama takes it: `name`, `namespace/name`, either with a `:tag`; letters,
+/// Checks a model name as Ollama takes it: `name`, `namespace/name` or `host/namespace/name`,
+/// with an optional `:tag`; letters,
 /// digits, `_`, `-` and `.` (a name starts with a letter or digit).
 pub fn check_name(name: &str) -> Result<()> {
     let part = |p: &str| {
@@ -50,7 +51,7 @@ pub fn check_name(name: &str) -> Result<()> {
         None => (name, None),
     };
     let mut parts = path.split('/');
-    let ok = parts.clone().count() <= 2 && parts.all(part) && tag.is_none_or(part);
+    let ok = parts.clone().count() <= 3 && parts.all(part) && tag.is_none_or(part);
     if ok {
         Ok(())
     } else {
@@ -315,7 +316,13 @@ mod tests {
 
     #[test]
     fn ollama_names_are_checked() {
-        for good in ["book", "my-model", "me/my_model:v2", "a.b-c"] {
+        for good in [
+            "book",
+            "my-model",
+            "me/my_model:v2",
+            "a.b-c",
+            "host/ns/model",
+        ] {
             assert!(check_name(good).is_ok(), "{good}");
         }
         for bad in [
@@ -323,7 +330,7 @@ mod tests {
             "-x",
             "my model",
             "a\nFROM evil",
-            "a/b/c",
+            "a/b/c/d",
             "x:",
             "naïve",
             "a;rm",

@@ -61,7 +61,9 @@ impl Verification {
 /// wrong tokenizer falls to a few per cent, so the bars leave room for rounding and no more.
 pub fn min_agreement(quant: Quant) -> f64 {
     match quant {
-        Quant::F32 | Quant::F16 => 1.0,
+        Quant::F32 => 1.0,
+        // Half precision can flip a near-tie between two tokens, and nothing more.
+        Quant::F16 => 0.95,
         Quant::Q8_0 => 0.85,
         Quant::Q4KM => 0.7,
     }
