@@ -252,6 +252,7 @@ fn fake_run(dir: &Path) {
             step: 5,
             total_steps: 5,
             best_val_loss: None,
+            best_step: None,
             created_unix: 0,
             updated_unix: 0,
             error: None,

@@ -175,6 +175,13 @@ pub struct TrainArgs {
     pub sample_every: Option<u64>,
     #[arg(long)]
     pub save_every: Option<u64>,
+    /// Checkpoints to keep besides the best one (lowest validation loss), which is always kept.
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// Stop when the validation loss has not improved for N checks in a row (the presets use 3);
+    /// 0 turns it off.
+    #[arg(long, value_name = "N")]
+    pub early_stop_patience: Option<u64>,
     #[arg(long)]
     pub vocab_size: Option<usize>,
     #[arg(long)]
@@ -486,9 +493,13 @@ impl TrainArgs {
             eval_every,
             sample_every,
             save_every,
+            keep_checkpoints,
             vocab_size,
             seed
         );
+        if let Some(p) = self.early_stop_patience {
+            cfg.early_stop_patience = (p > 0).then_some(p);
+        }
         if self.dropout.is_some() {
             cfg.dropout = self.dropout;
         }

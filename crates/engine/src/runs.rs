@@ -60,6 +60,9 @@ pub struct RunInfo {
     pub step: u64,
     pub total_steps: u64,
     pub best_val_loss: Option<f32>,
+    /// The step whose checkpoint has `best_val_loss`: what chat, eval and export use by default.
+    #[serde(default)]
+    pub best_step: Option<u64>,
     pub created_unix: u64,
     pub updated_unix: u64,
     /// The last error, for a failed run.
@@ -81,6 +84,12 @@ pub struct CheckpointState {
     pub optimizer_t: u64,
     pub best_val_loss: Option<f32>,
     pub tokens_seen: u64,
+    /// The step whose checkpoint has the best validation loss so far.
+    #[serde(default)]
+    pub best_step: Option<u64>,
+    /// Validation passes since the best one (for early stopping across a resume).
+    #[serde(default)]
+    pub evals_since_best: u64,
 }
 
 pub fn now_unix() -> u64 {
@@ -203,7 +212,20 @@ impl RunDir {
         self.list_checkpoints().pop()
     }
 
-    /// Writes a complete, HF-loadable checkpoint and keeps only the newest `keep` of them.
+    /// The checkpoint with the best validation loss, when run.json names one that is still there.
+    pub fn best_checkpoint(&self) -> Option<(u64, PathBuf)> {
+        let step = self.read_info().ok().flatten()?.best_step?;
+        let dir = self.checkpoints().join(format!("step-{step}"));
+        dir.join("state.json").is_file().then_some((step, dir))
+    }
+
+    /// The checkpoint to use the run's model from: the best one, else the newest.
+    pub fn model_checkpoint(&self) -> Option<(u64, PathBuf)> {
+        self.best_checkpoint().or_else(|| self.latest_checkpoint())
+    }
+
+    /// Writes a complete, HF-loadable checkpoint and keeps only the newest `keep` of them and
+    /// the one of step `best`.
     pub fn save_checkpoint(
         &self,
         state: &CheckpointState,
@@ -214,6 +236,7 @@ impl RunDir {
         side_files: &[(String, Vec<u8>)],
         lora: Option<(&LoraSettings, &str)>,
         keep: usize,
+        best: Option<u64>,
     ) -> Result<PathBuf> {
         let root = self.checkpoints();
         std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
@@ -247,7 +270,10 @@ impl RunDir {
         }
         let all = self.list_checkpoints();
         if keep > 0 && all.len() > keep {
-            for (step, old) in &all[..all.len() - keep] {
+            for (step, old) in all[..all.len() - keep]
+                .iter()
+                .filter(|(s, _)| Some(*s) != best)
+            {
                 // Renamed away first: a kill in the middle of removing the files must not leave
                 // a `step-N` folder that still has its state.json but lost its weights.
                 let doomed = root.join(format!(".step-{step}.pruned"));
@@ -520,6 +546,7 @@ mod tests {
             step: 1,
             total_steps: 1,
             best_val_loss: None,
+            best_step: None,
             created_unix: 0,
             updated_unix: 0,
             error: None,
@@ -580,6 +607,8 @@ mod tests {
             optimizer_t: step,
             best_val_loss: None,
             tokens_seen: 0,
+            best_step: Some(3),
+            evals_since_best: 0,
         };
         // What a kill during an earlier save or prune leaves: half-written and half-removed folders,
         // and a complete step 9 set aside by a re-save that never put the new one in place.
@@ -603,6 +632,7 @@ mod tests {
                     &[],
                     None,
                     2,
+                    Some(3),
                 )
                 .unwrap();
             assert!(saved.join("model.safetensors").is_file());
@@ -612,7 +642,8 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["step-4", "step-5"]);
+        // The newest two, and the best (step 3) besides them.
+        assert_eq!(names, ["step-3", "step-4", "step-5"]);
     }
 
     fn info(status: RunStatus) -> RunInfo {
@@ -623,6 +654,7 @@ mod tests {
             step: 50,
             total_steps: 100,
             best_val_loss: None,
+            best_step: None,
             created_unix: 1,
             updated_unix: 2,
             error: None,

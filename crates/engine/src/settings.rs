@@ -63,8 +63,12 @@ pub struct TrainConfig {
     pub sample_tokens: usize,
     /// Steps between checkpoints; 0 = only at the end (and when stopped).
     pub save_every: u64,
-    /// How many checkpoints to keep.
+    /// How many of the newest checkpoints to keep (the one with the best validation loss is kept
+    /// besides them).
     pub keep_checkpoints: usize,
+    /// End training when the validation loss has not improved for this many validation passes
+    /// in a row ("stop when it stops improving"); `None` trains every step.
+    pub early_stop_patience: Option<u64>,
     /// Tokenizer size for a from-scratch model.
     pub vocab_size: usize,
     /// Freeze the embeddings (and final norm): train only the transformer blocks.
@@ -108,6 +112,7 @@ impl Default for TrainConfig {
             sample_tokens: 64,
             save_every: 200,
             keep_checkpoints: 3,
+            early_stop_patience: None,
             vocab_size: 4096,
             only_train_transformer_layers: false,
             lora: None,
@@ -119,6 +124,11 @@ impl Default for TrainConfig {
 }
 
 pub const DEFAULT_STEPS: u64 = 1000;
+
+/// Validation passes without improvement after which the presets stop a run: three passes is
+/// long enough to ride out the noise of a small validation set, short enough not to spend
+/// most of a run over-fitting.
+pub const PRESET_PATIENCE: u64 = 3;
 
 /// The peak learning rate used when none is given. Fine-tuning keeps 3e-4 (a pretrained model
 /// forgets what it knew when pushed harder). From scratch, smaller models take larger steps: the
@@ -151,6 +161,7 @@ impl TrainConfig {
                 eval_every: 50,
                 sample_every: 50,
                 save_every: 100,
+                early_stop_patience: Some(PRESET_PATIENCE),
                 ..base
             },
             // The presets serve fine-tuning and from-scratch alike, so their rates stay where
@@ -159,6 +170,7 @@ impl TrainConfig {
             "balanced" => TrainConfig {
                 steps: Some(1000),
                 lr: 3e-4,
+                early_stop_patience: Some(PRESET_PATIENCE),
                 ..base
             },
             "thorough" => TrainConfig {
@@ -167,6 +179,7 @@ impl TrainConfig {
                 warmup: 100,
                 save_every: 500,
                 eval_every: 250,
+                early_stop_patience: Some(PRESET_PATIENCE),
                 ..base
             },
             other => {
@@ -253,6 +266,26 @@ impl TrainConfig {
         }
         if self.steps == Some(0) {
             return err("steps", "is 0; it must be at least 1".into());
+        }
+        if let Some(p) = self.early_stop_patience {
+            if p == 0 {
+                return err(
+                    "early_stop_patience",
+                    "is 0; it must be at least 1 validation pass (or leave it out to train every step)".into(),
+                );
+            }
+            if self.eval_every == 0 {
+                return err(
+                    "early_stop_patience",
+                    "needs validation during training to notice when the model stops improving; set eval_every above 0".into(),
+                );
+            }
+            if self.val_frac == 0.0 && self.dataset.is_none() {
+                return err(
+                    "early_stop_patience",
+                    "needs validation text to measure improvement; set val_frac above 0".into(),
+                );
+            }
         }
         if let Some(e) = self.epochs {
             if !(e > 0.0 && e.is_finite()) {

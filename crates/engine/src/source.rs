@@ -22,8 +22,9 @@ pub fn resolve_cancellable(
     let path = Path::new(source);
     if path.exists() {
         if RunDir::is_run(path) && !path.join("config.json").is_file() {
+            // The best checkpoint (lowest validation loss), else the newest.
             return RunDir::new(path)
-                .latest_checkpoint()
+                .model_checkpoint()
                 .map(|(_, p)| p)
                 .ok_or_else(|| {
                     Error::model(

@@ -1102,3 +1102,70 @@ fn recomputed_activations_give_the_plain_gradients() {
         }
     }
 }
+
+/// A run made to over-fit (a tiny text, a high learning rate): validation falls, then rises.
+/// Early stopping ends it `patience` checks after the best one; the best checkpoint is kept
+/// besides the newest (keep_checkpoints 1) and is what the run's model means from then on.
+#[test]
+fn early_stopping_ends_an_over_fitting_run_and_keeps_the_best() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(corpus()).unwrap();
+    let small = tmp.path().join("small.txt");
+    std::fs::write(&small, &text[..1200]).unwrap();
+    let cfg = TrainConfig {
+        data: vec![small],
+        steps: Some(200),
+        lr: 1e-2,
+        eval_every: 10,
+        save_every: 20,
+        keep_checkpoints: 1,
+        val_frac: 0.3,
+        early_stop_patience: Some(3),
+        ..finetune_cfg(200)
+    };
+    let dir = tmp.path().join("run");
+    let (summary, events) = run(&cfg, &dir, None);
+    let summary = summary.unwrap();
+    let evals: Vec<(u64, f32)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Eval { step, val_loss, .. } => Some((*step, *val_loss)),
+            _ => None,
+        })
+        .collect();
+    let (best_step, best) =
+        evals
+            .iter()
+            .copied()
+            .fold((0, f32::INFINITY), |b, e| if e.1 < b.1 { e } else { b });
+    assert!(summary.stopped_early, "{evals:?}");
+    assert_eq!(summary.status, tunesmith_engine::runs::RunStatus::Completed);
+    assert_eq!(summary.steps, best_step + 3 * 10, "{evals:?}");
+    assert!(summary.steps < 200);
+    assert_eq!(summary.best_val_loss, Some(best));
+    let best_dir = dir.join("checkpoints").join(format!("step-{best_step}"));
+    assert_eq!(summary.best_checkpoint.as_deref(), Some(best_dir.as_path()));
+    let mut kept: Vec<String> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    let mut want = vec![
+        format!("step-{best_step}"),
+        format!("step-{}", summary.steps),
+    ];
+    want.sort();
+    assert_eq!(kept, want);
+    let info = tunesmith_engine::runs::RunDir::new(&dir)
+        .read_info()
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.best_step, Some(best_step));
+    let resolved =
+        tunesmith_engine::source::resolve(&dir.display().to_string(), &mut NullSink).unwrap();
+    assert_eq!(resolved, best_dir);
+    // The best checkpoint holds the best model: its validation loss is the best one.
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Log { message, .. } if message.contains("stopping early"))));
+}

@@ -35,6 +35,9 @@ describe('validateConfig', () => {
     ['log_every = 0', { log_every: 0 }, 'log_every'],
     ['vocab_size 256 from scratch', { vocab_size: 256 }, 'vocab_size'],
     ['no data', { data: [] }, 'data'],
+    ['early_stop_patience = 0', { early_stop_patience: 0 }, 'early_stop_patience'],
+    ['early stopping without checks', { eval_every: 0 }, 'early_stop_patience'],
+    ['early stopping without held-back text', { val_frac: 0 }, 'early_stop_patience'],
   ])('%s is flagged on its field', (_name, over, field) => {
     const errors = validateConfig(ok(over));
     expect(Object.keys(errors)).toEqual([field]);
@@ -42,7 +45,8 @@ describe('validateConfig', () => {
   });
 
   it('allows the edges of each range', () => {
-    expect(validateConfig(ok({ val_frac: 0, dropout: 0, clip: 0, weight_decay: 0, block_size: 2, vocab_size: 257 }))).toEqual({});
+    expect(validateConfig(ok({ val_frac: 0, early_stop_patience: null, dropout: 0, clip: 0, weight_decay: 0, block_size: 2, vocab_size: 257 }))).toEqual({});
+    expect(validateConfig(ok({ early_stop_patience: 1 }))).toEqual({});
     expect(validateConfig(ok({ val_frac: 0.5, dropout: 0.9, lr: 0.999 }))).toEqual({});
     expect(validateConfig(ok({ steps: null, epochs: 0.5 }))).toEqual({});
     expect(validateConfig(ok({ steps: null, epochs: null }))).toEqual({});

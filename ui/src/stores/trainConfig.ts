@@ -73,9 +73,10 @@ export const FIELDS: FieldSpec[] = [
   { key: 'eval_windows', label: 'Check size (windows)', kind: 'int', group: 'Checking progress', help: 'How many pieces of held-back text each check reads. More is more accurate but slower.' },
   { key: 'sample_every', label: 'Sample every … steps', kind: 'int', group: 'Checking progress', help: 'How often the model writes a short sample so you can watch it improve. 0 = never.' },
   { key: 'sample_tokens', label: 'Sample length (tokens)', kind: 'int', group: 'Checking progress', help: 'How long each sample is.' },
+  { key: 'early_stop_patience', label: 'Stop when it stops improving (checks)', kind: 'optionalInt', group: 'Checking progress', help: 'Ends training once the check on held-back text has not improved this many times in a row, so the model does not just memorise your text. The best model is kept and is the one Chat and Export use. 3 is a good choice; leave empty to train every step.' },
   { key: 'log_every', label: 'Report every … steps', kind: 'int', group: 'Checking progress', help: 'How often the chart gets a new point.' },
   { key: 'save_every', label: 'Save every … steps', kind: 'int', group: 'Saving', help: 'How often to save a checkpoint you can resume from or chat with. 0 = only at the end (and when stopped).' },
-  { key: 'keep_checkpoints', label: 'Checkpoints to keep', kind: 'int', group: 'Saving', help: 'Older checkpoints are deleted to save disk space; this many of the newest stay.' },
+  { key: 'keep_checkpoints', label: 'Checkpoints to keep', kind: 'int', group: 'Saving', help: 'Older checkpoints are deleted to save disk space; this many of the newest stay, and the best one (lowest held-back loss) is always kept besides.' },
   { key: 'vocab_size', label: 'Vocabulary size', kind: 'int', group: 'Model', help: 'For a new model only: how many different word pieces its tokenizer knows (at least 257).' },
   { key: 'only_train_transformer_layers', label: 'Train only the inner layers', kind: 'bool', group: 'Model', help: 'Keeps the word-piece table fixed and trains only the layers in between. Can help when fine-tuning on very little text.' },
   { key: 'lora', label: 'Adapt with LoRA', kind: 'lora', group: 'Model', help: 'Trains a small add-on (a few percent of the weights) instead of the whole model: far less memory, a small file, and the model keeps what it already knew. Recommended for downloaded models over about 100 million parameters, such as SmolLM2 or Qwen2.5. The rank sets the add-on\'s size: 8 is typical.' },
@@ -135,6 +136,12 @@ export function validateConfig(c: TrainConfig): FieldErrors {
     int(k, 0, 'Must be 0 or more.');
   }
   int('log_every', 1, 'Must be at least 1.');
+  if (!missing(c.early_stop_patience)) {
+    const p = c.early_stop_patience;
+    if (!(num(p) && Number.isInteger(p) && p >= 1)) e.early_stop_patience = 'Use a whole number of checks of at least 1, or leave it empty.';
+    else if (c.eval_every === 0) e.early_stop_patience = 'Needs checks during training: set "Check every … steps" above 0.';
+    else if (c.val_frac === 0 && !c.dataset) e.early_stop_patience = 'Needs held-back text: set the held-back fraction above 0.';
+  }
   if ('scratch' in c.model) {
     int('vocab_size', 257, 'A new model needs a vocabulary of at least 257 word pieces.');
   }

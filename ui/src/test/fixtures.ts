@@ -39,6 +39,7 @@ export function quickConfig(over: Partial<TrainConfig> = {}): TrainConfig {
     sample_tokens: 64,
     save_every: 100,
     keep_checkpoints: 3,
+    early_stop_patience: 3,
     vocab_size: 4096,
     only_train_transformer_layers: false,
     lora: null,

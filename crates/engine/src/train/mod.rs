@@ -52,6 +52,11 @@ pub struct TrainSummary {
     pub total_steps: u64,
     pub final_loss: Option<f32>,
     pub val_loss: Option<f32>,
+    /// The lowest validation loss and the checkpoint that has it (kept beside the newest).
+    pub best_val_loss: Option<f32>,
+    pub best_checkpoint: Option<PathBuf>,
+    /// Early stopping ended the run before its last step.
+    pub stopped_early: bool,
     pub checkpoint: Option<PathBuf>,
     pub run_dir: PathBuf,
 }
@@ -88,6 +93,9 @@ pub fn train(
                 total_steps: info.map_or(0, |i| i.total_steps),
                 final_loss: None,
                 val_loss: None,
+                best_val_loss: None,
+                best_checkpoint: None,
+                stopped_early: false,
                 checkpoint: None,
                 run_dir: run_dir.to_path_buf(),
             })
@@ -149,6 +157,7 @@ fn run_training(
             step: 0,
             total_steps: cfg.steps.unwrap_or(0),
             best_val_loss: None,
+            best_step: None,
             created_unix: created.unwrap_or_else(now_unix),
             updated_unix: now_unix(),
             error: None,
@@ -206,13 +215,6 @@ pub fn into_trainable(
     }
     params.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((tensors, params))
-}
-
-fn min_opt(a: Option<f32>, b: Option<f32>) -> Option<f32> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// Validation loss on up to `eval_windows` windows of the held-out tokens; `None` without any.

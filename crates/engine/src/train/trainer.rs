@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use tokenizers::Tokenizer;
 
 use super::optim::{AdamW, AdamWParams};
-use super::{into_trainable, min_opt, sample, schedule, step, validate, TrainSummary};
+use super::{into_trainable, sample, schedule, step, validate, TrainSummary};
 use crate::data::batches::Sampler;
 use crate::data::dataset::TokenData;
 use crate::data::tokenizer;
@@ -46,6 +46,12 @@ pub(super) struct Trainer<'a> {
     /// Optimiser steps taken, counting those before a resume.
     step: u64,
     best_val: Option<f32>,
+    /// The step of `best_val`, whose checkpoint is kept whatever `keep_checkpoints` says.
+    best_step: Option<u64>,
+    /// Validation passes since `best_val` (early stopping counts these).
+    evals_since_best: u64,
+    /// Early stopping ended the loop.
+    stopped_early: bool,
     tokens_seen: u64,
     last_loss: Option<f32>,
     val_loss: Option<f32>,
@@ -95,9 +101,11 @@ impl<'a> Trainer<'a> {
 
         let total = cfg.total_steps(data.train.len());
         let (mut step, mut best_val, mut tokens_seen) = (0u64, None, 0u64);
+        let (mut best_step, mut evals_since_best) = (None, 0);
         if let Some((st, moments)) = state {
             opt.load_state(&moments, st.optimizer_t)?;
             (step, best_val, tokens_seen) = (st.step, st.best_val_loss, st.tokens_seen);
+            (best_step, evals_since_best) = (st.best_step, st.evals_since_best);
             sink.log(format!("resuming from step {step}"));
         }
         let info = RunInfo {
@@ -107,6 +115,7 @@ impl<'a> Trainer<'a> {
             step,
             total_steps: total,
             best_val_loss: best_val,
+            best_step,
             created_unix: run
                 .read_info()
                 .ok()
@@ -132,6 +141,9 @@ impl<'a> Trainer<'a> {
             total,
             step,
             best_val,
+            best_step,
+            evals_since_best,
+            stopped_early: false,
             tokens_seen,
             last_loss: None,
             val_loss: None,
@@ -199,6 +211,10 @@ impl<'a> Trainer<'a> {
             self.report(loss, lr, norm, step_start.elapsed().as_secs_f64(), sink)?;
             // 6. validation, samples and checkpoints on their schedules
             self.on_schedule(cancel, sink)?;
+            // 7. early stopping: validation has not improved for `patience` passes
+            if self.stopped_early {
+                break;
+            }
         }
         Ok(false)
     }
@@ -280,8 +296,9 @@ impl<'a> Trainer<'a> {
     /// so. Validation and checkpoints skip the last step, which [`Self::finish`] covers.
     fn on_schedule(&mut self, cancel: &CancelToken, sink: &mut impl ProgressSink) -> Result<()> {
         let (cfg, step) = (self.cfg, self.step);
+        let mut new_best = false;
         if cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < self.total {
-            self.val_loss = validate(
+            let val = validate(
                 &self.model,
                 &self.tok,
                 self.data,
@@ -290,21 +307,52 @@ impl<'a> Trainer<'a> {
                 self.run,
                 cancel,
                 sink,
-            )?
-            .or(self.val_loss);
-            self.best_val = min_opt(self.best_val, self.val_loss);
+            )?;
+            if let Some(v) = val {
+                new_best = self.record_val(v, sink);
+            }
+            self.val_loss = val.or(self.val_loss);
         }
         if cfg.sample_every > 0 && step % cfg.sample_every == 0 {
             sample(&self.model, &self.tok, cfg, step, self.run, sink)?;
         }
-        if cfg.save_every > 0 && step % cfg.save_every == 0 && step < self.total {
+        // A new best is saved even off the checkpoint schedule: the best model must exist to be
+        // kept. So is the step where early stopping ends the run.
+        let scheduled = cfg.save_every > 0 && step % cfg.save_every == 0;
+        if (scheduled || new_best) && step < self.total && !self.stopped_early {
             self.last_checkpoint = Some(self.save(sink)?);
             self.info.step = step;
             self.info.best_val_loss = self.best_val;
+            self.info.best_step = self.best_step;
             self.info.updated_unix = now_unix();
             self.run.write_info(&self.info)?;
         }
         Ok(())
+    }
+
+    /// Takes a validation loss into the best-so-far and early-stopping counters; returns whether
+    /// it is a new best.
+    fn record_val(&mut self, v: f32, sink: &mut impl ProgressSink) -> bool {
+        if self.best_val.is_none_or(|b| v < b) {
+            self.best_val = Some(v);
+            self.best_step = Some(self.step);
+            self.evals_since_best = 0;
+            return true;
+        }
+        self.evals_since_best += 1;
+        if let Some(patience) = self.cfg.early_stop_patience {
+            if self.evals_since_best >= patience && self.step < self.total {
+                self.stopped_early = true;
+                sink.log(format!(
+                    "stopping early at step {} of {}: the validation loss has not improved for {} checks; the best model, kept, is the one of step {}",
+                    self.step,
+                    self.total,
+                    self.evals_since_best,
+                    self.best_step.unwrap_or(self.step)
+                ));
+            }
+        }
+        false
     }
 
     /// Final validation (when finished, not stopped), a checkpoint of where we are unless the last
@@ -315,8 +363,9 @@ impl<'a> Trainer<'a> {
         sink: &mut impl ProgressSink,
     ) -> Result<TrainSummary> {
         let (step, total) = (self.step, self.total);
-        if !stopped {
-            self.val_loss = validate(
+        // An early stop has just validated this step.
+        if !stopped && !self.stopped_early {
+            let val = validate(
                 &self.model,
                 &self.tok,
                 self.data,
@@ -325,9 +374,11 @@ impl<'a> Trainer<'a> {
                 self.run,
                 &CancelToken::new(),
                 sink,
-            )?
-            .or(self.val_loss);
-            self.best_val = min_opt(self.best_val, self.val_loss);
+            )?;
+            if let Some(v) = val {
+                self.record_val(v, sink);
+            }
+            self.val_loss = val.or(self.val_loss);
         }
         if self
             .last_checkpoint
@@ -347,14 +398,22 @@ impl<'a> Trainer<'a> {
         self.info.status = status;
         self.info.step = step;
         self.info.best_val_loss = self.best_val;
+        self.info.best_step = self.best_step;
         self.info.updated_unix = now_unix();
         self.run.write_info(&self.info)?;
+        let best_checkpoint = self
+            .best_step
+            .map(|s| self.run.checkpoints().join(format!("step-{s}")))
+            .filter(|p| p.is_dir());
         Ok(TrainSummary {
             status,
             steps: step,
             total_steps: total,
             final_loss: self.last_loss,
             val_loss: self.val_loss,
+            best_val_loss: self.best_val,
+            best_checkpoint,
+            stopped_early: self.stopped_early,
             checkpoint: self.last_checkpoint,
             run_dir: self.run.path().to_path_buf(),
         })
@@ -369,6 +428,8 @@ impl<'a> Trainer<'a> {
             optimizer_t: self.opt.t,
             best_val_loss: self.best_val,
             tokens_seen: self.tokens_seen,
+            best_step: self.best_step,
+            evals_since_best: self.evals_since_best,
         };
         let mut cfg_out = self.model_cfg.clone();
         cfg_out.set_end_token(tokenizer::eot_id(&self.tok));
@@ -381,6 +442,7 @@ impl<'a> Trainer<'a> {
             &self.side_files,
             self.lora.as_ref().map(|(s, base)| (s, base.as_str())),
             self.cfg.keep_checkpoints,
+            self.best_step,
         )?;
         sink.emit(Event::Checkpoint {
             step: self.step,

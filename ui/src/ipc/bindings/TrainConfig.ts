@@ -57,9 +57,15 @@ sample_every: number, sample_tokens: number,
  */
 save_every: number, 
 /**
- * How many checkpoints to keep.
+ * How many of the newest checkpoints to keep (the one with the best validation loss is kept
+ * besides them).
  */
 keep_checkpoints: number, 
+/**
+ * End training when the validation loss has not improved for this many validation passes
+ * in a row ("stop when it stops improving"); `None` trains every step.
+ */
+early_stop_patience: number | null, 
 /**
  * Tokenizer size for a from-scratch model.
  */
