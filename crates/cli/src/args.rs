@@ -212,8 +212,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub log_every: Option<u64>,
     /// `latest` continues the run folder's last checkpoint (the default); `fresh` starts over
-    /// from the base model and is refused if the folder already has checkpoints.
-    #[arg(long, value_parser = ["latest", "fresh"])]
+    /// from the base model and is refused if the folder already has checkpoints; a step number
+    /// goes back to that checkpoint (0: the start), discarding the later ones (what the training
+    /// doctor suggests for a run that diverged).
+    #[arg(long, value_name = "latest|fresh|STEP")]
     pub restore_from: Option<String>,
     /// auto, cpu, cuda or metal.
     #[arg(long, default_value = "auto")]

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use tunesmith_engine::train::doctor::Remedy;
 use tunesmith_engine::{Event, LogLevel, ProgressSink};
 
 /// `--json`: every event as one line on stdout; nothing else is printed there.
@@ -102,6 +103,23 @@ impl ProgressSink for TermSink {
                 self.println(format!("--- sample at step {step} ---\n{text}\n---"))
             }
             Event::Checkpoint { step, path } => self.println(format!("step {step}: saved {path}")),
+            Event::Finding {
+                message, remedy, ..
+            } => {
+                let fix = match remedy {
+                    Some(Remedy::ResumeFrom { step, lr }) => format!(
+                        "\n  to do it: tunesmith train --out RUN --restore-from {step} --lr {lr:.2e}"
+                    ),
+                    Some(Remedy::FewerSteps { steps, .. }) => {
+                        format!("\n  to do it: train again with --steps {steps}")
+                    }
+                    Some(Remedy::StopKeepBest { step }) => format!(
+                        "\n  to do it: press Ctrl-C; the best model (step {step}) is kept and used"
+                    ),
+                    None => String::new(),
+                };
+                self.println(format!("doctor: {message}{fix}"))
+            }
             Event::Token { text } => {
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(text.as_bytes());

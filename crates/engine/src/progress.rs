@@ -1,7 +1,7 @@
 //! The one event stream every long job reports through, and the cancel token it obeys.
 //!
 //! Life cycle: a job emits any number of `Progress`, `Log`, `TrainStep`, `Eval`, `Sample`,
-//! `Checkpoint` and `Token` events, and its runner (CLI or app) ends the stream with exactly one
+//! `Checkpoint`, `Finding` and `Token` events, and its runner (CLI or app) ends the stream with exactly one
 //! `Finished` or `Failed`, which is always last (STYLE.md principle 6).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +48,13 @@ pub enum Event {
     Sample { step: u64, text: String },
     /// A checkpoint was written completely.
     Checkpoint { step: u64, path: String },
+    /// The training doctor noticed something, in plain words, with a fix when there is one.
+    Finding {
+        kind: crate::train::doctor::FindingKind,
+        step: u64,
+        message: String,
+        remedy: Option<crate::train::doctor::Remedy>,
+    },
     /// A piece of generated text (UTF-8 safe).
     Token { text: String },
     /// The job ended normally; `summary` is job-specific JSON.

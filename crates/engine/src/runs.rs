@@ -120,6 +120,20 @@ impl RunDir {
     pub fn samples(&self) -> PathBuf {
         self.0.join("samples.jsonl")
     }
+    /// The training doctor's findings, one JSON object a line.
+    pub fn findings_file(&self) -> PathBuf {
+        self.0.join("findings.jsonl")
+    }
+
+    /// The findings recorded for this run, oldest first (lines a crash tore are skipped).
+    pub fn findings(&self) -> Vec<crate::train::doctor::Finding> {
+        std::fs::read_to_string(self.findings_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     pub fn dataset(&self) -> PathBuf {
         self.0.join("dataset")
     }
@@ -210,6 +224,51 @@ impl RunDir {
 
     pub fn latest_checkpoint(&self) -> Option<(u64, PathBuf)> {
         self.list_checkpoints().pop()
+    }
+
+    /// Goes back to checkpoint `step` (0: before the first step): later checkpoints are removed
+    /// (renamed away first, as pruning does) and metrics.jsonl keeps only the lines up to `step`.
+    /// Refused, touching nothing, when `step` names no checkpoint.
+    pub fn rewind_to(&self, step: u64) -> Result<()> {
+        let all = self.list_checkpoints();
+        if step > 0 && !all.iter().any(|(s, _)| *s == step) {
+            let have: Vec<String> = all.iter().map(|(s, _)| s.to_string()).collect();
+            return Err(Error::file(
+                self.checkpoints(),
+                format!(
+                    "has no checkpoint of step {step} to go back to (it has {}); choose one of those, or 0 for the start",
+                    if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                ),
+            ));
+        }
+        for (s, dir) in all.iter().filter(|(s, _)| *s > step) {
+            let doomed = self.checkpoints().join(format!(".step-{s}.pruned"));
+            std::fs::rename(dir, &doomed).map_err(|e| Error::io(dir, e))?;
+            let _ = std::fs::remove_dir_all(&doomed);
+        }
+        let metrics = self.metrics();
+        if let Ok(text) = std::fs::read_to_string(&metrics) {
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            fsutil::write_atomic(&metrics, kept.as_bytes())?;
+        }
+        if let Ok(Some(mut info)) = self.read_info() {
+            info.step = step;
+            if info.best_step.is_some_and(|b| b > step) {
+                info.best_step = None;
+                info.best_val_loss = None;
+            }
+            self.write_info(&info)?;
+        }
+        Ok(())
     }
 
     /// The checkpoint with the best validation loss, when run.json names one that is still there.
@@ -377,6 +436,9 @@ pub struct RunMetrics {
     pub steps: Vec<StepPoint>,
     pub evals: Vec<EvalPoint>,
     pub samples: Vec<SamplePoint>,
+    /// What the training doctor said, oldest first.
+    #[serde(default)]
+    pub findings: Vec<crate::train::doctor::Finding>,
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -440,6 +502,7 @@ pub fn read_metrics(path: &Path) -> RunMetrics {
             });
         }
     }
+    m.findings = run.findings();
     m
 }
 

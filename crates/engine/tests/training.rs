@@ -17,6 +17,7 @@ use tunesmith_engine::model::{Model, ModelConfig};
 use tunesmith_engine::rng::Rng;
 use tunesmith_engine::runs::RunStatus;
 use tunesmith_engine::settings::{ModelSpec, TrainConfig};
+use tunesmith_engine::train::doctor::{FindingKind, Remedy};
 use tunesmith_engine::train::optim::{AdamW, AdamWParams};
 use tunesmith_engine::train::step::accumulate;
 use tunesmith_engine::train::{into_trainable, train, Restore, TrainSummary};
@@ -1168,4 +1169,147 @@ fn early_stopping_ends_an_over_fitting_run_and_keeps_the_best() {
     assert!(events
         .iter()
         .any(|e| matches!(e, Event::Log { message, .. } if message.contains("stopping early"))));
+}
+
+fn findings(events: &[Event]) -> Vec<(FindingKind, Option<Remedy>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Finding { kind, remedy, .. } => Some((*kind, remedy.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The training doctor on runs made to go wrong: each finding raised, with its remedy; nothing
+/// said about a healthy run. A diverged run goes back to the checkpoint the remedy names.
+#[test]
+fn the_doctor_names_what_goes_wrong_and_only_that() {
+    let tmp = tempfile::tempdir().unwrap();
+    let go = |name: &str, cfg: TrainConfig| {
+        let dir = tmp.path().join(name);
+        let (r, events) = run(&cfg, &dir, None);
+        (r, findings(&events), dir)
+    };
+    let base = TrainConfig {
+        eval_every: 10,
+        save_every: 20,
+        ..finetune_cfg(100)
+    };
+
+    let (r, found, _) = go("healthy", base.clone());
+    r.unwrap();
+    assert_eq!(found, vec![], "a healthy run");
+
+    let (r, found, dir) = go(
+        "diverging",
+        TrainConfig {
+            lr: 0.9,
+            clip: 0.0,
+            ..base.clone()
+        },
+    );
+    r.unwrap();
+    let [(FindingKind::Diverging, Some(Remedy::ResumeFrom { step, lr }))] = found[..] else {
+        panic!("{found:?}");
+    };
+    assert!((lr - 0.3).abs() < 1e-9 && step < 100, "{found:?}");
+    // The remedy, taken: back to that checkpoint at a third of the rate.
+    let (r, _) = {
+        let cfg = TrainConfig { lr, ..base.clone() };
+        let mut events = Vec::new();
+        let r = train(
+            &cfg,
+            &dir,
+            Restore::From(step),
+            &Device::Cpu,
+            &CancelToken::new(),
+            &mut |e: Event| events.push(e),
+        );
+        (r, events)
+    };
+    r.unwrap();
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=100).collect::<Vec<_>>(), "one line per step");
+
+    let (r, found, _) = go(
+        "exploding",
+        TrainConfig {
+            lr: 0.9,
+            ..base.clone()
+        },
+    );
+    r.unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|(k, _)| *k == FindingKind::ExplodingGradients),
+        "{found:?}"
+    );
+
+    let (r, found, _) = go(
+        "stalled",
+        TrainConfig {
+            lr: 1e-7,
+            ..finetune_cfg(200)
+        },
+    );
+    r.unwrap();
+    assert!(
+        matches!(
+            found[..],
+            [(FindingKind::Stalled, Some(Remedy::ResumeFrom { .. }))]
+        ),
+        "{found:?}"
+    );
+
+    let text = std::fs::read_to_string(corpus()).unwrap();
+    let small = tmp.path().join("small.txt");
+    std::fs::write(&small, &text[..1200]).unwrap();
+    let cfg = TrainConfig {
+        data: vec![small],
+        steps: Some(200),
+        lr: 1e-2,
+        val_frac: 0.3,
+        ..base.clone()
+    };
+    let dir = tmp.path().join("overfit");
+    let (r, events) = run(&cfg, &dir, None);
+    r.unwrap();
+    let found = findings(&events);
+    let best = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Eval { step, val_loss, .. } => Some((*step, *val_loss)),
+            _ => None,
+        })
+        .fold((0, f32::INFINITY), |b, e| if e.1 < b.1 { e } else { b })
+        .0;
+    assert!(
+        found.contains(&(
+            FindingKind::Overfitting,
+            Some(Remedy::StopKeepBest { step: best })
+        )),
+        "{found:?}"
+    );
+    assert!(
+        matches!(
+            found[0],
+            (FindingKind::TooLittleData, Some(Remedy::FewerSteps { .. }))
+        ),
+        "{found:?}"
+    );
+    // Written beside the run for the app to show after training.
+    let kinds: Vec<FindingKind> = tunesmith_engine::runs::RunDir::new(&dir)
+        .findings()
+        .into_iter()
+        .map(|f| f.kind)
+        .collect();
+    assert_eq!(kinds, found.iter().map(|f| f.0).collect::<Vec<_>>());
 }

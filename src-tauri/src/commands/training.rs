@@ -107,6 +107,25 @@ pub fn resume_training(
     spawn_training(&state, run_path, info.config, Restore::Latest, on_event)
 }
 
+/// The training doctor's remedy for a run that diverged or stalled: goes back to checkpoint
+/// `step` (0: the start; later checkpoints are discarded) and continues at learning rate `lr`.
+#[tauri::command]
+pub fn resume_training_from(
+    state: State<'_, AppState>,
+    run_path: PathBuf,
+    step: u64,
+    lr: f64,
+    on_event: Channel<Event>,
+) -> CommandResult<JobStarted> {
+    let run_path = state.paths.run(&run_path)?;
+    let info = RunDir::new(&run_path)
+        .read_info()?
+        .ok_or_else(|| Error::file(&run_path, "is not a run folder (no run.json)"))?;
+    let config = TrainConfig { lr, ..info.config };
+    config.validate()?;
+    spawn_training(&state, run_path, config, Restore::From(step), on_event)
+}
+
 /// Asks a job to stop at its next step boundary (training saves a checkpoint).
 #[tauri::command]
 pub fn stop_job(state: State<'_, AppState>, job_id: String) -> CommandResult<()> {

@@ -1,6 +1,6 @@
 // The training job: starts, stops and resumes it, folds its event stream into TrainingState, and
 // remembers which run the Train page is showing. One job at a time (the backend enforces it too).
-import { currentJob, resumeTraining, runMetrics, startTraining, stopJob } from '../ipc/commands';
+import { currentJob, resumeTraining, resumeTrainingFrom, runMetrics, startTraining, stopJob } from '../ipc/commands';
 import { toCommandError } from '../ipc/errors';
 import type { CommandError, Event, JobStarted, RunStatus, RunSummary, TrainConfig } from '../ipc/types';
 import { fromMetrics, initialTraining, isActive, reduce, started, stopping, type TrainingState } from './training';
@@ -81,6 +81,27 @@ export class Trainer {
       // History is only for the chart; resuming works without it.
     }
     return this.#launch(history, run.name, run.path, (onEvent) => resumeTraining(run.path, onEvent));
+  }
+
+  /**
+   * The doctor's remedy for a run that diverged or stalled: back to checkpoint `step` (0: the
+   * start) at learning rate `lr`. The chart keeps the history up to that step.
+   */
+  async resumeFrom(run: ShownRun, step: number, lr: number) {
+    if (this.active) return;
+    let history = initialTraining();
+    try {
+      const m = await runMetrics(run.path);
+      history = fromMetrics({
+        ...m,
+        steps: m.steps.filter((p) => p.step <= step),
+        evals: m.evals.filter((p) => p.step <= step),
+        samples: m.samples.filter((p) => p.step <= step),
+      });
+    } catch {
+      // History is only for the chart.
+    }
+    return this.#launch(history, run.name, run.path, (onEvent) => resumeTrainingFrom(run.path, step, lr, onEvent));
   }
 
   async stop() {

@@ -138,6 +138,7 @@ describe('fromMetrics', () => {
         steps: [{ step: 10, loss: 5 }, { step: 20, loss: 4 }],
         evals: [{ step: 20, valLoss: 4.4 }],
         samples: [{ step: 10, text: 'old' }, { step: 20, text: 'new' }],
+        findings: [],
       },
       200,
     );
@@ -146,5 +147,17 @@ describe('fromMetrics', () => {
     expect(s.bestValLoss).toBe(4.4);
     expect(s.samples[0].text).toBe('new');
     expect(chartData(s)[0]).toEqual([10, 20]);
+  });
+});
+
+describe('doctor findings', () => {
+  it('are kept one per kind, the newest message winning, and come back from saved metrics', () => {
+    let s = initialTraining();
+    s = reduce(s, { type: 'finding', kind: 'stalled', step: 60, message: 'No progress', remedy: null });
+    s = reduce(s, { type: 'finding', kind: 'stalled', step: 80, message: 'Still no progress', remedy: null });
+    s = reduce(s, { type: 'finding', kind: 'tooLittleData', step: 0, message: 'Too little text', remedy: { action: 'fewerSteps', steps: 16, epochs: 5 } });
+    expect(s.findings.map((f) => [f.kind, f.step])).toEqual([['stalled', 80], ['tooLittleData', 0]]);
+    const back = fromMetrics({ steps: [], evals: [], samples: [], findings: s.findings });
+    expect(back.findings).toEqual(s.findings);
   });
 });

@@ -1,6 +1,6 @@
 // The Train page's state as a pure fold over a job's events: `reduce(state, event)` returns a new
 // state and never mutates, so it is trivially tested and can be replayed from saved metrics.
-import type { Event, RunMetrics } from '../ipc/types';
+import type { Event, Finding, RunMetrics } from '../ipc/types';
 
 export type TrainingStatus = 'idle' | 'running' | 'stopping' | 'stopped' | 'finished' | 'failed';
 
@@ -29,6 +29,8 @@ export interface TrainingState {
   checkpoints: { step: number; path: string }[];
   /** Newest last, at most MAX_LOGS. */
   logs: { level: 'info' | 'warn'; message: string }[];
+  /** What the training doctor said, oldest first (one per kind). */
+  findings: Finding[];
   /** The stage currently reporting progress (tokenising, downloading…), cleared by the first step. */
   progress: { stage: string; done: number; total: number; unit: string } | null;
   error: { kind: string; message: string } | null;
@@ -54,6 +56,7 @@ export function initialTraining(): TrainingState {
     samples: [],
     checkpoints: [],
     logs: [],
+    findings: [],
     progress: null,
     error: null,
     summary: null,
@@ -117,6 +120,11 @@ export function reduce(state: TrainingState, event: Event): TrainingState {
         ...state,
         checkpoints: [...state.checkpoints.filter((c) => c.step !== event.step), { step: event.step, path: event.path }],
       };
+    case 'finding':
+      return {
+        ...state,
+        findings: [...state.findings.filter((f) => f.kind !== event.kind), { kind: event.kind, step: event.step, message: event.message, remedy: event.remedy }],
+      };
     case 'progress':
       return { ...state, progress: { stage: event.stage, done: event.done, total: event.total, unit: event.unit } };
     case 'log':
@@ -160,7 +168,7 @@ export function fromMetrics(metrics: RunMetrics, total = 0): TrainingState {
   }
   const last = s.loss.at(-1)?.step ?? 0;
   const samples = [...metrics.samples].reverse().slice(0, MAX_SAMPLES);
-  return { ...s, step: last, total: Math.max(total, last), samples };
+  return { ...s, step: last, total: Math.max(total, last), samples, findings: metrics.findings ?? [] };
 }
 
 /**

@@ -69,6 +69,42 @@ describe('TrainView', () => {
     expect(screen.getByTestId('resume-training')).toBeTruthy();
   });
 
+  it('the doctor’s findings show as text with their remedies, which act', async () => {
+    let channel: unknown;
+    const b = fakeBackend({
+      start_training: ({ onEvent }) => ((channel = onEvent), { jobId: 'j1', runPath: '/runs/demo' }),
+      stop_job: () => null,
+      run_metrics: () => ({ steps: [{ step: 10, loss: 6 }], evals: [], samples: [], findings: [] }),
+      resume_training_from: () => ({ jobId: 'j2', runPath: '/runs/demo' }),
+    });
+    render(TrainView);
+    await fireEvent.click(screen.getByTestId('start-training'));
+    await flush();
+    expect(screen.getByTestId('doctor-healthy')).toBeTruthy();
+    send(channel, [
+      { type: 'trainStep', step: 30, total: 200, loss: 9.1, lr: 1e-3, tokensPerSec: 2400, etaSecs: 95, epoch: 0.05 },
+      { type: 'finding', kind: 'overfitting', step: 30, message: 'Memorising <img src=x onerror=alert(1)>', remedy: { action: 'stopKeepBest', step: 20 } },
+      { type: 'finding', kind: 'diverging', step: 30, message: 'The training loss is climbing.', remedy: { action: 'resumeFrom', step: 20, lr: 3e-4 } },
+    ]);
+    await flush();
+    const found = screen.getAllByTestId('finding');
+    expect(found.map((f) => f.dataset.kind)).toEqual(['overfitting', 'diverging']);
+    expect(found[0].textContent).toContain('<img src=x onerror=alert(1)>');
+    expect(document.querySelector('[data-testid="doctor"] img')).toBeNull();
+    // While training, going back needs a stop first; keeping the best stops now.
+    const goBack = within(found[1]).getByTestId('remedy') as HTMLButtonElement;
+    expect(goBack.disabled).toBe(true);
+    await fireEvent.click(within(found[0]).getByTestId('remedy'));
+    await flush();
+    expect(b.calls.filter((c) => c.cmd === 'stop_job').length).toBe(1);
+    send(channel, [{ type: 'finished', summary: {} }]);
+    await flush();
+    expect(goBack.disabled).toBe(false);
+    await fireEvent.click(goBack);
+    await flush();
+    expect(b.last('resume_training_from')).toMatchObject({ runPath: '/runs/demo', step: 20, lr: 3e-4 });
+  });
+
   it('a busy backend’s refusal is shown where Start was pressed', async () => {
     fakeBackend({ start_training: () => Promise.reject(reject('busy', 'A generation is running; stop it before training.')) });
     render(TrainView);

@@ -10,8 +10,12 @@ use crate::args::TrainArgs;
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut sink = Sink::new(args.json);
     let restore = match args.restore_from.as_deref() {
+        None | Some("latest") => Restore::Latest,
         Some("fresh") => Restore::Fresh,
-        _ => Restore::Latest,
+        Some(n) => Restore::From(n.parse().map_err(|_| Error::Config {
+            field: "restore_from".into(),
+            message: format!("is `{n}`; use latest, fresh or a checkpoint's step number"),
+        })?),
     };
     let result = check_out_name(&args.out)
         .and_then(|()| {

@@ -6,6 +6,7 @@
 //! holds weights, AdamW moments and the step, so a run resumed from step k reaches the same loss at
 //! step N as the uninterrupted run.
 
+pub mod doctor;
 pub mod memory;
 pub mod optim;
 pub mod recompute;
@@ -40,6 +41,9 @@ pub enum Restore {
     Latest,
     /// Start from the base model; refused when the folder already has checkpoints.
     Fresh,
+    /// Go back to checkpoint `step` (0: the start) and continue from there: the checkpoints and
+    /// metrics after it are discarded (the training doctor's remedy for a run that diverged).
+    From(u64),
 }
 
 /// What a finished (or stopped) training job reports.
@@ -125,6 +129,9 @@ fn run_training(
     cfg.validate()?;
     let run = RunDir::new(run_dir);
     run.tidy_checkpoints();
+    if let Restore::From(step) = restore {
+        run.rewind_to(step)?;
+    }
     let latest = run.latest_checkpoint();
     if let (Some(_), Restore::Fresh) = (&latest, restore) {
         return Err(Error::file(run_dir, "already holds checkpoints of an earlier run; continue it (restore from latest) or choose a new output folder"));
@@ -181,7 +188,7 @@ fn run_training(
         cfg, &run, &data, model_cfg, side_files, lora_base, tok, weights, state, device, sink,
     )?;
     *started = true; // from here a failure is recorded in run.json
-    trainer.announce(sink);
+    trainer.announce(sink)?;
     let stopped = trainer.run(cancel, sink)?;
     trainer.finish(stopped, sink)
 }

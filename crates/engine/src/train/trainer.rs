@@ -10,6 +10,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use tokenizers::Tokenizer;
 
+use super::doctor::{Doctor, Finding};
 use super::optim::{AdamW, AdamWParams};
 use super::{into_trainable, sample, schedule, step, validate, TrainSummary};
 use crate::data::batches::Sampler;
@@ -60,6 +61,8 @@ pub(super) struct Trainer<'a> {
     step_secs_avg: Option<f64>,
     /// What run.json holds; rewritten at each checkpoint and at the end.
     info: RunInfo,
+    /// Watches the run and says when something goes wrong.
+    doctor: Doctor,
 }
 
 impl<'a> Trainer<'a> {
@@ -125,6 +128,13 @@ impl<'a> Trainer<'a> {
             error: None,
         };
         run.write_info(&info)?;
+        let doctor = Doctor::new(
+            cfg.lr,
+            cfg.warmup.min(total),
+            total,
+            cfg.clip,
+            run.list_checkpoints().into_iter().map(|(s, _)| s).collect(),
+        );
         Ok(Trainer {
             cfg,
             run,
@@ -150,11 +160,13 @@ impl<'a> Trainer<'a> {
             last_checkpoint: None,
             step_secs_avg: None,
             info,
+            doctor,
         })
     }
 
-    /// Says what is about to be trained, on what, for how long.
-    pub(super) fn announce(&self, sink: &mut impl ProgressSink) {
+    /// Says what is about to be trained, on what, for how long, and what the doctor makes of the
+    /// data.
+    pub(super) fn announce(&mut self, sink: &mut impl ProgressSink) -> Result<()> {
         let trained: usize = self
             .opt
             .params
@@ -176,6 +188,34 @@ impl<'a> Trainer<'a> {
             self.total,
             self.info.device
         ));
+        if self.step == 0 {
+            let found = self.doctor.data(
+                self.data.train.len(),
+                self.data.val.len(),
+                self.cfg.tokens_per_step(),
+                self.cfg.block_size,
+                self.cfg.val_frac > 0.0 || self.cfg.dataset.is_some(),
+            );
+            self.tell(found, sink)?;
+        }
+        Ok(())
+    }
+
+    /// The doctor's findings into the run's findings.jsonl and out as events.
+    fn tell(&self, findings: Vec<Finding>, sink: &mut impl ProgressSink) -> Result<()> {
+        for f in findings {
+            fsutil::append_line(
+                &self.run.findings_file(),
+                &serde_json::to_string(&f).expect("findings serialise"),
+            )?;
+            sink.emit(Event::Finding {
+                kind: f.kind,
+                step: f.step,
+                message: f.message,
+                remedy: f.remedy,
+            });
+        }
+        Ok(())
     }
 
     /// The loop, one optimiser step per pass, until the last step or a stop request. Returns
@@ -202,13 +242,23 @@ impl<'a> Trainer<'a> {
             );
             // 3. forward, loss and backward over the micro-batches; gradients accumulate
             let (grads, loss) = self.forward_backward()?;
+            if !loss.is_finite() {
+                let found = self.doctor.step(self.step + 1, loss, f64::NAN);
+                self.tell(found, sink)?;
+                return Err(Error::Data(format!(
+                    "the loss became {loss} at step {}; lower the learning rate (lr) and start again",
+                    self.step + 1
+                )));
+            }
             // 4. clip the global gradient norm and take the AdamW step
             let norm = self.clip_and_step(grads, lr)?;
             self.step += 1;
             self.tokens_seen += cfg.tokens_per_step();
             self.last_loss = Some(loss);
-            // 5. report
+            // 5. report, and what the doctor makes of it
             self.report(loss, lr, norm, step_start.elapsed().as_secs_f64(), sink)?;
+            let found = self.doctor.step(self.step, loss, norm);
+            self.tell(found, sink)?;
             // 6. validation, samples and checkpoints on their schedules
             self.on_schedule(cancel, sink)?;
             // 7. early stopping: validation has not improved for `patience` passes
@@ -219,8 +269,7 @@ impl<'a> Trainer<'a> {
         Ok(false)
     }
 
-    /// The step's micro-batches through the model and back: summed gradients and the step's loss,
-    /// refused when the loss is not finite (the run has diverged).
+    /// The step's micro-batches through the model and back: summed gradients and the step's loss.
     fn forward_backward(&self) -> Result<(GradStore, f32)> {
         let cfg = self.cfg;
         let batches: Vec<_> = (0..cfg.grad_accum as u64)
@@ -238,12 +287,6 @@ impl<'a> Trainer<'a> {
             cfg.recompute_activations,
             self.device,
         )?;
-        if !loss.is_finite() {
-            return Err(Error::Data(format!(
-                "the loss became {loss} at step {}; lower the learning rate (lr) and start again",
-                self.step + 1
-            )));
-        }
         Ok((grads, loss))
     }
 
@@ -310,6 +353,8 @@ impl<'a> Trainer<'a> {
             )?;
             if let Some(v) = val {
                 new_best = self.record_val(v, sink);
+                let found = self.doctor.validation(step, v);
+                self.tell(found, sink)?;
             }
             self.val_loss = val.or(self.val_loss);
         }
@@ -377,6 +422,8 @@ impl<'a> Trainer<'a> {
             )?;
             if let Some(v) = val {
                 self.record_val(v, sink);
+                let found = self.doctor.validation(step, v);
+                self.tell(found, sink)?;
             }
             self.val_loss = val.or(self.val_loss);
         }
@@ -421,7 +468,8 @@ impl<'a> Trainer<'a> {
 
     /// Checkpoint `step-N` of the current step: weights, AdamW moments, counters, tokenizer and
     /// model config (with the tokenizer's end-of-text id), announced with a `Checkpoint` event.
-    fn save(&self, sink: &mut impl ProgressSink) -> Result<PathBuf> {
+    fn save(&mut self, sink: &mut impl ProgressSink) -> Result<PathBuf> {
+        self.doctor.checkpoint(self.step);
         let state = CheckpointState {
             step: self.step,
             total_steps: self.total,
