@@ -420,6 +420,10 @@ pub struct BenchArgs {
     /// llama.cpp's `llama-server` program.
     #[arg(long, default_value = "llama-server")]
     pub llama_server: String,
+    /// Benchmark the memorisation check instead: build the copy index of this many training
+    /// tokens and time 500-token replies against it (the target: under 100 ms at 100 M).
+    #[arg(long, value_name = "TOKENS")]
+    pub copies: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }

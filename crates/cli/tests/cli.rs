@@ -447,6 +447,81 @@ fn score_and_eval_on_pairs() {
     );
 }
 
+/// A run trained to memorise a small text copies it when asked; `eval` says how much, against
+/// the run's own training set (its index kept beside the tokens for next time).
+#[test]
+fn eval_reports_text_copied_from_the_training_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(corpus()).unwrap();
+    let small = tmp.path().join("small.txt");
+    std::fs::write(&small, &text[..1200]).unwrap();
+    let run = tmp.path().join("mem").display().to_string();
+    let model = tiny_model();
+    let data = small.display().to_string();
+    ok(
+        tmp.path(),
+        &[
+            "train",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--out",
+            &run,
+            "--steps",
+            "300",
+            "--batch-size",
+            "8",
+            "--block-size",
+            "32",
+            "--lr",
+            "1e-2",
+            "--warmup",
+            "2",
+            "--eval-every",
+            "0",
+            "--sample-every",
+            "0",
+            "--val-frac",
+            "0",
+            "--json",
+        ],
+    );
+    let pairs = tmp.path().join("p.jsonl");
+    let prompt: String = text
+        .split_whitespace()
+        .take(5)
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(
+        &pairs,
+        format!(
+            "{}\n",
+            serde_json::json!({"prompt": prompt, "completion": "x"})
+        ),
+    )
+    .unwrap();
+    let out = ok(
+        tmp.path(),
+        &[
+            "eval",
+            "--model",
+            &run,
+            "--pairs",
+            &pairs.display().to_string(),
+            "--metrics",
+            "bleu",
+            "--max-new-tokens",
+            "40",
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["copied"].as_f64().unwrap() > 0.2, "{v}");
+    assert_eq!(v["copied_min_tokens"], 12);
+    assert!(Path::new(&run).join("dataset/copies-12.index").is_file());
+}
+
 /// Starts a training in the background with its JSON events on a pipe.
 fn spawn(home: &Path, args: &[&str]) -> std::process::Child {
     cmd(home, args)

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use tunesmith_engine::eval::copied::{self, CopyIndex};
 use tunesmith_engine::eval::{
     evaluate_pairs, evaluate_text, read_pairs, run_split_examples, EvalExample, Metric,
     PairEvalConfig, ScoreReport,
@@ -55,8 +56,25 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 examples.len().min(args.limit.unwrap_or(usize::MAX))
             );
         }
-        let mut report = evaluate_pairs(&loaded, &examples, &cfg, &cancel, &mut NullSink)
-            .with_context(|| format!("evaluating {name}"))?;
+        // A run's answers are checked for text copied from its own training set.
+        let copies = if RunDir::is_run(Path::new(name)) {
+            let dir = RunDir::new(name).dataset();
+            dir.join("train.tokens")
+                .is_file()
+                .then(|| CopyIndex::for_dataset(&dir, copied::DEFAULT_MIN_TOKENS))
+                .transpose()?
+        } else {
+            None
+        };
+        let mut report = evaluate_pairs(
+            &loaded,
+            &examples,
+            &cfg,
+            copies.as_ref(),
+            &cancel,
+            &mut NullSink,
+        )
+        .with_context(|| format!("evaluating {name}"))?;
         report.notes.splice(0..0, file_notes.iter().cloned());
         reports.push((name.clone(), report));
     }
@@ -128,13 +146,14 @@ fn text_loss(args: &EvalArgs, data: &Path, dev: &device::Device) -> Result<()> {
 /// Models side by side, the best figure of each row marked.
 fn print_table(reports: &[(String, ScoreReport)]) {
     type Get = fn(&ScoreReport) -> Option<f64>;
-    let rows: [(&str, Get, bool); 7] = [
+    let rows: [(&str, Get, bool); 8] = [
         ("BLEU", |r| r.bleu, true),
         ("chrF2", |r| r.chrf, true),
         ("ROUGE-1", |r| r.rouge1, true),
         ("ROUGE-2", |r| r.rouge2, true),
         ("ROUGE-L", |r| r.rouge_l, true),
         ("exact %", |r| r.exact, true),
+        ("copied", |r| r.copied, false),
         ("perplexity", |r| r.perplexity, false),
     ];
     let width = reports
@@ -174,5 +193,5 @@ fn print_table(reports: &[(String, ScoreReport)]) {
         }
         println!();
     }
-    println!("(* the better figure; perplexity: lower is better)");
+    println!("(* the better figure; perplexity and copied: lower is better)");
 }

@@ -49,6 +49,13 @@ pub fn print_summary(r: &ScoreReport) {
     if let Some(e) = r.exact {
         println!("exact  {e:6.2} %");
     }
+    if let Some(c) = r.copied {
+        println!(
+            "copied {:5.1} %   (of the answers' tokens, in spans of {}+ tokens found verbatim in the training set)",
+            c * 100.0,
+            r.copied_min_tokens.unwrap_or_default()
+        );
+    }
     if let (Some(l), Some(p)) = (r.loss, r.perplexity) {
         println!("loss   {l:.4}   perplexity {p:.3}   (of the references given the prompts)");
     }

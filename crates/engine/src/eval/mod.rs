@@ -3,6 +3,7 @@
 
 pub mod bleu;
 pub mod chrf;
+pub mod copied;
 pub mod pairs;
 pub mod perplexity;
 pub mod porter;

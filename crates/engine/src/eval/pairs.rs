@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::copied::CopyIndex;
 use super::score::{score_texts, Metric, ScoreReport};
 use crate::chat;
 use crate::data::dataset::{self, encode_unit};
@@ -182,11 +183,13 @@ pub fn run_split_examples(dataset_dir: &Path, tok: &Tokenizer) -> Result<Vec<Eva
     Ok(out)
 }
 
-/// Answers and scores every example with `m`.
+/// Answers and scores every example with `m`; with `copies` (the index of the training set the
+/// model learned from), also how much of each answer it copied from there.
 pub fn evaluate_pairs(
     m: &LoadedModel,
     examples: &[EvalExample],
     cfg: &PairEvalConfig,
+    copies: Option<&CopyIndex>,
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<ScoreReport> {
@@ -195,6 +198,7 @@ pub fn evaluate_pairs(
     let eot = tokenizer::eot_id(&m.tokenizer);
     let context = m.model.config().context();
     let mut outputs = Vec::with_capacity(examples.len());
+    let mut copied = Vec::with_capacity(examples.len());
     let (mut all_ids, mut all_mask) = (Vec::new(), Vec::new());
     let mut truncated = 0;
     for (i, ex) in examples.iter().enumerate() {
@@ -253,6 +257,13 @@ pub fn evaluate_pairs(
             }
         }
         let (generation, _) = decoder.finish();
+        if let Some(index) = copies {
+            let spans = index.find(&generation.tokens);
+            copied.push((
+                CopyIndex::share(&spans, generation.tokens.len()),
+                generation.tokens.len(),
+            ));
+        }
         outputs.push(generation.text.trim().to_string());
         all_ids.extend_from_slice(&ids);
         all_mask.extend_from_slice(&mask);
@@ -270,6 +281,19 @@ pub fn evaluate_pairs(
         &cfg.metrics,
         cfg.rouge_stemmer,
     );
+    if copies.is_some() {
+        for (ex, (share, _)) in report.examples.iter_mut().zip(&copied) {
+            ex.copied = Some(*share);
+        }
+        let tokens: usize = copied.iter().map(|(_, n)| n).sum();
+        let copied_tokens: f64 = copied.iter().map(|(s, n)| s * *n as f64).sum();
+        report.copied = Some(if tokens == 0 {
+            0.0
+        } else {
+            copied_tokens / tokens as f64
+        });
+        report.copied_min_tokens = copies.map(CopyIndex::min_tokens);
+    }
     if cfg.metrics.contains(&Metric::Loss) {
         let (loss, _) = super::loss_on_masked_tokens(
             &m.model,

@@ -102,6 +102,9 @@ pub struct ExampleScore {
     /// The output equals the reference (surrounding whitespace aside).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact: Option<bool>,
+    /// Share of the output's tokens copied verbatim from the training set (0–1), when checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied: Option<f64>,
 }
 
 /// Corpus figures and the examples.
@@ -136,6 +139,12 @@ pub struct ScoreReport {
     pub loss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub perplexity: Option<f64>,
+    /// Share of all output tokens copied verbatim (spans of `copied_min_tokens` or more) from
+    /// the training set (0–1), when the run's training set was at hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied_min_tokens: Option<usize>,
     pub examples: Vec<ExampleScore>,
     /// Things the user should know about how the numbers were made.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -178,6 +187,7 @@ pub fn score_texts(
             rouge2: rg.map(|x| x.rouge2),
             rouge_l: rg.map(|x| x.rouge_l),
             exact: has(Metric::Exact).then_some(same),
+            copied: None,
         });
     }
     let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
