@@ -217,6 +217,13 @@ pub struct TrainArgs {
     /// doctor suggests for a run that diverged).
     #[arg(long, value_name = "latest|fresh|STEP")]
     pub restore_from: Option<String>,
+    /// Only measure: prepare the data and model, take a few real steps and say how long the run
+    /// would take and how much memory it needs on this machine; nothing is written to --out.
+    #[arg(long, conflicts_with = "minutes")]
+    pub estimate: bool,
+    /// Train for about this many minutes: the steps are set from a few measured steps.
+    #[arg(long, value_name = "MINUTES")]
+    pub minutes: Option<f64>,
     /// auto, cpu, cuda or metal.
     #[arg(long, default_value = "auto")]
     pub device: String,

@@ -7,6 +7,7 @@
 //! step N as the uninterrupted run.
 
 pub mod doctor;
+pub mod estimate;
 pub mod memory;
 pub mod optim;
 pub mod recompute;

@@ -1,0 +1,96 @@
+//! The estimate before training against the run that follows: step time and peak memory within
+//! 30 %. Alone in its test binary, so that no other test's memory or threads blur the figures.
+
+mod common;
+
+use common::fixtures;
+use tunesmith_engine::device::Device;
+use tunesmith_engine::settings::{ModelSpec, TrainConfig};
+use tunesmith_engine::train::estimate::estimate;
+use tunesmith_engine::train::{train, Restore};
+use tunesmith_engine::{CancelToken, NullSink};
+
+fn resident() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = text.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line[6..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn the_estimate_matches_the_run_that_follows() {
+    if !std::path::Path::new("/proc/self/clear_refs").exists() {
+        eprintln!("skipped: this system does not report a process's peak memory (Linux does)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        model: ModelSpec::Scratch("tiny".into()),
+        data: vec![fixtures().join("corpus.txt")],
+        steps: Some(12),
+        block_size: 128,
+        batch_size: 4,
+        eval_every: 0,
+        sample_every: 0,
+        save_every: 0,
+        ..Default::default()
+    };
+    let e = estimate(&cfg, &Device::Cpu, &CancelToken::new(), &mut NullSink).unwrap();
+    assert_eq!(e.steps, 12);
+    assert!(e.summary.starts_with("about "), "{}", e.summary);
+    assert!(std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .all(|d| !d
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("tunesmith-estimate-{}-", std::process::id()))));
+
+    // The run itself, measured the same way: its step times from metrics.jsonl, its peak over
+    // what the process held before.
+    tunesmith_malloc::release_freed_memory();
+    let before = resident();
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let dir = tmp.path().join("run");
+    train(
+        &cfg,
+        &dir,
+        Restore::Latest,
+        &Device::Cpu,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
+    let peak = tunesmith_engine::memory::peak_rss_bytes().unwrap() - before;
+    let mut secs: Vec<f64> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["secs"].as_f64())
+        .skip(1)
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    let step = secs[secs.len() / 2];
+    eprintln!(
+        "step: estimated {:.3} s, ran {step:.3} s; peak: estimated {:?}, ran {peak}",
+        e.secs_per_step, e.peak_bytes
+    );
+    let near = |got: f64, want: f64| (got - want).abs() <= 0.3 * want;
+    assert!(
+        near(e.secs_per_step, step),
+        "estimated {:.3} s a step, the run took {step:.3}",
+        e.secs_per_step
+    );
+    let est_peak = e.peak_bytes.expect("Linux reports the peak") as f64;
+    assert!(
+        near(est_peak, peak as f64),
+        "estimated {:.0} MB at the peak, the run reached {:.0} MB",
+        est_peak / 1e6,
+        peak as f64 / 1e6
+    );
+}
