@@ -24,6 +24,7 @@ mod tests {
         tunesmith_engine::data::prepare::PrepareOptions::export_all(&cfg).unwrap();
         tunesmith_engine::runs::RunSummary::export_all(&cfg).unwrap();
         tunesmith_engine::runs::RunMetrics::export_all(&cfg).unwrap();
+        tunesmith_engine::train::estimate::Estimate::export_all(&cfg).unwrap();
         tunesmith_engine::chats::Chat::export_all(&cfg).unwrap();
         tunesmith_engine::train::memory::TrainingMemory::export_all(&cfg).unwrap();
         tunesmith_engine::export::ExportReport::export_all(&cfg).unwrap();

@@ -27,6 +27,7 @@ pub enum JobKind {
     Generate,
     Download,
     Export,
+    Estimate,
 }
 
 impl JobKind {
@@ -37,6 +38,7 @@ impl JobKind {
             JobKind::Generate => "generate",
             JobKind::Download => "download",
             JobKind::Export => "export",
+            JobKind::Estimate => "estimate",
         }
     }
 }
@@ -214,6 +216,7 @@ fn crashed(kind: JobKind, panic: &(dyn Any + Send)) -> CommandError {
         JobKind::Generate => "The model stopped writing because of an internal error. Try sending the message again",
         JobKind::Download => "The download stopped because of an internal error. Try again",
         JobKind::Export => "The export stopped because of an internal error; nothing was left half-written. Try again",
+        JobKind::Estimate => "The estimate stopped because of an internal error. Try again, or start the training without it",
     };
     CommandError::new(
         "internal",
@@ -227,6 +230,7 @@ fn describe(kind: JobKind) -> &'static str {
         JobKind::Generate => "the model is writing a reply",
         JobKind::Download => "a model is downloading",
         JobKind::Export => "a model is being exported",
+        JobKind::Estimate => "the time and memory of a run are being measured",
     }
 }
 

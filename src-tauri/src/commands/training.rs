@@ -8,6 +8,7 @@ use tauri::ipc::Channel;
 use tauri::{Manager, State};
 use tunesmith_engine::runs::{self, RunDir, RunMetrics, RunSummary};
 use tunesmith_engine::settings::TrainConfig;
+use tunesmith_engine::train::estimate::{self, Estimate};
 use tunesmith_engine::train::{self, Restore};
 use tunesmith_engine::{device, names, paths, Error, Event};
 
@@ -91,6 +92,42 @@ pub fn start_training(
         return Err(Error::file(&path, "already holds a run with this name; continue it from the Runs page or pick another name").into());
     }
     spawn_training(&state, path, config, Restore::Fresh, on_event)
+}
+
+/// Measures `config` before it is started: a few real steps (nothing kept) give the run's time
+/// and peak memory on this machine. A job with progress events; `stop_job(job_id)` stops it.
+#[tauri::command]
+pub async fn estimate_training(
+    state: State<'_, AppState>,
+    job_id: String,
+    config: TrainConfig,
+    on_event: Channel<Event>,
+) -> CommandResult<Estimate> {
+    config.validate()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let info = CurrentJob {
+        job_id,
+        kind: JobKind::Estimate,
+        run_path: None,
+        name: None,
+    };
+    state.jobs.start(
+        info,
+        on_event,
+        move |cancel, sink| {
+            let dev = device::select("auto")?;
+            estimate::estimate(&config, &dev, cancel, sink)
+        },
+        move |result| {
+            let _ = tx.send(result);
+        },
+    )?;
+    // Measuring needs the memory more than Chat needs its loaded models.
+    state.models.clear();
+    tauri::async_runtime::spawn_blocking(move || rx.recv())
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))?
+        .map_err(|_| CommandError::new("internal", "the estimate thread ended unexpectedly"))?
 }
 
 /// Continues a run from its latest checkpoint with its saved settings.

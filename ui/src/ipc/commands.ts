@@ -6,6 +6,7 @@ import type {
   AppInfo,
   Chat,
   CurrentJob,
+  Estimate,
   Event,
   ExportFormat,
   ExportReport,
@@ -105,6 +106,10 @@ export const keepTraining = () => invoke<void>('keep_training');
  */
 export const exportRun = (jobId: string, runPath: string, format: ExportFormat, quant: Quant | null, onEvent: OnEvent) =>
   invoke<ExportReport>('export_run', { jobId, runPath, format, quant, onEvent: channel(onEvent) });
+
+/** Measures a config before it is started: a few real steps give its time and peak memory. */
+export const estimateTraining = (jobId: string, config: TrainConfig, onEvent: OnEvent) =>
+  invoke<Estimate>('estimate_training', { jobId, config, onEvent: channel(onEvent) });
 
 /** Serves a run's model on this computer (OpenAI-compatible); replaces the one served before. */
 export const startServing = (runPath: string) => invoke<ServeInfo>('start_serving', { runPath });

@@ -31,6 +31,7 @@ export type { ExportReport } from './bindings/ExportReport';
 export type { PromptCheck } from './bindings/PromptCheck';
 export type { Outcome } from './bindings/Outcome';
 export type { Finding } from './bindings/Finding';
+export type { Estimate } from './bindings/Estimate';
 export type { FindingKind } from './bindings/FindingKind';
 export type { Remedy } from './bindings/Remedy';
 export type { Quant } from './bindings/Quant';

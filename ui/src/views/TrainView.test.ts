@@ -5,6 +5,7 @@ import { fileReport, quickConfig } from '../test/fixtures';
 import type { TrainConfig } from '../ipc/types';
 import { chatSession } from '../stores/chatSession.svelte';
 import { dataset } from '../stores/dataset.svelte';
+import { estimator } from '../stores/estimate.svelte';
 import { nav } from '../stores/nav.svelte';
 import { DEFAULT_MODEL } from '../stores/models';
 import { setup } from '../stores/setup.svelte';
@@ -30,6 +31,9 @@ beforeEach(() => {
   trainer.job = null;
   trainer.run = null;
   trainer.error = null;
+  estimator.result = null;
+  estimator.measured = null;
+  estimator.error = null;
 });
 
 describe('TrainView', () => {
@@ -103,6 +107,37 @@ describe('TrainView', () => {
     await fireEvent.click(goBack);
     await flush();
     expect(b.last('resume_training_from')).toMatchObject({ runPath: '/runs/demo', step: 20, lr: 3e-4 });
+  });
+
+  it('the estimate measures the prepared config, says time and memory, and sets steps for minutes', async () => {
+    const b = fakeBackend({
+      estimate_training: () => ({
+        secsPerStep: 0.5,
+        steps: 200,
+        totalSecs: 120,
+        peakBytes: 3.1e9,
+        machineTotalBytes: 16e9,
+        machineAvailableBytes: 12e9,
+        fits: true,
+        summary: 'about 2 minutes for 200 steps (0.50 s a step), about 3.1 GB of the 12.0 GB free',
+      }),
+    });
+    render(TrainView);
+    await fireEvent.click(screen.getByTestId('estimate-run'));
+    await flush();
+    expect((b.last('estimate_training')!.config as TrainConfig).steps).toBe(200);
+    expect(screen.getByTestId('estimate-summary').textContent).toContain('about 2 minutes for 200 steps, about 3.1 GB of the 12.0 GB free');
+    await fireEvent.input(screen.getByTestId('estimate-minutes'), { target: { value: '10' } });
+    await fireEvent.click(screen.getByTestId('estimate-apply'));
+    await flush();
+    // 0.6 s a step (validation included): 10 minutes is 1,000 steps, and the estimate still holds.
+    expect(setup.config!.steps).toBe(1000);
+    expect(screen.getByTestId('estimate-summary').textContent).toContain('about 10 minutes for 1,000 steps');
+    // Another batch size changes the pace: the old figures are not shown as current.
+    setup.config = { ...setup.config!, batch_size: 16 };
+    await flush();
+    expect(screen.queryByTestId('estimate-summary')).toBeNull();
+    expect(screen.getByTestId('estimate').textContent).toContain('settings changed');
   });
 
   it('a busy backend’s refusal is shown where Start was pressed', async () => {
