@@ -10,7 +10,7 @@ use tauri::test::{
     get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime, INVOKE_KEY,
 };
 use tauri::{Manager, WebviewWindow, WebviewWindowBuilder};
-use tunesmith_desktop::commands::{generation, models, training};
+use tunesmith_desktop::commands::{evaluate, generation, models, training};
 use tunesmith_desktop::jobs::JobKind;
 use tunesmith_desktop::state::AppState;
 use tunesmith_engine::generate::GenerateConfig;
@@ -573,4 +573,65 @@ fn runs_export_into_the_data_folder_and_serve_on_localhost() {
     assert!(ureq::get(&format!("{}/models", info.address))
         .call()
         .is_err());
+}
+
+/// Evaluate: the base model and a checkpoint of a run answer a pairs file, each with its
+/// scores; a run outside the runs folder is refused.
+#[test]
+fn runs_are_evaluated_base_against_checkpoint() {
+    use tunesmith_engine::eval::checkpoints::Target;
+    let home = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let (app, _webview) = app(home.path());
+    let run = home.path().join("runs").join("faq");
+    tunesmith_engine::train::train(
+        &tiny_config(2),
+        &run,
+        tunesmith_engine::train::Restore::Fresh,
+        &tunesmith_engine::device::Device::Cpu,
+        &tunesmith_engine::CancelToken::new(),
+        &mut tunesmith_engine::NullSink,
+    )
+    .unwrap();
+    let pairs = outside.path().join("q.jsonl");
+    std::fs::write(
+        &pairs,
+        "{\"prompt\": \"The invoice\", \"completion\": \"is due in thirty days.\"}\n",
+    )
+    .unwrap();
+    let targets = vec![Target::Base, Target::Checkpoint { step: 2 }];
+    let (ch, _) = capture();
+    let reports = tauri::async_runtime::block_on(evaluate::evaluate_run(
+        app.state(),
+        "e".into(),
+        run.clone(),
+        Some(pairs.clone()),
+        targets.clone(),
+        ch,
+    ))
+    .unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(reports[0].label.starts_with("base model"));
+    assert_eq!(reports[1].target, Target::Checkpoint { step: 2 });
+    for r in &reports {
+        assert_eq!(r.report.examples.len(), 1);
+        assert!(r.report.bleu.is_some() && r.report.perplexity.is_some());
+        assert!(
+            r.report.copied.is_some(),
+            "the run's training text is checked"
+        );
+    }
+    let victim = outside.path().join("victim");
+    fake_run(&victim);
+    let (ch, _) = capture();
+    let e = tauri::async_runtime::block_on(evaluate::evaluate_run(
+        app.state(),
+        "f".into(),
+        victim,
+        Some(pairs),
+        targets,
+        ch,
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind, "file");
 }

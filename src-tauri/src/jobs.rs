@@ -28,6 +28,7 @@ pub enum JobKind {
     Download,
     Export,
     Estimate,
+    Evaluate,
 }
 
 impl JobKind {
@@ -39,6 +40,7 @@ impl JobKind {
             JobKind::Download => "download",
             JobKind::Export => "export",
             JobKind::Estimate => "estimate",
+            JobKind::Evaluate => "evaluate",
         }
     }
 }
@@ -217,6 +219,7 @@ fn crashed(kind: JobKind, panic: &(dyn Any + Send)) -> CommandError {
         JobKind::Download => "The download stopped because of an internal error. Try again",
         JobKind::Export => "The export stopped because of an internal error; nothing was left half-written. Try again",
         JobKind::Estimate => "The estimate stopped because of an internal error. Try again, or start the training without it",
+        JobKind::Evaluate => "The evaluation stopped because of an internal error. Try again",
     };
     CommandError::new(
         "internal",
@@ -231,6 +234,7 @@ fn describe(kind: JobKind) -> &'static str {
         JobKind::Download => "a model is downloading",
         JobKind::Export => "a model is being exported",
         JobKind::Estimate => "the time and memory of a run are being measured",
+        JobKind::Evaluate => "a model is being evaluated",
     }
 }
 

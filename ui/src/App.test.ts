@@ -42,8 +42,8 @@ describe('App', () => {
     fakeBackend(base);
     render(App);
     const tabs = screen.getAllByRole('tab');
-    expect(tabs.map((t) => t.getAttribute('aria-selected'))).toEqual(['true', 'false', 'false', 'false', 'false']);
-    expect(tabs.map((t) => t.tabIndex)).toEqual([0, -1, -1, -1, -1]);
+    expect(tabs.map((t) => t.getAttribute('aria-selected'))).toEqual(['true', 'false', 'false', 'false', 'false', 'false']);
+    expect(tabs.map((t) => t.tabIndex)).toEqual([0, -1, -1, -1, -1, -1]);
     // Name and description are separate: the hint describes, it does not name.
     expect(screen.getByRole('tab', { name: 'Model' }).getAttribute('aria-describedby')).toBe('tab-hint-model');
 
@@ -51,7 +51,7 @@ describe('App', () => {
     await fireEvent.keyDown(tabs[0], { key: 'ArrowDown' });
     expect(screen.getByRole('heading', { level: 1 }).textContent).toBe('Model');
     expect(document.activeElement).toBe(screen.getByTestId('nav-model'));
-    expect(screen.getAllByRole('tab').map((t) => t.tabIndex)).toEqual([-1, 0, -1, -1, -1]);
+    expect(screen.getAllByRole('tab').map((t) => t.tabIndex)).toEqual([-1, 0, -1, -1, -1, -1]);
 
     await fireEvent.keyDown(document.activeElement!, { key: 'End' });
     expect(screen.getByRole('heading', { level: 1 }).textContent).toBe('Runs');

@@ -389,6 +389,8 @@ pub struct RunSummary {
     /// Has a checkpoint and was stopped, failed or interrupted: training can continue.
     pub resumable: bool,
     pub checkpoints: Vec<u64>,
+    /// The checkpoint with the best validation loss (kept besides the newest).
+    pub best_step: Option<u64>,
     pub error: Option<String>,
     /// Trains LoRA adapters (its checkpoints are adapters over the base model).
     pub lora: bool,
@@ -423,6 +425,7 @@ pub fn summarize(path: &Path, info: &RunInfo) -> RunSummary {
         best_val_loss: info.best_val_loss,
         updated_unix: info.updated_unix,
         resumable,
+        best_step: info.best_step.filter(|s| checkpoints.contains(s)),
         checkpoints,
         error: info.error.clone(),
         lora: info.config.lora.is_some(),

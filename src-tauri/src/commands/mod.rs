@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod datasets;
+pub mod evaluate;
 pub mod generation;
 pub mod models;
 pub mod sharing;

@@ -21,6 +21,8 @@ import type {
   RunMetrics,
   RunSummary,
   ServeInfo,
+  Target,
+  TargetReport,
   TrainConfig,
   TrainingMemory,
 } from './types';
@@ -110,6 +112,10 @@ export const exportRun = (jobId: string, runPath: string, format: ExportFormat, 
 /** Measures a config before it is started: a few real steps give its time and peak memory. */
 export const estimateTraining = (jobId: string, config: TrainConfig, onEvent: OnEvent) =>
   invoke<Estimate>('estimate_training', { jobId, config, onEvent: channel(onEvent) });
+
+/** A run's base model and checkpoints answering held-out examples (the run's own when `pairs` is null), scored. */
+export const evaluateRun = (jobId: string, runPath: string, pairs: string | null, targets: Target[], onEvent: OnEvent) =>
+  invoke<TargetReport[]>('evaluate_run', { jobId, runPath, pairs, targets, onEvent: channel(onEvent) });
 
 /** Serves a run's model on this computer (OpenAI-compatible); replaces the one served before. */
 export const startServing = (runPath: string) => invoke<ServeInfo>('start_serving', { runPath });

@@ -47,6 +47,12 @@ export async function pickModelFile(): Promise<string | null> {
   return typeof picked === 'string' ? picked : null;
 }
 
+/** The native file picker for one examples file (.jsonl); null when cancelled. */
+export async function pickPairsFile(): Promise<string | null> {
+  const picked = await open({ multiple: false, directory: false, filters: [{ name: 'Examples (JSON Lines)', extensions: ['jsonl', 'json'] }] });
+  return typeof picked === 'string' ? picked : null;
+}
+
 /** The native folder picker; null when cancelled. */
 export async function pickFolder(): Promise<string | null> {
   const picked = await open({ multiple: false, directory: true });

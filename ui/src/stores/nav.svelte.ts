@@ -1,5 +1,5 @@
 // Which page is showing. Pages are few and flat, so a plain state value beats a router.
-export type Page = 'data' | 'model' | 'train' | 'chat' | 'runs';
+export type Page = 'data' | 'model' | 'train' | 'chat' | 'evaluate' | 'runs';
 
 export const nav = $state<{ page: Page }>({ page: 'data' });
 

@@ -78,6 +78,7 @@ export function runSummary(over: Partial<RunSummary> = {}): RunSummary {
     updatedUnix: 1_700_000_000,
     resumable: false,
     checkpoints: [100, 200],
+    bestStep: null,
     error: null,
     lora: false,
     ...over,

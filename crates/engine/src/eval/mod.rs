@@ -2,6 +2,7 @@
 //! references, each computed as its reference implementation computes it.
 
 pub mod bleu;
+pub mod checkpoints;
 pub mod chrf;
 pub mod copied;
 pub mod pairs;

@@ -3,4 +3,4 @@
 /**
  * The kinds of job; serialised as `train`, `generate`, `download` or `export`.
  */
-export type JobKind = "train" | "generate" | "download" | "export" | "estimate";
+export type JobKind = "train" | "generate" | "download" | "export" | "estimate" | "evaluate";

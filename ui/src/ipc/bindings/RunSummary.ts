@@ -12,7 +12,11 @@ model: string, step: number, totalSteps: number, bestValLoss: number | null, upd
 /**
  * Has a checkpoint and was stopped, failed or interrupted: training can continue.
  */
-resumable: boolean, checkpoints: Array<number>, error: string | null, 
+resumable: boolean, checkpoints: Array<number>, 
+/**
+ * The checkpoint with the best validation loss (kept besides the newest).
+ */
+bestStep: number | null, error: string | null, 
 /**
  * Trains LoRA adapters (its checkpoints are adapters over the base model).
  */

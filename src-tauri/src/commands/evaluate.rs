@@ -1,0 +1,65 @@
+//! The Evaluate page: a run's base model and checkpoints answering held-out examples, scored.
+//! All the work is the engine's (`eval::checkpoints`); this resolves the run inside the data
+//! folder and runs it as a job with progress and Stop.
+
+use std::path::PathBuf;
+
+use tauri::ipc::Channel;
+use tauri::State;
+use tunesmith_engine::eval::checkpoints::{self, Target, TargetReport};
+use tunesmith_engine::eval::PairEvalConfig;
+use tunesmith_engine::{device, Error, Event};
+
+use crate::error::{CommandError, CommandResult};
+use crate::jobs::{CurrentJob, JobKind};
+use crate::state::AppState;
+
+/// Evaluates `targets` of the run on `pairs` (a JSONL file the user chose; the run's own
+/// validation pairs when absent).
+#[tauri::command]
+pub async fn evaluate_run(
+    state: State<'_, AppState>,
+    job_id: String,
+    run_path: PathBuf,
+    pairs: Option<PathBuf>,
+    targets: Vec<Target>,
+    on_event: Channel<Event>,
+) -> CommandResult<Vec<TargetReport>> {
+    let run = state.paths.run(&run_path)?;
+    if let Some(p) = &pairs {
+        if !p.is_file() {
+            return Err(Error::file(p, "is not a file; choose a .jsonl file of examples").into());
+        }
+    }
+    let name = run.file_name().map(|n| n.to_string_lossy().into_owned());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let info = CurrentJob {
+        job_id,
+        kind: JobKind::Evaluate,
+        run_path: Some(run.display().to_string()),
+        name,
+    };
+    state.jobs.start(
+        info,
+        on_event,
+        move |cancel, sink| {
+            let dev = device::select("auto")?;
+            checkpoints::evaluate_run(
+                &run,
+                pairs.as_deref(),
+                &targets,
+                &PairEvalConfig::default(),
+                &dev,
+                cancel,
+                sink,
+            )
+        },
+        move |result| {
+            let _ = tx.send(result);
+        },
+    )?;
+    tauri::async_runtime::spawn_blocking(move || rx.recv())
+        .await
+        .map_err(|e| CommandError::new("internal", e.to_string()))?
+        .map_err(|_| CommandError::new("internal", "the evaluation thread ended unexpectedly"))?
+}
