@@ -621,8 +621,28 @@ fn runs_are_evaluated_base_against_checkpoint() {
             "the run's training text is checked"
         );
     }
+    // A reply that quotes the training text is found copied; the index stays loaded.
+    let corpus = std::fs::read_to_string(fixtures().join("corpus.txt")).unwrap();
+    let quote = format!("Zebras juggle. {}", &corpus[200..400]);
+    let report =
+        tauri::async_runtime::block_on(evaluate::check_copied(app.state(), run.clone(), quote))
+            .unwrap()
+            .unwrap();
+    assert!(report.share > 0.5, "{report:?}");
+    assert!(report.segments.iter().any(|s| s.copied));
+    assert!(app.state::<AppState>().copies.lock().unwrap().is_some());
     let victim = outside.path().join("victim");
     fake_run(&victim);
+    assert_eq!(
+        tauri::async_runtime::block_on(evaluate::check_copied(
+            app.state(),
+            victim.clone(),
+            "x".into()
+        ))
+        .unwrap_err()
+        .kind,
+        "file"
+    );
     let (ch, _) = capture();
     let e = tauri::async_runtime::block_on(evaluate::evaluate_run(
         app.state(),

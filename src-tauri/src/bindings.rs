@@ -26,6 +26,7 @@ mod tests {
         tunesmith_engine::runs::RunMetrics::export_all(&cfg).unwrap();
         tunesmith_engine::train::estimate::Estimate::export_all(&cfg).unwrap();
         tunesmith_engine::eval::checkpoints::TargetReport::export_all(&cfg).unwrap();
+        tunesmith_engine::eval::copied::CopyReport::export_all(&cfg).unwrap();
         tunesmith_engine::chats::Chat::export_all(&cfg).unwrap();
         tunesmith_engine::train::memory::TrainingMemory::export_all(&cfg).unwrap();
         tunesmith_engine::export::ExportReport::export_all(&cfg).unwrap();

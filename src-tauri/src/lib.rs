@@ -43,6 +43,7 @@ pub fn setup<R: tauri::Runtime>(builder: tauri::Builder<R>, state: AppState) -> 
             commands::training::resume_training_from,
             commands::training::estimate_training,
             commands::evaluate::evaluate_run,
+            commands::evaluate::check_copied,
             commands::training::stop_job,
             commands::training::current_job,
             commands::training::list_runs,

@@ -22,6 +22,9 @@ pub struct AppState {
     pub serving: crate::commands::sharing::Serving,
     /// Started by the end-to-end test (`TUNESMITH_E2E=1`): the page may add its test entry points.
     pub e2e: bool,
+    /// The last run whose training text replies were checked against, kept loaded (its index is
+    /// 4 bytes a training token).
+    pub copies: std::sync::Mutex<Option<(PathBuf, Arc<tunesmith_engine::eval::copied::RunCopies>)>>,
 }
 
 /// The app's folders, under `TUNESMITH_HOME` or the platform data folder.
@@ -42,6 +45,7 @@ impl AppState {
             close: CloseGuard::default(),
             serving: Default::default(),
             e2e: false,
+            copies: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use tauri::ipc::Channel;
 use tauri::State;
 use tunesmith_engine::eval::checkpoints::{self, Target, TargetReport};
+use tunesmith_engine::eval::copied::{CopyReport, RunCopies};
 use tunesmith_engine::eval::PairEvalConfig;
 use tunesmith_engine::{device, Error, Event};
 
@@ -62,4 +63,39 @@ pub async fn evaluate_run(
         .await
         .map_err(|e| CommandError::new("internal", e.to_string()))?
         .map_err(|_| CommandError::new("internal", "the evaluation thread ended unexpectedly"))?
+}
+
+/// How much of `text` (a reply of the run's model) was copied word for word from the run's
+/// training text, cut into copied and new pieces for highlighting; `None` when the run's
+/// training tokens are gone. The run's index is built on first use and kept for the next reply.
+#[tauri::command]
+pub async fn check_copied(
+    state: State<'_, AppState>,
+    run_path: PathBuf,
+    text: String,
+) -> CommandResult<Option<CopyReport>> {
+    let run = state.paths.run(&run_path)?;
+    let cached = {
+        let guard = state.copies.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .filter(|(p, _)| *p == run)
+            .map(|(_, c)| c.clone())
+    };
+    let copies = match cached {
+        Some(c) => c,
+        None => {
+            let dir = run.clone();
+            let loaded = tauri::async_runtime::spawn_blocking(move || RunCopies::for_run(&dir))
+                .await
+                .map_err(|e| CommandError::new("internal", e.to_string()))??;
+            let Some(loaded) = loaded else {
+                return Ok(None);
+            };
+            let loaded = std::sync::Arc::new(loaded);
+            *state.copies.lock().unwrap_or_else(|p| p.into_inner()) = Some((run, loaded.clone()));
+            loaded
+        }
+    };
+    Ok(Some(copies.check(&text)?))
 }

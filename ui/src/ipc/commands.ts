@@ -5,6 +5,7 @@ import { Channel, invoke } from '@tauri-apps/api/core';
 import type {
   AppInfo,
   Chat,
+  CopyReport,
   CurrentJob,
   Estimate,
   Event,
@@ -116,6 +117,9 @@ export const estimateTraining = (jobId: string, config: TrainConfig, onEvent: On
 /** A run's base model and checkpoints answering held-out examples (the run's own when `pairs` is null), scored. */
 export const evaluateRun = (jobId: string, runPath: string, pairs: string | null, targets: Target[], onEvent: OnEvent) =>
   invoke<TargetReport[]>('evaluate_run', { jobId, runPath, pairs, targets, onEvent: channel(onEvent) });
+
+/** How much of a reply of a run's model was copied word for word from its training text (null: the text is gone). */
+export const checkCopied = (runPath: string, text: string) => invoke<CopyReport | null>('check_copied', { runPath, text });
 
 /** Serves a run's model on this computer (OpenAI-compatible); replaces the one served before. */
 export const startServing = (runPath: string) => invoke<ServeInfo>('start_serving', { runPath });

@@ -32,6 +32,8 @@ export type { PromptCheck } from './bindings/PromptCheck';
 export type { Outcome } from './bindings/Outcome';
 export type { Finding } from './bindings/Finding';
 export type { Estimate } from './bindings/Estimate';
+export type { CopyReport } from './bindings/CopyReport';
+export type { Segment } from './bindings/Segment';
 export type { ExampleScore } from './bindings/ExampleScore';
 export type { ScoreReport } from './bindings/ScoreReport';
 export type { Target } from './bindings/Target';

@@ -165,6 +165,35 @@ describe('ChatView', () => {
     expect(loadPrefs().plainText).toBe(true);
   });
 
+  it('a reply is checked for text copied from the training set, highlighted as text', async () => {
+    const chat = await streaming();
+    await chat.ask('What is the policy?');
+    await chat.finish('Refunds <b>must</b> be approved by the billing team within two business days.');
+    const reply = screen.getByTestId('chat-assistant-message');
+    const b = fakeBackend({
+      list_runs: () => [runSummary({ name: 'notes', path: '/runs/notes' })],
+      list_chats: () => [],
+      save_chat: () => null,
+      check_copied: () => ({
+        share: 0.6,
+        minTokens: 12,
+        tokens: 20,
+        segments: [
+          { text: 'Refunds <b>must</b> ', copied: false },
+          { text: 'be approved by the billing team within two business days.', copied: true },
+        ],
+      }),
+    });
+    await fireEvent.click(screen.getByTestId('chat-check-copied'));
+    await flush();
+    expect(b.last('check_copied')).toMatchObject({ runPath: '/runs/notes' });
+    expect(screen.getByTestId('chat-copied-note').textContent).toContain('60 % of this reply is copied');
+    const marked = reply.querySelectorAll('mark');
+    expect([...marked].map((m) => m.textContent)).toEqual(['be approved by the billing team within two business days.']);
+    expect(reply.querySelector('b')).toBeNull();
+    expect(screen.getByTestId('chat-copied-text').textContent).toContain('Refunds <b>must</b>');
+  });
+
   it('settings edited on the page are saved for the next launch', async () => {
     await streaming();
     const temperature = screen.getByRole('spinbutton', { name: 'Temperature' });

@@ -258,6 +258,34 @@ pub fn check_text(
     })
 }
 
+/// A run's training set ready to check replies against: its copy index and its tokenizer.
+pub struct RunCopies {
+    pub index: CopyIndex,
+    pub tokenizer: tokenizers::Tokenizer,
+}
+
+impl RunCopies {
+    /// The run's training tokens indexed (built once, then read from beside the tokens), with
+    /// the tokenizer of its model. `None` for a run whose training tokens are gone.
+    pub fn for_run(run_dir: &Path) -> Result<Option<Self>> {
+        let run = crate::runs::RunDir::new(run_dir);
+        let dataset = run.dataset();
+        if !dataset.join("train.tokens").is_file() {
+            return Ok(None);
+        }
+        let Some((_, checkpoint)) = run.model_checkpoint() else {
+            return Ok(None);
+        };
+        let tokenizer = crate::data::tokenizer::load(&checkpoint)?;
+        let index = CopyIndex::for_dataset(&dataset, DEFAULT_MIN_TOKENS)?;
+        Ok(Some(RunCopies { index, tokenizer }))
+    }
+
+    pub fn check(&self, text: &str) -> Result<CopyReport> {
+        check_text(&self.index, &self.tokenizer, text)
+    }
+}
+
 /// Where a dataset's index for spans of `n` tokens is kept.
 pub fn index_path(dir: &Path, n: usize) -> PathBuf {
     dir.join(format!("copies-{n}.index"))
