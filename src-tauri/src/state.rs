@@ -24,7 +24,9 @@ pub struct AppState {
     pub e2e: bool,
     /// The last run whose training text replies were checked against, kept loaded (its index is
     /// 4 bytes a training token).
-    pub copies: std::sync::Mutex<Option<(PathBuf, Arc<tunesmith_engine::eval::copied::RunCopies>)>>,
+    /// Keyed by the run and its training tokens' size and time, so a run trained again (or
+    /// deleted and made anew) is not checked against its old text.
+    pub copies: std::sync::Mutex<Option<(String, Arc<tunesmith_engine::eval::copied::RunCopies>)>>,
 }
 
 /// The app's folders, under `TUNESMITH_HOME` or the platform data folder.

@@ -108,7 +108,8 @@ impl ProgressSink for TermSink {
             } => {
                 let fix = match remedy {
                     Some(Remedy::ResumeFrom { step, lr }) => format!(
-                        "\n  to do it: tunesmith train --out RUN --restore-from {step} --lr {lr:.2e}"
+                        "\n  to do it: tunesmith train --out RUN --restore-from {} --lr {lr:.2e}",
+                        step.map_or("latest".to_string(), |s| s.to_string())
                     ),
                     Some(Remedy::FewerSteps { steps, .. }) => {
                         format!("\n  to do it: train again with --steps {steps}")

@@ -226,10 +226,13 @@ impl RunDir {
         self.list_checkpoints().pop()
     }
 
-    /// Goes back to checkpoint `step` (0: before the first step): later checkpoints are removed
-    /// (renamed away first, as pruning does) and metrics.jsonl keeps only the lines up to `step`.
+    /// Goes back to checkpoint `step` (0: before the first step), in two stages so that a resume
+    /// refused after it (a setting that does not fit the checkpoint, too little memory) loses
+    /// nothing: the later checkpoints are first set aside (`.step-N.rewound`, put back by
+    /// [`Rewind::drop`] and by [`RunDir::tidy_checkpoints`] after a crash), and removed, with the
+    /// later lines of metrics.jsonl, samples.jsonl and findings.jsonl, only by [`Rewind::commit`].
     /// Refused, touching nothing, when `step` names no checkpoint.
-    pub fn rewind_to(&self, step: u64) -> Result<()> {
+    pub fn rewind_to(&self, step: u64) -> Result<Rewind> {
         let all = self.list_checkpoints();
         if step > 0 && !all.iter().any(|(s, _)| *s == step) {
             let have: Vec<String> = all.iter().map(|(s, _)| s.to_string()).collect();
@@ -241,34 +244,18 @@ impl RunDir {
                 ),
             ));
         }
+        let mut rewind = Rewind {
+            run: self.clone(),
+            step,
+            aside: Vec::new(),
+            committed: false,
+        };
         for (s, dir) in all.iter().filter(|(s, _)| *s > step) {
-            let doomed = self.checkpoints().join(format!(".step-{s}.pruned"));
-            std::fs::rename(dir, &doomed).map_err(|e| Error::io(dir, e))?;
-            let _ = std::fs::remove_dir_all(&doomed);
+            let aside = self.checkpoints().join(format!(".step-{s}.rewound"));
+            std::fs::rename(dir, &aside).map_err(|e| Error::io(dir, e))?;
+            rewind.aside.push((dir.clone(), aside));
         }
-        let metrics = self.metrics();
-        if let Ok(text) = std::fs::read_to_string(&metrics) {
-            let kept: String = text
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v["step"].as_u64())
-                        .is_some_and(|s| s <= step)
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-            fsutil::write_atomic(&metrics, kept.as_bytes())?;
-        }
-        if let Ok(Some(mut info)) = self.read_info() {
-            info.step = step;
-            if info.best_step.is_some_and(|b| b > step) {
-                info.best_step = None;
-                info.best_val_loss = None;
-            }
-            self.write_info(&info)?;
-        }
-        Ok(())
+        Ok(rewind)
     }
 
     /// The checkpoint with the best validation loss, when run.json names one that is still there.
@@ -354,6 +341,65 @@ impl RunDir {
                 format!("is damaged ({e}); resume from another checkpoint"),
             )
         })
+    }
+}
+
+/// A rewind in progress (see [`RunDir::rewind_to`]): dropped without [`Rewind::commit`], it puts
+/// the checkpoints it set aside back.
+pub struct Rewind {
+    run: RunDir,
+    step: u64,
+    aside: Vec<(PathBuf, PathBuf)>,
+    committed: bool,
+}
+
+impl Rewind {
+    /// The resume has started: the later checkpoints and the log lines after `step` go.
+    pub fn commit(mut self) -> Result<()> {
+        self.committed = true;
+        for (_, aside) in &self.aside {
+            let _ = std::fs::remove_dir_all(aside);
+        }
+        let step = self.step;
+        for file in [
+            self.run.metrics(),
+            self.run.samples(),
+            self.run.findings_file(),
+        ] {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            fsutil::write_atomic(&file, kept.as_bytes())?;
+        }
+        if let Ok(Some(mut info)) = self.run.read_info() {
+            info.step = step;
+            if info.best_step.is_some_and(|b| b > step) {
+                info.best_step = None;
+                info.best_val_loss = None;
+            }
+            self.run.write_info(&info)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Rewind {
+    fn drop(&mut self) {
+        if !self.committed {
+            for (dir, aside) in &self.aside {
+                let _ = std::fs::rename(aside, dir);
+            }
+        }
     }
 }
 
@@ -540,13 +586,16 @@ fn remove_leftovers(root: &Path, current: Option<u64>) {
             continue;
         };
         if Some(step) == current
-            || !matches!(kind, "tmp" | "old" | "pruned")
+            || !matches!(kind, "tmp" | "old" | "pruned" | "rewound")
             || !e.file_type().is_ok_and(|t| t.is_dir())
         {
             continue;
         }
         let back = root.join(format!("step-{step}"));
-        if kind == "old" && !back.exists() && e.path().join("state.json").is_file() {
+        if matches!(kind, "old" | "rewound")
+            && !back.exists()
+            && e.path().join("state.json").is_file()
+        {
             let _ = std::fs::rename(e.path(), &back);
             continue;
         }

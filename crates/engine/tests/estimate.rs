@@ -40,16 +40,20 @@ fn the_estimate_matches_the_run_that_follows() {
         save_every: 0,
         ..Default::default()
     };
-    let e = estimate(&cfg, &Device::Cpu, &CancelToken::new(), &mut NullSink).unwrap();
+    let e = estimate(
+        &cfg,
+        &Device::Cpu,
+        tmp.path(),
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
     assert_eq!(e.steps, 12);
     assert!(e.summary.starts_with("about "), "{}", e.summary);
-    assert!(std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .all(|d| !d
-            .file_name()
-            .to_string_lossy()
-            .starts_with(&format!("tunesmith-estimate-{}-", std::process::id()))));
+    assert!(std::fs::read_dir(tmp.path()).unwrap().flatten().all(|d| !d
+        .file_name()
+        .to_string_lossy()
+        .starts_with(&format!("tunesmith-estimate-{}-", std::process::id()))));
 
     // The run itself, measured the same way: its step times from metrics.jsonl, its peak over
     // what the process held before.

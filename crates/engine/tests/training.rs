@@ -1210,10 +1210,36 @@ fn the_doctor_names_what_goes_wrong_and_only_that() {
         },
     );
     r.unwrap();
-    let [(FindingKind::Diverging, Some(Remedy::ResumeFrom { step, lr }))] = found[..] else {
+    let [(
+        FindingKind::Diverging,
+        Some(Remedy::ResumeFrom {
+            step: Some(step),
+            lr,
+        }),
+    )] = found[..]
+    else {
         panic!("{found:?}");
     };
     assert!((lr - 0.3).abs() < 1e-9 && step < 100, "{found:?}");
+    // Going back with settings the checkpoint cannot take is refused and loses nothing.
+    let before = tunesmith_engine::runs::RunDir::new(&dir).list_checkpoints();
+    let refused = train(
+        &TrainConfig {
+            lr,
+            block_size: 128,
+            ..base.clone()
+        },
+        &dir,
+        Restore::From(step),
+        &Device::Cpu,
+        &CancelToken::new(),
+        &mut NullSink,
+    );
+    assert!(refused.is_err());
+    assert_eq!(
+        tunesmith_engine::runs::RunDir::new(&dir).list_checkpoints(),
+        before
+    );
     // The remedy, taken: back to that checkpoint at a third of the rate.
     let (r, _) = {
         let cfg = TrainConfig { lr, ..base.clone() };

@@ -75,11 +75,21 @@ pub async fn check_copied(
     text: String,
 ) -> CommandResult<Option<CopyReport>> {
     let run = state.paths.run(&run_path)?;
+    let tokens = tunesmith_engine::runs::RunDir::new(&run)
+        .dataset()
+        .join("train.tokens");
+    let meta = std::fs::metadata(&tokens).ok();
+    let key = format!(
+        "{}|{:?}|{:?}",
+        run.display(),
+        meta.as_ref().map(|m| m.len()),
+        meta.as_ref().and_then(|m| m.modified().ok())
+    );
     let cached = {
         let guard = state.copies.lock().unwrap_or_else(|p| p.into_inner());
         guard
             .as_ref()
-            .filter(|(p, _)| *p == run)
+            .filter(|(k, _)| *k == key)
             .map(|(_, c)| c.clone())
     };
     let copies = match cached {
@@ -93,7 +103,7 @@ pub async fn check_copied(
                 return Ok(None);
             };
             let loaded = std::sync::Arc::new(loaded);
-            *state.copies.lock().unwrap_or_else(|p| p.into_inner()) = Some((run, loaded.clone()));
+            *state.copies.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, loaded.clone()));
             loaded
         }
     };

@@ -104,6 +104,10 @@ pub async fn estimate_training(
     on_event: Channel<Event>,
 ) -> CommandResult<Estimate> {
     config.validate()?;
+    // Measuring needs the memory more than Chat needs its loaded models, and they must be gone
+    // before the measurement's baseline is taken.
+    state.models.clear();
+    let scratch = state.paths.home.join("tmp");
     let (tx, rx) = std::sync::mpsc::channel();
     let info = CurrentJob {
         job_id,
@@ -116,14 +120,13 @@ pub async fn estimate_training(
         on_event,
         move |cancel, sink| {
             let dev = device::select("auto")?;
-            estimate::estimate(&config, &dev, cancel, sink)
+            std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
+            estimate::estimate(&config, &dev, &scratch, cancel, sink)
         },
         move |result| {
             let _ = tx.send(result);
         },
     )?;
-    // Measuring needs the memory more than Chat needs its loaded models.
-    state.models.clear();
     tauri::async_runtime::spawn_blocking(move || rx.recv())
         .await
         .map_err(|e| CommandError::new("internal", e.to_string()))?
@@ -145,12 +148,13 @@ pub fn resume_training(
 }
 
 /// The training doctor's remedy for a run that diverged or stalled: goes back to checkpoint
-/// `step` (0: the start; later checkpoints are discarded) and continues at learning rate `lr`.
+/// `step` (0: the start; later checkpoints are discarded), or takes the newest when `None`, and
+/// continues at learning rate `lr`.
 #[tauri::command]
 pub fn resume_training_from(
     state: State<'_, AppState>,
     run_path: PathBuf,
-    step: u64,
+    step: Option<u64>,
     lr: f64,
     on_event: Channel<Event>,
 ) -> CommandResult<JobStarted> {
@@ -160,7 +164,8 @@ pub fn resume_training_from(
         .ok_or_else(|| Error::file(&run_path, "is not a run folder (no run.json)"))?;
     let config = TrainConfig { lr, ..info.config };
     config.validate()?;
-    spawn_training(&state, run_path, config, Restore::From(step), on_event)
+    let restore = step.map_or(Restore::Latest, Restore::From);
+    spawn_training(&state, run_path, config, restore, on_event)
 }
 
 /// Asks a job to stop at its next step boundary (training saves a checkpoint).
@@ -244,6 +249,8 @@ pub async fn delete_run(state: State<'_, AppState>, run_path: PathBuf) -> Comman
         ));
     }
     let run_path = state.paths.run(&run_path)?;
+    // The copy check's index of this run is memory no longer needed.
+    *state.copies.lock().unwrap_or_else(|p| p.into_inner()) = None;
     blocking(move || Ok(runs::delete(&run_path)?)).await
 }
 

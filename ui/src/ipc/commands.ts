@@ -60,8 +60,8 @@ export const startTraining = (name: string, config: TrainConfig, onEvent: OnEven
 export const resumeTraining = (runPath: string, onEvent: OnEvent) =>
   invoke<JobStarted>('resume_training', { runPath, onEvent: channel(onEvent) });
 
-/** Goes back to checkpoint `step` (0: the start) and continues at learning rate `lr` (the doctor's remedy). */
-export const resumeTrainingFrom = (runPath: string, step: number, lr: number, onEvent: OnEvent) =>
+/** Goes back to checkpoint `step` (0: the start; null: the newest) and continues at learning rate `lr` (the doctor's remedy). */
+export const resumeTrainingFrom = (runPath: string, step: number | null, lr: number, onEvent: OnEvent) =>
   invoke<JobStarted>('resume_training_from', { runPath, step, lr, onEvent: channel(onEvent) });
 
 /** Asks a job to stop; training saves a checkpoint first. Its stream still ends normally. */

@@ -87,16 +87,18 @@ export class Trainer {
    * The doctor's remedy for a run that diverged or stalled: back to checkpoint `step` (0: the
    * start) at learning rate `lr`. The chart keeps the history up to that step.
    */
-  async resumeFrom(run: ShownRun, step: number, lr: number) {
+  async resumeFrom(run: ShownRun, step: number | null, lr: number) {
     if (this.active) return;
     let history = initialTraining();
     try {
       const m = await runMetrics(run.path);
+      const upTo = step ?? Infinity;
       history = fromMetrics({
         ...m,
-        steps: m.steps.filter((p) => p.step <= step),
-        evals: m.evals.filter((p) => p.step <= step),
-        samples: m.samples.filter((p) => p.step <= step),
+        steps: m.steps.filter((p) => p.step <= upTo),
+        evals: m.evals.filter((p) => p.step <= upTo),
+        samples: m.samples.filter((p) => p.step <= upTo),
+        findings: (m.findings ?? []).filter((f) => f.step <= upTo),
       });
     } catch {
       // History is only for the chart.

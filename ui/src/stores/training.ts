@@ -168,7 +168,9 @@ export function fromMetrics(metrics: RunMetrics, total = 0): TrainingState {
   }
   const last = s.loss.at(-1)?.step ?? 0;
   const samples = [...metrics.samples].reverse().slice(0, MAX_SAMPLES);
-  return { ...s, step: last, total: Math.max(total, last), samples, findings: metrics.findings ?? [] };
+  // One finding per kind, the newest (a resumed run may have said one again).
+  const findings = [...new Map((metrics.findings ?? []).map((f) => [f.kind, f])).values()];
+  return { ...s, step: last, total: Math.max(total, last), samples, findings };
 }
 
 /**

@@ -38,7 +38,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         format!("is {minutes}; give a number of minutes above 0"),
                     ));
                 }
-                let e = estimate(&cfg, &dev, &cancel, &mut sink)?;
+                let e = estimate(&cfg, &dev, &scratch_parent(), &cancel, &mut sink)?;
                 let steps = e.steps_for_minutes(minutes);
                 sink.log(format!(
                     "measured {:.2} s a step: {steps} steps fill about {minutes} minutes",
@@ -75,11 +75,18 @@ fn only_estimate(args: &TrainArgs, sink: &mut Sink) -> Result<()> {
         })
         .and_then(|cfg| {
             let dev = device::select(&args.device)?;
-            estimate(&cfg, &dev, &cancel_on_ctrl_c(), sink)
+            estimate(&cfg, &dev, &scratch_parent(), &cancel_on_ctrl_c(), sink)
         });
     let e = finish(sink, result)?;
     if !args.json {
         println!("{}", e.summary);
     }
     Ok(())
+}
+
+/// Where the estimate prepares its scratch run: the data folder's `tmp`.
+fn scratch_parent() -> std::path::PathBuf {
+    let dir = tunesmith_engine::paths::home().join("tmp");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }

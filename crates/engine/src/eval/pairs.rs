@@ -29,6 +29,9 @@ pub struct EvalExample {
     pub reference: String,
     /// The unit it came from, rendered for each model with that model's tokenizer and template.
     pub unit: Unit,
+    /// For a run's own validation examples: the ids and learning mask exactly as the run
+    /// tokenised them (already in its chat template), used instead of rendering `unit` again.
+    pub encoded: Option<(Vec<u32>, Vec<u8>)>,
 }
 
 /// How to answer.
@@ -112,6 +115,7 @@ pub fn read_pairs(path: &Path) -> Result<(Vec<EvalExample>, Vec<String>)> {
                 .and_then(|m| m.iter().rev().find(|m| m.role == "user"))
                 .map_or_else(|| e.prompt.clone(), |m| m.content.clone());
             EvalExample {
+                encoded: None,
                 prompt: shown,
                 reference: e.completion.clone(),
                 unit: Unit::Pair {
@@ -127,7 +131,8 @@ pub fn read_pairs(path: &Path) -> Result<(Vec<EvalExample>, Vec<String>)> {
 }
 
 /// A run's validation split as examples: each unit of `val.tokens` (ended by the end-of-text
-/// token) with its mask, the masked part the reference. A run trained on running text has no
+/// token) with its mask, the masked part the reference. They keep their ids: they are for models
+/// with the run's tokenizer (its checkpoints and the model it was fine-tuned from). A run trained on running text has no
 /// references to compare answers with, so it is refused with what to give instead.
 pub fn run_split_examples(dataset_dir: &Path, tok: &Tokenizer) -> Result<Vec<EvalExample>> {
     let mask_path = dataset_dir.join("val.mask");
@@ -164,6 +169,7 @@ pub fn run_split_examples(dataset_dir: &Path, tok: &Tokenizer) -> Result<Vec<Eva
         }
         let (prompt, reference) = (text(&unit[..cut])?, text(&unit[cut..])?);
         out.push(EvalExample {
+            encoded: Some((unit.to_vec(), m.to_vec())),
             prompt: prompt.clone(),
             reference: reference.clone(),
             unit: Unit::Pair {
@@ -211,7 +217,12 @@ pub fn evaluate_pairs(
             total: examples.len() as u64,
             unit: "examples".into(),
         });
-        let (ids, mask) = encode_unit(&ex.unit, &m.tokenizer, template)?;
+        // A run's own examples are given as it tokenised them (rendering their text again would
+        // wrap a chat template in the template a second time).
+        let (ids, mask) = match &ex.encoded {
+            Some(e) => e.clone(),
+            None => encode_unit(&ex.unit, &m.tokenizer, template)?,
+        };
         let cut = mask.iter().position(|&x| x == 1).unwrap_or(ids.len());
         let mut prompt_ids = ids[..cut].to_vec();
         if prompt_ids.len() + 1 >= context {

@@ -35,9 +35,9 @@ pub enum FindingKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum Remedy {
-    /// Continue from checkpoint `step` (0: from the start) with the learning rate `lr`; later
-    /// checkpoints are discarded.
-    ResumeFrom { step: u64, lr: f64 },
+    /// Continue with the learning rate `lr` from checkpoint `step` (0: from the start; later
+    /// checkpoints are discarded), or from the newest checkpoint when `None`.
+    ResumeFrom { step: Option<u64>, lr: f64 },
     /// Stop now: the best model, of step `step`, is kept and is the run's model.
     StopKeepBest { step: u64 },
     /// Train with fewer steps (the text is read `epochs` times instead).
@@ -78,10 +78,23 @@ pub struct Doctor {
     raised: Vec<FindingKind>,
     /// Steps of the run's checkpoints, for where to resume from.
     checkpoints: Vec<u64>,
+    /// The step this process started from (0, or where a resume picked up): the averages
+    /// settle from there.
+    first: u64,
 }
 
 impl Doctor {
-    pub fn new(lr: f64, warmup: u64, total: u64, clip: f64, checkpoints: Vec<u64>) -> Self {
+    /// A doctor for a run starting (or resuming) after step `first`; `raised` are the kinds of
+    /// finding already reported for this run (not repeated).
+    pub fn new(
+        lr: f64,
+        warmup: u64,
+        total: u64,
+        clip: f64,
+        checkpoints: Vec<u64>,
+        first: u64,
+        raised: Vec<FindingKind>,
+    ) -> Self {
         Doctor {
             lr,
             warmup,
@@ -93,8 +106,9 @@ impl Doctor {
             best_val: None,
             rising_checks: 0,
             norms: Default::default(),
-            raised: Vec::new(),
+            raised,
             checkpoints,
+            first,
         }
     }
 
@@ -144,11 +158,11 @@ impl Doctor {
                 FindingKind::Diverging,
                 step,
                 format!(
-                    "Training broke down at step {step}: the loss became {loss}. The learning rate is too high; resume from {} at a third of it ({:.2e}).",
+                    "Training broke down at step {step}: the loss became {loss}. The learning rate is too high; go back to {} (the checkpoints after it are discarded) and continue at a third of it ({:.2e}).",
                     describe_from(from),
                     self.lr / 3.0
                 ),
-                Some(Remedy::ResumeFrom { step: from, lr: self.lr / 3.0 }),
+                Some(Remedy::ResumeFrom { step: Some(from), lr: self.lr / 3.0 }),
             ));
             return out;
         }
@@ -165,8 +179,8 @@ impl Doctor {
         if step == self.warmup + 10 {
             self.after_warmup = Some(ema);
         }
-        // The first 10 steps let the average settle.
-        if step < 10 {
+        // The first 10 steps (of this process) let the average settle.
+        if step < self.first + 10 {
             return out;
         }
         if ema > low * 1.3 && ema - low > 0.5 {
@@ -175,18 +189,20 @@ impl Doctor {
                 FindingKind::Diverging,
                 step,
                 format!(
-                    "The training loss is climbing: {ema:.2} now against {low:.2} at step {low_step}. The learning rate is too high; resume from {} at a third of it ({:.2e}).",
+                    "The training loss is climbing: {ema:.2} now against {low:.2} at step {low_step}. The learning rate is too high; go back to {} (the checkpoints after it are discarded) and continue at a third of it ({:.2e}).",
                     describe_from(from),
                     self.lr / 3.0
                 ),
-                Some(Remedy::ResumeFrom { step: from, lr: self.lr / 3.0 }),
+                Some(Remedy::ResumeFrom { step: Some(from), lr: self.lr / 3.0 }),
             ));
         }
         let window = (self.total / 4).max(50);
-        if step == self.warmup + 10 + window && step <= self.total / 2 + 1 {
-            let start = self.after_warmup.unwrap_or(ema);
+        // A run resumed past the start of the window has no start to compare with.
+        if let (true, Some(start)) = (
+            step == self.warmup + 10 + window && step <= self.total / 2 + 1,
+            self.after_warmup,
+        ) {
             if ema > start * 0.98 {
-                let latest = self.checkpoints.last().copied().unwrap_or(0);
                 out.extend(self.raise(
                     FindingKind::Stalled,
                     step,
@@ -194,7 +210,7 @@ impl Doctor {
                         "No progress: {window} steps brought the training loss from {start:.2} to {ema:.2}. Raise the learning rate (try {:.2e}) or train longer.",
                         self.lr * 3.0
                     ),
-                    Some(Remedy::ResumeFrom { step: latest, lr: self.lr * 3.0 }),
+                    Some(Remedy::ResumeFrom { step: None, lr: self.lr * 3.0 }),
                 ));
             }
         }
@@ -209,7 +225,6 @@ impl Doctor {
                 sorted.sort_by(f64::total_cmp);
                 let median = sorted[CLIP_WINDOW / 2];
                 if hits >= CLIP_WINDOW * 9 / 10 && median > 3.0 * self.clip {
-                    let from = self.checkpoints.last().copied().unwrap_or(0);
                     out.extend(self.raise(
                         FindingKind::ExplodingGradients,
                         step,
@@ -218,7 +233,7 @@ impl Doctor {
                             self.clip,
                             self.lr / 2.0
                         ),
-                        Some(Remedy::ResumeFrom { step: from, lr: self.lr / 2.0 }),
+                        Some(Remedy::ResumeFrom { step: None, lr: self.lr / 2.0 }),
                     ));
                 }
             }

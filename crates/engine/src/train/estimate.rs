@@ -3,7 +3,7 @@
 //! taken (in a scratch folder that is removed afterwards), timed, and the process's peak memory
 //! over them read. A formula alone misses what this machine's CPU, allocator and threads do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,7 @@ pub struct Estimate {
     /// The whole run, validation passes included, in seconds.
     pub total_secs: f64,
     /// Memory the run adds to this process at its peak, measured (where the system reports it).
+    /// The computer's memory only: a GPU's own memory is not measured.
     pub peak_bytes: Option<u64>,
     /// This machine's memory, and what is free now.
     pub machine_total_bytes: Option<u64>,
@@ -48,15 +49,18 @@ impl Estimate {
     }
 }
 
-/// Measures `cfg` on `device`. Progress of the preparation goes to `sink`.
+/// Measures `cfg` on `device`, preparing it in a scratch folder under `scratch_parent` (the
+/// data folder: a system temp folder may be memory, which would count against the run).
+/// Progress of the preparation goes to `sink`.
 pub fn estimate(
     cfg: &TrainConfig,
     device: &Device,
+    scratch_parent: &Path,
     cancel: &CancelToken,
     sink: &mut impl ProgressSink,
 ) -> Result<Estimate> {
     cfg.validate()?;
-    let scratch = Scratch::new()?;
+    let scratch = Scratch::new(scratch_parent)?;
     let run = RunDir::new(scratch.0.clone());
     let timed = TrainConfig {
         steps: Some(STEPS),
@@ -196,12 +200,24 @@ fn peak_bytes() -> Option<u64> {
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Self> {
+    fn new(parent: &Path) -> Result<Self> {
+        // Folders of estimates whose process was killed are removed first.
+        if Path::new("/proc/self").exists() {
+            for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .strip_prefix("tunesmith-estimate-")
+                    .and_then(|r| r.split('-').next())
+                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                if pid.is_some_and(|p| !Path::new("/proc").join(p).exists()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("tunesmith-estimate-{}-{nanos}", std::process::id()));
+        let dir = parent.join(format!("tunesmith-estimate-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(Scratch(dir))
     }

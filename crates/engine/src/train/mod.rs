@@ -130,9 +130,11 @@ fn run_training(
     cfg.validate()?;
     let run = RunDir::new(run_dir);
     run.tidy_checkpoints();
-    if let Restore::From(step) = restore {
-        run.rewind_to(step)?;
-    }
+    // Put back on any failure before training resumes; committed once it has.
+    let rewind = match restore {
+        Restore::From(step) => Some(run.rewind_to(step)?),
+        _ => None,
+    };
     let latest = run.latest_checkpoint();
     if let (Some(_), Restore::Fresh) = (&latest, restore) {
         return Err(Error::file(run_dir, "already holds checkpoints of an earlier run; continue it (restore from latest) or choose a new output folder"));
@@ -189,6 +191,9 @@ fn run_training(
         cfg, &run, &data, model_cfg, side_files, lora_base, tok, weights, state, device, sink,
     )?;
     *started = true; // from here a failure is recorded in run.json
+    if let Some(r) = rewind {
+        r.commit()?;
+    }
     trainer.announce(sink)?;
     let stopped = trainer.run(cancel, sink)?;
     trainer.finish(stopped, sink)

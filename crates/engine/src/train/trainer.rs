@@ -134,6 +134,13 @@ impl<'a> Trainer<'a> {
             total,
             cfg.clip,
             run.list_checkpoints().into_iter().map(|(s, _)| s).collect(),
+            step,
+            // What was said before a resume is not said again.
+            run.findings()
+                .into_iter()
+                .filter(|f| f.step <= step)
+                .map(|f| f.kind)
+                .collect(),
         );
         Ok(Trainer {
             cfg,

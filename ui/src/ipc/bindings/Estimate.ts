@@ -18,6 +18,7 @@ steps: number,
 totalSecs: number, 
 /**
  * Memory the run adds to this process at its peak, measured (where the system reports it).
+ * The computer's memory only: a GPU's own memory is not measured.
  */
 peakBytes: number | null, 
 /**

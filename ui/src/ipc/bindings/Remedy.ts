@@ -3,4 +3,4 @@
 /**
  * The one-click fix a finding offers.
  */
-export type Remedy = { "action": "resumeFrom", step: number, lr: number, } | { "action": "stopKeepBest", step: number, } | { "action": "fewerSteps", steps: number, epochs: number, };
+export type Remedy = { "action": "resumeFrom", step: number | null, lr: number, } | { "action": "stopKeepBest", step: number, } | { "action": "fewerSteps", steps: number, epochs: number, };
