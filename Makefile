@@ -76,6 +76,7 @@ fixtures:
 
 bench: build
 	$(BIN) bench --presets tiny,small,gpt2
+	$(BIN) bench --copies 100000000
 
 # Installers with Tauri's bundler (config: "bundle" in tauri.conf.json, icons in icons/): the Linux
 # .deb, then an attempt at the AppImage, whose tooling (linuxdeploy) the bundler downloads from

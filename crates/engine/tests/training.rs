@@ -1200,6 +1200,24 @@ fn the_doctor_names_what_goes_wrong_and_only_that() {
     let (r, found, _) = go("healthy", base.clone());
     r.unwrap();
     assert_eq!(found, vec![], "a healthy run");
+    // Healthy too: LoRA on a Llama-family model, and a resumed run (which must not misjudge
+    // where it picked up).
+    let (r, found, _) = go(
+        "healthy-lora",
+        TrainConfig {
+            model: ModelSpec::Source(fixtures().join("llama-tiny").display().to_string()),
+            lr: 1e-2,
+            lora: Some(Default::default()),
+            ..base.clone()
+        },
+    );
+    r.unwrap();
+    assert_eq!(found, vec![], "a healthy LoRA run");
+    let resumed = tmp.path().join("healthy-resumed");
+    run(&base, &resumed, Some(40)).0.unwrap();
+    let (r, events) = run(&base, &resumed, None);
+    r.unwrap();
+    assert_eq!(findings(&events), vec![], "a healthy resumed run");
 
     let (r, found, dir) = go(
         "diverging",

@@ -22,7 +22,21 @@ const report = (bleu: number, rougeL: number, copied: number, output: string): S
     perplexity: 7.4,
     copied,
     copied_min_tokens: 12,
-    examples: [{ prompt: 'What is the refund window?', reference: '30 days.', output, bleu, chrf: null, rouge1: null, rouge2: null, rougeL, exact: false, copied }],
+    examples: [
+      {
+        prompt: 'What is the refund window?',
+        reference: '30 days.',
+        output,
+        bleu,
+        chrf: null,
+        rouge1: null,
+        rouge2: null,
+        rougeL,
+        exact: false,
+        copied,
+        copied_segments: copied > 0 ? [{ text: output.slice(0, 8), copied: false }, { text: output.slice(8), copied: true }] : [{ text: output, copied: false }],
+      },
+    ],
     notes: [],
   }) as unknown as ScoreReport;
 
@@ -55,6 +69,7 @@ describe('EvaluateView', () => {
     expect(example.querySelector('img')).toBeNull();
     expect(example.textContent).toContain('step 200 (best) — better');
     expect(example.textContent).toContain('25 % copied');
+    expect([...screen.getByTestId('eval-copied-answer').querySelectorAll('mark')].map((m) => m.textContent)).toEqual(['are accepted for 30 days.']);
   });
 
   it('charts the scores across checkpoints', async () => {

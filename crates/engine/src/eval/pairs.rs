@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::copied::CopyIndex;
+
 use super::score::{score_texts, Metric, ScoreReport};
 use crate::chat;
 use crate::data::dataset::{self, encode_unit};
@@ -268,14 +269,12 @@ pub fn evaluate_pairs(
             }
         }
         let (generation, _) = decoder.finish();
+        let output = generation.text.trim().to_string();
         if let Some(index) = copies {
-            let spans = index.find(&generation.tokens);
-            copied.push((
-                CopyIndex::share(&spans, generation.tokens.len()),
-                generation.tokens.len(),
-            ));
+            let r = super::copied::check_text(index, &m.tokenizer, &output)?;
+            copied.push((r.share, r.tokens, r.segments));
         }
-        outputs.push(generation.text.trim().to_string());
+        outputs.push(output);
         all_ids.extend_from_slice(&ids);
         all_mask.extend_from_slice(&mask);
         if let Some(e) = eot {
@@ -293,11 +292,12 @@ pub fn evaluate_pairs(
         cfg.rouge_stemmer,
     );
     if copies.is_some() {
-        for (ex, (share, _)) in report.examples.iter_mut().zip(&copied) {
+        for (ex, (share, _, segments)) in report.examples.iter_mut().zip(&copied) {
             ex.copied = Some(*share);
+            ex.copied_segments = Some(segments.clone());
         }
-        let tokens: usize = copied.iter().map(|(_, n)| n).sum();
-        let copied_tokens: f64 = copied.iter().map(|(s, n)| s * *n as f64).sum();
+        let tokens: usize = copied.iter().map(|(_, n, _)| n).sum();
+        let copied_tokens: f64 = copied.iter().map(|(s, n, _)| s * *n as f64).sum();
         report.copied = Some(if tokens == 0 {
             0.0
         } else {

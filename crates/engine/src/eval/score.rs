@@ -105,6 +105,9 @@ pub struct ExampleScore {
     /// Share of the output's tokens copied verbatim from the training set (0–1), when checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copied: Option<f64>,
+    /// The output cut into copied and new pieces (for highlighting), when checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied_segments: Option<Vec<super::copied::Segment>>,
 }
 
 /// Corpus figures and the examples.
@@ -188,6 +191,7 @@ pub fn score_texts(
             rouge_l: rg.map(|x| x.rouge_l),
             exact: has(Metric::Exact).then_some(same),
             copied: None,
+            copied_segments: None,
         });
     }
     let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
