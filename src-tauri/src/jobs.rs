@@ -76,6 +76,30 @@ impl JobRegistry {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// [`JobRegistry::start`] for a command that answers with the job's result: its events still
+    /// stream to `channel`, and the command's reply waits (off the async runtime) for the end.
+    pub async fn run<T: Serialize + Send + 'static>(
+        &self,
+        info: CurrentJob,
+        channel: Channel<Event>,
+        work: impl FnOnce(&CancelToken, &mut SharedSink) -> tunesmith_engine::Result<T> + Send + 'static,
+    ) -> CommandResult<T> {
+        let kind = info.kind;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.start(info, channel, work, move |result| {
+            let _ = tx.send(result);
+        })?;
+        tauri::async_runtime::spawn_blocking(move || rx.recv())
+            .await
+            .map_err(|e| CommandError::new("internal", e.to_string()))?
+            .map_err(|_| {
+                CommandError::new(
+                    "internal",
+                    format!("the {} thread ended unexpectedly", kind.as_str()),
+                )
+            })?
+    }
+
     /// Runs `work` on a thread named after `info.kind`, its events going to `channel`; refused
     /// while another job is running. When `work` returns (or panics) the job counts as finished,
     /// then its stream ends with `finished` (the result as summary) or `failed`, then `then` gets

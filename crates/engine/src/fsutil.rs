@@ -26,10 +26,6 @@ pub fn sweep_stale_siblings(path: &Path) {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
     let name = name.to_string_lossy();
     let stem = path
         .file_stem()
@@ -48,11 +44,7 @@ pub fn sweep_stale_siblings(path: &Path) {
         .iter()
         .find_map(|prefix| file.strip_prefix(prefix.as_str()))
         .map(|rest| rest.split('.').next().unwrap_or_default().to_string());
-        let Some(pid) = pid.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        if pid == std::process::id().to_string() || proc.join(&pid).exists() {
+        if !pid.as_deref().is_some_and(process_gone) {
             continue;
         }
         let p = entry.path();
@@ -62,6 +54,18 @@ pub fn sweep_stale_siblings(path: &Path) {
             std::fs::remove_file(&p)
         };
     }
+}
+
+/// Whether `pid` (decimal) names a process that no longer runs. Known only where `/proc` lists
+/// processes (Linux); elsewhere, and for anything not a process id, false: what a live process
+/// may still be writing is never taken for a leftover.
+pub fn process_gone(pid: &str) -> bool {
+    let proc = Path::new("/proc");
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && pid != std::process::id().to_string()
+        && proc.join("self").exists()
+        && !proc.join(pid).exists()
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.

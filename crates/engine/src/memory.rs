@@ -40,6 +40,18 @@ pub fn peak_rss_bytes() -> Option<u64> {
     meminfo_field(&text, "VmHWM:")
 }
 
+/// This process's resident memory now (Linux's `VmRSS`), in bytes.
+pub fn resident_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    meminfo_field(&text, "VmRSS:")
+}
+
+/// Starts [`peak_rss_bytes`] counting afresh from now (Linux: writing 5 to `clear_refs` resets
+/// `VmHWM`); elsewhere a no-op.
+pub fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// A `Name:   1234 kB` line's value in bytes.
 fn meminfo_field(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(name))?;

@@ -10,18 +10,6 @@ use tunesmith_engine::train::estimate::estimate;
 use tunesmith_engine::train::{train, Restore};
 use tunesmith_engine::{CancelToken, NullSink};
 
-fn resident() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = text.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line[6..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 #[test]
 fn the_estimate_matches_the_run_that_follows() {
     if !std::path::Path::new("/proc/self/clear_refs").exists() {
@@ -58,8 +46,8 @@ fn the_estimate_matches_the_run_that_follows() {
     // The run itself, measured the same way: its step times from metrics.jsonl, its peak over
     // what the process held before.
     tunesmith_malloc::release_freed_memory();
-    let before = resident();
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = tunesmith_engine::memory::resident_bytes().unwrap();
+    tunesmith_engine::memory::reset_peak();
     let dir = tmp.path().join("run");
     train(
         &cfg,

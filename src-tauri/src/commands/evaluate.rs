@@ -33,17 +33,15 @@ pub async fn evaluate_run(
         }
     }
     let name = run.file_name().map(|n| n.to_string_lossy().into_owned());
-    let (tx, rx) = std::sync::mpsc::channel();
     let info = CurrentJob {
         job_id,
         kind: JobKind::Evaluate,
         run_path: Some(run.display().to_string()),
         name,
     };
-    state.jobs.start(
-        info,
-        on_event,
-        move |cancel, sink| {
+    state
+        .jobs
+        .run(info, on_event, move |cancel, sink| {
             let dev = device::select("auto")?;
             checkpoints::evaluate_run(
                 &run,
@@ -54,15 +52,8 @@ pub async fn evaluate_run(
                 cancel,
                 sink,
             )
-        },
-        move |result| {
-            let _ = tx.send(result);
-        },
-    )?;
-    tauri::async_runtime::spawn_blocking(move || rx.recv())
+        })
         .await
-        .map_err(|e| CommandError::new("internal", e.to_string()))?
-        .map_err(|_| CommandError::new("internal", "the evaluation thread ended unexpectedly"))?
 }
 
 /// How much of `text` (a reply of the run's model) was copied word for word from the run's

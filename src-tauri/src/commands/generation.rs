@@ -9,7 +9,7 @@ use tunesmith_engine::generate::{self, GenerateConfig, Generation};
 use tunesmith_engine::source;
 use tunesmith_engine::{device, hub, paths, Event};
 
-use crate::error::{CommandError, CommandResult};
+use crate::error::CommandResult;
 use crate::jobs::{CurrentJob, JobKind};
 use crate::state::AppState;
 
@@ -25,7 +25,6 @@ pub async fn generate(
     on_event: Channel<Event>,
 ) -> CommandResult<Vec<Generation>> {
     config.validate()?;
-    let (tx, rx) = std::sync::mpsc::channel();
     let models = state.models.clone();
     let info = CurrentJob {
         job_id,
@@ -33,10 +32,9 @@ pub async fn generate(
         run_path: None,
         name: Some(model.clone()),
     };
-    state.jobs.start(
-        info,
-        on_event,
-        move |cancel, sink| {
+    state
+        .jobs
+        .run(info, on_event, move |cancel, sink| {
             let dev = device::select("auto")?;
             // A hub model not yet cached downloads here, its progress shown in the chat; Stop
             // stops the download too.
@@ -53,15 +51,8 @@ pub async fn generate(
                 cancel,
                 sink,
             )
-        },
-        move |result| {
-            let _ = tx.send(result);
-        },
-    )?;
-    tauri::async_runtime::spawn_blocking(move || rx.recv())
+        })
         .await
-        .map_err(|e| CommandError::new("internal", e.to_string()))?
-        .map_err(|_| CommandError::new("internal", "the generation thread ended unexpectedly"))?
 }
 
 /// The saved conversations of a run (only Tunesmith's own runs).

@@ -6,7 +6,7 @@ use tunesmith_engine::settings::TrainConfig;
 use tunesmith_engine::train::memory::{self, TrainingMemory};
 use tunesmith_engine::{hub, paths, Event};
 
-use crate::error::{CommandError, CommandResult};
+use crate::error::CommandResult;
 use crate::jobs::{CurrentJob, JobKind};
 use crate::state::AppState;
 
@@ -33,26 +33,17 @@ pub async fn download_model(
     id: String,
     on_event: Channel<Event>,
 ) -> CommandResult<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
     let info = CurrentJob {
         job_id,
         kind: JobKind::Download,
         run_path: None,
         name: Some(id.clone()),
     };
-    state.jobs.start(
-        info,
-        on_event,
-        move |cancel, sink| {
+    state
+        .jobs
+        .run(info, on_event, move |cancel, sink| {
             hub::download_cancellable(&id, &paths::hub_cache(), cancel, sink)
                 .map(|p| p.display().to_string())
-        },
-        move |result| {
-            let _ = tx.send(result);
-        },
-    )?;
-    tauri::async_runtime::spawn_blocking(move || rx.recv())
+        })
         .await
-        .map_err(|e| CommandError::new("internal", e.to_string()))?
-        .map_err(|_| CommandError::new("internal", "the download thread ended unexpectedly"))?
 }

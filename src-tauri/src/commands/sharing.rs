@@ -42,17 +42,15 @@ pub async fn export_run(
         name.push_str(".gguf");
     }
     let out = state.paths.home.join("exports").join(name);
-    let (tx, rx) = std::sync::mpsc::channel();
     let info = CurrentJob {
         job_id,
         kind: JobKind::Export,
         run_path: Some(run.display().to_string()),
         name: Some(run_name),
     };
-    state.jobs.start(
-        info,
-        on_event,
-        move |cancel, sink| {
+    state
+        .jobs
+        .run(info, on_event, move |cancel, sink| {
             let model = match format {
                 ExportFormat::Job => run.clone(),
                 _ => source::resolve(&run.display().to_string(), sink)?,
@@ -69,15 +67,8 @@ pub async fn export_run(
                 run: Some(run),
             };
             export::export(&cfg, cancel, sink)
-        },
-        move |result| {
-            let _ = tx.send(result);
-        },
-    )?;
-    tauri::async_runtime::spawn_blocking(move || rx.recv())
+        })
         .await
-        .map_err(|e| CommandError::new("internal", e.to_string()))?
-        .map_err(|_| CommandError::new("internal", "the export thread ended unexpectedly"))?
 }
 
 /// The running server, as the Runs page shows it.

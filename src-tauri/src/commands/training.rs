@@ -108,29 +108,20 @@ pub async fn estimate_training(
     // before the measurement's baseline is taken.
     state.models.clear();
     let scratch = state.paths.home.join("tmp");
-    let (tx, rx) = std::sync::mpsc::channel();
     let info = CurrentJob {
         job_id,
         kind: JobKind::Estimate,
         run_path: None,
         name: None,
     };
-    state.jobs.start(
-        info,
-        on_event,
-        move |cancel, sink| {
+    state
+        .jobs
+        .run(info, on_event, move |cancel, sink| {
             let dev = device::select("auto")?;
             std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
             estimate::estimate(&config, &dev, &scratch, cancel, sink)
-        },
-        move |result| {
-            let _ = tx.send(result);
-        },
-    )?;
-    tauri::async_runtime::spawn_blocking(move || rx.recv())
+        })
         .await
-        .map_err(|e| CommandError::new("internal", e.to_string()))?
-        .map_err(|_| CommandError::new("internal", "the estimate thread ended unexpectedly"))?
 }
 
 /// Continues a run from its latest checkpoint with its saved settings.
@@ -140,11 +131,20 @@ pub fn resume_training(
     run_path: PathBuf,
     on_event: Channel<Event>,
 ) -> CommandResult<JobStarted> {
-    let run_path = state.paths.run(&run_path)?;
+    let (run_path, config) = saved_run(&state, &run_path)?;
+    spawn_training(&state, run_path, config, Restore::Latest, on_event)
+}
+
+/// A run of the data folder and the settings it was trained with.
+fn saved_run(
+    state: &AppState,
+    run_path: &std::path::Path,
+) -> CommandResult<(PathBuf, TrainConfig)> {
+    let run_path = state.paths.run(run_path)?;
     let info = RunDir::new(&run_path)
         .read_info()?
         .ok_or_else(|| Error::file(&run_path, "is not a run folder (no run.json)"))?;
-    spawn_training(&state, run_path, info.config, Restore::Latest, on_event)
+    Ok((run_path, info.config))
 }
 
 /// The training doctor's remedy for a run that diverged or stalled: goes back to checkpoint
@@ -158,11 +158,8 @@ pub fn resume_training_from(
     lr: f64,
     on_event: Channel<Event>,
 ) -> CommandResult<JobStarted> {
-    let run_path = state.paths.run(&run_path)?;
-    let info = RunDir::new(&run_path)
-        .read_info()?
-        .ok_or_else(|| Error::file(&run_path, "is not a run folder (no run.json)"))?;
-    let config = TrainConfig { lr, ..info.config };
+    let (run_path, saved) = saved_run(&state, &run_path)?;
+    let config = TrainConfig { lr, ..saved };
     config.validate()?;
     let restore = step.map_or(Restore::Latest, Restore::From);
     spawn_training(&state, run_path, config, restore, on_event)

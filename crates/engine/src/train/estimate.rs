@@ -74,8 +74,8 @@ pub fn estimate(
     };
     // Memory freed by earlier work goes back first, so the peak counts this run's own.
     tunesmith_malloc::release_freed_memory();
-    let baseline = resident_bytes();
-    reset_peak();
+    let baseline = crate::memory::resident_bytes();
+    crate::memory::reset_peak();
     let Prepared {
         model_cfg,
         side_files,
@@ -116,7 +116,9 @@ pub fn estimate(
     if stopped {
         return Err(Error::Cancelled);
     }
-    let peak = peak_bytes().zip(baseline).map(|(p, b)| p.saturating_sub(b));
+    let peak = crate::memory::peak_rss_bytes()
+        .zip(baseline)
+        .map(|(p, b)| p.saturating_sub(b));
     drop(trainer);
     secs.sort_by(f64::total_cmp);
     let secs_per_step = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
@@ -173,45 +175,19 @@ pub fn describe_secs(s: f64) -> String {
     }
 }
 
-/// This process's resident memory now (Linux).
-fn resident_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line[6..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
-/// Starts the peak-memory count afresh (Linux: writing 5 to clear_refs resets `VmHWM`).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// The peak since [`reset_peak`], where it could be reset.
-fn peak_bytes() -> Option<u64> {
-    crate::memory::peak_rss_bytes()
-}
-
 /// A scratch run folder, removed when dropped.
 struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(parent: &Path) -> Result<Self> {
         // Folders of estimates whose process was killed are removed first.
-        if Path::new("/proc/self").exists() {
-            for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let pid = name
-                    .strip_prefix("tunesmith-estimate-")
-                    .and_then(|r| r.split('-').next())
-                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-                if pid.is_some_and(|p| !Path::new("/proc").join(p).exists()) {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
+        for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("tunesmith-estimate-")
+                .and_then(|r| r.split('-').next());
+            if pid.is_some_and(crate::fsutil::process_gone) {
+                let _ = std::fs::remove_dir_all(e.path());
             }
         }
         let nanos = std::time::SystemTime::now()
