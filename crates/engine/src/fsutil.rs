@@ -197,6 +197,41 @@ pub fn is_plain_file_name(name: &str, ext: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// What a killed process left beside a file goes; what this process or another file owns
+    /// stays.
+    #[test]
+    fn leftovers_of_dead_processes_are_swept() {
+        if !Path::new("/proc/self").exists() {
+            return; // elsewhere nothing is known to be dead, so nothing is swept
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dead = "4000000000"; // above any pid_max
+        let me = std::process::id();
+        let name = |n: &str| dir.path().join(n);
+        for f in [
+            format!(".m.gguf.tmp-{dead}"),
+            format!(".m.tmp-{dead}.gguf"),
+            format!(".m.gguf.tmp-{me}"),
+            format!(".other.gguf.tmp-{dead}"),
+        ] {
+            std::fs::write(name(&f), b"x").unwrap();
+        }
+        std::fs::create_dir(name(&format!(".m.gguf.old-{dead}"))).unwrap();
+        sweep_stale_siblings(&name("m.gguf"));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!(".m.gguf.tmp-{me}"),
+            format!(".other.gguf.tmp-{dead}"),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        assert!(!process_gone(&me.to_string()) && !process_gone("abc") && process_gone(dead));
+    }
+
     #[test]
     fn a_line_torn_by_a_crash_is_not_glued_to_the_next() {
         let dir = tempfile::tempdir().unwrap();

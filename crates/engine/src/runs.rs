@@ -733,9 +733,15 @@ mod tests {
         let aside = run.checkpoints().join(".step-9.old");
         std::fs::create_dir_all(&aside).unwrap();
         std::fs::write(aside.join("state.json"), "{}").unwrap();
+        // And a checkpoint a rewind had set aside when the process died: put back too.
+        let rewound = run.checkpoints().join(".step-12.rewound");
+        std::fs::create_dir_all(&rewound).unwrap();
+        std::fs::write(rewound.join("state.json"), "{}").unwrap();
         run.tidy_checkpoints();
         assert!(run.checkpoints().join("step-9/state.json").is_file());
+        assert!(run.checkpoints().join("step-12/state.json").is_file());
         std::fs::remove_dir_all(run.checkpoints().join("step-9")).unwrap();
+        std::fs::remove_dir_all(run.checkpoints().join("step-12")).unwrap();
         for step in 3..=5 {
             let saved = run
                 .save_checkpoint(

@@ -17,8 +17,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let mut config = ServeConfig::new(&name);
     config.host = args.host.clone();
     config.port = args.port;
-    // An empty TUNESMITH_API_KEY is no key (it would turn the checks off and let nobody in).
-    config.api_key = args.api_key.clone().filter(|k| !k.trim().is_empty());
+    config.api_key = api_key(args.api_key.clone());
     config.queue = args.queue;
     if !config.is_local() && config.api_key.is_none() {
         eprintln!(
@@ -64,4 +63,20 @@ fn default_name(source: &str) -> String {
         }
     }
     source.to_string()
+}
+
+/// The key as given: an empty one (`TUNESMITH_API_KEY=`) is no key, since it would turn the
+/// page checks off and let nobody in.
+fn api_key(given: Option<String>) -> Option<String> {
+    given.filter(|k| !k.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_empty_key_is_no_key() {
+        assert_eq!(super::api_key(Some(" ".into())), None);
+        assert_eq!(super::api_key(None), None);
+        assert_eq!(super::api_key(Some("k".into())).as_deref(), Some("k"));
+    }
 }

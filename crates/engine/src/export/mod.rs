@@ -639,3 +639,23 @@ pub(crate) fn size_of(path: &Path) -> u64 {
         .map(|e| size_of(&e.path()))
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed export is kept beside the target under a name that says so, never in its place.
+    #[test]
+    fn a_mismatch_is_kept_beside_the_target() {
+        let dir = Path::new("/data/exports");
+        assert_eq!(
+            mismatch_path(&dir.join("book.gguf")),
+            dir.join("book.mismatch.gguf")
+        );
+        assert_eq!(
+            mismatch_path(&dir.join("book-hf")),
+            dir.join("book-hf.mismatch")
+        );
+        assert_eq!(mismatch_path(&dir.join("v1.2")), dir.join("v1.2.mismatch"));
+    }
+}
