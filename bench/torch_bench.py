@@ -14,8 +14,10 @@ Prints exactly one JSON line on stdout:
      "peak_rss_bytes": int}
 
 CPU only, float32, random weights and random token ids (seeded).
-train:    batch*block tokens per step; forward with labels, backward,
-          clip_grad_norm_(1.0), AdamW step, zero_grad. Warmup steps not timed.
+train:    a plain training loop, batch*block tokens per step: logits, cross-entropy against the
+          next tokens (F.cross_entropy), backward, clip_grad_norm_(1.0), AdamW step,
+          zero_grad; dropout 0.1 as the model's config says. Warmup steps are not timed (PyTorch's
+          allocator and thread pool settle over the first steps: too few flatter Tunesmith).
 generate: batch 1, 16-token random prompt, plain greedy loop with KV cache
 generate-nocache: the same loop feeding the whole sequence every step (full recompute)
           producing 128 new tokens (the prompt forward is timed too);
@@ -113,10 +115,14 @@ def bench_train(model, batch: int, steps: int, warmup: int, block: int = BLOCK,
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.1)
     gen = torch.Generator().manual_seed(42)
-    batches = [torch.randint(0, vocab, (batch, block), generator=gen) for _ in range(warmup + steps)]
+    # block + 1 ids per row: the inputs and their next tokens, as Tunesmith's batches are.
+    batches = [torch.randint(0, vocab, (batch, block + 1), generator=gen)
+               for _ in range(warmup + steps)]
 
-    def step(x):
-        loss = model(input_ids=x, labels=x).loss
+    def step(ids):
+        x, y = ids[:, :-1], ids[:, 1:]
+        logits = model(input_ids=x).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -191,7 +197,7 @@ def main(argv=None):
     ap.add_argument("--mode", choices=["train", "generate", "generate-nocache"], required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: train 3, generate 1)")
-    ap.add_argument("--warmup", type=int, default=1, help="untimed warmup steps/generations (default 1)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed warmup steps/generations (default 2)")
     args = ap.parse_args(argv)
 
     steps = args.steps if args.steps is not None else (3 if args.mode == "train" else 1)

@@ -402,9 +402,12 @@ pub struct BenchArgs {
     /// reads this process's peak memory from it).
     #[arg(long, hide = true)]
     pub worker: bool,
-    /// Timed training steps per measurement.
-    #[arg(long, default_value_t = 3)]
+    /// Timed training steps per measurement (after two untimed ones).
+    #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// Interleaved rounds (ours, then PyTorch's) per preset; the figures are their medians.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Python interpreter with PyTorch for the reference (skipped when it has none).
     #[arg(long, default_value = "python3")]
     pub python: String,

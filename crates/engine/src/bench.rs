@@ -111,7 +111,11 @@ pub fn estimated_peak_bytes(p: &BenchPreset) -> u64 {
         .total_bytes
 }
 
-/// Training tokens per second over `steps` timed steps (after one untimed warm-up step).
+/// Untimed steps before timing starts, ours and the PyTorch reference's alike: the allocators and
+/// thread pools of both settle over the first steps.
+pub const WARMUP_STEPS: usize = 2;
+
+/// Training tokens per second over `steps` timed steps (after [`WARMUP_STEPS`] untimed ones).
 pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> Result<f64> {
     let mut weights = p.config.init_weights(0, device)?;
     let lora = p.lora_settings();
@@ -148,10 +152,12 @@ pub fn train_tokens_per_sec(p: &BenchPreset, steps: usize, device: &Device) -> R
         opt.step(&grads, clip_factor(norm, 1.0), hp)?;
         Ok(())
     };
-    run_step(0)?;
+    for s in 0..WARMUP_STEPS {
+        run_step(s as u64)?;
+    }
     let start = Instant::now();
     for s in 0..steps {
-        run_step(s as u64 + 1)?;
+        run_step((WARMUP_STEPS + s) as u64)?;
     }
     Ok((p.batch * p.block * steps) as f64 / start.elapsed().as_secs_f64())
 }
@@ -203,4 +209,14 @@ pub fn decode_tokens_per_sec(model: &Model, new_tokens: usize, decode: Decode) -
         pending = vec![next];
     }
     Ok(new_tokens as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Prompt processing speed (tokens per second): one forward pass of a `prompt_len`-token prompt
+/// into an empty KV cache, as the first step of a chat reply is (llama.cpp's `pp` figure).
+pub fn prefill_tokens_per_sec(model: &Model, prompt_len: usize) -> Result<f64> {
+    let ids = random_ids(&mut Rng::new(3), prompt_len, model.config().vocab_size());
+    let start = Instant::now();
+    let logits = model.step(&ids, &mut KvCache::default())?;
+    logits.to_vec1::<f32>()?;
+    Ok(prompt_len as f64 / start.elapsed().as_secs_f64())
 }

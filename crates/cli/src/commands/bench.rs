@@ -100,6 +100,17 @@ fn worker(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The median of some figures (the mean of the middle two for an even count).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn gib(bytes: Option<u64>) -> String {
     bytes.map_or("-".into(), |b| {
         format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
@@ -129,14 +140,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     {
         let p = bench::preset(name)?;
         eprintln!("{name}: training…");
-        // Interleaved: ours, PyTorch, ours again; our figure is the mean of the two.
-        let (a, mem_a) = ours_train(&args, name)?;
-        let t = torch(&args, name, "train", args.steps);
-        let (b, mem_b) = ours_train(&args, name)?;
-        let train = (a + b) / 2.0;
-        let peak = mem_a.max(mem_b);
-        let t_train = t.as_ref().and_then(|v| v["tokens_per_sec"].as_f64());
-        let t_peak = t.as_ref().and_then(|v| v["peak_rss_bytes"].as_u64());
+        // Interleaved rounds (ours, then PyTorch's), medians: these machines drift between
+        // minutes, so only figures measured side by side compare.
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..args.rounds.max(1) {
+            ours.push(ours_train(&args, name)?);
+            theirs.extend(torch(&args, name, "train", args.steps));
+        }
+        let train = median(ours.iter().map(|o| o.0));
+        let peak = ours.iter().filter_map(|o| o.1).max();
+        let t_train = (!theirs.is_empty())
+            .then(|| median(theirs.iter().filter_map(|v| v["tokens_per_sec"].as_f64())));
+        let t_peak = theirs
+            .iter()
+            .filter_map(|v| v["peak_rss_bytes"].as_u64())
+            .max();
         let mut row = json!({
             "preset": name,
             "batch": p.batch,
@@ -146,6 +165,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "train_tokens_per_sec": train,
             "torch_train_tokens_per_sec": t_train,
             "train_ratio": t_train.map(|t| train / t),
+            "rounds": args.rounds.max(1),
             "peak_rss_bytes": peak,
             "estimated_peak_bytes": bench::estimated_peak_bytes(&p),
             "torch_peak_rss_bytes": t_peak,
@@ -162,8 +182,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         // Decoding depends on the shape alone: timed once per model, not per training mode.
         if !p.lora && !p.recompute {
             eprintln!("{name}: generation…");
-            let cached = bench::generate_tokens_per_sec(&p, 128, Decode::Cached, &dev)?;
-            let t_gen = torch_tps(&args, name, "generate");
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..args.rounds.max(1) {
+                ours.push(bench::generate_tokens_per_sec(
+                    &p,
+                    128,
+                    Decode::Cached,
+                    &dev,
+                )?);
+                theirs.extend(torch_tps(&args, name, "generate"));
+            }
+            let cached = median(ours.into_iter());
+            let t_gen = (!theirs.is_empty()).then(|| median(theirs.into_iter()));
             let full = bench::generate_tokens_per_sec(&p, 128, Decode::FullForward, &dev)?;
             let t_full = torch_tps(&args, name, "generate-nocache");
             let lean = bench::generate_tokens_per_sec(&p, 128, Decode::LastPosition, &dev)?;
@@ -205,46 +235,67 @@ fn torch_tps(args: &BenchArgs, preset: &str, mode: &str) -> Option<f64> {
     torch(args, preset, mode, 1)?["tokens_per_sec"].as_f64()
 }
 
-/// Decoding a GGUF file as chat runs it (quantised) and dequantised (`--dtype f32`), next to
-/// llama.cpp's `llama-bench` on the same file (128 new tokens, this machine's threads).
+/// Decoding a GGUF file as chat runs it (quantised) and dequantised (`--dtype f32`), and processing
+/// a 512-token prompt, next to llama.cpp's `llama-bench` on the same file (128 new tokens, this
+/// machine's threads), in interleaved rounds; medians.
 fn gguf_decode(args: &BenchArgs, file: &Path) -> Result<()> {
     let dev = &device::select("auto")?;
     let name = file.display().to_string();
     eprintln!("{name}: decoding…");
     let quant = load::load_dir_with(file, None, false, dev)?;
-    let q = bench::decode_tokens_per_sec(&quant.model, 128, Decode::Cached)?;
-    let lc = llama_bench(args, file);
-    let q2 = bench::decode_tokens_per_sec(&quant.model, 128, Decode::Cached)?;
+    // An untimed pass first: the first touches of the weights page them in.
+    bench::decode_tokens_per_sec(&quant.model, 16, Decode::Cached)?;
+    let (mut q, mut pp, mut lc, mut lc_pp) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..args.rounds.max(1) {
+        q.push(bench::decode_tokens_per_sec(
+            &quant.model,
+            128,
+            Decode::Cached,
+        )?);
+        pp.push(bench::prefill_tokens_per_sec(&quant.model, 512)?);
+        if let Some((tg, p)) = llama_bench(args, file) {
+            lc.push(tg);
+            lc_pp.push(p);
+        }
+    }
     drop(quant);
     let dense = load::load_dir_with(file, None, true, dev)?;
     let f = bench::decode_tokens_per_sec(&dense.model, 128, Decode::Cached)?;
-    let q = (q + q2) / 2.0;
+    let (q, pp) = (median(q.into_iter()), median(pp.into_iter()));
+    let some_median = |v: Vec<f64>| (!v.is_empty()).then(|| median(v.into_iter()));
+    let (lc, lc_pp) = (some_median(lc), some_median(lc_pp));
     let row = json!({
         "gguf": name,
         "decode_quantized_tokens_per_sec": q,
         "decode_f32_tokens_per_sec": f,
         "llama_cpp_decode_tokens_per_sec": lc,
         "llama_cpp_ratio": lc.map(|l| q / l),
+        "prompt_tokens_per_sec": pp,
+        "llama_cpp_prompt_tokens_per_sec": lc_pp,
+        "llama_cpp_prompt_ratio": lc_pp.map(|l| pp / l),
     });
     if args.json {
         println!("{row}");
     } else {
         println!(
-            "{name}  decode quantised {q:.1} tok/s (llama.cpp {}, ratio {}), dequantised f32 {f:.1} tok/s",
+            "{name}  decode quantised {q:.1} tok/s (llama.cpp {}, ratio {}), dequantised f32 {f:.1} tok/s; 512-token prompt {pp:.1} tok/s (llama.cpp {}, ratio {})",
             lc.map_or("-".into(), |l| format!("{l:.1}")),
-            ratio(q, lc)
+            ratio(q, lc),
+            lc_pp.map_or("-".into(), |l| format!("{l:.1}")),
+            ratio(pp, lc_pp),
         );
     }
     Ok(())
 }
 
-/// llama.cpp's decode speed on `file` (`llama-bench -p 0 -n 128`), when the program is there.
-fn llama_bench(args: &BenchArgs, file: &Path) -> Option<f64> {
+/// llama.cpp's decode and prompt speeds on `file` (`llama-bench -p 512 -n 128`): (tg128, pp512),
+/// when the program is there.
+fn llama_bench(args: &BenchArgs, file: &Path) -> Option<(f64, f64)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let out = Command::new(&args.llama_bench)
         .arg("-m")
         .arg(file)
-        .args(["-p", "0", "-n", "128", "-r", "2", "-o", "json", "-t"])
+        .args(["-p", "512", "-n", "128", "-r", "1", "-o", "json", "-t"])
         .arg(threads.to_string())
         .output()
         .map_err(|e| eprintln!("(llama.cpp's llama-bench unavailable: {e})"))
@@ -253,7 +304,13 @@ fn llama_bench(args: &BenchArgs, file: &Path) -> Option<f64> {
         return None;
     }
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    v.as_array()?.first()?["avg_ts"].as_f64()
+    let runs = v.as_array()?;
+    let speed = |prompt: bool| {
+        runs.iter()
+            .find(|r| (r["n_prompt"].as_u64().unwrap_or(0) > 0) == prompt)
+            .and_then(|r| r["avg_ts"].as_f64())
+    };
+    Some((speed(false)?, speed(true)?))
 }
 
 /// The memorisation check on `n` synthetic training tokens (a Zipf-like spread over a 50k

@@ -265,7 +265,8 @@ impl Mlp {
         let hidden = match self.activation.as_str() {
             "gelu" => hidden.gelu_erf()?,
             "relu" => hidden.relu()?,
-            _ => hidden.gelu()?, // gelu_new / gelu_pytorch_tanh / gelu_fast: the tanh approximation
+            // gelu_new / gelu_pytorch_tanh / gelu_fast: the tanh approximation
+            _ => ops::gelu_tanh(&hidden)?,
         };
         let out = self.c_proj.forward(&hidden, rng)?;
         dropout(&out, self.resid_pdrop, rng)

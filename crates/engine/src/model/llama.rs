@@ -242,7 +242,7 @@ impl Mlp {
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let hidden = (self.gate.forward(x, rng)?.silu()? * self.up.forward(x, rng)?)?;
+        let hidden = ops::swiglu(&self.gate.forward(x, rng)?, &self.up.forward(x, rng)?)?;
         let out = self.down.forward(&hidden, rng)?;
         dropout(&out, self.resid_pdrop, rng)
     }

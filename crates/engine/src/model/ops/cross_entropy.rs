@@ -3,7 +3,9 @@
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{fused, last_dim, slice, with_data, IGNORE_INDEX};
+use std::sync::Mutex;
+
+use super::{activation, fused, last_dim, slice, with_data, IGNORE_INDEX};
 
 /// Mean next-token cross-entropy of `logits: (N, V)` against `targets` (length N); positions whose
 /// target is [`IGNORE_INDEX`] are left out of both the sum and the count. Returns a scalar.
@@ -29,6 +31,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Te
         logits.contiguous()?.apply_op1(CrossEntropy {
             targets: targets.to_vec(),
             count,
+            lse: Mutex::new(Vec::new()),
         })
     } else {
         // Masked positions point at class 0 and are zeroed by the weight.
@@ -52,13 +55,15 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Te
 struct CrossEntropy {
     targets: Vec<u32>,
     count: usize,
+    /// Each row's log Σ exp, kept by the forward pass for the backward one (one exp pass over the
+    /// N × V logits fewer).
+    lse: Mutex<Vec<f32>>,
 }
 
 /// log Σ exp over a row, stable.
 fn logsumexp(x: &[f32]) -> f32 {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = x.iter().map(|v| (v - max).exp()).sum();
-    max + sum.ln()
+    let max = activation::max(x);
+    max + activation::sum_exp(x, max).ln()
 }
 
 impl CustomOp1 for CrossEntropy {
@@ -69,12 +74,26 @@ impl CustomOp1 for CrossEntropy {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(s, l)?;
         let v = last_dim(l.shape())?;
-        let total: f64 = x
+        // Masked rows cost nothing: no log Σ exp (NaN marks them).
+        let lse: Vec<f32> = x
             .par_chunks(v)
             .zip(self.targets.par_iter())
-            .filter(|(_, &t)| t != IGNORE_INDEX)
-            .map(|(row, &t)| (logsumexp(row) - row[t as usize]) as f64)
+            .map(|(row, &t)| {
+                if t == IGNORE_INDEX {
+                    f32::NAN
+                } else {
+                    logsumexp(row)
+                }
+            })
+            .collect();
+        let total: f64 = x
+            .chunks(v)
+            .zip(&self.targets)
+            .zip(&lse)
+            .filter(|((_, &t), _)| t != IGNORE_INDEX)
+            .map(|((row, &t), &lse)| (lse - row[t as usize]) as f64)
             .sum();
+        *self.lse.lock().unwrap_or_else(|e| e.into_inner()) = lse;
         Ok((
             CpuStorage::F32(vec![(total / self.count as f64) as f32]),
             Shape::from(()),
@@ -85,17 +104,26 @@ impl CustomOp1 for CrossEntropy {
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let scale = g.to_dtype(DType::F32)?.to_scalar::<f32>()? / self.count as f32;
         let v = last_dim(x.shape())?;
+        let kept = std::mem::take(&mut *self.lse.lock().unwrap_or_else(|e| e.into_inner()));
         let dx = with_data(x, |x| {
+            // The forward pass's log Σ exp, unless this op's backward runs a second time.
+            let lse = if kept.len() * v == x.len() {
+                kept
+            } else {
+                x.par_chunks(v).map(logsumexp).collect()
+            };
             let mut dx = vec![0f32; x.len()];
             dx.par_chunks_mut(v)
-                .zip(x.par_chunks(v).zip(self.targets.par_iter()))
-                .for_each(|(dx, (row, &t))| {
+                .zip(
+                    x.par_chunks(v)
+                        .zip(self.targets.par_iter().zip(lse.par_iter())),
+                )
+                .for_each(|(dx, (row, (&t, &lse)))| {
                     if t == IGNORE_INDEX {
                         return;
                     }
-                    let lse = logsumexp(row);
                     for (d, &r) in dx.iter_mut().zip(row) {
-                        *d = (r - lse).exp() * scale;
+                        *d = activation::exp(r - lse) * scale;
                     }
                     dx[t as usize] -= scale;
                 });

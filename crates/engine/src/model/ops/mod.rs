@@ -43,6 +43,7 @@ pub(super) fn last_dim(shape: &Shape) -> candle_core::Result<usize> {
     }
 }
 
+pub(crate) mod activation;
 mod cross_entropy;
 mod decode;
 mod frozen_matmul;
@@ -52,6 +53,7 @@ mod rms_norm;
 mod rope;
 mod softmax;
 
+pub use activation::{gelu_tanh, swiglu};
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, vecmat};
 pub use frozen_matmul::frozen_matmul;
@@ -232,6 +234,34 @@ mod tests {
                     let h = (u.matmul(&t[1].t().unwrap()).unwrap() * 2.5).unwrap();
                     (y + h.matmul(&t[2].t().unwrap()).unwrap()).unwrap()
                 },
+            );
+        }
+    }
+
+    #[test]
+    fn gelu_tanh_matches_candles_gelu_with_gradient() {
+        // Wide enough for the parallel path; spread over where tanh saturates.
+        let x = (rand(&[3, 40_000], 50) * 3.0).unwrap();
+        check_grads(
+            &[x],
+            |t| gelu_tanh(&t[0]).unwrap(),
+            |t| t[0].gelu().unwrap(),
+        );
+        check_grads(
+            &[rand(&[5, 7], 51)],
+            |t| gelu_tanh(&t[0]).unwrap(),
+            |t| t[0].gelu().unwrap(),
+        );
+    }
+
+    #[test]
+    fn swiglu_matches_silu_times_up_with_gradient() {
+        for (shape, seed) in [(vec![4, 9], 52), (vec![2, 50_000], 53)] {
+            let gate = (rand(&shape, seed) * 4.0).unwrap();
+            check_grads(
+                &[gate, rand(&shape, seed + 10)],
+                |t| swiglu(&t[0], &t[1]).unwrap(),
+                |t| (t[0].silu().unwrap() * &t[1]).unwrap(),
             );
         }
     }

@@ -3,7 +3,25 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{fused, last_dim, slice, with_data, SEQUENTIAL_BELOW};
+use super::{activation, fused, last_dim, slice, with_data, SEQUENTIAL_BELOW};
+
+/// Σ a·b in eight lanes (vectorises).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += a[i] * b[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
 
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -63,13 +81,11 @@ impl CustomOp1 for Softmax {
         let row = |(r, (y, x)): (usize, (&mut [f32], &[f32]))| {
             let k = visible(r);
             let (y, x) = (&mut y[..k], &x[..k]);
-            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
+            let max = activation::max(x);
             for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x - max).exp();
-                sum += *y;
+                *y = activation::exp(x - max);
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / activation::sum(y);
             y.iter_mut().for_each(|y| *y *= inv);
         };
         if x.len() < SEQUENTIAL_BELOW {
@@ -92,7 +108,7 @@ impl CustomOp1 for Softmax {
                 dx.par_chunks_mut(n)
                     .zip(y.par_chunks(n).zip(g.par_chunks(n)))
                     .for_each(|(dx, (y, g))| {
-                        let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                        let dot = dot(y, g);
                         for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
                             *dx = y * (g - dot);
                         }
