@@ -1,9 +1,13 @@
 //! AdamW with decoupled weight decay, owned here because candle's keeps its moments private and so
-//! cannot be checkpointed. The CPU update is one fused, parallel pass per parameter.
+//! cannot be checkpointed. The CPU update is one fused, parallel pass per parameter that writes the
+//! weight in place (no copies of weights, gradients or moments).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
+use candle_core::{
+    backprop::GradStore, CpuStorage, DType, Device, InplaceOp2, Layout, Tensor, Var,
+};
 use rayon::prelude::*;
 
 use crate::{Error, Result};
@@ -23,8 +27,45 @@ pub struct Param {
     pub name: String,
     pub var: Var,
     pub decay: bool,
-    m: Tensor,
-    v: Tensor,
+    moments: Moments,
+}
+
+/// First and second moments: plain vectors for a CPU parameter (updated in place), tensors on
+/// other devices.
+enum Moments {
+    Cpu { m: Vec<f32>, v: Vec<f32> },
+    Device { m: Tensor, v: Tensor },
+}
+
+impl Moments {
+    fn zeros(var: &Var) -> Result<Self> {
+        Ok(if is_cpu_f32(var) {
+            let n = var.elem_count();
+            Moments::Cpu {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            }
+        } else {
+            Moments::Device {
+                m: var.zeros_like()?,
+                v: var.zeros_like()?,
+            }
+        })
+    }
+
+    fn tensors(&self, var: &Var) -> Result<(Tensor, Tensor)> {
+        Ok(match self {
+            Moments::Cpu { m, v } => (
+                Tensor::from_slice(m, var.shape(), var.device())?,
+                Tensor::from_slice(v, var.shape(), var.device())?,
+            ),
+            Moments::Device { m, v } => (m.clone(), v.clone()),
+        })
+    }
+}
+
+fn is_cpu_f32(t: &Tensor) -> bool {
+    matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
 }
 
 /// A parameter for [`AdamW::new`]: name, variable, whether weight decay applies.
@@ -42,14 +83,12 @@ impl AdamW {
         let params = params
             .into_iter()
             .map(|(name, var, decay)| {
-                let m = var.zeros_like()?;
-                let v = var.zeros_like()?;
+                let moments = Moments::zeros(&var)?;
                 Ok(Param {
                     name,
                     var,
                     decay,
-                    m,
-                    v,
+                    moments,
                 })
             })
             .collect::<Result<_>>()?;
@@ -61,11 +100,23 @@ impl AdamW {
         let mut sum = 0f64;
         for p in &self.params {
             if let Some(g) = grads.get(&p.var) {
-                sum += g
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
+                sum += if is_cpu_f32(g) {
+                    // Read in place: no g² tensor per parameter.
+                    let g = g.contiguous()?;
+                    let (storage, layout) = g.storage_and_layout();
+                    match &*storage {
+                        candle_core::Storage::Cpu(s) => cpu_slice(s, layout)?
+                            .par_chunks(CHUNK)
+                            .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+                            .sum(),
+                        _ => unreachable!("checked to be a CPU tensor"),
+                    }
+                } else {
+                    g.sqr()?
+                        .sum_all()?
+                        .to_dtype(DType::F64)?
+                        .to_scalar::<f64>()?
+                };
             }
         }
         Ok(sum.sqrt())
@@ -79,15 +130,35 @@ impl AdamW {
         for p in &mut self.params {
             let Some(g) = grads.get(&p.var) else { continue };
             let wd = if p.decay { hp.weight_decay } else { 0.0 };
-            if matches!(p.var.device(), Device::Cpu) {
-                fused_update(p, g, grad_scale, hp, wd, bc1, bc2)?;
-            } else {
-                let g = (g * grad_scale)?;
-                p.m = ((&p.m * hp.beta1)? + (&g * (1.0 - hp.beta1))?)?;
-                p.v = ((&p.v * hp.beta2)? + (g.sqr()? * (1.0 - hp.beta2))?)?;
-                let update = ((&p.m / bc1)? / ((&p.v / bc2)?.sqrt()? + hp.eps)?)?;
-                let decayed = (p.var.as_tensor() * (1.0 - hp.lr * wd))?;
-                p.var.set(&(decayed - (update * hp.lr)?)?)?;
+            match &mut p.moments {
+                Moments::Cpu { m, v } if is_cpu_f32(g) => {
+                    let update = FusedUpdate {
+                        moments: Mutex::new((m, v)),
+                        scale: grad_scale as f32,
+                        b1: hp.beta1 as f32,
+                        b2: hp.beta2 as f32,
+                        eps: hp.eps as f32,
+                        lr: hp.lr as f32,
+                        decay: (1.0 - hp.lr * wd) as f32,
+                        ibc1: (1.0 / bc1) as f32,
+                        ibc2: (1.0 / bc2) as f32,
+                    };
+                    p.var.as_tensor().inplace_op2(&g.contiguous()?, &update)?;
+                }
+                Moments::Cpu { .. } => {
+                    return Err(Error::Data(format!(
+                        "the gradient of `{}` is not an f32 CPU tensor like its parameter",
+                        p.name
+                    )))
+                }
+                Moments::Device { m, v } => {
+                    let g = (g * grad_scale)?;
+                    *m = ((&*m * hp.beta1)? + (&g * (1.0 - hp.beta1))?)?;
+                    *v = ((&*v * hp.beta2)? + (g.sqr()? * (1.0 - hp.beta2))?)?;
+                    let update = ((&*m / bc1)? / ((&*v / bc2)?.sqrt()? + hp.eps)?)?;
+                    let decayed = (p.var.as_tensor() * (1.0 - hp.lr * wd))?;
+                    p.var.set(&(decayed - (update * hp.lr)?)?)?;
+                }
             }
         }
         Ok(())
@@ -97,8 +168,11 @@ impl AdamW {
     pub fn state_tensors(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
         for p in &self.params {
-            out.insert(format!("m.{}", p.name), p.m.clone());
-            out.insert(format!("v.{}", p.name), p.v.clone());
+            // A CPU parameter's moments are copied out (a checkpoint is rare next to steps).
+            if let Ok((m, v)) = p.moments.tensors(&p.var) {
+                out.insert(format!("m.{}", p.name), m);
+                out.insert(format!("v.{}", p.name), v);
+            }
         }
         out
     }
@@ -118,57 +192,92 @@ impl AdamW {
                     p.name
                 )));
             }
-            p.m = m;
-            p.v = v;
+            p.moments = if is_cpu_f32(&p.var) {
+                Moments::Cpu {
+                    m: m.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+                    v: v.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+                }
+            } else {
+                Moments::Device { m, v }
+            };
         }
         self.t = t;
         Ok(())
     }
 }
 
-fn cpu_vec(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
+        _ => candle_core::bail!("expected a contiguous f32 tensor"),
+    }
 }
 
-/// m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1−lr·wd) − lr·m̂/(√v̂ + ε), in one pass.
-fn fused_update(
-    p: &mut Param,
-    g: &Tensor,
-    scale: f64,
-    hp: AdamWParams,
-    wd: f64,
-    bc1: f64,
-    bc2: f64,
-) -> Result<()> {
-    let (g, mut m, mut v, mut w) = (
-        cpu_vec(g)?,
-        cpu_vec(&p.m)?,
-        cpu_vec(&p.v)?,
-        cpu_vec(p.var.as_tensor())?,
-    );
-    let (b1, b2, eps) = (hp.beta1 as f32, hp.beta2 as f32, hp.eps as f32);
-    let (lr, decay, scale) = (hp.lr as f32, (1.0 - hp.lr * wd) as f32, scale as f32);
-    let (ibc1, ibc2) = ((1.0 / bc1) as f32, (1.0 / bc2) as f32);
-    const CHUNK: usize = 1 << 14;
-    w.par_chunks_mut(CHUNK)
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .zip(g.par_chunks(CHUNK))
-        .for_each(|(((w, m), v), g)| {
-            for i in 0..w.len() {
-                let gi = g[i] * scale;
-                m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                let update = (m[i] * ibc1) / ((v[i] * ibc2).sqrt() + eps);
-                w[i] = w[i] * decay - lr * update;
-            }
-        });
-    let shape = p.var.shape().clone();
-    let dev = p.var.device().clone();
-    p.m = Tensor::from_vec(m, &shape, &dev)?;
-    p.v = Tensor::from_vec(v, &shape, &dev)?;
-    p.var.set(&Tensor::from_vec(w, &shape, &dev)?)?;
-    Ok(())
+/// m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1−lr·wd) − lr·m̂/(√v̂ + ε), in one pass that
+/// writes the weight where it lies (an in-place op on the weight, reading the gradient).
+struct FusedUpdate<'a> {
+    moments: Mutex<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
+    scale: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    lr: f32,
+    decay: f32,
+    ibc1: f32,
+    ibc2: f32,
+}
+
+impl InplaceOp2 for FusedUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "tunesmith-adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        let g = cpu_slice(s2, l2)?;
+        let w = match (s1, l1.contiguous_offsets()) {
+            (CpuStorage::F32(d), Some((a, b))) => &mut d[a..b],
+            _ => candle_core::bail!("AdamW expects a contiguous f32 weight"),
+        };
+        let mut guard = self.moments.lock().unwrap_or_else(|e| e.into_inner());
+        let (m, v) = &mut *guard;
+        if w.len() != g.len() || m.len() != w.len() || v.len() != w.len() {
+            candle_core::bail!("AdamW: weight, gradient and moments differ in size");
+        }
+        let Self {
+            scale,
+            b1,
+            b2,
+            eps,
+            lr,
+            decay,
+            ibc1,
+            ibc2,
+            ..
+        } = *self;
+        w.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((w, m), v), g)| {
+                for i in 0..w.len() {
+                    let gi = g[i] * scale;
+                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                    let update = (m[i] * ibc1) / ((v[i] * ibc2).sqrt() + eps);
+                    w[i] = w[i] * decay - lr * update;
+                }
+            });
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -200,8 +309,12 @@ mod tests {
         opt2.load_state(&state, opt.t).unwrap();
         assert_eq!(opt2.t, 1);
         assert_eq!(
-            opt2.params[0].m.to_vec1::<f32>().unwrap(),
-            opt.params[0].m.to_vec1::<f32>().unwrap()
+            opt2.state_tensors()["m.w"].to_vec1::<f32>().unwrap(),
+            state["m.w"].to_vec1::<f32>().unwrap()
         );
+        // v = (1 − β2)·g² after one step.
+        for v in state["v.w"].to_vec1::<f32>().unwrap() {
+            assert!((v - 0.00025).abs() < 1e-8, "{v}");
+        }
     }
 }
