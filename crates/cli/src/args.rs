@@ -405,6 +405,10 @@ pub struct BenchArgs {
     /// Timed training steps per measurement (after two untimed ones).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// Measure how the cost per token grows instead: training at block 128 against 1024, and
+    /// decoding the first against the last 128 of 2048 tokens.
+    #[arg(long)]
+    pub growth: bool,
     /// Interleaved rounds (ours, then PyTorch's) per preset; the figures are their medians.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,

@@ -220,3 +220,54 @@ pub fn prefill_tokens_per_sec(model: &Model, prompt_len: usize) -> Result<f64> {
     logits.to_vec1::<f32>()?;
     Ok(prompt_len as f64 / start.elapsed().as_secs_f64())
 }
+
+/// How the cost per token grows with length: training time per token at block 128 and at block
+/// 1024 (the same 1024 tokens per step), and decoding time per token over the first and the last
+/// 128 of 2048 tokens through the KV cache. Flat costs keep both ratios near 1.
+#[derive(Debug, Clone, Copy)]
+pub struct CostGrowth {
+    pub train_ms_per_token_block_128: f64,
+    pub train_ms_per_token_block_1024: f64,
+    pub decode_ms_per_token_first_128: f64,
+    pub decode_ms_per_token_last_128: f64,
+}
+
+/// [`CostGrowth`] on `small`'s shape (6 layers, 384 wide, vocab 50257) with 2048 positions.
+pub fn cost_growth(steps: usize, device: &Device) -> Result<CostGrowth> {
+    let config: ModelConfig = Gpt2Config::preset("small", 50257, 2048)?.into();
+    let at_block = |block: usize| -> Result<f64> {
+        let p = BenchPreset {
+            name: format!("small@{block}"),
+            config: config.clone(),
+            batch: 1024 / block,
+            block,
+            lora: false,
+            recompute: false,
+        };
+        Ok(1000.0 / train_tokens_per_sec(&p, steps, device)?)
+    };
+    let (short, long) = (at_block(128)?, at_block(1024)?);
+    let model = Model::new(&config.init_weights(0, device)?, &config)?;
+    let times = decode_times(&model, 2048)?;
+    let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len() as f64 * 1000.0;
+    Ok(CostGrowth {
+        train_ms_per_token_block_128: short,
+        train_ms_per_token_block_1024: long,
+        decode_ms_per_token_first_128: mean(&times[1..129]),
+        decode_ms_per_token_last_128: mean(&times[times.len() - 128..]),
+    })
+}
+
+/// Seconds each greedy token took, one position at a time from a one-token prompt, `n` in all.
+fn decode_times(model: &Model, n: usize) -> Result<Vec<f64>> {
+    let mut cache = KvCache::default();
+    let mut next = 0u32;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let logits = model.step(&[next], &mut cache)?;
+        next = argmax(&logits.to_vec1::<f32>()?);
+        times.push(start.elapsed().as_secs_f64());
+    }
+    Ok(times)
+}

@@ -131,6 +131,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(tokens) = args.copies {
         return copies(tokens, args.json);
     }
+    if args.growth {
+        return growth(&args);
+    }
     let dev = device::select("auto")?;
     for name in args
         .presets
@@ -227,6 +230,36 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     for file in &args.gguf {
         gguf_decode(&args, file)?;
+    }
+    Ok(())
+}
+
+/// How the cost per token grows with length (see `bench::cost_growth`).
+fn growth(args: &BenchArgs) -> Result<()> {
+    eprintln!("cost growth: training at block 128 and 1024, decoding 2048 tokens…");
+    let g = bench::cost_growth(args.steps, &device::select("auto")?)?;
+    let train = g.train_ms_per_token_block_1024 / g.train_ms_per_token_block_128;
+    let decode = g.decode_ms_per_token_last_128 / g.decode_ms_per_token_first_128;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "train_ms_per_token_block_128": g.train_ms_per_token_block_128,
+                "train_ms_per_token_block_1024": g.train_ms_per_token_block_1024,
+                "train_growth": train,
+                "decode_ms_per_token_first_128": g.decode_ms_per_token_first_128,
+                "decode_ms_per_token_last_128": g.decode_ms_per_token_last_128,
+                "decode_growth": decode,
+            })
+        );
+    } else {
+        println!(
+            "training per token: {:.3} ms at block 128, {:.3} ms at block 1024 ({train:.2}x); decoding per token: {:.2} ms over the first 128 tokens, {:.2} ms over the last 128 of 2048 ({decode:.2}x)",
+            g.train_ms_per_token_block_128,
+            g.train_ms_per_token_block_1024,
+            g.decode_ms_per_token_first_128,
+            g.decode_ms_per_token_last_128,
+        );
     }
     Ok(())
 }

@@ -8,7 +8,8 @@ use candle_core::{Device, Tensor};
 
 use super::config::Gpt2Config;
 use super::layers::{
-    self, dropout, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache, Weights,
+    self, dropout, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache, LayerKv,
+    Weights,
 };
 use super::lora::{Adapter, LoraRuntime};
 use super::ops;
@@ -150,7 +151,7 @@ impl Attention {
         &self,
         x: &Tensor,
         (b, t): (usize, usize),
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerKv>>,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let c = x.dim(1)?;
@@ -179,7 +180,7 @@ impl Attention {
     fn forward_rows(
         &self,
         x: &Tensor,
-        caches: &mut [&mut Option<(Tensor, Tensor)>],
+        caches: &mut [&mut Option<LayerKv>],
     ) -> candle_core::Result<Tensor> {
         let c = x.dim(1)?;
         let (h, d) = (self.n_head, c / self.n_head);
@@ -211,16 +212,12 @@ impl Attention {
         mut k: Tensor,
         mut v: Tensor,
         (b, t): (usize, usize),
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerKv>>,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let c = q.dim(1)? * q.dim(3)?;
         if let Some(cache) = cache {
-            if let Some((pk, pv)) = cache.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v], 2)?;
-            }
-            *cache = Some((k.clone(), v.clone()));
+            (k, v) = LayerKv::append(cache, &k, &v)?;
         }
         // scores: (B, H, T, Tk)
         // The scale goes on q rather than on the (T, Tk) scores.
@@ -313,7 +310,7 @@ impl Block {
         &self,
         x: &Tensor,
         bt: (usize, usize),
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerKv>>,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, bt, cache, rng)?)?;
@@ -324,7 +321,7 @@ impl Block {
     fn forward_rows(
         &self,
         x: &Tensor,
-        caches: &mut [&mut Option<(Tensor, Tensor)>],
+        caches: &mut [&mut Option<LayerKv>],
     ) -> candle_core::Result<Tensor> {
         let x = (x + self.attn.forward_rows(&self.ln_1.forward(x)?, caches)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?, &mut None)?
@@ -422,7 +419,7 @@ impl Gpt2 {
             .embedding_forward(&Tensor::from_vec(positions, n, dev)?)?;
         let mut x = (tok + pos)?;
         for (l, block) in self.blocks.iter().enumerate() {
-            let mut layer: Vec<&mut Option<(Tensor, Tensor)>> =
+            let mut layer: Vec<&mut Option<LayerKv>> =
                 caches.iter_mut().map(|c| &mut c.layers[l]).collect();
             x = block.forward_rows(&x, &mut layer)?;
         }

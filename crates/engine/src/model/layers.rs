@@ -2,6 +2,8 @@
 //! the causal mask and a differentiable embedding lookup.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Module, Tensor};
@@ -82,11 +84,8 @@ pub(crate) fn dropout(
     if p <= 0.0 {
         return Ok(x.clone());
     }
-    let scale = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.0.next_f32() >= p { scale } else { 0.0 })
-        .collect();
-    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+    // One draw from the stream seeds the whole mask (see `ops::dropout_seeded`).
+    super::ops::dropout_seeded(x, p, rng.0.next_u64())
 }
 
 /// How [`init_weights`] fills one weight.
@@ -132,17 +131,17 @@ pub(crate) fn get(w: &Weights, name: &str, shape: &[usize]) -> candle_core::Resu
 }
 
 /// Per-layer keys and values of the tokens seen so far, for decoding one token at a time. Cloning
-/// shares the tensors (a snapshot to go back to).
+/// shares the buffers (a snapshot to go back to; see [`LayerKv`]).
 #[derive(Default, Clone)]
 pub struct KvCache {
-    pub(crate) layers: Vec<Option<(Tensor, Tensor)>>,
+    pub(crate) layers: Vec<Option<LayerKv>>,
 }
 
 impl KvCache {
     /// Number of positions already cached.
     pub fn len(&self) -> usize {
         match self.layers.first() {
-            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
+            Some(Some(l)) => l.len,
             _ => 0,
         }
     }
@@ -153,6 +152,69 @@ impl KvCache {
 
     pub fn clear(&mut self) {
         self.layers.clear()
+    }
+}
+
+/// Positions a layer's buffers grow by (at least; they double).
+const KV_CHUNK: usize = 256;
+
+/// One layer's keys and values, `(B, heads, len, D)`, at the front of buffers with room to grow:
+/// a new token's are written in place after them. (Concatenating copied the whole cache at every
+/// token, so a reply's cost grew with the square of its length.)
+///
+/// Clones share the buffers. Each clone only reads its own first `len` positions and appends after
+/// them, so a snapshot stays valid while the original goes on; if a buffer is still shared and
+/// something has written past this clone's end (two continuations of one snapshot), the append
+/// copies to a buffer of its own first.
+#[derive(Clone)]
+pub(crate) struct LayerKv {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+    /// The furthest position any holder of these buffers has written.
+    written: Arc<AtomicUsize>,
+}
+
+impl LayerKv {
+    /// Appends `k`, `v`: `(B, heads, T, D)` to `slot`'s cache (starting one if empty); the keys and
+    /// values of every position so far, views of the buffers.
+    pub(crate) fn append(
+        slot: &mut Option<LayerKv>,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let t = k.dim(2)?;
+        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        let len = slot.as_ref().map_or(0, |c| c.len);
+        let must_copy = slot.as_ref().is_none_or(|c| {
+            let shared = Arc::strong_count(&c.written) > 1;
+            len + t > c.k.dim(2).unwrap_or(0) || (shared && c.written.load(Ordering::Acquire) > len)
+        });
+        if must_copy {
+            let old_cap = slot.as_ref().map_or(0, |c| c.k.dim(2).unwrap_or(0));
+            let cap = (len + t).max(2 * old_cap).next_multiple_of(KV_CHUNK);
+            let grown = |new: &Tensor, old: Option<&Tensor>| -> candle_core::Result<Tensor> {
+                let (b, h, _, d) = new.dims4()?;
+                let buf = Tensor::zeros((b, h, cap, d), new.dtype(), new.device())?;
+                if let Some(old) = old {
+                    buf.slice_set(&old.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(buf)
+            };
+            let old = slot.take();
+            *slot = Some(LayerKv {
+                k: grown(&k, old.as_ref().map(|c| &c.k))?,
+                v: grown(&v, old.as_ref().map(|c| &c.v))?,
+                len,
+                written: Arc::new(AtomicUsize::new(len)),
+            });
+        }
+        let c = slot.as_mut().expect("a cache was just made");
+        c.k.slice_set(&k, 2, len)?;
+        c.v.slice_set(&v, 2, len)?;
+        c.len = len + t;
+        c.written.fetch_max(c.len, Ordering::AcqRel);
+        Ok((c.k.narrow(2, 0, c.len)?, c.v.narrow(2, 0, c.len)?))
     }
 }
 
@@ -202,5 +264,63 @@ pub(crate) trait EmbeddingForward {
 impl EmbeddingForward for Tensor {
     fn embedding_forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::Embedding::new(self.clone(), self.dim(1)?).forward(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(seed: f32, t: usize) -> Tensor {
+        // (1, 2, t, 3): values that name their seed and position.
+        let data: Vec<f32> = (0..2 * t * 3).map(|i| seed * 1000.0 + i as f32).collect();
+        Tensor::from_vec(data, (1, 2, t, 3), &Device::Cpu).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn appending_equals_concatenating_past_a_buffer_growth() {
+        let mut slot = None;
+        let mut want = kv(1.0, 5);
+        LayerKv::append(&mut slot, &want, &want).unwrap();
+        // 300 single positions: the buffer grows past KV_CHUNK on the way.
+        for i in 0..300 {
+            let new = kv(2.0 + i as f32, 1);
+            want = Tensor::cat(&[&want, &new], 2).unwrap();
+            let (k, v) = LayerKv::append(&mut slot, &new, &new).unwrap();
+            assert_eq!(values(&k), values(&want));
+            assert_eq!(values(&v), values(&want));
+        }
+        assert_eq!(slot.as_ref().unwrap().len, 305);
+    }
+
+    #[test]
+    fn a_snapshot_survives_the_original_going_on_and_two_continuations_stay_apart() {
+        let mut slot = None;
+        LayerKv::append(&mut slot, &kv(1.0, 4), &kv(1.0, 4)).unwrap();
+        let snapshot = slot.clone();
+        // The original goes on in place (the buffer is shared, but nothing lies past its end).
+        let (a, _) = LayerKv::append(&mut slot, &kv(2.0, 1), &kv(2.0, 1)).unwrap();
+        // A second continuation of the snapshot must not write over the first one's position.
+        let mut other = snapshot.clone();
+        let (b, _) = LayerKv::append(&mut other, &kv(3.0, 1), &kv(3.0, 1)).unwrap();
+        let first = Tensor::cat(&[&kv(1.0, 4), &kv(2.0, 1)], 2).unwrap();
+        let second = Tensor::cat(&[&kv(1.0, 4), &kv(3.0, 1)], 2).unwrap();
+        assert_eq!(values(&a), values(&first));
+        assert_eq!(values(&b), values(&second));
+        let (a2, _) = LayerKv::append(&mut slot, &kv(4.0, 1), &kv(4.0, 1)).unwrap();
+        assert_eq!(
+            values(&a2.narrow(2, 0, 5).unwrap()),
+            values(&first),
+            "the first continuation was overwritten"
+        );
+        let (s, _) = {
+            let c = snapshot.as_ref().unwrap();
+            (c.k.narrow(2, 0, c.len).unwrap(), ())
+        };
+        assert_eq!(values(&s), values(&kv(1.0, 4)));
     }
 }

@@ -10,8 +10,8 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::layers::{
-    self, dropout, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache, Proj,
-    QWeights, Weights,
+    self, dropout, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache, LayerKv,
+    Proj, QWeights, Weights,
 };
 use super::llama_config::LlamaConfig;
 use super::lora::{Adapter, LoraRuntime};
@@ -147,7 +147,7 @@ impl Attention {
         x: &Tensor,
         (b, t): (usize, usize),
         (cos, sin): (&Tensor, &Tensor),
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerKv>>,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
@@ -168,7 +168,7 @@ impl Attention {
         &self,
         x: &Tensor,
         rot: &[(Tensor, Tensor)],
-        caches: &mut [&mut Option<(Tensor, Tensor)>],
+        caches: &mut [&mut Option<LayerKv>],
     ) -> candle_core::Result<Tensor> {
         let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
         let mut none: Option<&mut DropoutRng> = None;
@@ -201,16 +201,12 @@ impl Attention {
         mut k: Tensor,
         mut v: Tensor,
         (b, t): (usize, usize),
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerKv>>,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
         if let Some(cache) = cache {
-            if let Some((pk, pv)) = cache.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v], 2)?;
-            }
-            *cache = Some((k.clone(), v.clone()));
+            (k, v) = LayerKv::append(cache, &k, &v)?;
         }
         let tk = k.dim(2)?;
         let rep = h / kv;
@@ -313,7 +309,7 @@ impl Block {
         x: &Tensor,
         bt: (usize, usize),
         rot: (&Tensor, &Tensor),
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerKv>>,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let a = ops::rms_norm(x, &self.ln_1, self.eps)?;
@@ -327,7 +323,7 @@ impl Block {
         &self,
         x: &Tensor,
         rot: &[(Tensor, Tensor)],
-        caches: &mut [&mut Option<(Tensor, Tensor)>],
+        caches: &mut [&mut Option<LayerKv>],
     ) -> candle_core::Result<Tensor> {
         let a = ops::rms_norm(x, &self.ln_1, self.eps)?;
         let x = (x + self.attn.forward_rows(&a, rot, caches)?)?;
@@ -459,7 +455,7 @@ impl Llama {
         let ids = Tensor::from_slice(ids, (n, 1), self.device())?;
         let mut x = self.embed_tokens(&ids, &mut None)?;
         for (l, block) in self.blocks.iter().enumerate() {
-            let mut layer: Vec<&mut Option<(Tensor, Tensor)>> =
+            let mut layer: Vec<&mut Option<LayerKv>> =
                 caches.iter_mut().map(|c| &mut c.layers[l]).collect();
             x = block.forward_rows(&x, &rot, &mut layer)?;
         }

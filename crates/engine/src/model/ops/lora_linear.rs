@@ -57,16 +57,10 @@ pub fn applies(x: &Tensor, base: &FrozenBase, a: &Tensor, b: &Tensor) -> bool {
         && x.rank() == 2
 }
 
-/// Draws a dropout mask for `n` elements as [`crate::model::layers`]' dropout does (one draw per
-/// element, in order, kept when `≥ p`), packed into bits.
+/// Draws a dropout mask for `n` elements as [`crate::model::layers`]' dropout does (one draw
+/// from `rng` seeds it; see [`super::dropout_seeded`]), packed into bits.
 pub fn dropout_bits(rng: &mut crate::rng::Rng, n: usize, p: f32) -> Vec<u64> {
-    let mut bits = vec![0u64; n.div_ceil(64)];
-    for i in 0..n {
-        if rng.next_f32() >= p {
-            bits[i / 64] |= 1 << (i % 64);
-        }
-    }
-    bits
+    super::dropout::keep_bits(p, rng.next_u64(), n)
 }
 
 struct LoraLinear {

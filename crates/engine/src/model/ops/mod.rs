@@ -46,6 +46,7 @@ pub(super) fn last_dim(shape: &Shape) -> candle_core::Result<usize> {
 pub(crate) mod activation;
 mod cross_entropy;
 mod decode;
+mod dropout;
 mod frozen_matmul;
 mod layer_norm;
 pub(crate) mod lora_linear;
@@ -56,6 +57,7 @@ mod softmax;
 pub use activation::{gelu_tanh, swiglu};
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, vecmat};
+pub use dropout::dropout_seeded;
 pub use frozen_matmul::frozen_matmul;
 pub use layer_norm::layer_norm;
 pub use lora_linear::{dropout_bits, lora_linear, FrozenBase};

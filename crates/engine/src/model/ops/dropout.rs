@@ -1,0 +1,188 @@
+//! Dropout whose mask is a hash of (seed, position): drawn in parallel and vectorised, kept as one
+//! seed instead of a mask tensor, and recomputed by the backward pass. The element-at-a-time mask
+//! (an f32 per element, held for the backward) cost a full-size tensor per dropout site, which
+//! for attention is B·H·T² per layer.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{fused, slice, with_data, SEQUENTIAL_BELOW};
+
+/// `x` with each element kept (times 1/(1−p)) or zeroed, as `seed` decides; differentiable.
+/// `p` must lie in (0, 1).
+pub fn dropout_seeded(x: &Tensor, p: f32, seed: u64) -> candle_core::Result<Tensor> {
+    if !(p > 0.0 && p < 1.0) {
+        candle_core::bail!("dropout probability {p} is not between 0 and 1");
+    }
+    let op = Dropout::new(p, seed);
+    if fused(x) {
+        x.contiguous()?.apply_op1(op)
+    } else {
+        let keep: Vec<f32> = (0..x.elem_count()).map(|i| op.factor(i)).collect();
+        x.mul(&Tensor::from_vec(keep, x.shape(), x.device())?)
+    }
+}
+
+/// The mask [`dropout_seeded`] draws for `n` elements, one bit per element (1 = kept).
+pub fn keep_bits(p: f32, seed: u64, n: usize) -> Vec<u64> {
+    let op = Dropout::new(p, seed);
+    let mut bits = vec![0u64; n.div_ceil(64)];
+    bits.par_chunks_mut(1 << 10)
+        .enumerate()
+        .for_each(|(c, words)| {
+            for (w, word) in words.iter_mut().enumerate() {
+                let start = (c * (1 << 10) + w) * 64;
+                for b in 0..64.min(n.saturating_sub(start)) {
+                    *word |= ((op.factor(start + b) > 0.0) as u64) << b;
+                }
+            }
+        });
+    bits
+}
+
+#[derive(Clone, Copy)]
+struct Dropout {
+    /// An element is kept when its hash is at least this (p · 2³²).
+    threshold: u32,
+    scale: f32,
+    keys: (u32, u32),
+}
+
+/// murmur3's 32-bit finaliser: every input bit moves every output bit.
+#[inline(always)]
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+impl Dropout {
+    fn new(p: f32, seed: u64) -> Self {
+        Dropout {
+            threshold: ((p as f64) * 4_294_967_296.0).min(u32::MAX as f64) as u32,
+            scale: 1.0 / (1.0 - p),
+            keys: (seed as u32, (seed >> 32) as u32),
+        }
+    }
+
+    /// The factor element `i` is multiplied by: 1/(1−p) or 0.
+    #[inline(always)]
+    fn factor(&self, i: usize) -> f32 {
+        let h = mix(mix((i as u32) ^ self.keys.0).wrapping_add(self.keys.1 ^ (i >> 32) as u32));
+        if h >= self.threshold {
+            self.scale
+        } else {
+            0.0
+        }
+    }
+
+    /// `out[j] = x[j] · factor(start + j)`.
+    fn apply(&self, out: &mut [f32], x: &[f32]) {
+        const CHUNK: usize = 1 << 13;
+        let run = |(c, (out, x)): (usize, (&mut [f32], &[f32]))| {
+            let start = c * CHUNK;
+            for (j, (o, &x)) in out.iter_mut().zip(x).enumerate() {
+                *o = x * self.factor(start + j);
+            }
+        };
+        if x.len() < SEQUENTIAL_BELOW {
+            out.chunks_mut(CHUNK)
+                .zip(x.chunks(CHUNK))
+                .enumerate()
+                .for_each(run);
+        } else {
+            out.par_chunks_mut(CHUNK)
+                .zip(x.par_chunks(CHUNK))
+                .enumerate()
+                .for_each(run);
+        }
+    }
+}
+
+impl CustomOp1 for Dropout {
+    fn name(&self) -> &'static str {
+        "tunesmith-dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s, l)?;
+        let mut y = vec![0f32; x.len()];
+        self.apply(&mut y, x);
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    // The same mask, recomputed from the seed.
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dx = with_data(g, |g| {
+            let mut dx = vec![0f32; g.len()];
+            self.apply(&mut dx, g);
+            dx
+        })?;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn keeps_the_expected_share_scaled_and_the_gradient_follows_the_mask() {
+        let n = 200_000;
+        let x = Var::from_vec(vec![1f32; n], n, &Device::Cpu).unwrap();
+        let y = dropout_seeded(x.as_tensor(), 0.1, 7).unwrap();
+        let values: Vec<f32> = y.to_vec1().unwrap();
+        let kept = values.iter().filter(|&&v| v > 0.0).count() as f64 / n as f64;
+        assert!((kept - 0.9).abs() < 0.005, "kept {kept}");
+        assert!(values
+            .iter()
+            .all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
+        // d(Σ y·w)/dx = w · mask: zero exactly where the element was dropped.
+        let w: Vec<f32> = (0..n).map(|i| (i % 7) as f32 + 1.0).collect();
+        let wt = Tensor::from_vec(w.clone(), n, &Device::Cpu).unwrap();
+        let grads = (&y * &wt).unwrap().sum_all().unwrap().backward().unwrap();
+        let g: Vec<f32> = grads.get(&x).unwrap().to_vec1().unwrap();
+        for i in 0..n {
+            assert!((g[i] - w[i] * values[i]).abs() < 1e-5, "position {i}");
+        }
+        // Another seed, another mask; the same seed, the same mask.
+        let other: Vec<f32> = dropout_seeded(x.as_tensor(), 0.1, 8)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_ne!(other, values);
+        let again: Vec<f32> = dropout_seeded(x.as_tensor(), 0.1, 7)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(again, values);
+    }
+
+    #[test]
+    fn packed_bits_are_the_same_mask() {
+        let n = 70_001;
+        let x = Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let y: Vec<f32> = dropout_seeded(&x, 0.3, 5).unwrap().to_vec1().unwrap();
+        let bits = keep_bits(0.3, 5, n);
+        assert_eq!(bits.len(), n.div_ceil(64));
+        for (i, v) in y.iter().enumerate() {
+            assert_eq!(bits[i / 64] >> (i % 64) & 1 == 1, *v > 0.0, "position {i}");
+        }
+        assert_eq!(bits[n / 64] >> (n % 64), 0, "bits past the end are set");
+    }
+
+    #[test]
+    fn neighbouring_positions_are_independent() {
+        // Adjacent elements dropped together as often as chance says (p² = 0.25 at p = ½).
+        let op = Dropout::new(0.5, 42);
+        let n = 100_000;
+        let both = (0..n)
+            .filter(|&i| op.factor(i) == 0.0 && op.factor(i + 1) == 0.0)
+            .count() as f64
+            / n as f64;
+        assert!((both - 0.25).abs() < 0.01, "{both}");
+    }
+}
