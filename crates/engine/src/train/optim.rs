@@ -268,13 +268,15 @@ impl InplaceOp2 for FusedUpdate<'_> {
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((w, m), v), g)| {
-                for i in 0..w.len() {
-                    let gi = g[i] * scale;
-                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                    let update = (m[i] * ibc1) / ((v[i] * ibc2).sqrt() + eps);
-                    w[i] = w[i] * decay - lr * update;
-                }
+                crate::model::ops::simd(|| {
+                    for i in 0..w.len() {
+                        let gi = g[i] * scale;
+                        m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                        let update = (m[i] * ibc1) / ((v[i] * ibc2).sqrt() + eps);
+                        w[i] = w[i] * decay - lr * update;
+                    }
+                })
             });
         Ok(())
     }

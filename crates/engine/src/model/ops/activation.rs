@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{fused, slice, with_data, SEQUENTIAL_BELOW};
+use super::{fused, simd, slice, with_data, SEQUENTIAL_BELOW};
 
 /// eˣ to within 2 ulp for x in [−87, 88]; 0 below (where eˣ < 1.7·10⁻³⁸), e⁸⁸ above; NaN stays
 /// NaN. Cephes' `expf` reduction and polynomial, without branches or table lookups so that a loop
@@ -127,12 +127,15 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Maps `f` over `x` into a new vector, on the thread pool when it is large.
+#[inline(always)]
 fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
     let run = |(y, x): (&mut [f32], &[f32])| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = f(x);
-        }
+        simd(|| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = f(x);
+            }
+        })
     };
     if x.len() < SEQUENTIAL_BELOW {
         run((&mut y, x));
@@ -167,11 +170,13 @@ impl CustomOp1 for GeluTanh {
             with_data(g, |g| {
                 let mut dx = vec![0f32; x.len()];
                 let run = |((dx, x), g): ((&mut [f32], &[f32]), &[f32])| {
-                    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                        let t = tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
-                        let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
-                        *dx = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt);
-                    }
+                    simd(|| {
+                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                            let t = tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
+                            let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
+                            *dx = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt);
+                        }
+                    })
                 };
                 if x.len() < SEQUENTIAL_BELOW {
                     run(((&mut dx, x), g));
@@ -210,9 +215,11 @@ impl CustomOp2 for SwiGlu {
         let (gate, up) = (slice(s1, l1)?, slice(s2, l2)?);
         let mut y = vec![0f32; gate.len()];
         let run = |((y, gate), up): ((&mut [f32], &[f32]), &[f32])| {
-            for ((y, &g), &u) in y.iter_mut().zip(gate).zip(up) {
-                *y = g * sigmoid(g) * u;
-            }
+            simd(|| {
+                for ((y, &g), &u) in y.iter_mut().zip(gate).zip(up) {
+                    *y = g * sigmoid(g) * u;
+                }
+            })
         };
         if gate.len() < SEQUENTIAL_BELOW {
             run(((&mut y, gate), up));
@@ -243,12 +250,14 @@ impl CustomOp2 for SwiGlu {
                         (&'a [f32], &'a [f32]),
                     );
                     let run = |(((dg, du), gate), (up, g)): Args| {
-                        for i in 0..dg.len() {
-                            let (x, u, gr) = (gate[i], up[i], g[i]);
-                            let s = sigmoid(x);
-                            dg[i] = gr * u * s * (1.0 + x * (1.0 - s));
-                            du[i] = gr * x * s;
-                        }
+                        simd(|| {
+                            for i in 0..dg.len() {
+                                let (x, u, gr) = (gate[i], up[i], g[i]);
+                                let s = sigmoid(x);
+                                dg[i] = gr * u * s * (1.0 + x * (1.0 - s));
+                                du[i] = gr * x * s;
+                            }
+                        })
                     };
                     if gate.len() < SEQUENTIAL_BELOW {
                         run((((&mut dgate, &mut dup), gate), (up, g)));

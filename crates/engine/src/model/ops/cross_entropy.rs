@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use std::sync::Mutex;
 
-use super::{activation, fused, last_dim, slice, with_data, IGNORE_INDEX};
+use super::{activation, fused, last_dim, simd, slice, with_data, IGNORE_INDEX};
 
 /// Mean next-token cross-entropy of `logits: (N, V)` against `targets` (length N); positions whose
 /// target is [`IGNORE_INDEX`] are left out of both the sum and the count. Returns a scalar.
@@ -61,6 +61,7 @@ struct CrossEntropy {
 }
 
 /// log Σ exp over a row, stable.
+#[inline(always)]
 fn logsumexp(x: &[f32]) -> f32 {
     let max = activation::max(x);
     max + activation::sum_exp(x, max).ln()
@@ -82,7 +83,7 @@ impl CustomOp1 for CrossEntropy {
                 if t == IGNORE_INDEX {
                     f32::NAN
                 } else {
-                    logsumexp(row)
+                    simd(|| logsumexp(row))
                 }
             })
             .collect();
@@ -110,7 +111,7 @@ impl CustomOp1 for CrossEntropy {
             let lse = if kept.len() * v == x.len() {
                 kept
             } else {
-                x.par_chunks(v).map(logsumexp).collect()
+                x.par_chunks(v).map(|r| simd(|| logsumexp(r))).collect()
             };
             let mut dx = vec![0f32; x.len()];
             dx.par_chunks_mut(v)
@@ -122,9 +123,11 @@ impl CustomOp1 for CrossEntropy {
                     if t == IGNORE_INDEX {
                         return;
                     }
-                    for (d, &r) in dx.iter_mut().zip(row) {
-                        *d = activation::exp(r - lse) * scale;
-                    }
+                    simd(|| {
+                        for (d, &r) in dx.iter_mut().zip(row) {
+                            *d = activation::exp(r - lse) * scale;
+                        }
+                    });
                     dx[t as usize] -= scale;
                 });
             dx

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{fused, slice, with_data, SEQUENTIAL_BELOW};
+use super::{fused, simd, slice, with_data, SEQUENTIAL_BELOW};
 
 /// `x` with each element kept (times 1/(1−p)) or zeroed, as `seed` decides; differentiable.
 /// `p` must lie in (0, 1).
@@ -83,9 +83,11 @@ impl Dropout {
         const CHUNK: usize = 1 << 13;
         let run = |(c, (out, x)): (usize, (&mut [f32], &[f32]))| {
             let start = c * CHUNK;
-            for (j, (o, &x)) in out.iter_mut().zip(x).enumerate() {
-                *o = x * self.factor(start + j);
-            }
+            simd(|| {
+                for (j, (o, &x)) in out.iter_mut().zip(x).enumerate() {
+                    *o = x * self.factor(start + j);
+                }
+            })
         };
         if x.len() < SEQUENTIAL_BELOW {
             out.chunks_mut(CHUNK)

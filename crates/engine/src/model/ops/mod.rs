@@ -13,6 +13,15 @@ pub const IGNORE_INDEX: u32 = u32::MAX;
 /// Below this many elements, waking the thread pool costs more than the work.
 pub(super) const SEQUENTIAL_BELOW: usize = 1 << 15;
 
+/// Runs `f` with the CPU's wider vector instructions enabled (AVX2 with FMA, or AVX-512, where the
+/// CPU has them; checked at run time), so that the loops inlined into it vectorise wide. The build
+/// itself targets baseline x86-64 (SSE2). Call it inside each parallel task: the features do not
+/// cross into other threads or into functions that are not inlined.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 pub(super) fn fused(t: &Tensor) -> bool {
     matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
 }

@@ -3,9 +3,10 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{activation, fused, last_dim, slice, with_data, SEQUENTIAL_BELOW};
+use super::{activation, fused, last_dim, simd, slice, with_data, SEQUENTIAL_BELOW};
 
 /// Σ a·b in eight lanes (vectorises).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -58,6 +59,17 @@ pub fn causal_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
+/// `y = softmax(x)` for one row.
+#[inline(always)]
+fn softmax_row(y: &mut [f32], x: &[f32]) {
+    let max = activation::max(x);
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = activation::exp(x - max);
+    }
+    let inv = 1.0 / activation::sum(y);
+    y.iter_mut().for_each(|y| *y *= inv);
+}
+
 /// `causal_t`: rows are groups of this many queries, masked causally (see [`causal_softmax`]).
 struct Softmax {
     causal_t: Option<usize>,
@@ -79,14 +91,7 @@ impl CustomOp1 for Softmax {
             None => n,
         };
         let row = |(r, (y, x)): (usize, (&mut [f32], &[f32]))| {
-            let k = visible(r);
-            let (y, x) = (&mut y[..k], &x[..k]);
-            let max = activation::max(x);
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = activation::exp(x - max);
-            }
-            let inv = 1.0 / activation::sum(y);
-            y.iter_mut().for_each(|y| *y *= inv);
+            simd(|| softmax_row(&mut y[..visible(r)], &x[..visible(r)]))
         };
         if x.len() < SEQUENTIAL_BELOW {
             y.chunks_mut(n).zip(x.chunks(n)).enumerate().for_each(row);
@@ -108,10 +113,12 @@ impl CustomOp1 for Softmax {
                 dx.par_chunks_mut(n)
                     .zip(y.par_chunks(n).zip(g.par_chunks(n)))
                     .for_each(|(dx, (y, g))| {
-                        let dot = dot(y, g);
-                        for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
-                            *dx = y * (g - dot);
-                        }
+                        simd(|| {
+                            let dot = dot(y, g);
+                            for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
+                                *dx = y * (g - dot);
+                            }
+                        })
                     });
                 dx
             })
