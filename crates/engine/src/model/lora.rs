@@ -210,7 +210,8 @@ impl Adapter {
         }
         let p = self.rt.dropout;
         let mask = match rng.as_mut() {
-            Some(r) if p > 0.0 => Some((ops::dropout_bits(&mut r.0, x.elem_count(), p), p)),
+            // One draw seeds the mask, as `layers::dropout` draws it on the unfused path.
+            Some(r) if p > 0.0 => Some((r.0.next_u64(), p)),
             _ => None,
         };
         ops::lora_linear(x, base, &self.a, &self.b, self.rt.scale, mask)

@@ -44,7 +44,7 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// Σ of a slice in eight lanes (vectorises; a single running sum does not).
-#[inline]
+#[inline(always)]
 pub fn sum(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = x.chunks_exact(8);
@@ -58,7 +58,7 @@ pub fn sum(x: &[f32]) -> f32 {
 }
 
 /// The largest element, in eight lanes (−∞ for an empty slice; NaN if any element is NaN).
-#[inline]
+#[inline(always)]
 pub fn max(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut nan = false;
@@ -86,7 +86,7 @@ pub fn max(x: &[f32]) -> f32 {
 }
 
 /// Σ exp(x − shift) over a slice, in eight lanes.
-#[inline]
+#[inline(always)]
 pub fn sum_exp(x: &[f32], shift: f32) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = x.chunks_exact(8);

@@ -23,21 +23,11 @@ pub fn dropout_seeded(x: &Tensor, p: f32, seed: u64) -> candle_core::Result<Tens
     }
 }
 
-/// The mask [`dropout_seeded`] draws for `n` elements, one bit per element (1 = kept).
-pub fn keep_bits(p: f32, seed: u64, n: usize) -> Vec<u64> {
-    let op = Dropout::new(p, seed);
-    let mut bits = vec![0u64; n.div_ceil(64)];
-    bits.par_chunks_mut(1 << 10)
-        .enumerate()
-        .for_each(|(c, words)| {
-            for (w, word) in words.iter_mut().enumerate() {
-                let start = (c * (1 << 10) + w) * 64;
-                for b in 0..64.min(n.saturating_sub(start)) {
-                    *word |= ((op.factor(start + b) > 0.0) as u64) << b;
-                }
-            }
-        });
-    bits
+/// `x` through the mask [`dropout_seeded`] draws, as plain data.
+pub(super) fn masked(x: &[f32], p: f32, seed: u64) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    Dropout::new(p, seed).apply(&mut out, x);
+    out
 }
 
 #[derive(Clone, Copy)]
@@ -161,19 +151,6 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert_eq!(again, values);
-    }
-
-    #[test]
-    fn packed_bits_are_the_same_mask() {
-        let n = 70_001;
-        let x = Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).unwrap();
-        let y: Vec<f32> = dropout_seeded(&x, 0.3, 5).unwrap().to_vec1().unwrap();
-        let bits = keep_bits(0.3, 5, n);
-        assert_eq!(bits.len(), n.div_ceil(64));
-        for (i, v) in y.iter().enumerate() {
-            assert_eq!(bits[i / 64] >> (i % 64) & 1 == 1, *v > 0.0, "position {i}");
-        }
-        assert_eq!(bits[n / 64] >> (n % 64), 0, "bits past the end are set");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{fused, last_dim, slice, with_data, SEQUENTIAL_BELOW};
+use super::{fused, last_dim, simd, slice, with_data, SEQUENTIAL_BELOW};
 
 /// `(x − mean) / sqrt(var + eps) ⊙ w + b` over the last dimension, differentiable in x, w and b.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
@@ -27,6 +27,7 @@ struct LayerNorm {
 }
 
 /// Per-row mean and 1/std.
+#[inline(always)]
 fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
@@ -59,10 +60,12 @@ impl CustomOp3 for LayerNorm {
         }
         let mut y = vec![0f32; x.len()];
         let row = |(y, x): (&mut [f32], &[f32])| {
-            let (mean, rstd) = row_stats(x, self.eps);
-            for i in 0..n {
-                y[i] = (x[i] - mean) * rstd * w[i] + b[i];
-            }
+            simd(|| {
+                let (mean, rstd) = row_stats(x, self.eps);
+                for i in 0..n {
+                    y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                }
+            })
         };
         if x.len() < SEQUENTIAL_BELOW {
             y.chunks_mut(n).zip(x.chunks(n)).for_each(row);
@@ -98,26 +101,30 @@ impl CustomOp3 for LayerNorm {
                                 .zip(g.par_chunks(n * rows_per_chunk)),
                         )
                         .map(|(dx, (x, g))| {
-                            let mut dw = vec![0f32; n];
-                            let mut db = vec![0f32; n];
-                            for ((dx, x), g) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)) {
-                                let (mean, rstd) = row_stats(x, eps);
-                                let (mut sg, mut sgx) = (0f32, 0f32);
-                                for i in 0..n {
-                                    let xhat = (x[i] - mean) * rstd;
-                                    let gh = g[i] * w[i];
-                                    sg += gh;
-                                    sgx += gh * xhat;
-                                    dw[i] += g[i] * xhat;
-                                    db[i] += g[i];
+                            simd(|| {
+                                let mut dw = vec![0f32; n];
+                                let mut db = vec![0f32; n];
+                                for ((dx, x), g) in
+                                    dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n))
+                                {
+                                    let (mean, rstd) = row_stats(x, eps);
+                                    let (mut sg, mut sgx) = (0f32, 0f32);
+                                    for i in 0..n {
+                                        let xhat = (x[i] - mean) * rstd;
+                                        let gh = g[i] * w[i];
+                                        sg += gh;
+                                        sgx += gh * xhat;
+                                        dw[i] += g[i] * xhat;
+                                        db[i] += g[i];
+                                    }
+                                    let (mg, mgx) = (sg / n as f32, sgx / n as f32);
+                                    for i in 0..n {
+                                        let xhat = (x[i] - mean) * rstd;
+                                        dx[i] = rstd * (g[i] * w[i] - mg - xhat * mgx);
+                                    }
                                 }
-                                let (mg, mgx) = (sg / n as f32, sgx / n as f32);
-                                for i in 0..n {
-                                    let xhat = (x[i] - mean) * rstd;
-                                    dx[i] = rstd * (g[i] * w[i] - mg - xhat * mgx);
-                                }
-                            }
-                            (dw, db)
+                                (dw, db)
+                            })
                         })
                         .collect();
                     let mut dw = vec![0f32; n];

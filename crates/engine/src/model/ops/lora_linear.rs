@@ -5,7 +5,8 @@
 //! base output, the dropout mask and masked input, the adapter's output before and after
 //! scaling, and the sum, each `(N, in)` or `(N, out)`, for every projection of every layer. PEFT
 //! keeps the masked input and a one-byte mask. This op keeps nothing but its output and its
-//! arguments (the input is the previous op's output, kept anyway): the mask is held as bits and the
+//! arguments (the input is the previous op's output, kept anyway): the mask is a seed (see
+//! [`super::dropout_seeded`]) and the
 //! rank-`r` product is recomputed in the backward pass (`N·in·r` multiply-adds, negligible).
 
 use candle_core::backend::BackendStorage;
@@ -22,8 +23,7 @@ pub struct FrozenBase<'a> {
 }
 
 /// `x·W(ᵀ) + b + scale·(x ⊙ mask)·Aᵀ·Bᵀ` for `x: (N, in)`, `A: (r, in)`, `B: (out, r)`; `mask`
-/// holds one bit per element of `x` (kept ones are scaled by 1/(1−p), as dropout does), `None`
-/// without dropout. `None` when this op does not apply (another device or dtype, a trained `W`):
+/// is dropout's (seed, p) as [`super::dropout_seeded`] takes them, `None` without dropout. `None` when this op does not apply (another device or dtype, a trained `W`):
 /// the caller composes candle ops instead.
 pub fn lora_linear(
     x: &Tensor,
@@ -31,7 +31,7 @@ pub fn lora_linear(
     a: &Tensor,
     b: &Tensor,
     scale: f64,
-    mask: Option<(Vec<u64>, f32)>,
+    mask: Option<(u64, f32)>,
 ) -> candle_core::Result<Option<Tensor>> {
     if !applies(x, base, a, b) {
         return Ok(None);
@@ -57,50 +57,19 @@ pub fn applies(x: &Tensor, base: &FrozenBase, a: &Tensor, b: &Tensor) -> bool {
         && x.rank() == 2
 }
 
-/// Draws a dropout mask for `n` elements as [`crate::model::layers`]' dropout does (one draw
-/// from `rng` seeds it; see [`super::dropout_seeded`]), packed into bits.
-pub fn dropout_bits(rng: &mut crate::rng::Rng, n: usize, p: f32) -> Vec<u64> {
-    super::dropout::keep_bits(p, rng.next_u64(), n)
-}
-
 struct LoraLinear {
     w: Tensor,
     transposed: bool,
     bias: Option<Tensor>,
     scale: f64,
-    mask: Option<(Vec<u64>, f32)>,
+    mask: Option<(u64, f32)>,
 }
 
 impl LoraLinear {
-    /// The dropout mask as the factors `x` is multiplied by (1/(1−p) kept, 0 dropped), or `None`
-    /// without dropout.
-    fn mask_values(&self, n: usize) -> Option<Vec<f32>> {
-        let (bits, p) = self.mask.as_ref()?;
-        let keep = 1.0 / (1.0 - p);
-        Some(
-            (0..n)
-                .map(|i| {
-                    if bits[i / 64] >> (i % 64) & 1 == 1 {
-                        keep
-                    } else {
-                        0.0
-                    }
-                })
-                .collect(),
-        )
-    }
-
     /// `x ⊙ mask` as plain data, or `None` without dropout.
     fn masked(&self, x: &[f32]) -> Option<Vec<f32>> {
-        let m = self.mask_values(x.len())?;
-        Some(x.iter().zip(m).map(|(v, m)| v * m).collect())
-    }
-
-    /// The mask as an f32 tensor of `x`'s shape (for the backward pass).
-    fn mask_tensor(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        self.mask_values(x.elem_count())
-            .map(|m| Tensor::from_vec(m, x.shape(), x.device()))
-            .transpose()
+        let (seed, p) = self.mask?;
+        Some(super::dropout::masked(x, p, seed))
     }
 }
 
@@ -197,21 +166,18 @@ impl CustomOp3 for LoraLinear {
         let wanted = (x.track_op(), a.track_op(), b.track_op());
         // Detached, so that the gradients hold no reference to the forward pass's tensors.
         let (x, a, b) = (&x.detach(), &a.detach(), &b.detach());
-        let mask = self.mask_tensor(x)?;
-        let u = match &mask {
-            Some(m) => (x * m)?,
-            None => x.clone(),
+        let drop = |t: &Tensor| match self.mask {
+            Some((seed, p)) => super::dropout_seeded(t, p, seed),
+            None => Ok(t.clone()),
         };
+        let u = drop(x)?;
         let h = (u.matmul(&a.t()?)? * self.scale)?;
         let db = g.t()?.matmul(&h)?;
         let dh = (g.matmul(b)? * self.scale)?;
         let da = dh.t()?.matmul(&u)?;
         let dx = if wanted.0 {
             let du = dh.matmul(a)?;
-            let du = match &mask {
-                Some(m) => (du * m)?,
-                None => du,
-            };
+            let du = drop(&du)?;
             let base = if self.transposed {
                 g.matmul(&self.w)?
             } else {

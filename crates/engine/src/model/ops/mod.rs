@@ -69,7 +69,7 @@ pub use decode::{matvec_rows, vecmat};
 pub use dropout::dropout_seeded;
 pub use frozen_matmul::frozen_matmul;
 pub use layer_norm::layer_norm;
-pub use lora_linear::{dropout_bits, lora_linear, FrozenBase};
+pub use lora_linear::{lora_linear, FrozenBase};
 pub use rms_norm::rms_norm;
 pub use rope::rope;
 pub use softmax::{causal_softmax, softmax_last_dim};
@@ -188,20 +188,11 @@ mod tests {
         let (n, k, out, r) = (6, 10, 7, 3);
         let (x, a, b) = (rand(&[n, k], 40), rand(&[r, k], 41), rand(&[out, r], 42));
         let bias = rand(&[out], 43);
-        let mut rng = crate::rng::Rng::new(44);
-        let p = 0.3f32;
-        let bits = dropout_bits(&mut rng, n * k, p);
-        let keep: Vec<f32> = (0..n * k)
-            .map(|i| {
-                if bits[i / 64] >> (i % 64) & 1 == 1 {
-                    1.0 / (1.0 - p)
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let (p, seed) = (0.3f32, 44u64);
+        let ones = Tensor::ones((n, k), DType::F32, &Device::Cpu).unwrap();
+        let mask = dropout_seeded(&ones, p, seed).unwrap();
+        let keep: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
         assert!(keep.contains(&0.0) && keep.iter().any(|&m| m > 0.0));
-        let mask = Tensor::from_vec(keep, (n, k), &Device::Cpu).unwrap();
         for (transposed, with_bias, dropout) in [
             (true, true, true),
             (false, true, false),
@@ -217,11 +208,11 @@ mod tests {
                 transposed,
                 bias: with_bias.then_some(&bias),
             };
-            let m = dropout.then(|| (bits.clone(), p));
+            let m = dropout.then_some((seed, p));
             check_grads(
                 &[x.clone(), a.clone(), b.clone()],
                 |t| {
-                    lora_linear(&t[0], &base, &t[1], &t[2], 2.5, m.clone())
+                    lora_linear(&t[0], &base, &t[1], &t[2], 2.5, m)
                         .unwrap()
                         .unwrap()
                 },

@@ -3,7 +3,7 @@
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{fused, last_dim, slice, with_data, SEQUENTIAL_BELOW};
+use super::{fused, last_dim, simd, slice, with_data, SEQUENTIAL_BELOW};
 
 /// `x / sqrt(mean(x²) + eps) ⊙ w` over the last dimension, differentiable in x and w. The mean is
 /// taken in f32, as transformers' `LlamaRMSNorm` does.
@@ -22,6 +22,7 @@ struct RmsNorm {
 }
 
 /// 1 / sqrt(mean(x²) + eps) of one row.
+#[inline(always)]
 fn rstd(x: &[f32], eps: f32) -> f32 {
     let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
     1.0 / (ms + eps).sqrt()
@@ -46,10 +47,12 @@ impl CustomOp2 for RmsNorm {
         }
         let mut y = vec![0f32; x.len()];
         let row = |(y, x): (&mut [f32], &[f32])| {
-            let r = rstd(x, self.eps);
-            for i in 0..n {
-                y[i] = x[i] * r * w[i];
-            }
+            simd(|| {
+                let r = rstd(x, self.eps);
+                for i in 0..n {
+                    y[i] = x[i] * r * w[i];
+                }
+            })
         };
         if x.len() < SEQUENTIAL_BELOW {
             y.chunks_mut(n).zip(x.chunks(n)).for_each(row);
@@ -84,21 +87,25 @@ impl CustomOp2 for RmsNorm {
                                 .zip(g.par_chunks(n * rows_per_chunk)),
                         )
                         .map(|(dx, (x, g))| {
-                            let mut dw = vec![0f32; n];
-                            for ((dx, x), g) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)) {
-                                let r = rstd(x, eps);
-                                let mut sgx = 0f32;
-                                for i in 0..n {
-                                    let xhat = x[i] * r;
-                                    sgx += g[i] * w[i] * xhat;
-                                    dw[i] += g[i] * xhat;
+                            simd(|| {
+                                let mut dw = vec![0f32; n];
+                                for ((dx, x), g) in
+                                    dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n))
+                                {
+                                    let r = rstd(x, eps);
+                                    let mut sgx = 0f32;
+                                    for i in 0..n {
+                                        let xhat = x[i] * r;
+                                        sgx += g[i] * w[i] * xhat;
+                                        dw[i] += g[i] * xhat;
+                                    }
+                                    let mgx = sgx / n as f32;
+                                    for i in 0..n {
+                                        dx[i] = r * (g[i] * w[i] - x[i] * r * mgx);
+                                    }
                                 }
-                                let mgx = sgx / n as f32;
-                                for i in 0..n {
-                                    dx[i] = r * (g[i] * w[i] - x[i] * r * mgx);
-                                }
-                            }
-                            dw
+                                dw
+                            })
                         })
                         .collect();
                     let mut dw = vec![0f32; n];
