@@ -21,7 +21,7 @@ train:    a plain training loop, batch*block tokens per step: logits, cross-entr
 generate: batch 1, 16-token random prompt, plain greedy loop with KV cache
 generate-nocache: the same loop feeding the whole sequence every step (full recompute)
           producing 128 new tokens (the prompt forward is timed too);
-          one untimed warmup generation, then --steps timed generations.
+          --warmup untimed generations (Tunesmith passes 1), then --steps timed generations.
 """
 
 import argparse
@@ -121,7 +121,7 @@ def bench_train(model, batch: int, steps: int, warmup: int, block: int = BLOCK,
 
     def step(ids):
         x, y = ids[:, :-1], ids[:, 1:]
-        logits = model(input_ids=x).logits
+        logits = model(input_ids=x, use_cache=False).logits
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -41,6 +41,14 @@ fn torch(args: &BenchArgs, preset: &str, mode: &str, steps: usize) -> Option<Val
             &threads.to_string(),
             "--steps",
             &steps.to_string(),
+            // Untimed steps as ours take (generation: one untimed generation).
+            "--warmup",
+            &if mode == "train" {
+                bench::WARMUP_STEPS
+            } else {
+                1
+            }
+            .to_string(),
         ])
         .output()
         .ok()?;

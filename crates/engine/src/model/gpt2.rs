@@ -126,12 +126,11 @@ impl Conv1D {
 
     fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // One row (a decode step) takes the streaming kernel; batches take the matmul.
-        let y = if x.dim(0)? == 1 {
-            ops::vecmat(x, &self.w)?
+        if x.dim(0)? == 1 {
+            ops::vecmat(x, &self.w)?.broadcast_add(&self.b)
         } else {
-            ops::frozen_matmul(x, &self.w, false)?
-        };
-        y.broadcast_add(&self.b)
+            ops::linear_bias(x, &self.w, &self.b)
+        }
     }
 }
 

@@ -16,6 +16,10 @@ pub type QWeights = HashMap<String, std::sync::Arc<candle_core::quantized::QTens
 
 /// From this many rows of input a quantised projection multiplies in f32 (see [`Proj::forward_t`]).
 const DEQUANTIZE_FROM_ROWS: usize = 32;
+/// ... when its f32 copy, held for the call, takes at most 64 MiB: a large vocabulary's head
+/// (a 128k × 2048 table is 1 GiB in f32) keeps the quantised kernel, so that a 4-bit file still
+/// takes 4-bit memory.
+const DEQUANTIZE_UP_TO: usize = 16 << 20;
 
 /// A projection's weight `(out, in)`: dense, or quantised (multiplied by candle's quantised matmul,
 /// no gradient).
@@ -57,8 +61,15 @@ impl Proj {
             // A prompt's many rows: expanding the weight to f32 for this call and taking the f32
             // matrix kernel is 3–4× faster than candle's row-by-row quantised dot products (the
             // expansion is read once per call; decoding's single rows keep the quantised kernel).
-            Proj::Quant(QMatMul::QTensor(q)) if x.dim(0)? >= DEQUANTIZE_FROM_ROWS => {
-                super::ops::frozen_matmul(x, &q.dequantize(x.device())?, true)
+            Proj::Quant(QMatMul::QTensor(q))
+                if x.dim(0)? >= DEQUANTIZE_FROM_ROWS
+                    && q.shape().elem_count() <= DEQUANTIZE_UP_TO =>
+            {
+                let w = match super::ops::q8_0_dequantize(q)? {
+                    Some(w) => w,
+                    None => q.dequantize(x.device())?,
+                };
+                super::ops::frozen_matmul(x, &w, true)
             }
             Proj::Quant(q) => q.forward(x),
         }
@@ -186,13 +197,26 @@ impl LayerKv {
         let t = k.dim(2)?;
         let (k, v) = (k.contiguous()?, v.contiguous()?);
         let len = slot.as_ref().map_or(0, |c| c.len);
-        let must_copy = slot.as_ref().is_none_or(|c| {
-            let shared = Arc::strong_count(&c.written) > 1;
-            len + t > c.k.dim(2).unwrap_or(0) || (shared && c.written.load(Ordering::Acquire) > len)
-        });
-        if must_copy {
-            let old_cap = slot.as_ref().map_or(0, |c| c.k.dim(2).unwrap_or(0));
-            let cap = (len + t).max(2 * old_cap).next_multiple_of(KV_CHUNK);
+        let old_cap = slot.as_ref().map_or(0, |c| c.k.dim(2).unwrap_or(0));
+        let full = len + t > old_cap;
+        // Positions len..len+t are claimed in one atomic step, so that of two holders of a shared
+        // buffer (even on two threads) only the first to claim them writes there in place; a sole
+        // holder may write over what a discarded continuation had claimed.
+        let claimed = !full
+            && slot.as_ref().is_some_and(|c| {
+                c.written
+                    .compare_exchange(len, len + t, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                    || Arc::strong_count(&c.written) == 1
+            });
+        if !claimed {
+            // A buffer of its own: twice as large only when this one is full.
+            let cap = if full {
+                (len + t).max(2 * old_cap)
+            } else {
+                old_cap
+            }
+            .next_multiple_of(KV_CHUNK);
             let grown = |new: &Tensor, old: Option<&Tensor>| -> candle_core::Result<Tensor> {
                 let (b, h, _, d) = new.dims4()?;
                 let buf = Tensor::zeros((b, h, cap, d), new.dtype(), new.device())?;
@@ -307,6 +331,11 @@ mod tests {
         // A second continuation of the snapshot must not write over the first one's position.
         let mut other = snapshot.clone();
         let (b, _) = LayerKv::append(&mut other, &kv(3.0, 1), &kv(3.0, 1)).unwrap();
+        // The second one copied what it holds to a buffer of the same size.
+        assert_eq!(
+            other.as_ref().unwrap().k.dim(2).unwrap(),
+            slot.as_ref().unwrap().k.dim(2).unwrap()
+        );
         let first = Tensor::cat(&[&kv(1.0, 4), &kv(2.0, 1)], 2).unwrap();
         let second = Tensor::cat(&[&kv(1.0, 4), &kv(3.0, 1)], 2).unwrap();
         assert_eq!(values(&a), values(&first));
@@ -322,5 +351,52 @@ mod tests {
             (c.k.narrow(2, 0, c.len).unwrap(), ())
         };
         assert_eq!(values(&s), values(&kv(1.0, 4)));
+    }
+
+    /// A prompt's rows through a quantised projection: the f32 path gives the product with the
+    /// expanded weight, and stays within quantisation error of candle's quantised kernel (what a
+    /// single decoded row takes).
+    #[test]
+    fn many_rows_through_a_quantised_projection() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let (out, inp) = (96, 64);
+        let mut rng = crate::rng::Rng::new(9);
+        let w: Vec<f32> = (0..out * inp).map(|_| rng.normal()).collect();
+        let w = Tensor::from_vec(w, (out, inp), &Device::Cpu).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap());
+        let proj = Proj::Quant(QMatMul::from_arc(q.clone()).unwrap());
+        let dense = q.dequantize(&Device::Cpu).unwrap();
+        for rows in [DEQUANTIZE_FROM_ROWS - 1, DEQUANTIZE_FROM_ROWS + 8] {
+            let x: Vec<f32> = (0..rows * inp).map(|_| rng.normal()).collect();
+            let x = Tensor::from_vec(x, (rows, inp), &Device::Cpu).unwrap();
+            let got = proj.forward_t(&x).unwrap();
+            let exact = x.matmul(&dense.t().unwrap()).unwrap();
+            let quantised = QMatMul::from_arc(q.clone()).unwrap().forward(&x).unwrap();
+            let err = |a: &Tensor, b: &Tensor| -> f32 {
+                let d = (a - b).unwrap().abs().unwrap().max_keepdim(1).unwrap();
+                d.max(0).unwrap().squeeze(0).unwrap().to_scalar().unwrap()
+            };
+            let scale: f32 = exact
+                .abs()
+                .unwrap()
+                .max_keepdim(1)
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(
+                err(&got, &quantised) < 0.02 * scale,
+                "{rows} rows: far from the quantised kernel"
+            );
+            if rows >= DEQUANTIZE_FROM_ROWS {
+                assert!(
+                    err(&got, &exact) < 1e-4 * scale,
+                    "{rows} rows: not the expanded product"
+                );
+            }
+        }
     }
 }

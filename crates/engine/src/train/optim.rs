@@ -105,9 +105,12 @@ impl AdamW {
                     let g = g.contiguous()?;
                     let (storage, layout) = g.storage_and_layout();
                     match &*storage {
+                        // Chunk sums added in order: the same norm on every run and resume.
                         candle_core::Storage::Cpu(s) => cpu_slice(s, layout)?
                             .par_chunks(CHUNK)
                             .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+                            .collect::<Vec<f64>>()
+                            .into_iter()
                             .sum(),
                         _ => unreachable!("checked to be a CPU tensor"),
                     }
@@ -165,16 +168,15 @@ impl AdamW {
     }
 
     /// Moments as named tensors, for `optimizer.safetensors`.
-    pub fn state_tensors(&self) -> HashMap<String, Tensor> {
+    pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for p in &self.params {
             // A CPU parameter's moments are copied out (a checkpoint is rare next to steps).
-            if let Ok((m, v)) = p.moments.tensors(&p.var) {
-                out.insert(format!("m.{}", p.name), m);
-                out.insert(format!("v.{}", p.name), v);
-            }
+            let (m, v) = p.moments.tensors(&p.var)?;
+            out.insert(format!("m.{}", p.name), m);
+            out.insert(format!("v.{}", p.name), v);
         }
-        out
+        Ok(out)
     }
 
     /// Restores moments saved by [`Self::state_tensors`].
@@ -268,19 +270,33 @@ impl InplaceOp2 for FusedUpdate<'_> {
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((w, m), v), g)| {
-                crate::model::ops::simd(|| {
-                    for i in 0..w.len() {
-                        let gi = g[i] * scale;
-                        m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                        let update = (m[i] * ibc1) / ((v[i] * ibc2).sqrt() + eps);
-                        w[i] = w[i] * decay - lr * update;
-                    }
-                })
+                let k = [scale, b1, b2, eps, lr, decay, ibc1, ibc2];
+                crate::model::ops::simd_run(AdamWChunk(w, m, v, g, k));
             });
         Ok(())
     }
 }
+
+crate::model::ops::simd_kernel!(
+    /// One chunk of the AdamW update, in place; `k` = scale, β₁, β₂, ε, lr, decay factor and the
+    /// two inverse bias corrections.
+    AdamWChunk<'a>(
+        w: &'a mut [f32],
+        m: &'a mut [f32],
+        v: &'a mut [f32],
+        g: &'a [f32],
+        k: [f32; 8],
+    ) -> () {
+        let [scale, b1, b2, eps, lr, decay, ibc1, ibc2] = k;
+        for i in 0..w.len() {
+            let gi = g[i] * scale;
+            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+            let update = (m[i] * ibc1) / ((v[i] * ibc2).sqrt() + eps);
+            w[i] = w[i] * decay - lr * update;
+        }
+    }
+);
 
 #[cfg(test)]
 mod tests {
@@ -306,17 +322,100 @@ mod tests {
         assert!((w[1] - (-2.0 * 0.99 - 0.1)).abs() < 1e-6, "{w:?}");
         assert!((opt.grad_norm(&grads).unwrap() - (0.5f64 * 0.5 * 2.0).sqrt()).abs() < 1e-6);
         // State round-trips.
-        let state = opt.state_tensors();
+        let state = opt.state_tensors().unwrap();
         let mut opt2 = AdamW::new(vec![("w".into(), var.clone(), true)]).unwrap();
         opt2.load_state(&state, opt.t).unwrap();
         assert_eq!(opt2.t, 1);
         assert_eq!(
-            opt2.state_tensors()["m.w"].to_vec1::<f32>().unwrap(),
+            opt2.state_tensors().unwrap()["m.w"]
+                .to_vec1::<f32>()
+                .unwrap(),
             state["m.w"].to_vec1::<f32>().unwrap()
         );
         // v = (1 − β2)·g² after one step.
         for v in state["v.w"].to_vec1::<f32>().unwrap() {
             assert!((v - 0.00025).abs() < 1e-8, "{v}");
         }
+    }
+
+    /// Several steps of the in-place update on a parameter large enough for the thread pool
+    /// against AdamW's formula in f64; and saving the moments after step 2, loading them into a
+    /// fresh optimiser and taking step 3 gives the same weights bit for bit.
+    #[test]
+    fn in_place_steps_follow_the_formula_and_resume_exactly() {
+        let n = 3 * CHUNK + 17;
+        let hp = AdamWParams {
+            lr: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
+        let start: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
+        let grad = |step: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 31 + step * 7) % 53) as f32 - 26.0) / 13.0)
+                .collect()
+        };
+        let step_with = |opt: &mut AdamW, var: &Var, step: usize| {
+            let g = Tensor::from_vec(grad(step), n, &Device::Cpu).unwrap();
+            let grads = (var.as_tensor() * &g)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            opt.step(&grads, 0.5, hp).unwrap();
+        };
+        let var = Var::from_vec(start.clone(), n, &Device::Cpu).unwrap();
+        let mut opt = AdamW::new(vec![("w".into(), var.clone(), true)]).unwrap();
+        let (mut w, mut m, mut v) = (
+            start.iter().map(|&x| x as f64).collect::<Vec<f64>>(),
+            vec![0f64; n],
+            vec![0f64; n],
+        );
+        for step in 1..=3usize {
+            step_with(&mut opt, &var, step);
+            let (bc1, bc2) = (
+                1.0 - 0.9f64.powi(step as i32),
+                1.0 - 0.999f64.powi(step as i32),
+            );
+            for (i, g) in grad(step).into_iter().enumerate() {
+                let g = g as f64 * 0.5;
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.999 * v[i] + 0.001 * g * g;
+                w[i] =
+                    w[i] * (1.0 - 0.01 * 0.1) - 0.01 * (m[i] / bc1) / ((v[i] / bc2).sqrt() + 1e-8);
+            }
+        }
+        let got = var.as_tensor().to_vec1::<f32>().unwrap();
+        for i in 0..n {
+            assert!(
+                (got[i] as f64 - w[i]).abs() < 1e-5,
+                "element {i}: {} vs {}",
+                got[i],
+                w[i]
+            );
+        }
+        // Resume: the state after step 2, then step 3, in a fresh optimiser.
+        let var_a = Var::from_vec(start.clone(), n, &Device::Cpu).unwrap();
+        let mut a = AdamW::new(vec![("w".into(), var_a.clone(), true)]).unwrap();
+        for step in 1..=2 {
+            step_with(&mut a, &var_a, step);
+        }
+        let saved = a.state_tensors().unwrap();
+        // A copy: `Var::from_tensor` of a variable would share its storage, which the in-place
+        // update then writes twice.
+        let var_b =
+            Var::from_vec(var_a.as_tensor().to_vec1::<f32>().unwrap(), n, &Device::Cpu).unwrap();
+        let mut b = AdamW::new(vec![("w".into(), var_b.clone(), true)]).unwrap();
+        b.load_state(&saved, a.t).unwrap();
+        step_with(&mut a, &var_a, 3);
+        step_with(&mut b, &var_b, 3);
+        assert_eq!(
+            var_a.as_tensor().to_vec1::<f32>().unwrap(),
+            var_b.as_tensor().to_vec1::<f32>().unwrap()
+        );
+        assert_eq!(var_a.as_tensor().to_vec1::<f32>().unwrap(), got);
     }
 }

@@ -491,7 +491,7 @@ impl<'a> Trainer<'a> {
         let path = self.run.save_checkpoint(
             &state,
             &self.tensors,
-            &self.opt.state_tensors(),
+            &self.opt.state_tensors()?,
             &self.tok,
             &cfg_out,
             &self.side_files,

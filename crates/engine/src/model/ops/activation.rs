@@ -102,10 +102,10 @@ pub fn sum_exp(x: &[f32], shift: f32) -> f32 {
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
-/// tanh u = 1 − 2/(e²ᵘ + 1).
+/// ½(1 + tanh u) = σ(2u) = 1/(1 + e⁻²ᵘ): no cancellation where tanh u is near −1.
 #[inline(always)]
-fn tanh(u: f32) -> f32 {
-    1.0 - 2.0 / (exp(2.0 * u) + 1.0)
+fn half_one_plus_tanh(u: f32) -> f32 {
+    1.0 / (1.0 + exp(-2.0 * u))
 }
 
 /// GELU with the tanh approximation (GPT-2's `gelu_new`), differentiable.
@@ -159,12 +159,13 @@ impl CustomOp1 for GeluTanh {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let y = map(slice(s, l)?, |x| {
-            0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
+            x * half_one_plus_tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x))
         });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
-    // d/dx = ½(1 + t) + ½x(1 − t²)·k(1 + 3c·x²), t = tanh(k(x + c·x³)).
+    // With s = ½(1 + tanh u) = σ(2u), u = k(x + c·x³): y = x·s and
+    // d/dx = s + x·2s(1 − s)·k(1 + 3c·x²)  (since ½(1 − tanh²u) = 2s(1 − s)).
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let dx = with_data(x, |x| {
             with_data(g, |g| {
@@ -172,9 +173,9 @@ impl CustomOp1 for GeluTanh {
                 let run = |((dx, x), g): ((&mut [f32], &[f32]), &[f32])| {
                     simd(|| {
                         for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                            let t = tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
-                            let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
-                            *dx = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt);
+                            let s = half_one_plus_tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
+                            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
+                            *dx = g * (s + x * 2.0 * s * (1.0 - s) * du);
                         }
                     })
                 };

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use std::sync::Mutex;
 
-use super::{activation, fused, last_dim, simd, slice, with_data, IGNORE_INDEX};
+use super::{activation, fused, last_dim, simd_run, slice, with_data, IGNORE_INDEX};
 
 /// Mean next-token cross-entropy of `logits: (N, V)` against `targets` (length N); positions whose
 /// target is [`IGNORE_INDEX`] are left out of both the sum and the count. Returns a scalar.
@@ -83,7 +83,7 @@ impl CustomOp1 for CrossEntropy {
                 if t == IGNORE_INDEX {
                     f32::NAN
                 } else {
-                    simd(|| logsumexp(row))
+                    simd_run(LogSumExp(row))
                 }
             })
             .collect();
@@ -111,7 +111,7 @@ impl CustomOp1 for CrossEntropy {
             let lse = if kept.len() * v == x.len() {
                 kept
             } else {
-                x.par_chunks(v).map(|r| simd(|| logsumexp(r))).collect()
+                x.par_chunks(v).map(|r| simd_run(LogSumExp(r))).collect()
             };
             let mut dx = vec![0f32; x.len()];
             dx.par_chunks_mut(v)
@@ -123,11 +123,7 @@ impl CustomOp1 for CrossEntropy {
                     if t == IGNORE_INDEX {
                         return;
                     }
-                    simd(|| {
-                        for (d, &r) in dx.iter_mut().zip(row) {
-                            *d = activation::exp(r - lse) * scale;
-                        }
-                    });
+                    simd_run(ScaledSoftmax(dx, row, lse, scale));
                     dx[t as usize] -= scale;
                 });
             dx
@@ -135,3 +131,19 @@ impl CustomOp1 for CrossEntropy {
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
+
+simd_kernel!(
+    /// `dx = exp(row − lse) · scale`: one row's softmax (its log Σ exp known), scaled.
+    ScaledSoftmax<'a>(dx: &'a mut [f32], row: &'a [f32], lse: f32, scale: f32) -> () {
+        for (d, &r) in dx.iter_mut().zip(row) {
+            *d = activation::exp(r - lse) * scale;
+        }
+    }
+);
+
+simd_kernel!(
+    /// [`logsumexp`] of one row.
+    LogSumExp<'a>(row: &'a [f32]) -> f32 {
+        logsumexp(row)
+    }
+);

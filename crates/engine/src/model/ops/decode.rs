@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use super::{fused, simd, with_data, SEQUENTIAL_BELOW};
+use super::{fused, simd_run, with_data, SEQUENTIAL_BELOW};
 
 /// `x: (1, C)` times `w: (V, C)` transposed → `(1, V)`: the LM head for a single decoding position.
 /// A decode step is bound by reading the `V × C` embedding, so this streams each row once, in
@@ -20,12 +20,8 @@ pub fn matvec_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
             out.par_chunks_mut(512)
                 .enumerate()
                 .for_each(|(chunk, out)| {
-                    simd(|| {
-                        for (k, o) in out.iter_mut().enumerate() {
-                            let row = &w[(chunk * 512 + k) * c..(chunk * 512 + k + 1) * c];
-                            *o = dot(x, row);
-                        }
-                    })
+                    let rows = &w[chunk * 512 * c..(chunk * 512 + out.len()) * c];
+                    simd_run(DotRows(x, rows, out));
                 });
             out
         })
@@ -54,26 +50,7 @@ pub fn vecmat(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         with_data(w, |w| {
             let mut out = vec![0f32; cols];
             let block = |(chunk, out): (usize, &mut [f32])| {
-                simd(|| {
-                    let (start, len) = (chunk * COLS, out.len());
-                    let row = |i: usize| &w[i * cols + start..i * cols + start + len];
-                    // Four rows per pass: one load and store of the accumulators per four
-                    // multiply-adds.
-                    let mut i = 0;
-                    while i + 4 <= x.len() {
-                        let (r0, r1, r2, r3) = (row(i), row(i + 1), row(i + 2), row(i + 3));
-                        let (x0, x1, x2, x3) = (x[i], x[i + 1], x[i + 2], x[i + 3]);
-                        for j in 0..len {
-                            out[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j];
-                        }
-                        i += 4;
-                    }
-                    for (i, &xi) in x.iter().enumerate().skip(i) {
-                        for (o, &r) in out.iter_mut().zip(row(i)) {
-                            *o += xi * r;
-                        }
-                    }
-                })
+                simd_run(Columns(x, w, cols, chunk * COLS, out));
             };
             if w.len() < SEQUENTIAL_BELOW * 4 {
                 out.chunks_mut(COLS).enumerate().for_each(block);
@@ -85,6 +62,38 @@ pub fn vecmat(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     })??;
     Tensor::from_vec(out, (1, cols), x.device())
 }
+
+simd_kernel!(
+    /// `out[r] = x · rows[r]` for the row-major `rows` (one per output).
+    DotRows<'a>(x: &'a [f32], rows: &'a [f32], out: &'a mut [f32]) -> () {
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
+            *o = dot(x, row);
+        }
+    }
+);
+
+simd_kernel!(
+    /// `out += x @ w[:, start..start + out.len()]` for the row-major `w: (x.len(), cols)`: four
+    /// rows per pass, one load and store of the accumulators per four multiply-adds.
+    Columns<'a>(x: &'a [f32], w: &'a [f32], cols: usize, start: usize, out: &'a mut [f32]) -> () {
+        let len = out.len();
+        let row = |i: usize| &w[i * cols + start..i * cols + start + len];
+        let mut i = 0;
+        while i + 4 <= x.len() {
+            let (r0, r1, r2, r3) = (row(i), row(i + 1), row(i + 2), row(i + 3));
+            let (x0, x1, x2, x3) = (x[i], x[i + 1], x[i + 2], x[i + 3]);
+            for j in 0..len {
+                out[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j];
+            }
+            i += 4;
+        }
+        for (i, &xi) in x.iter().enumerate().skip(i) {
+            for (o, &r) in out.iter_mut().zip(row(i)) {
+                *o += xi * r;
+            }
+        }
+    }
+);
 
 /// Dot product with eight independent accumulators so the compiler vectorises it.
 #[inline(always)]

@@ -9,17 +9,22 @@ use rayon::prelude::*;
 use super::{fused, simd, slice, with_data, SEQUENTIAL_BELOW};
 
 /// `x` with each element kept (times 1/(1−p)) or zeroed, as `seed` decides; differentiable.
-/// `p` must lie in (0, 1).
+/// `p ≤ 0` keeps everything, `p ≥ 1` drops everything.
 pub fn dropout_seeded(x: &Tensor, p: f32, seed: u64) -> candle_core::Result<Tensor> {
-    if !(p > 0.0 && p < 1.0) {
-        candle_core::bail!("dropout probability {p} is not between 0 and 1");
+    if p.is_nan() {
+        candle_core::bail!("dropout probability is not a number");
+    }
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    if p >= 1.0 {
+        return x.affine(0.0, 0.0);
     }
     let op = Dropout::new(p, seed);
     if fused(x) {
         x.contiguous()?.apply_op1(op)
     } else {
-        let keep: Vec<f32> = (0..x.elem_count()).map(|i| op.factor(i)).collect();
-        x.mul(&Tensor::from_vec(keep, x.shape(), x.device())?)
+        x.mul(&op.mask(x)?)
     }
 }
 
@@ -57,10 +62,19 @@ impl Dropout {
         }
     }
 
+    /// The factors of a tensor like `x` as a tensor: the plain composition, for other devices and
+    /// to test the fused op against.
+    fn mask(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let keep: Vec<f32> = (0..x.elem_count()).map(|i| self.factor(i)).collect();
+        Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())
+    }
+
     /// The factor element `i` is multiplied by: 1/(1−p) or 0.
     #[inline(always)]
     fn factor(&self, i: usize) -> f32 {
-        let h = mix(mix((i as u32) ^ self.keys.0).wrapping_add(self.keys.1 ^ (i >> 32) as u32));
+        let h = mix(
+            mix((i as u32) ^ self.keys.0).wrapping_add(self.keys.1 ^ ((i as u64) >> 32) as u32)
+        );
         if h >= self.threshold {
             self.scale
         } else {
@@ -151,6 +165,46 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert_eq!(again, values);
+    }
+
+    #[test]
+    fn matches_multiplying_by_its_mask_with_gradient() {
+        // Below and above the size where the work goes to the thread pool.
+        for (n, p, seed) in [(37, 0.3, 1), (3 * SEQUENTIAL_BELOW + 5, 0.1, 2)] {
+            let x: Vec<f32> = (0..n).map(|i| (i % 13) as f32 - 6.0).collect();
+            let w: Vec<f32> = (0..n).map(|i| (i % 5) as f32 + 0.5).collect();
+            let w = Tensor::from_vec(w, n, &Device::Cpu).unwrap();
+            let run = |fused: bool| {
+                let v = Var::from_vec(x.clone(), n, &Device::Cpu).unwrap();
+                let y = if fused {
+                    dropout_seeded(v.as_tensor(), p, seed).unwrap()
+                } else {
+                    let mask = Dropout::new(p, seed).mask(v.as_tensor()).unwrap();
+                    v.as_tensor().mul(&mask).unwrap()
+                };
+                let g = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+                let dx: Vec<f32> = g.get(&v).unwrap().to_vec1().unwrap();
+                (y.to_vec1::<f32>().unwrap(), dx)
+            };
+            assert_eq!(run(true), run(false), "n = {n}");
+        }
+        // The ends of the range.
+        let x = Tensor::new(&[1f32, -2.0, 3.0], &Device::Cpu).unwrap();
+        assert_eq!(
+            dropout_seeded(&x, 0.0, 3)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            [1.0, -2.0, 3.0]
+        );
+        assert_eq!(
+            dropout_seeded(&x, 1.0, 3)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            [0.0; 3]
+        );
+        assert!(dropout_seeded(&x, f32::NAN, 3).is_err());
     }
 
     #[test]

@@ -89,3 +89,101 @@ impl CustomOp2 for FrozenMatmul {
         Ok((Some(dx), None))
     }
 }
+
+/// `x @ W + b` (`W: (in, out)`, GPT-2's Conv1D) for `x: (N, in)` as one op: the bias is added into
+/// the product's own buffer, and the backward pass sums the bias gradient in one vectorised pass
+/// (candle's broadcast add allocates another `(N, out)` tensor forward and reduces over rows
+/// backward). Gradients go to whichever of `x`, `W`, `b` are being tracked.
+pub fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    if !fused(x) || !fused(w) || !fused(b) || x.rank() != 2 || w.rank() != 2 || b.rank() != 1 {
+        return frozen_matmul(x, w, false)?.broadcast_add(b);
+    }
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, LinearBias)
+}
+
+struct LinearBias;
+
+impl candle_core::CustomOp3 for LinearBias {
+    fn name(&self) -> &'static str {
+        "tunesmith-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, shape) = cpu_matmul(s1, l1, s2, l2, false)?;
+        let CpuStorage::F32(mut y) = y else {
+            bail!("linear: expected f32");
+        };
+        let b = super::slice(s3, l3)?;
+        let out = shape.dims2()?.1;
+        if b.len() != out {
+            bail!("linear: the bias has {} entries for {out} outputs", b.len());
+        }
+        let add = |row: &mut [f32]| {
+            super::simd(|| {
+                for (y, b) in row.iter_mut().zip(b) {
+                    *y += b;
+                }
+            })
+        };
+        if y.len() < super::SEQUENTIAL_BELOW {
+            y.chunks_mut(out).for_each(add);
+        } else {
+            use rayon::prelude::*;
+            y.par_chunks_mut(out).for_each(add);
+        }
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = x.track_op().then(|| g.matmul(&w.t()?)).transpose()?;
+        let dw = w.track_op().then(|| x.t()?.matmul(g)).transpose()?;
+        let db = if b.track_op() {
+            let out = b.dim(0)?;
+            let sums = super::with_data(g, |g| column_sums(g, out))?;
+            Some(Tensor::from_vec(sums, out, b.device())?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+/// Σ over the rows of a row-major `(rows, out)` matrix: `(out)`, in blocks of columns on the
+/// thread pool (each block's rows added in order, so the sums do not depend on the threads).
+fn column_sums(g: &[f32], out: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    const COLS: usize = 256;
+    let mut sums = vec![0f32; out];
+    let block = |(c, s): (usize, &mut [f32])| {
+        super::simd(|| {
+            let (start, len) = (c * COLS, s.len());
+            for row in g.chunks_exact(out) {
+                for (s, v) in s.iter_mut().zip(&row[start..start + len]) {
+                    *s += v;
+                }
+            }
+        })
+    };
+    if g.len() < super::SEQUENTIAL_BELOW {
+        sums.chunks_mut(COLS).enumerate().for_each(block);
+    } else {
+        sums.par_chunks_mut(COLS).enumerate().for_each(block);
+    }
+    sums
+}

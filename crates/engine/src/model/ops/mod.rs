@@ -17,9 +17,40 @@ pub(super) const SEQUENTIAL_BELOW: usize = 1 << 15;
 /// CPU has them; checked at run time), so that the loops inlined into it vectorise wide. The build
 /// itself targets baseline x86-64 (SSE2). Call it inside each parallel task: the features do not
 /// cross into other threads or into functions that are not inlined.
+///
+/// A closure is only a hint: pulp calls the operation from three places (AVX-512, AVX2, baseline),
+/// so LLVM compiles a closure too large to inline three times once, out of line, for the baseline
+/// (128-bit SSE2). Hot loops are [`simd_kernel!`]s instead.
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
+}
+
+/// Defines a kernel type for [`simd_run`]: `simd_kernel!(Name<'a>(x: &'a [f32], …) -> R { body })`
+/// makes `struct Name<'a>(…)` whose body is always inlined into each of pulp's target-feature
+/// variants, so its loops are compiled for AVX-512 and AVX2 for certain (a closure handed to
+/// [`simd`], or a function item, may stay out of line and run on SSE2).
+macro_rules! simd_kernel {
+    ($(#[$m:meta])* $name:ident<'a>($($arg:ident: $ty:ty),* $(,)?) -> $out:ty $body:block) => {
+        $(#[$m])*
+        struct $name<'a>($($ty),*);
+
+        impl pulp::WithSimd for $name<'_> {
+            type Output = $out;
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> $out {
+                let $name($($arg),*) = self;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use simd_kernel;
+
+/// Runs a [`simd_kernel!`] with the widest vector instructions this CPU has.
+#[inline(always)]
+pub(crate) fn simd_run<K: pulp::WithSimd>(kernel: K) -> K::Output {
+    pulp::Arch::new().dispatch(kernel)
 }
 
 pub(super) fn fused(t: &Tensor) -> bool {
@@ -59,6 +90,7 @@ mod dropout;
 mod frozen_matmul;
 mod layer_norm;
 pub(crate) mod lora_linear;
+mod q8_dequantize;
 mod rms_norm;
 mod rope;
 mod softmax;
@@ -67,9 +99,10 @@ pub use activation::{gelu_tanh, swiglu};
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, vecmat};
 pub use dropout::dropout_seeded;
-pub use frozen_matmul::frozen_matmul;
+pub use frozen_matmul::{frozen_matmul, linear_bias};
 pub use layer_norm::layer_norm;
 pub use lora_linear::{lora_linear, FrozenBase};
+pub use q8_dequantize::q8_0_dequantize;
 pub use rms_norm::rms_norm;
 pub use rope::rope;
 pub use softmax::{causal_softmax, softmax_last_dim};
@@ -166,6 +199,32 @@ mod tests {
             .backward()
             .unwrap();
         assert!(g.get(&wv).is_some());
+    }
+
+    #[test]
+    fn linear_bias_matches_matmul_plus_bias_with_gradient() {
+        // Small, and large enough for the thread pool.
+        for (n, k, out, seed) in [(5, 7, 3, 70), (300, 64, 130, 71)] {
+            check_grads(
+                &[
+                    rand(&[n, k], seed),
+                    rand(&[k, out], seed + 1),
+                    rand(&[out], seed + 2),
+                ],
+                |t| linear_bias(&t[0], &t[1], &t[2]).unwrap(),
+                |t| t[0].matmul(&t[1]).unwrap().broadcast_add(&t[2]).unwrap(),
+            );
+        }
+        // A frozen weight and bias: only x gets a gradient.
+        let (w, b) = (rand(&[4, 6], 73), rand(&[6], 74));
+        let v = Var::from_tensor(&rand(&[3, 4], 75)).unwrap();
+        let grads = linear_bias(v.as_tensor(), &w, &b)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_eq!(grads.get_ids().count(), 1);
     }
 
     #[test]
@@ -384,6 +443,20 @@ mod tests {
         let (x, w) = (rand(&[1, 37], 6), rand(&[1100, 37], 7));
         let want = x.matmul(&w.t().unwrap()).unwrap();
         assert!(max_diff(&matvec_rows(&x, &w).unwrap(), &want) < 1e-4);
+    }
+
+    #[test]
+    fn cross_entropy_backward_twice_gives_the_same_gradient() {
+        // The second backward pass cannot reuse the forward's stored log Σ exp (it was taken).
+        let targets = [2u32, IGNORE_INDEX, 0];
+        let v = Var::from_tensor(&rand(&[3, 7], 60)).unwrap();
+        let loss = cross_entropy(v.as_tensor(), &targets).unwrap();
+        let first = loss.backward().unwrap().get(&v).unwrap().clone();
+        let second = loss.backward().unwrap().get(&v).unwrap().clone();
+        assert!(max_diff(&first, &second) < 1e-7);
+        // The masked row gets no gradient.
+        let row: Vec<f32> = first.get(1).unwrap().to_vec1().unwrap();
+        assert!(row.iter().all(|&g| g == 0.0));
     }
 
     #[test]
