@@ -41,7 +41,8 @@ fn torch(args: &BenchArgs, preset: &str, mode: &str, steps: usize) -> Option<Val
             &threads.to_string(),
             "--steps",
             &steps.to_string(),
-            // Untimed steps as ours take (generation: one untimed generation).
+            // Untimed steps as ours take (generation: one untimed generation, as
+            // `bench::generate_tokens_per_sec` does).
             "--warmup",
             &if mode == "train" {
                 bench::WARMUP_STEPS

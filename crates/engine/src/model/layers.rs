@@ -202,12 +202,15 @@ impl LayerKv {
         // Positions len..len+t are claimed in one atomic step, so that of two holders of a shared
         // buffer (even on two threads) only the first to claim them writes there in place; a sole
         // holder may write over what a discarded continuation had claimed.
+        let sole = slot
+            .as_ref()
+            .is_some_and(|c| Arc::strong_count(&c.written) == 1);
         let claimed = !full
             && slot.as_ref().is_some_and(|c| {
-                c.written
+                sole || c
+                    .written
                     .compare_exchange(len, len + t, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
-                    || Arc::strong_count(&c.written) == 1
             });
         if !claimed {
             // A buffer of its own: twice as large only when this one is full.
@@ -237,7 +240,12 @@ impl LayerKv {
         c.k.slice_set(&k, 2, len)?;
         c.v.slice_set(&v, 2, len)?;
         c.len = len + t;
-        c.written.fetch_max(c.len, Ordering::AcqRel);
+        if sole {
+            // Nobody else reads this buffer: what a discarded continuation wrote is gone.
+            c.written.store(c.len, Ordering::Release);
+        } else {
+            c.written.fetch_max(c.len, Ordering::AcqRel);
+        }
         Ok((c.k.narrow(2, 0, c.len)?, c.v.narrow(2, 0, c.len)?))
     }
 }

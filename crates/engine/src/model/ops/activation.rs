@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{fused, simd, slice, with_data, SEQUENTIAL_BELOW};
+use super::{fused, simd_run, slice, with_data, SEQUENTIAL_BELOW};
 
 /// eˣ to within 2 ulp for x in [−87, 88]; 0 below (where eˣ < 1.7·10⁻³⁸), e⁸⁸ above; NaN stays
 /// NaN. Cephes' `expf` reduction and polynomial, without branches or table lookups so that a loop
@@ -128,15 +128,9 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
 
 /// Maps `f` over `x` into a new vector, on the thread pool when it is large.
 #[inline(always)]
-fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+fn gelu_forward(x: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
-    let run = |(y, x): (&mut [f32], &[f32])| {
-        simd(|| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = f(x);
-            }
-        })
-    };
+    let run = |(y, x): (&mut [f32], &[f32])| simd_run(GeluForward(y, x));
     if x.len() < SEQUENTIAL_BELOW {
         run((&mut y, x));
     } else {
@@ -146,6 +140,52 @@ fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     }
     y
 }
+
+simd_kernel!(
+    GeluForward<'a>(y: &'a mut [f32], x: &'a [f32]) -> () {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = x * half_one_plus_tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
+        }
+    }
+);
+
+simd_kernel!(
+    // With s = ½(1 + tanh u) = σ(2u), u = k(x + c·x³): y = x·s and
+    // d/dx = s + x·2s(1 − s)·k(1 + 3c·x²)  (since ½(1 − tanh²u) = 2s(1 − s)).
+    GeluBackward<'a>(dx: &'a mut [f32], x: &'a [f32], g: &'a [f32]) -> () {
+        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+            let s = half_one_plus_tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
+            *dx = g * (s + x * 2.0 * s * (1.0 - s) * du);
+        }
+    }
+);
+
+simd_kernel!(
+    SwiGluForward<'a>(y: &'a mut [f32], gate: &'a [f32], up: &'a [f32]) -> () {
+        for ((y, &g), &u) in y.iter_mut().zip(gate).zip(up) {
+            *y = g * sigmoid(g) * u;
+        }
+    }
+);
+
+simd_kernel!(
+    // s = σ(gate): d/dgate = g·up·s(1 + gate(1 − s)), d/dup = g·gate·s.
+    SwiGluBackward<'a>(
+        dg: &'a mut [f32],
+        du: &'a mut [f32],
+        gate: &'a [f32],
+        up: &'a [f32],
+        g: &'a [f32],
+    ) -> () {
+        for i in 0..dg.len() {
+            let (x, u, gr) = (gate[i], up[i], g[i]);
+            let s = sigmoid(x);
+            dg[i] = gr * u * s * (1.0 + x * (1.0 - s));
+            du[i] = gr * x * s;
+        }
+    }
+);
 
 /// Elements per parallel task (a few L1 caches' worth).
 const CHUNK: usize = 1 << 13;
@@ -158,9 +198,7 @@ impl CustomOp1 for GeluTanh {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = map(slice(s, l)?, |x| {
-            x * half_one_plus_tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x))
-        });
+        let y = gelu_forward(slice(s, l)?);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -170,15 +208,8 @@ impl CustomOp1 for GeluTanh {
         let dx = with_data(x, |x| {
             with_data(g, |g| {
                 let mut dx = vec![0f32; x.len()];
-                let run = |((dx, x), g): ((&mut [f32], &[f32]), &[f32])| {
-                    simd(|| {
-                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                            let s = half_one_plus_tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
-                            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
-                            *dx = g * (s + x * 2.0 * s * (1.0 - s) * du);
-                        }
-                    })
-                };
+                let run =
+                    |((dx, x), g): ((&mut [f32], &[f32]), &[f32])| simd_run(GeluBackward(dx, x, g));
                 if x.len() < SEQUENTIAL_BELOW {
                     run(((&mut dx, x), g));
                 } else {
@@ -215,13 +246,8 @@ impl CustomOp2 for SwiGlu {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (gate, up) = (slice(s1, l1)?, slice(s2, l2)?);
         let mut y = vec![0f32; gate.len()];
-        let run = |((y, gate), up): ((&mut [f32], &[f32]), &[f32])| {
-            simd(|| {
-                for ((y, &g), &u) in y.iter_mut().zip(gate).zip(up) {
-                    *y = g * sigmoid(g) * u;
-                }
-            })
-        };
+        let run =
+            |((y, gate), up): ((&mut [f32], &[f32]), &[f32])| simd_run(SwiGluForward(y, gate, up));
         if gate.len() < SEQUENTIAL_BELOW {
             run(((&mut y, gate), up));
         } else {
@@ -251,14 +277,7 @@ impl CustomOp2 for SwiGlu {
                         (&'a [f32], &'a [f32]),
                     );
                     let run = |(((dg, du), gate), (up, g)): Args| {
-                        simd(|| {
-                            for i in 0..dg.len() {
-                                let (x, u, gr) = (gate[i], up[i], g[i]);
-                                let s = sigmoid(x);
-                                dg[i] = gr * u * s * (1.0 + x * (1.0 - s));
-                                du[i] = gr * x * s;
-                            }
-                        })
+                        simd_run(SwiGluBackward(dg, du, gate, up, g))
                     };
                     if gate.len() < SEQUENTIAL_BELOW {
                         run((((&mut dgate, &mut dup), gate), (up, g)));

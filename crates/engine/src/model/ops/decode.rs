@@ -11,7 +11,7 @@ use super::{fused, simd_run, with_data, SEQUENTIAL_BELOW};
 pub fn matvec_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let (n, c) = x.dims2()?;
     let (v, c2) = w.dims2()?;
-    if n != 1 || c != c2 || !fused(x) || !fused(w) || !w.is_contiguous() {
+    if n != 1 || c != c2 || c == 0 || !fused(x) || !fused(w) || !w.is_contiguous() {
         return x.matmul(&w.t()?);
     }
     let out = with_data(x, |x| {

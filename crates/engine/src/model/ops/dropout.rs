@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{fused, simd, slice, with_data, SEQUENTIAL_BELOW};
+use super::{fused, simd_run, slice, with_data, SEQUENTIAL_BELOW};
 
 /// `x` with each element kept (times 1/(1−p)) or zeroed, as `seed` decides; differentiable.
 /// `p ≤ 0` keeps everything, `p ≥ 1` drops everything.
@@ -29,8 +29,16 @@ pub fn dropout_seeded(x: &Tensor, p: f32, seed: u64) -> candle_core::Result<Tens
 }
 
 /// `x` through the mask [`dropout_seeded`] draws, as plain data.
+/// The same edge cases: `p ≤ 0` (or not a number; the backward's [`dropout_seeded`] refuses it)
+/// keeps everything, `p ≥ 1` drops everything.
 pub(super) fn masked(x: &[f32], p: f32, seed: u64) -> Vec<f32> {
+    if p.is_nan() || p <= 0.0 {
+        return x.to_vec();
+    }
     let mut out = vec![0f32; x.len()];
+    if p >= 1.0 {
+        return out;
+    }
     Dropout::new(p, seed).apply(&mut out, x);
     out
 }
@@ -87,11 +95,7 @@ impl Dropout {
         const CHUNK: usize = 1 << 13;
         let run = |(c, (out, x)): (usize, (&mut [f32], &[f32]))| {
             let start = c * CHUNK;
-            simd(|| {
-                for (j, (o, &x)) in out.iter_mut().zip(x).enumerate() {
-                    *o = x * self.factor(start + j);
-                }
-            })
+            simd_run(ApplyMask(out, x, self, start))
         };
         if x.len() < SEQUENTIAL_BELOW {
             out.chunks_mut(CHUNK)
@@ -106,6 +110,15 @@ impl Dropout {
         }
     }
 }
+
+simd_kernel!(
+    /// `out[j] = x[j] · factor(start + j)`.
+    ApplyMask<'a>(out: &'a mut [f32], x: &'a [f32], mask: &'a Dropout, start: usize) -> () {
+        for (j, (o, &x)) in out.iter_mut().zip(x).enumerate() {
+            *o = x * mask.factor(start + j);
+        }
+    }
+);
 
 impl CustomOp1 for Dropout {
     fn name(&self) -> &'static str {

@@ -95,7 +95,15 @@ impl CustomOp2 for FrozenMatmul {
 /// (candle's broadcast add allocates another `(N, out)` tensor forward and reduces over rows
 /// backward). Gradients go to whichever of `x`, `W`, `b` are being tracked.
 pub fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    if !fused(x) || !fused(w) || !fused(b) || x.rank() != 2 || w.rank() != 2 || b.rank() != 1 {
+    if !fused(x)
+        || !fused(w)
+        || !fused(b)
+        || x.rank() != 2
+        || w.rank() != 2
+        || b.rank() != 1
+        || x.dim(0)? == 0
+        || w.dim(1)? == 0
+    {
         return frozen_matmul(x, w, false)?.broadcast_add(b);
     }
     x.contiguous()?
@@ -127,13 +135,7 @@ impl candle_core::CustomOp3 for LinearBias {
         if b.len() != out {
             bail!("linear: the bias has {} entries for {out} outputs", b.len());
         }
-        let add = |row: &mut [f32]| {
-            super::simd(|| {
-                for (y, b) in row.iter_mut().zip(b) {
-                    *y += b;
-                }
-            })
-        };
+        let add = |row: &mut [f32]| super::simd_run(AddBias(row, b));
         if y.len() < super::SEQUENTIAL_BELOW {
             y.chunks_mut(out).for_each(add);
         } else {
@@ -164,22 +166,33 @@ impl candle_core::CustomOp3 for LinearBias {
     }
 }
 
+simd_kernel!(
+    AddBias<'a>(row: &'a mut [f32], b: &'a [f32]) -> () {
+        for (y, b) in row.iter_mut().zip(b) {
+            *y += b;
+        }
+    }
+);
+
+simd_kernel!(
+    /// `sums += Σ_rows g[row][start..start + sums.len()]` for the row-major `g: (rows, out)`.
+    ColumnSums<'a>(sums: &'a mut [f32], g: &'a [f32], out: usize, start: usize) -> () {
+        let len = sums.len();
+        for row in g.chunks_exact(out) {
+            for (s, v) in sums.iter_mut().zip(&row[start..start + len]) {
+                *s += v;
+            }
+        }
+    }
+);
+
 /// Σ over the rows of a row-major `(rows, out)` matrix: `(out)`, in blocks of columns on the
 /// thread pool (each block's rows added in order, so the sums do not depend on the threads).
 fn column_sums(g: &[f32], out: usize) -> Vec<f32> {
     use rayon::prelude::*;
     const COLS: usize = 256;
     let mut sums = vec![0f32; out];
-    let block = |(c, s): (usize, &mut [f32])| {
-        super::simd(|| {
-            let (start, len) = (c * COLS, s.len());
-            for row in g.chunks_exact(out) {
-                for (s, v) in s.iter_mut().zip(&row[start..start + len]) {
-                    *s += v;
-                }
-            }
-        })
-    };
+    let block = |(c, s): (usize, &mut [f32])| super::simd_run(ColumnSums(s, g, out, c * COLS));
     if g.len() < super::SEQUENTIAL_BELOW {
         sums.chunks_mut(COLS).enumerate().for_each(block);
     } else {

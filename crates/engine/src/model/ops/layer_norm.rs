@@ -3,7 +3,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{fused, last_dim, simd, slice, with_data, SEQUENTIAL_BELOW};
+use super::{fused, last_dim, simd_run, slice, with_data, SEQUENTIAL_BELOW};
 
 /// `(x − mean) / sqrt(var + eps) ⊙ w + b` over the last dimension, differentiable in x, w and b.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
@@ -59,14 +59,7 @@ impl CustomOp3 for LayerNorm {
             );
         }
         let mut y = vec![0f32; x.len()];
-        let row = |(y, x): (&mut [f32], &[f32])| {
-            simd(|| {
-                let (mean, rstd) = row_stats(x, self.eps);
-                for i in 0..n {
-                    y[i] = (x[i] - mean) * rstd * w[i] + b[i];
-                }
-            })
-        };
+        let row = |(y, x): (&mut [f32], &[f32])| simd_run(NormRow(y, x, w, b, self.eps));
         if x.len() < SEQUENTIAL_BELOW {
             y.chunks_mut(n).zip(x.chunks(n)).for_each(row);
         } else {
@@ -100,32 +93,7 @@ impl CustomOp3 for LayerNorm {
                             x.par_chunks(n * rows_per_chunk)
                                 .zip(g.par_chunks(n * rows_per_chunk)),
                         )
-                        .map(|(dx, (x, g))| {
-                            simd(|| {
-                                let mut dw = vec![0f32; n];
-                                let mut db = vec![0f32; n];
-                                for ((dx, x), g) in
-                                    dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n))
-                                {
-                                    let (mean, rstd) = row_stats(x, eps);
-                                    let (mut sg, mut sgx) = (0f32, 0f32);
-                                    for i in 0..n {
-                                        let xhat = (x[i] - mean) * rstd;
-                                        let gh = g[i] * w[i];
-                                        sg += gh;
-                                        sgx += gh * xhat;
-                                        dw[i] += g[i] * xhat;
-                                        db[i] += g[i];
-                                    }
-                                    let (mg, mgx) = (sg / n as f32, sgx / n as f32);
-                                    for i in 0..n {
-                                        let xhat = (x[i] - mean) * rstd;
-                                        dx[i] = rstd * (g[i] * w[i] - mg - xhat * mgx);
-                                    }
-                                }
-                                (dw, db)
-                            })
-                        })
+                        .map(|(dx, (x, g))| simd_run(NormBackward(dx, x, g, w, eps)))
                         .collect();
                     let mut dw = vec![0f32; n];
                     let mut db = vec![0f32; n];
@@ -145,3 +113,46 @@ impl CustomOp3 for LayerNorm {
         ))
     }
 }
+
+simd_kernel!(
+    /// One row: `y = (x − μ)·r·w + b`.
+    NormRow<'a>(y: &'a mut [f32], x: &'a [f32], w: &'a [f32], b: &'a [f32], eps: f32) -> () {
+        let (mean, rstd) = row_stats(x, eps);
+        for i in 0..w.len() {
+            y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+        }
+    }
+);
+
+simd_kernel!(
+    /// A chunk of whole rows: their `dx`, and the chunk's partial `dw`, `db`.
+    NormBackward<'a>(
+        dx: &'a mut [f32],
+        x: &'a [f32],
+        g: &'a [f32],
+        w: &'a [f32],
+        eps: f32,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let n = w.len();
+        let mut dw = vec![0f32; n];
+        let mut db = vec![0f32; n];
+        for ((dx, x), g) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)) {
+            let (mean, rstd) = row_stats(x, eps);
+            let (mut sg, mut sgx) = (0f32, 0f32);
+            for i in 0..n {
+                let xhat = (x[i] - mean) * rstd;
+                let gh = g[i] * w[i];
+                sg += gh;
+                sgx += gh * xhat;
+                dw[i] += g[i] * xhat;
+                db[i] += g[i];
+            }
+            let (mg, mgx) = (sg / n as f32, sgx / n as f32);
+            for i in 0..n {
+                let xhat = (x[i] - mean) * rstd;
+                dx[i] = rstd * (g[i] * w[i] - mg - xhat * mgx);
+            }
+        }
+        (dw, db)
+    }
+);

@@ -13,23 +13,16 @@ pub const IGNORE_INDEX: u32 = u32::MAX;
 /// Below this many elements, waking the thread pool costs more than the work.
 pub(super) const SEQUENTIAL_BELOW: usize = 1 << 15;
 
-/// Runs `f` with the CPU's wider vector instructions enabled (AVX2 with FMA, or AVX-512, where the
-/// CPU has them; checked at run time), so that the loops inlined into it vectorise wide. The build
-/// itself targets baseline x86-64 (SSE2). Call it inside each parallel task: the features do not
-/// cross into other threads or into functions that are not inlined.
-///
-/// A closure is only a hint: pulp calls the operation from three places (AVX-512, AVX2, baseline),
-/// so LLVM compiles a closure too large to inline three times once, out of line, for the baseline
-/// (128-bit SSE2). Hot loops are [`simd_kernel!`]s instead.
-#[inline(always)]
-pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
-    pulp::Arch::new().dispatch(f)
-}
-
-/// Defines a kernel type for [`simd_run`]: `simd_kernel!(Name<'a>(x: &'a [f32], …) -> R { body })`
-/// makes `struct Name<'a>(…)` whose body is always inlined into each of pulp's target-feature
-/// variants, so its loops are compiled for AVX-512 and AVX2 for certain (a closure handed to
-/// [`simd`], or a function item, may stay out of line and run on SSE2).
+/// Defines a kernel for [`simd_run`], which runs it with the CPU's wider vector instructions
+/// (AVX2 with FMA, or AVX-512, where the CPU has them; checked at run time) although the build
+/// targets baseline x86-64 (SSE2). `simd_kernel!(Name<'a>(x: &'a [f32], …) -> R { body })` makes
+/// `struct Name<'a>(…)` implementing `pulp::WithSimd` with the body `#[inline(always)]`, so the body
+/// and the `#[inline(always)]` helpers it calls are compiled inside each of pulp's target-feature
+/// variants. A closure handed to `pulp::Arch::dispatch` is not enough: pulp calls it from three
+/// places (AVX-512, AVX2, baseline), so LLVM compiled the larger ones once, out of line, for the
+/// baseline, and they ran on 128-bit SSE2 registers (seen in the disassembly of the decode
+/// matrix-vector products, the cross-entropy backward, AdamW, layer norm and softmax). Run a
+/// kernel inside each parallel task: the features do not cross into other threads.
 macro_rules! simd_kernel {
     ($(#[$m:meta])* $name:ident<'a>($($arg:ident: $ty:ty),* $(,)?) -> $out:ty $body:block) => {
         $(#[$m])*
@@ -225,6 +218,27 @@ mod tests {
             .backward()
             .unwrap();
         assert_eq!(grads.get_ids().count(), 1);
+        // Input without a gradient (a first layer's features): W and b get theirs, as the
+        // composition gives them.
+        let x = rand(&[3, 4], 76);
+        let (w, b) = (
+            Var::from_tensor(&rand(&[4, 6], 77)).unwrap(),
+            Var::from_tensor(&rand(&[6], 78)).unwrap(),
+        );
+        let grads_of = |y: Tensor| y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let fused = grads_of(linear_bias(&x, w.as_tensor(), b.as_tensor()).unwrap());
+        let plain = grads_of(
+            x.matmul(w.as_tensor())
+                .unwrap()
+                .broadcast_add(b.as_tensor())
+                .unwrap(),
+        );
+        assert_eq!(fused.get_ids().count(), 2);
+        for v in [&w, &b] {
+            let (f, p) = (fused.get(v).unwrap(), plain.get(v).unwrap());
+            let diff = (f - p).unwrap().abs().unwrap().flatten_all().unwrap();
+            assert!(diff.max(0).unwrap().to_scalar::<f32>().unwrap() < 1e-4);
+        }
     }
 
     #[test]

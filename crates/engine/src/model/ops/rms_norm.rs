@@ -3,7 +3,7 @@
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{fused, last_dim, simd, slice, with_data, SEQUENTIAL_BELOW};
+use super::{fused, last_dim, simd_run, slice, with_data, SEQUENTIAL_BELOW};
 
 /// `x / sqrt(mean(x²) + eps) ⊙ w` over the last dimension, differentiable in x and w. The mean is
 /// taken in f32, as transformers' `LlamaRMSNorm` does.
@@ -46,14 +46,7 @@ impl CustomOp2 for RmsNorm {
             bail!("rms norm: weight length {} vs width {n}", w.len());
         }
         let mut y = vec![0f32; x.len()];
-        let row = |(y, x): (&mut [f32], &[f32])| {
-            simd(|| {
-                let r = rstd(x, self.eps);
-                for i in 0..n {
-                    y[i] = x[i] * r * w[i];
-                }
-            })
-        };
+        let row = |(y, x): (&mut [f32], &[f32])| simd_run(NormRow(y, x, w, self.eps));
         if x.len() < SEQUENTIAL_BELOW {
             y.chunks_mut(n).zip(x.chunks(n)).for_each(row);
         } else {
@@ -86,27 +79,7 @@ impl CustomOp2 for RmsNorm {
                             x.par_chunks(n * rows_per_chunk)
                                 .zip(g.par_chunks(n * rows_per_chunk)),
                         )
-                        .map(|(dx, (x, g))| {
-                            simd(|| {
-                                let mut dw = vec![0f32; n];
-                                for ((dx, x), g) in
-                                    dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n))
-                                {
-                                    let r = rstd(x, eps);
-                                    let mut sgx = 0f32;
-                                    for i in 0..n {
-                                        let xhat = x[i] * r;
-                                        sgx += g[i] * w[i] * xhat;
-                                        dw[i] += g[i] * xhat;
-                                    }
-                                    let mgx = sgx / n as f32;
-                                    for i in 0..n {
-                                        dx[i] = r * (g[i] * w[i] - x[i] * r * mgx);
-                                    }
-                                }
-                                dw
-                            })
-                        })
+                        .map(|(dx, (x, g))| simd_run(NormBackward(dx, x, g, w, eps)))
                         .collect();
                     let mut dw = vec![0f32; n];
                     for p in partials {
@@ -123,3 +96,41 @@ impl CustomOp2 for RmsNorm {
         ))
     }
 }
+
+simd_kernel!(
+    /// One row: `y = x·r·w`.
+    NormRow<'a>(y: &'a mut [f32], x: &'a [f32], w: &'a [f32], eps: f32) -> () {
+        let r = rstd(x, eps);
+        for i in 0..w.len() {
+            y[i] = x[i] * r * w[i];
+        }
+    }
+);
+
+simd_kernel!(
+    /// A chunk of whole rows: their `dx`, and the chunk's partial `dw`.
+    NormBackward<'a>(
+        dx: &'a mut [f32],
+        x: &'a [f32],
+        g: &'a [f32],
+        w: &'a [f32],
+        eps: f32,
+    ) -> Vec<f32> {
+        let n = w.len();
+        let mut dw = vec![0f32; n];
+        for ((dx, x), g) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)) {
+            let r = rstd(x, eps);
+            let mut sgx = 0f32;
+            for i in 0..n {
+                let xhat = x[i] * r;
+                sgx += g[i] * w[i] * xhat;
+                dw[i] += g[i] * xhat;
+            }
+            let mgx = sgx / n as f32;
+            for i in 0..n {
+                dx[i] = r * (g[i] * w[i] - x[i] * r * mgx);
+            }
+        }
+        dw
+    }
+);

@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{activation, fused, last_dim, simd, slice, with_data, SEQUENTIAL_BELOW};
+use super::{activation, fused, last_dim, simd_run, slice, with_data, SEQUENTIAL_BELOW};
 
 /// Σ a·b in eight lanes (vectorises).
 #[inline(always)]
@@ -91,7 +91,7 @@ impl CustomOp1 for Softmax {
             None => n,
         };
         let row = |(r, (y, x)): (usize, (&mut [f32], &[f32]))| {
-            simd(|| softmax_row(&mut y[..visible(r)], &x[..visible(r)]))
+            simd_run(SoftmaxRow(&mut y[..visible(r)], &x[..visible(r)]))
         };
         if x.len() < SEQUENTIAL_BELOW {
             y.chunks_mut(n).zip(x.chunks(n)).enumerate().for_each(row);
@@ -112,17 +112,26 @@ impl CustomOp1 for Softmax {
                 let mut dx = vec![0f32; y.len()];
                 dx.par_chunks_mut(n)
                     .zip(y.par_chunks(n).zip(g.par_chunks(n)))
-                    .for_each(|(dx, (y, g))| {
-                        simd(|| {
-                            let dot = dot(y, g);
-                            for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
-                                *dx = y * (g - dot);
-                            }
-                        })
-                    });
+                    .for_each(|(dx, (y, g))| simd_run(SoftmaxBackward(dx, y, g)));
                 dx
             })
         })??;
         Ok(Some(Tensor::from_vec(dx, y.shape(), y.device())?))
     }
 }
+
+simd_kernel!(
+    SoftmaxRow<'a>(y: &'a mut [f32], x: &'a [f32]) -> () {
+        softmax_row(y, x)
+    }
+);
+
+simd_kernel!(
+    /// `dx = y ⊙ (g − Σ g⊙y)` for one row.
+    SoftmaxBackward<'a>(dx: &'a mut [f32], y: &'a [f32], g: &'a [f32]) -> () {
+        let dot = dot(y, g);
+        for ((dx, y), g) in dx.iter_mut().zip(y).zip(g) {
+            *dx = y * (g - dot);
+        }
+    }
+);
