@@ -29,14 +29,19 @@ pub fn matvec_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     Tensor::from_vec(out, (1, v), x.device())
 }
 
-/// `x: (1, K)` times `w: (K, N)` → `(1, N)` for one decoding position through a HF Conv1D: each
-/// thread owns a slice of output columns and streams the weight rows once. Falls back to a matmul
-/// when gradients are tracked or the shapes differ.
+/// `x: (1, K)` times `w: (K, N)` → `(1, N)` for one decoding position through a HF Conv1D. The
+/// weight is read as it lies, whole rows in order: each task takes a band of rows and sums
+/// `x[i]·w[i, :]` into its own partial output, and the partials are added in band order (so the
+/// result does not depend on the threads). Handing each thread a slice of output columns instead
+/// read every row in pieces, a stride apart, which streamed memory more slowly. Falls back to a
+/// matmul when gradients are tracked or the shapes differ.
 pub fn vecmat(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let (n, k) = x.dims2()?;
     let (k2, cols) = w.dims2()?;
     if n != 1
         || k != k2
+        || k == 0
+        || cols == 0
         || !fused(x)
         || !fused(w)
         || !w.is_contiguous()
@@ -45,23 +50,44 @@ pub fn vecmat(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     {
         return x.matmul(w);
     }
-    const COLS: usize = 256;
+    /// Rows per band: a multiple of the kernel's four.
+    const BAND: usize = 64;
     let out = with_data(x, |x| {
         with_data(w, |w| {
-            let mut out = vec![0f32; cols];
-            let block = |(chunk, out): (usize, &mut [f32])| {
-                simd_run(Columns(x, w, cols, chunk * COLS, out));
+            let band = |(x, w): (&[f32], &[f32])| {
+                let mut partial = vec![0f32; cols];
+                simd_run(Columns(x, w, cols, 0, &mut partial));
+                partial
             };
-            if w.len() < SEQUENTIAL_BELOW * 4 {
-                out.chunks_mut(COLS).enumerate().for_each(block);
+            let partials: Vec<Vec<f32>> = if w.len() < SEQUENTIAL_BELOW * 4 {
+                x.chunks(BAND)
+                    .zip(w.chunks(BAND * cols))
+                    .map(band)
+                    .collect()
             } else {
-                out.par_chunks_mut(COLS).enumerate().for_each(block);
+                x.par_chunks(BAND)
+                    .zip(w.par_chunks(BAND * cols))
+                    .map(band)
+                    .collect()
+            };
+            let mut partials = partials.into_iter();
+            let mut out = partials.next().unwrap_or_else(|| vec![0f32; cols]);
+            for p in partials {
+                simd_run(AddInto(&mut out, &p));
             }
             out
         })
     })??;
     Tensor::from_vec(out, (1, cols), x.device())
 }
+
+simd_kernel!(
+    AddInto<'a>(out: &'a mut [f32], p: &'a [f32]) -> () {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+);
 
 simd_kernel!(
     /// `out[r] = x · rows[r]` for the row-major `rows` (one per output).

@@ -448,8 +448,12 @@ mod tests {
 
     #[test]
     fn vecmat_matches_matmul() {
-        let (x, w) = (rand(&[1, 45], 8), rand(&[45, 700], 9));
-        assert!(max_diff(&vecmat(&x, &w).unwrap(), &x.matmul(&w).unwrap()) < 1e-4);
+        // One band, and several on the thread pool with a last band of splits that are not
+        // whole blocks of four rows.
+        for (k, seed) in [(45, 8), (301, 10)] {
+            let (x, w) = (rand(&[1, k], seed), rand(&[k, 700], seed + 1));
+            assert!(max_diff(&vecmat(&x, &w).unwrap(), &x.matmul(&w).unwrap()) < 1e-4);
+        }
     }
 
     #[test]
