@@ -34,7 +34,8 @@ pub fn matvec_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
 /// `x[i]·w[i, :]` into its own partial output, and the partials are added in band order (so the
 /// result does not depend on the threads). Handing each thread a slice of output columns instead
 /// read every row in pieces, a stride apart, which streamed memory more slowly. Falls back to a
-/// matmul when gradients are tracked or the shapes differ.
+/// matmul off the CPU, for other dtypes, a strided `w`, empty or mismatched shapes, and when
+/// gradients are tracked.
 pub fn vecmat(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let (n, k) = x.dims2()?;
     let (k2, cols) = w.dims2()?;
