@@ -380,21 +380,18 @@ mod tests {
             let got = proj.forward_t(&x).unwrap();
             let exact = x.matmul(&dense.t().unwrap()).unwrap();
             let quantised = QMatMul::from_arc(q.clone()).unwrap().forward(&x).unwrap();
-            let err = |a: &Tensor, b: &Tensor| -> f32 {
-                let d = (a - b).unwrap().abs().unwrap().max_keepdim(1).unwrap();
-                d.max(0).unwrap().squeeze(0).unwrap().to_scalar().unwrap()
+            let max_abs = |t: Tensor| -> f32 {
+                t.abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap()
             };
-            let scale: f32 = exact
-                .abs()
-                .unwrap()
-                .max_keepdim(1)
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .squeeze(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let err = |a: &Tensor, b: &Tensor| max_abs((a - b).unwrap());
+            let scale = max_abs(exact.clone());
             assert!(
                 err(&got, &quantised) < 0.02 * scale,
                 "{rows} rows: far from the quantised kernel"
