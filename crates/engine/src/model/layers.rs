@@ -361,6 +361,28 @@ mod tests {
         assert_eq!(values(&s), values(&kv(1.0, 4)));
     }
 
+    /// Once the only holder writes over what a discarded continuation had claimed, the claim is
+    /// forgotten: a later snapshot's original still goes on in place instead of copying.
+    #[test]
+    fn a_discarded_continuation_does_not_force_copies_later() {
+        let mut slot = None;
+        LayerKv::append(&mut slot, &kv(1.0, 4), &kv(1.0, 4)).unwrap();
+        {
+            let mut discarded = slot.clone();
+            LayerKv::append(&mut discarded, &kv(9.0, 3), &kv(9.0, 3)).unwrap();
+        }
+        LayerKv::append(&mut slot, &kv(2.0, 1), &kv(2.0, 1)).unwrap();
+        let snapshot = slot.clone();
+        let (k, _) = LayerKv::append(&mut slot, &kv(3.0, 1), &kv(3.0, 1)).unwrap();
+        let want = Tensor::cat(&[&kv(1.0, 4), &kv(2.0, 1), &kv(3.0, 1)], 2).unwrap();
+        assert_eq!(values(&k), values(&want));
+        let (a, b) = (slot.as_ref().unwrap(), snapshot.as_ref().unwrap());
+        assert!(
+            Arc::ptr_eq(&a.written, &b.written),
+            "the original copied its cache"
+        );
+    }
+
     /// A prompt's rows through a quantised projection: the f32 path gives the product with the
     /// expanded weight, and stays within quantisation error of candle's quantised kernel (what a
     /// single decoded row takes).

@@ -218,6 +218,10 @@ mod tests {
             [0.0; 3]
         );
         assert!(dropout_seeded(&x, f32::NAN, 3).is_err());
+        // LoRA's mask on plain data agrees at both ends.
+        let data = [1f32, -2.0, 3.0];
+        assert_eq!(masked(&data, 0.0, 3), data);
+        assert_eq!(masked(&data, 1.0, 3), [0.0; 3]);
     }
 
     #[test]

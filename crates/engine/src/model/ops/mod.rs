@@ -454,6 +454,12 @@ mod tests {
             let (x, w) = (rand(&[1, k], seed), rand(&[k, 700], seed + 1));
             assert!(max_diff(&vecmat(&x, &w).unwrap(), &x.matmul(&w).unwrap()) < 1e-4);
         }
+        // Zero-width weights fall back to the matmul instead of panicking.
+        let empty = Tensor::zeros((45, 0), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(vecmat(&rand(&[1, 45], 8), &empty).unwrap().dims(), [1, 0]);
+        let bias = Tensor::zeros(0, DType::F32, &Device::Cpu).unwrap();
+        let y = linear_bias(&rand(&[3, 45], 8), &empty, &bias).unwrap();
+        assert_eq!(y.dims(), [3, 0]);
     }
 
     #[test]
