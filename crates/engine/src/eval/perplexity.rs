@@ -113,7 +113,7 @@ pub fn loss_on_masked_tokens(
         }
         let input = candle_core::Tensor::from_slice(&w[..n], (1, n), model.device())?;
         let hidden = model.hidden(&input, None, None)?;
-        let loss: f32 = model.loss(&hidden, &targets)?.to_scalar()?;
+        let loss: f32 = model.eval_loss(&hidden, &targets)?.to_scalar()?;
         total += loss as f64 * learned as f64;
         count += learned;
         sink.emit(Event::Progress {

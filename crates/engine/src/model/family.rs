@@ -12,7 +12,6 @@ use super::layers::{DropoutRng, KvCache, QWeights, Weights};
 use super::llama::{self, Llama};
 use super::llama_config::{ids_of, LlamaConfig, LLAMA_TYPES};
 use super::lora::LoraRuntime;
-use super::ops;
 use crate::{Error, Result};
 
 /// A model's `config.json`, by family.
@@ -387,9 +386,28 @@ impl Model {
     }
 
     /// Mean cross-entropy of next-token prediction; `targets` has one id per row of `hidden`
-    /// (`ops::IGNORE_INDEX` to skip a position).
+    /// (`ops::IGNORE_INDEX` to skip a position). Differentiable: its gradients are formed along
+    /// with the value (see `ops::head_cross_entropy`), so use [`Model::eval_loss`] where no
+    /// backward pass follows.
     pub fn loss(&self, hidden: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
-        ops::cross_entropy(&self.logits(hidden)?, targets)
+        self.head_loss(hidden, targets, true)
+    }
+
+    /// [`Model::loss`] without gradients, for evaluation: a third of the head's work.
+    pub fn eval_loss(&self, hidden: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
+        self.head_loss(hidden, targets, false)
+    }
+
+    fn head_loss(
+        &self,
+        hidden: &Tensor,
+        targets: &[u32],
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        match &self.net {
+            Net::Gpt2(m) => m.head_loss(hidden, targets, train),
+            Net::Llama(m) => m.head_loss(hidden, targets, train),
+        }
     }
 
     /// Logits `(N, V)` (f32) of one new token for each of `N` sequences, each continuing its own

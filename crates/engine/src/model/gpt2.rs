@@ -479,6 +479,16 @@ impl Gpt2 {
         ops::frozen_matmul(hidden, &self.head, true)
     }
 
+    /// Mean cross-entropy of the head's logits against `targets`, gradients only when `train`.
+    pub(crate) fn head_loss(
+        &self,
+        hidden: &Tensor,
+        targets: &[u32],
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        ops::head_cross_entropy(hidden, &self.head, targets, train)
+    }
+
     /// Logits `(1, V)` for one position while decoding (no gradient).
     pub(crate) fn next_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         ops::matvec_rows(hidden, &self.head)

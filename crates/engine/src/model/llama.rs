@@ -501,6 +501,19 @@ impl Llama {
         }
     }
 
+    /// Mean cross-entropy of the head's logits against `targets`, gradients only when `train`.
+    pub(crate) fn head_loss(
+        &self,
+        hidden: &Tensor,
+        targets: &[u32],
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        match &self.head {
+            Proj::Dense(w) => ops::head_cross_entropy(hidden, w, targets, train),
+            _ => ops::cross_entropy(&self.logits(hidden)?, targets),
+        }
+    }
+
     /// Logits `(1, V)` for one position while decoding (no gradient).
     pub(crate) fn next_logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.head.forward_t(hidden)?.to_dtype(DType::F32)

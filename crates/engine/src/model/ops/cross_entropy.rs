@@ -11,22 +11,7 @@ use super::{activation, fused, last_dim, simd_run, slice, with_data, IGNORE_INDE
 /// target is [`IGNORE_INDEX`] are left out of both the sum and the count. Returns a scalar.
 pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
     let (n, v) = logits.dims2()?;
-    if n != targets.len() {
-        bail!(
-            "cross entropy: {n} rows of logits but {} targets",
-            targets.len()
-        );
-    }
-    if let Some(&t) = targets
-        .iter()
-        .find(|&&t| t != IGNORE_INDEX && t as usize >= v)
-    {
-        bail!("cross entropy: target id {t} is outside the vocabulary of {v}");
-    }
-    let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
-    if count == 0 {
-        bail!("cross entropy: every target is masked");
-    }
+    let count = check_targets(n, v, targets)?;
     if fused(logits) {
         logits.contiguous()?.apply_op1(CrossEntropy {
             targets: targets.to_vec(),
@@ -49,6 +34,26 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Te
         let logp = candle_nn::ops::log_softmax(logits, 1)?;
         let picked = logp.gather(&ids.unsqueeze(1)?, 1)?.squeeze(1)?;
         (picked * keep)?.sum_all()?.affine(-1.0 / count as f64, 0.0)
+    }
+}
+
+/// Checks one target per row, each masked or inside the vocabulary of `v`; returns how many are kept.
+pub(super) fn check_targets(n: usize, v: usize, targets: &[u32]) -> candle_core::Result<usize> {
+    if n != targets.len() {
+        bail!(
+            "cross entropy: {n} rows of logits but {} targets",
+            targets.len()
+        );
+    }
+    if let Some(&t) = targets
+        .iter()
+        .find(|&&t| t != IGNORE_INDEX && t as usize >= v)
+    {
+        bail!("cross entropy: target id {t} is outside the vocabulary of {v}");
+    }
+    match targets.iter().filter(|&&t| t != IGNORE_INDEX).count() {
+        0 => bail!("cross entropy: every target is masked"),
+        count => Ok(count),
     }
 }
 

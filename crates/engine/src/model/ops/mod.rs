@@ -81,6 +81,7 @@ mod cross_entropy;
 mod decode;
 mod dropout;
 mod frozen_matmul;
+pub(crate) mod head_loss;
 mod layer_norm;
 pub(crate) mod lora_linear;
 mod q8_dequantize;
@@ -93,6 +94,7 @@ pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, vecmat};
 pub use dropout::dropout_seeded;
 pub use frozen_matmul::{frozen_matmul, linear_bias};
+pub use head_loss::head_cross_entropy;
 pub use layer_norm::layer_norm;
 pub use lora_linear::{lora_linear, FrozenBase};
 pub use q8_dequantize::q8_0_dequantize;
@@ -481,6 +483,67 @@ mod tests {
         // The masked row gets no gradient.
         let row: Vec<f32> = first.get(1).unwrap().to_vec1().unwrap();
         assert!(row.iter().all(|&g| g == 0.0));
+    }
+
+    #[test]
+    fn head_cross_entropy_matches_matmul_then_cross_entropy_with_gradients() {
+        let (n, c, v) = (23, 6, 40);
+        let (h, w) = (rand(&[n, c], 80), rand(&[v, c], 81));
+        let all: Vec<u32> = (0..n as u32).map(|i| (i * 7) % v as u32).collect();
+        let mut masked = all.clone();
+        for i in [0, 1, 2, 9, 22] {
+            masked[i] = IGNORE_INDEX;
+        }
+        // One chunk, and chunks of 5 rows with a ragged last one (4·v·5 bytes).
+        for targets in [&all, &masked] {
+            for chunk in [usize::MAX / 2, 4 * v * 5] {
+                check_grads(
+                    &[h.clone(), w.clone()],
+                    |t| {
+                        head_loss::head_cross_entropy_chunked(&t[0], &t[1], targets, true, chunk)
+                            .unwrap()
+                    },
+                    |t| cross_entropy(&t[0].matmul(&t[1].t().unwrap()).unwrap(), targets).unwrap(),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn head_cross_entropy_scales_by_the_upstream_gradient_and_skips_untracked_or_eval_gradients() {
+        let (h, w) = (rand(&[9, 4], 82), rand(&[11, 4], 83));
+        let targets: Vec<u32> = vec![3, IGNORE_INDEX, 0, 10, 5, 5, 1, IGNORE_INDEX, 2];
+        let (hv, wv) = (Var::from_tensor(&h).unwrap(), Var::from_tensor(&w).unwrap());
+        let grads_of = |loss: Tensor| {
+            let g = loss.backward().unwrap();
+            (g.get(&hv).cloned(), g.get(&wv).cloned())
+        };
+        let plain = |t: &Tensor| cross_entropy(&t.matmul(&wv.t().unwrap()).unwrap(), &targets);
+        let (want_h, want_w) = grads_of((plain(hv.as_tensor()).unwrap() * 0.3).unwrap());
+        let (want_h, want_w) = (want_h.unwrap(), want_w.unwrap());
+        let fused = head_cross_entropy(hv.as_tensor(), wv.as_tensor(), &targets, true).unwrap();
+        let (got_h, got_w) = grads_of((fused.clone() * 0.3).unwrap());
+        assert!(max_diff(&got_h.unwrap(), &want_h) < 1e-6);
+        assert!(max_diff(&got_w.unwrap(), &want_w) < 1e-6);
+        // A second backward through the same op recomputes the same gradients.
+        let (again_h, _) = grads_of((fused * 0.3).unwrap());
+        assert!(max_diff(&again_h.unwrap(), &want_h) < 1e-6);
+        // A frozen head gets no gradient; the hidden states still do.
+        let frozen = head_cross_entropy(hv.as_tensor(), &w, &targets, true).unwrap();
+        let g = frozen.backward().unwrap();
+        assert!(g.get(&hv).is_some());
+        assert_eq!(g.get_ids().count(), 1);
+        // Evaluation: the same value, no gradient formed.
+        let eval = head_cross_entropy(hv.as_tensor(), wv.as_tensor(), &targets, false).unwrap();
+        let want: f32 = plain(&h).unwrap().to_scalar().unwrap();
+        assert!((eval.to_scalar::<f32>().unwrap() - want).abs() < 1e-6);
+        let (none_h, none_w) = grads_of(eval);
+        assert!(none_h.is_none() && none_w.is_none());
+        // The same checks on targets as the plain cross-entropy.
+        let every_masked = vec![IGNORE_INDEX; 9];
+        assert!(head_cross_entropy(&h, &w, &every_masked, true).is_err());
+        assert!(head_cross_entropy(&h, &w, &[11; 9], true).is_err());
+        assert!(head_cross_entropy(&h, &w, &[1; 8], true).is_err());
     }
 
     #[test]
