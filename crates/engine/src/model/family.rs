@@ -258,6 +258,8 @@ enum Net {
 pub struct Model {
     cfg: ModelConfig,
     net: Net,
+    /// The loss's logits buffer, reused from step to step.
+    head_scratch: super::ops::HeadScratch,
 }
 
 impl Model {
@@ -298,6 +300,7 @@ impl Model {
         Ok(Model {
             cfg: cfg.clone(),
             net,
+            head_scratch: Default::default(),
         })
     }
 
@@ -405,8 +408,8 @@ impl Model {
         train: bool,
     ) -> candle_core::Result<Tensor> {
         match &self.net {
-            Net::Gpt2(m) => m.head_loss(hidden, targets, train),
-            Net::Llama(m) => m.head_loss(hidden, targets, train),
+            Net::Gpt2(m) => m.head_loss(hidden, targets, train, &self.head_scratch),
+            Net::Llama(m) => m.head_loss(hidden, targets, train, &self.head_scratch),
         }
     }
 

@@ -485,8 +485,9 @@ impl Gpt2 {
         hidden: &Tensor,
         targets: &[u32],
         train: bool,
+        scratch: &ops::HeadScratch,
     ) -> candle_core::Result<Tensor> {
-        ops::head_cross_entropy(hidden, &self.head, targets, train)
+        ops::head_cross_entropy(hidden, &self.head, targets, train, scratch)
     }
 
     /// Logits `(1, V)` for one position while decoding (no gradient).

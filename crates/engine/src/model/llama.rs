@@ -507,9 +507,10 @@ impl Llama {
         hidden: &Tensor,
         targets: &[u32],
         train: bool,
+        scratch: &ops::HeadScratch,
     ) -> candle_core::Result<Tensor> {
         match &self.head {
-            Proj::Dense(w) => ops::head_cross_entropy(hidden, w, targets, train),
+            Proj::Dense(w) => ops::head_cross_entropy(hidden, w, targets, train, scratch),
             _ => ops::cross_entropy(&self.logits(hidden)?, targets),
         }
     }

@@ -94,7 +94,7 @@ pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, vecmat};
 pub use dropout::dropout_seeded;
 pub use frozen_matmul::{frozen_matmul, linear_bias};
-pub use head_loss::head_cross_entropy;
+pub use head_loss::{head_cross_entropy, HeadScratch};
 pub use layer_norm::layer_norm;
 pub use lora_linear::{lora_linear, FrozenBase};
 pub use q8_dequantize::q8_0_dequantize;
@@ -500,8 +500,15 @@ mod tests {
                 check_grads(
                     &[h.clone(), w.clone()],
                     |t| {
-                        head_loss::head_cross_entropy_chunked(&t[0], &t[1], targets, true, chunk)
-                            .unwrap()
+                        head_loss::head_cross_entropy_chunked(
+                            &t[0],
+                            &t[1],
+                            targets,
+                            true,
+                            &HeadScratch::default(),
+                            chunk,
+                        )
+                        .unwrap()
                     },
                     |t| cross_entropy(&t[0].matmul(&t[1].t().unwrap()).unwrap(), targets).unwrap(),
                 );
@@ -514,6 +521,11 @@ mod tests {
         let (h, w) = (rand(&[9, 4], 82), rand(&[11, 4], 83));
         let targets: Vec<u32> = vec![3, IGNORE_INDEX, 0, 10, 5, 5, 1, IGNORE_INDEX, 2];
         let (hv, wv) = (Var::from_tensor(&h).unwrap(), Var::from_tensor(&w).unwrap());
+        // One buffer for every call below, left holding a larger call's logits: the calls must
+        // not depend on what it holds.
+        let scratch = HeadScratch::default();
+        let big = rand(&[30, 4], 84);
+        head_cross_entropy(&h, &big, &[29; 9], false, &scratch).unwrap();
         let grads_of = |loss: Tensor| {
             let g = loss.backward().unwrap();
             (g.get(&hv).cloned(), g.get(&wv).cloned())
@@ -521,7 +533,8 @@ mod tests {
         let plain = |t: &Tensor| cross_entropy(&t.matmul(&wv.t().unwrap()).unwrap(), &targets);
         let (want_h, want_w) = grads_of((plain(hv.as_tensor()).unwrap() * 0.3).unwrap());
         let (want_h, want_w) = (want_h.unwrap(), want_w.unwrap());
-        let fused = head_cross_entropy(hv.as_tensor(), wv.as_tensor(), &targets, true).unwrap();
+        let fused =
+            head_cross_entropy(hv.as_tensor(), wv.as_tensor(), &targets, true, &scratch).unwrap();
         let (got_h, got_w) = grads_of((fused.clone() * 0.3).unwrap());
         assert!(max_diff(&got_h.unwrap(), &want_h) < 1e-6);
         assert!(max_diff(&got_w.unwrap(), &want_w) < 1e-6);
@@ -529,21 +542,22 @@ mod tests {
         let (again_h, _) = grads_of((fused * 0.3).unwrap());
         assert!(max_diff(&again_h.unwrap(), &want_h) < 1e-6);
         // A frozen head gets no gradient; the hidden states still do.
-        let frozen = head_cross_entropy(hv.as_tensor(), &w, &targets, true).unwrap();
+        let frozen = head_cross_entropy(hv.as_tensor(), &w, &targets, true, &scratch).unwrap();
         let g = frozen.backward().unwrap();
         assert!(g.get(&hv).is_some());
         assert_eq!(g.get_ids().count(), 1);
         // Evaluation: the same value, no gradient formed.
-        let eval = head_cross_entropy(hv.as_tensor(), wv.as_tensor(), &targets, false).unwrap();
+        let eval =
+            head_cross_entropy(hv.as_tensor(), wv.as_tensor(), &targets, false, &scratch).unwrap();
         let want: f32 = plain(&h).unwrap().to_scalar().unwrap();
         assert!((eval.to_scalar::<f32>().unwrap() - want).abs() < 1e-6);
         let (none_h, none_w) = grads_of(eval);
         assert!(none_h.is_none() && none_w.is_none());
         // The same checks on targets as the plain cross-entropy.
         let every_masked = vec![IGNORE_INDEX; 9];
-        assert!(head_cross_entropy(&h, &w, &every_masked, true).is_err());
-        assert!(head_cross_entropy(&h, &w, &[11; 9], true).is_err());
-        assert!(head_cross_entropy(&h, &w, &[1; 8], true).is_err());
+        assert!(head_cross_entropy(&h, &w, &every_masked, true, &scratch).is_err());
+        assert!(head_cross_entropy(&h, &w, &[11; 9], true, &scratch).is_err());
+        assert!(head_cross_entropy(&h, &w, &[1; 8], true, &scratch).is_err());
     }
 
     #[test]
