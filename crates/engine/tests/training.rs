@@ -775,7 +775,11 @@ fn accumulated_gradients_equal_those_of_one_batch_holding_every_micro_batch() {
     let mean = |b: &Batch| -> f32 {
         let ids = Tensor::from_slice(&b.inputs, (b.batch, b.block), &dev).unwrap();
         let h = model.hidden(&ids, None, None).unwrap();
-        model.loss(&h, &b.targets).unwrap().to_scalar().unwrap()
+        model
+            .eval_loss(&h, &b.targets)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     };
     let mean_of_means = (mean(&micro[0]) + mean(&micro[1])) / 2.0;
     assert!(

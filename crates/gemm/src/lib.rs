@@ -159,8 +159,9 @@ pub fn matmul(
     }
     if k == 0 {
         if !accumulate {
-            for row in dst.data.chunks_mut(dst.row_stride).take(m) {
-                row[..n].fill(0.0);
+            for r in 0..m {
+                let start = r * dst.row_stride;
+                dst.data[start..start + n].fill(0.0);
             }
         }
         return Ok(());
@@ -267,6 +268,46 @@ mod tests {
                 assert!((got - 1.5 * want[i * n + j]).abs() < 1e-4, "({i}, {j})");
             }
         }
+    }
+
+    #[test]
+    fn large_products_on_the_thread_pool_ignore_what_the_output_held() {
+        // Large enough for gemm's packing and threads; `b` read through a transposed view (row
+        // stride 1), as the head's weight gradient reads the logits.
+        let (m, k, n) = (130, 257, 190);
+        let a = data(m * k, 3);
+        let bt = data(n * k, 4);
+        let (va, vb) = (
+            Mat::rows(&a, m, k).unwrap(),
+            Mat::rows(&bt, n, k).unwrap().t(),
+        );
+        let want = naive(&va, &vb);
+        let mut out = vec![f32::NAN; m * n];
+        matmul(MatMut::rows(&mut out, m, n).unwrap(), va, vb, false, 1.0).unwrap();
+        for (g, w) in out.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 1e-3, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn a_single_output_row_may_have_any_row_stride() {
+        let mut out = vec![5.0f32; 3];
+        let dst = MatMut::with_row_stride(&mut out, 1, 3, 0).unwrap();
+        let (a, b) = (Mat::rows(&[], 1, 0).unwrap(), Mat::rows(&[], 0, 3).unwrap());
+        matmul(dst, a, b, false, 1.0).unwrap();
+        assert_eq!(out, vec![0.0; 3]);
+        let (a, b) = ([2.0f32], [1.0f32, 2.0, 3.0]);
+        let (a, b) = (Mat::rows(&a, 1, 1).unwrap(), Mat::rows(&b, 1, 3).unwrap());
+        let mut out = vec![1.0f32; 3];
+        matmul(
+            MatMut::with_row_stride(&mut out, 1, 3, 0).unwrap(),
+            a,
+            b,
+            true,
+            1.0,
+        )
+        .unwrap();
+        assert_eq!(out, vec![3.0, 5.0, 7.0]);
     }
 
     #[test]

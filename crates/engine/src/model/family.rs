@@ -396,7 +396,8 @@ impl Model {
         self.head_loss(hidden, targets, true)
     }
 
-    /// [`Model::loss`] without gradients, for evaluation: a third of the head's work.
+    /// [`Model::loss`] without gradients, for evaluation (on the CPU in f32, a third of the fused
+    /// head's work). A backward pass through it gives the head and the hidden states no gradient.
     pub fn eval_loss(&self, hidden: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
         self.head_loss(hidden, targets, false)
     }

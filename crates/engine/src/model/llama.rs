@@ -501,7 +501,8 @@ impl Llama {
         }
     }
 
-    /// Mean cross-entropy of the head's logits against `targets`, gradients only when `train`.
+    /// Mean cross-entropy of the head's logits against `targets`; a dense head forms gradients only
+    /// when `train` (a quantised head, never trained, goes through the plain cross-entropy).
     pub(crate) fn head_loss(
         &self,
         hidden: &Tensor,

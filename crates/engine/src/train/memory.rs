@@ -136,9 +136,11 @@ pub fn estimate(
         s.width as usize,
     ) as u64;
     let floats = if recompute {
-        // Every block's input; then either the head and loss or one block's forward and
-        // backward (its intermediates and about half as much again in gradients).
-        tokens * (s.layers + 1) * s.width + head.max(tokens * 3 * layer / 2)
+        // Every block's input and the logits buffer (kept by the model from step to step); then
+        // either the hidden states' gradient or one block's forward and backward (its
+        // intermediates and about half as much again in gradients).
+        let chunk = head - tokens * s.width;
+        tokens * (s.layers + 1) * s.width + chunk + (tokens * s.width).max(tokens * 3 * layer / 2)
     } else {
         tokens * s.layers * layer + head
     };
@@ -215,7 +217,7 @@ pub fn training_memory(cfg: &crate::settings::TrainConfig) -> TrainingMemory {
 }
 
 /// How far the estimate may exceed the free memory before a run is refused: the estimate was
-/// within −6 % … +19 % of the measured peaks (README), so a run refused here cannot fit, while one
+/// within −2 % … +11 % of the measured peaks (the tests below; README), so a run refused here cannot fit, while one
 /// just over the free memory gets a warning instead.
 pub const REFUSE_ABOVE: f64 = 1.2;
 

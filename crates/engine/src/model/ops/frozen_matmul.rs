@@ -1,7 +1,8 @@
 //! A matmul by a frozen weight: the gradient flows to the activations only.
 //!
-//! candle's `matmul` backward always computes and keeps the gradient of both sides. With LoRA (or a
-//! frozen token table under a tied head) that is a weight-sized gradient per projection that no one
+//! candle's `matmul` backward always computes and keeps the gradient of both sides. With LoRA (or,
+//! where the fused head and loss fall back to this op, a frozen token table under a tied head) that
+//! is a weight-sized gradient per projection that no one
 //! reads: a third of the backward pass's matmul work, and the whole model's size again in memory
 //! until the step ends. This op records `x` alone as differentiable.
 

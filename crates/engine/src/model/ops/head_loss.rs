@@ -95,6 +95,9 @@ pub(super) fn head_cross_entropy_chunked(
 /// size, as few as `chunk_bytes` allows (every chunk's products re-read the whole head, which gemm
 /// packs again), none of them a small remainder.
 fn chunk_rows(rows: usize, vocab: usize, chunk_bytes: usize) -> usize {
+    if rows == 0 {
+        return 0;
+    }
     let most = (chunk_bytes / (4 * vocab.max(1))).clamp(1, rows.max(1));
     rows.div_ceil(rows.div_ceil(most)).max(1)
 }
@@ -120,6 +123,26 @@ struct HeadLoss {
 struct Grads {
     dh: Option<Vec<f32>>,
     dw: Option<Vec<f32>>,
+}
+
+#[cfg(test)]
+#[test]
+fn chunks_are_equal_within_the_budget_and_cover_every_row() {
+    assert_eq!(chunk_rows(0, 50257, CHUNK_BYTES), 0);
+    assert_eq!(working_floats(0, 50257, 768), 0);
+    // 128 MiB holds 667 rows of 50257: 1024 rows go in two chunks of 512, 512 rows in one.
+    assert_eq!(chunk_rows(1024, 50257, CHUNK_BYTES), 512);
+    assert_eq!(chunk_rows(512, 50257, CHUNK_BYTES), 512);
+    for (rows, vocab, budget) in [(8192, 151936, CHUNK_BYTES), (23, 40, 800), (7, 1 << 20, 1)] {
+        let r = chunk_rows(rows, vocab, budget);
+        assert!(
+            r >= 1 && (r == 1 || 4 * r * vocab <= budget),
+            "{rows} {vocab}: {r}"
+        );
+        let chunks = rows.div_ceil(r);
+        assert!(rows > (chunks - 1) * r, "no empty chunk");
+        assert_eq!(chunks, rows.div_ceil((budget / (4 * vocab)).clamp(1, rows)));
+    }
 }
 
 fn err(e: tunesmith_gemm::ShapeError) -> candle_core::Error {

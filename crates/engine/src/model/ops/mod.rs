@@ -541,6 +541,11 @@ mod tests {
         // A second backward through the same op recomputes the same gradients.
         let (again_h, _) = grads_of((fused * 0.3).unwrap());
         assert!(max_diff(&again_h.unwrap(), &want_h) < 1e-6);
+        // Only the head tracked (hidden states from a frozen network): its gradient alone.
+        let head_only = head_cross_entropy(&h, wv.as_tensor(), &targets, true, &scratch).unwrap();
+        let g = (head_only * 0.3).unwrap().backward().unwrap();
+        assert!(max_diff(g.get(&wv).unwrap(), &want_w) < 1e-6);
+        assert_eq!(g.get_ids().count(), 1);
         // A frozen head gets no gradient; the hidden states still do.
         let frozen = head_cross_entropy(hv.as_tensor(), &w, &targets, true, &scratch).unwrap();
         let g = frozen.backward().unwrap();
