@@ -136,13 +136,7 @@ impl candle_core::CustomOp3 for LinearBias {
         if b.len() != out {
             bail!("linear: the bias has {} entries for {out} outputs", b.len());
         }
-        let add = |row: &mut [f32]| super::simd_run(AddBias(row, b));
-        if y.len() < super::SEQUENTIAL_BELOW {
-            y.chunks_mut(out).for_each(add);
-        } else {
-            use rayon::prelude::*;
-            y.par_chunks_mut(out).for_each(add);
-        }
+        add_bias(&mut y, b);
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -164,6 +158,17 @@ impl candle_core::CustomOp3 for LinearBias {
             None
         };
         Ok((dx, dw, db))
+    }
+}
+
+/// Adds `b` to every row of the row-major `y` (rows of `b.len()`), on the thread pool when large.
+pub(super) fn add_bias(y: &mut [f32], b: &[f32]) {
+    let add = |row: &mut [f32]| super::simd_run(AddBias(row, b));
+    if y.len() < super::SEQUENTIAL_BELOW {
+        y.chunks_mut(b.len()).for_each(add);
+    } else {
+        use rayon::prelude::*;
+        y.par_chunks_mut(b.len()).for_each(add);
     }
 }
 

@@ -9,8 +9,9 @@
 //! [`super::dropout_seeded`]) and the
 //! rank-`r` product is recomputed in the backward pass (`N·in·r` multiply-adds, negligible).
 
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+
+use tunesmith_gemm::{matmul, Mat, MatMut};
 
 use super::fused;
 
@@ -114,40 +115,28 @@ impl CustomOp3 for LoraLinear {
         let CpuStorage::F32(mut y) = y else {
             bail!("lora linear: expected f32");
         };
-        // Adapter: h = s·(x ⊙ mask)·Aᵀ, then y += h·Bᵀ.
+        // Adapter: h = s·(x ⊙ mask)·Aᵀ, then y += h·Bᵀ in y's own buffer (no (N, out) product
+        // to allocate and add).
         let x = super::slice(sx, lx)?;
-        let h = match self.masked(x) {
-            Some(u) => {
-                let u = CpuStorage::F32(u);
-                u.matmul(
-                    sa,
-                    (1, n, r, k),
-                    &Layout::contiguous((n, k)),
-                    &la.transpose(0, 1)?,
-                )?
-            }
-            None => sx.matmul(sa, (1, n, r, k), lx, &la.transpose(0, 1)?)?,
-        };
-        let CpuStorage::F32(mut h) = h else {
-            bail!("lora linear: expected f32");
-        };
-        let s = self.scale as f32;
-        h.iter_mut().for_each(|v| *v *= s);
-        let h = CpuStorage::F32(h);
-        let z = h.matmul(
-            sb,
-            (1, n, out, r),
-            &Layout::contiguous((n, r)),
-            &lb.transpose(0, 1)?,
-        )?;
-        let CpuStorage::F32(z) = z else {
-            bail!("lora linear: expected f32");
-        };
-        let bias = self.bias.as_ref().map(cpu_f32).transpose()?;
-        for (row_y, row_z) in y.chunks_mut(out).zip(z.chunks(out)) {
-            for (j, (y, z)) in row_y.iter_mut().zip(row_z).enumerate() {
-                *y += z + bias.as_ref().map_or(0.0, |(b, l)| b[l.start_offset() + j]);
-            }
+        let masked = self.masked(x);
+        let u = masked.as_deref().unwrap_or(x);
+        let (a, bm) = (super::slice(sa, la)?, super::slice(sb, lb)?);
+        let mut h = vec![0f32; n * r];
+        let e = |e: tunesmith_gemm::ShapeError| candle_core::Error::Msg(e.to_string());
+        let (hv, uv) = (
+            MatMut::rows(&mut h, n, r).map_err(e)?,
+            Mat::rows(u, n, k).map_err(e)?,
+        );
+        let at = Mat::rows(a, r, k).map_err(e)?.t();
+        matmul(hv, uv, at, false, self.scale as f32).map_err(e)?;
+        let (yv, hv) = (
+            MatMut::rows(&mut y, n, out).map_err(e)?,
+            Mat::rows(&h, n, r).map_err(e)?,
+        );
+        matmul(yv, hv, Mat::rows(bm, out, r).map_err(e)?.t(), true, 1.0).map_err(e)?;
+        if let Some((b, l)) = self.bias.as_ref().map(cpu_f32).transpose()? {
+            let b = &b[l.start_offset()..l.start_offset() + out];
+            super::frozen_matmul::add_bias(&mut y, b);
         }
         Ok((CpuStorage::F32(y), Shape::from((n, out))))
     }
