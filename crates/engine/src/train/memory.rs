@@ -217,8 +217,8 @@ pub fn training_memory(cfg: &crate::settings::TrainConfig) -> TrainingMemory {
 }
 
 /// How far the estimate may exceed the free memory before a run is refused: the estimate was
-/// within −2 % … +11 % of the measured peaks (the tests below; README), so a run refused here cannot fit, while one
-/// just over the free memory gets a warning instead.
+/// within +2 % … +14 % of the measured peaks (the tests below; README), so a run refused here
+/// cannot fit, while one just over the free memory gets a warning instead.
 pub const REFUSE_ABOVE: f64 = 1.2;
 
 /// Refuses a run whose estimate exceeds the memory this machine has free by more than

@@ -163,6 +163,9 @@ impl candle_core::CustomOp3 for LinearBias {
 
 /// Adds `b` to every row of the row-major `y` (rows of `b.len()`), on the thread pool when large.
 pub(super) fn add_bias(y: &mut [f32], b: &[f32]) {
+    if b.is_empty() {
+        return;
+    }
     let add = |row: &mut [f32]| super::simd_run(AddBias(row, b));
     if y.len() < super::SEQUENTIAL_BELOW {
         y.chunks_mut(b.len()).for_each(add);

@@ -74,14 +74,6 @@ impl LoraLinear {
     }
 }
 
-fn cpu_f32(t: &Tensor) -> candle_core::Result<(Vec<f32>, Layout)> {
-    let (s, l) = t.storage_and_layout();
-    match &*s {
-        Storage::Cpu(CpuStorage::F32(v)) => Ok((v.clone(), l.clone())),
-        _ => bail!("lora linear: expected an f32 CPU tensor"),
-    }
-}
-
 impl CustomOp3 for LoraLinear {
     fn name(&self) -> &'static str {
         "tunesmith-lora-linear"
@@ -134,8 +126,18 @@ impl CustomOp3 for LoraLinear {
             Mat::rows(&h, n, r).map_err(e)?,
         );
         matmul(yv, hv, Mat::rows(bm, out, r).map_err(e)?.t(), true, 1.0).map_err(e)?;
-        if let Some((b, l)) = self.bias.as_ref().map(cpu_f32).transpose()? {
-            let b = &b[l.start_offset()..l.start_offset() + out];
+        if let Some(bias) = &self.bias {
+            let (storage, layout) = bias.storage_and_layout();
+            let Storage::Cpu(s) = &*storage else {
+                bail!("lora linear: the bias is not on the CPU");
+            };
+            let b = super::slice(s, layout)?;
+            if b.len() != out {
+                bail!(
+                    "lora linear: the bias has {} entries for {out} outputs",
+                    b.len()
+                );
+            }
             super::frozen_matmul::add_bias(&mut y, b);
         }
         Ok((CpuStorage::F32(y), Shape::from((n, out))))

@@ -313,6 +313,15 @@ mod tests {
                 },
             );
         }
+        // A bias of the wrong length is an error, not a read past it.
+        let (w, short) = (rand(&[out, k], 45), rand(&[out - 1], 46));
+        let base = FrozenBase {
+            w: &w,
+            transposed: true,
+            bias: Some(&short),
+        };
+        let err = lora_linear(&x, &base, &a, &b, 2.5, None).unwrap_err();
+        assert!(err.to_string().contains("6 entries for 7 outputs"), "{err}");
     }
 
     #[test]
