@@ -302,6 +302,7 @@ impl EmbeddingForward for Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::tests::{max_abs, max_diff};
 
     fn kv(seed: f32, t: usize) -> Tensor {
         // (1, 2, t, 3): values that name their seed and position.
@@ -402,25 +403,14 @@ mod tests {
             let got = proj.forward_t(&x).unwrap();
             let exact = x.matmul(&dense.t().unwrap()).unwrap();
             let quantised = QMatMul::from_arc(q.clone()).unwrap().forward(&x).unwrap();
-            let max_abs = |t: Tensor| -> f32 {
-                t.abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap()
-            };
-            let err = |a: &Tensor, b: &Tensor| max_abs((a - b).unwrap());
-            let scale = max_abs(exact.clone());
+            let scale = max_abs(&exact);
             assert!(
-                err(&got, &quantised) < 0.02 * scale,
+                max_diff(&got, &quantised) < 0.02 * scale,
                 "{rows} rows: far from the quantised kernel"
             );
             if rows >= DEQUANTIZE_FROM_ROWS {
                 assert!(
-                    err(&got, &exact) < 1e-4 * scale,
+                    max_diff(&got, &exact) < 1e-4 * scale,
                     "{rows} rows: not the expanded product"
                 );
             }

@@ -130,17 +130,14 @@ pub fn estimate(
     let layer = layer_floats(cfg, &s, t, lora.is_some());
     // The head and loss: one chunk of logits (their gradient formed in place) and the hidden
     // states' gradient (`ops::head_cross_entropy`).
-    let head = crate::model::ops::head_loss::working_floats(
-        tokens as usize,
-        s.vocab as usize,
-        s.width as usize,
-    ) as u64;
+    let logits =
+        crate::model::ops::head_loss::logits_floats(tokens as usize, s.vocab as usize) as u64;
+    let head = logits + tokens * s.width;
     let floats = if recompute {
         // Every block's input and the logits buffer (kept by the model from step to step); then
         // either the hidden states' gradient or one block's forward and backward (its
         // intermediates and about half as much again in gradients).
-        let chunk = head - tokens * s.width;
-        tokens * (s.layers + 1) * s.width + chunk + (tokens * s.width).max(tokens * 3 * layer / 2)
+        tokens * (s.layers + 1) * s.width + logits + (tokens * s.width).max(tokens * 3 * layer / 2)
     } else {
         tokens * s.layers * layer + head
     };

@@ -16,7 +16,9 @@ use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use tunesmith_gemm::{matmul, Mat, MatMut};
 
-use super::{activation, cross_entropy, frozen_matmul, fused, simd_run, slice, IGNORE_INDEX};
+use super::{
+    activation, cross_entropy, frozen_matmul, fused, shape_err, simd_run, slice, IGNORE_INDEX,
+};
 
 /// Bytes of logits computed at once: up to 667 rows of GPT-2's vocabulary.
 const CHUNK_BYTES: usize = 128 << 20;
@@ -98,15 +100,14 @@ fn chunk_rows(rows: usize, vocab: usize, chunk_bytes: usize) -> usize {
     if rows == 0 {
         return 0;
     }
-    let most = (chunk_bytes / (4 * vocab.max(1))).clamp(1, rows.max(1));
-    rows.div_ceil(rows.div_ceil(most)).max(1)
+    let most = (chunk_bytes / (4 * vocab.max(1))).clamp(1, rows);
+    rows.div_ceil(rows.div_ceil(most))
 }
 
-/// Floats the head and loss hold at once while training on `rows` positions (the training memory
-/// estimate): one chunk of logits and the hidden states' gradient (the head's own gradient is
-/// counted with the other weights').
-pub(crate) fn working_floats(rows: usize, vocab: usize, width: usize) -> usize {
-    chunk_rows(rows, vocab, CHUNK_BYTES) * vocab + rows * width
+/// Floats of the logits buffer for `rows` positions over a vocabulary of `vocab` (the training
+/// memory estimate).
+pub(crate) fn logits_floats(rows: usize, vocab: usize) -> usize {
+    chunk_rows(rows, vocab, CHUNK_BYTES) * vocab
 }
 
 struct HeadLoss {
@@ -123,30 +124,6 @@ struct HeadLoss {
 struct Grads {
     dh: Option<Vec<f32>>,
     dw: Option<Vec<f32>>,
-}
-
-#[cfg(test)]
-#[test]
-fn chunks_are_equal_within_the_budget_and_cover_every_row() {
-    assert_eq!(chunk_rows(0, 50257, CHUNK_BYTES), 0);
-    assert_eq!(working_floats(0, 50257, 768), 0);
-    // 128 MiB holds 667 rows of 50257: 1024 rows go in two chunks of 512, 512 rows in one.
-    assert_eq!(chunk_rows(1024, 50257, CHUNK_BYTES), 512);
-    assert_eq!(chunk_rows(512, 50257, CHUNK_BYTES), 512);
-    for (rows, vocab, budget) in [(8192, 151936, CHUNK_BYTES), (23, 40, 800), (7, 1 << 20, 1)] {
-        let r = chunk_rows(rows, vocab, budget);
-        assert!(
-            r >= 1 && (r == 1 || 4 * r * vocab <= budget),
-            "{rows} {vocab}: {r}"
-        );
-        let chunks = rows.div_ceil(r);
-        assert!(rows > (chunks - 1) * r, "no empty chunk");
-        assert_eq!(chunks, rows.div_ceil((budget / (4 * vocab)).clamp(1, rows)));
-    }
-}
-
-fn err(e: tunesmith_gemm::ShapeError) -> candle_core::Error {
-    candle_core::Error::Msg(e.to_string())
 }
 
 impl HeadLoss {
@@ -177,7 +154,7 @@ impl HeadLoss {
         };
         let targets: Vec<u32> = kept.iter().map(|&i| self.targets[i]).collect();
         let scale = 1.0 / self.count as f32;
-        let wt = Mat::rows(w, v, c).map_err(err)?;
+        let wt = Mat::rows(w, v, c).map_err(shape_err)?;
         let rows_per_chunk = chunk_rows(k, v, self.chunk_bytes);
         let mut logits = self.scratch.take(rows_per_chunk * v);
         let mut dh = if want_dh { vec![0f32; k * c] } else { vec![] };
@@ -185,16 +162,16 @@ impl HeadLoss {
         let mut total = 0f64;
         for start in (0..k).step_by(rows_per_chunk) {
             let rows = rows_per_chunk.min(k - start);
-            let hc = Mat::rows(&hk[start * c..(start + rows) * c], rows, c).map_err(err)?;
+            let hc = Mat::rows(&hk[start * c..(start + rows) * c], rows, c).map_err(shape_err)?;
             let lc = &mut logits[..rows * v];
             matmul(
-                MatMut::rows(lc, rows, v).map_err(err)?,
+                MatMut::rows(lc, rows, v).map_err(shape_err)?,
                 hc,
                 wt.t(),
                 false,
                 1.0,
             )
-            .map_err(err)?;
+            .map_err(shape_err)?;
             let losses: Vec<f32> = lc
                 .par_chunks_mut(v)
                 .zip(&targets[start..start + rows])
@@ -204,14 +181,14 @@ impl HeadLoss {
             if !grads {
                 continue;
             }
-            let g = Mat::rows(lc, rows, v).map_err(err)?;
+            let g = Mat::rows(lc, rows, v).map_err(shape_err)?;
             if want_dh {
                 let out = MatMut::rows(&mut dh[start * c..(start + rows) * c], rows, c);
-                matmul(out.map_err(err)?, g, wt, false, 1.0).map_err(err)?;
+                matmul(out.map_err(shape_err)?, g, wt, false, 1.0).map_err(shape_err)?;
             }
             if want_dw {
-                let out = MatMut::rows(&mut dw, v, c).map_err(err)?;
-                matmul(out, g.t(), hc, start > 0, 1.0).map_err(err)?;
+                let out = MatMut::rows(&mut dw, v, c).map_err(shape_err)?;
+                matmul(out, g.t(), hc, start > 0, 1.0).map_err(shape_err)?;
             }
         }
         self.scratch.keep(logits);
@@ -338,4 +315,28 @@ fn exp_in_place(x: &mut [f32], shift: f32) -> f32 {
         rest += *v;
     }
     lanes.iter().sum::<f32>() + rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_equal_within_the_budget_and_cover_every_row() {
+        assert_eq!(chunk_rows(0, 50257, CHUNK_BYTES), 0);
+        assert_eq!(logits_floats(0, 50257), 0);
+        // 128 MiB holds 667 rows of 50257: 1024 rows go in two chunks of 512, 512 rows in one.
+        assert_eq!(chunk_rows(1024, 50257, CHUNK_BYTES), 512);
+        assert_eq!(chunk_rows(512, 50257, CHUNK_BYTES), 512);
+        for (rows, vocab, budget) in [(8192, 151936, CHUNK_BYTES), (23, 40, 800), (7, 1 << 20, 1)] {
+            let r = chunk_rows(rows, vocab, budget);
+            assert!(
+                r >= 1 && (r == 1 || 4 * r * vocab <= budget),
+                "{rows} {vocab}: {r}"
+            );
+            let chunks = rows.div_ceil(r);
+            assert!(rows > (chunks - 1) * r, "no empty chunk");
+            assert_eq!(chunks, rows.div_ceil((budget / (4 * vocab)).clamp(1, rows)));
+        }
+    }
 }

@@ -114,7 +114,7 @@ impl CustomOp3 for LoraLinear {
         let u = masked.as_deref().unwrap_or(x);
         let (a, bm) = (super::slice(sa, la)?, super::slice(sb, lb)?);
         let mut h = vec![0f32; n * r];
-        let e = |e: tunesmith_gemm::ShapeError| candle_core::Error::Msg(e.to_string());
+        let e = super::shape_err;
         let (hv, uv) = (
             MatMut::rows(&mut h, n, r).map_err(e)?,
             Mat::rows(u, n, k).map_err(e)?,

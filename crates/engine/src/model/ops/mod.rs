@@ -69,6 +69,11 @@ pub(super) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_co
     }
 }
 
+/// tunesmith-gemm's refusal (a shape or view that does not fit) as a candle error.
+pub(super) fn shape_err(e: tunesmith_gemm::ShapeError) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
+
 pub(super) fn last_dim(shape: &Shape) -> candle_core::Result<usize> {
     match shape.dims().last() {
         Some(&d) if d > 0 => Ok(d),
@@ -103,7 +108,7 @@ pub use rope::rope;
 pub use softmax::{causal_softmax, softmax_last_dim};
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Var, D};
 
@@ -118,10 +123,13 @@ mod tests {
         .unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        max_abs(&(a - b).unwrap())
+    }
+
+    /// The largest |element| of `t`.
+    pub(crate) fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
             .unwrap()
             .flatten_all()
             .unwrap()
