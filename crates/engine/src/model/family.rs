@@ -12,6 +12,7 @@ use super::layers::{DropoutRng, KvCache, QWeights, Weights};
 use super::llama::{self, Llama};
 use super::llama_config::{ids_of, LlamaConfig, LLAMA_TYPES};
 use super::lora::LoraRuntime;
+use super::ops;
 use crate::{Error, Result};
 
 /// A model's `config.json`, by family.
@@ -259,7 +260,7 @@ pub struct Model {
     cfg: ModelConfig,
     net: Net,
     /// The loss's logits buffer, reused from step to step.
-    head_scratch: super::ops::HeadScratch,
+    head_scratch: ops::HeadScratch,
 }
 
 impl Model {
@@ -402,15 +403,21 @@ impl Model {
         self.head_loss(hidden, targets, false)
     }
 
+    /// A dense head goes through the fused head and loss (gradients only when `train`); a
+    /// quantised one, never trained, through its logits and the plain cross-entropy.
     fn head_loss(
         &self,
         hidden: &Tensor,
         targets: &[u32],
         train: bool,
     ) -> candle_core::Result<Tensor> {
-        match &self.net {
-            Net::Gpt2(m) => m.head_loss(hidden, targets, train, &self.head_scratch),
-            Net::Llama(m) => m.head_loss(hidden, targets, train, &self.head_scratch),
+        let head = match &self.net {
+            Net::Gpt2(m) => m.dense_head(),
+            Net::Llama(m) => m.dense_head(),
+        };
+        match head {
+            Some(w) => ops::head_cross_entropy(hidden, w, targets, train, &self.head_scratch),
+            None => ops::cross_entropy(&self.logits(hidden)?, targets),
         }
     }
 

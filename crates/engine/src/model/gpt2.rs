@@ -479,15 +479,9 @@ impl Gpt2 {
         ops::frozen_matmul(hidden, &self.head, true)
     }
 
-    /// Mean cross-entropy of the head's logits against `targets`, gradients only when `train`.
-    pub(crate) fn head_loss(
-        &self,
-        hidden: &Tensor,
-        targets: &[u32],
-        train: bool,
-        scratch: &ops::HeadScratch,
-    ) -> candle_core::Result<Tensor> {
-        ops::head_cross_entropy(hidden, &self.head, targets, train, scratch)
+    /// The head `(V, C)` as a plain matrix (the fused loss multiplies by it).
+    pub(crate) fn dense_head(&self) -> Option<&Tensor> {
+        Some(&self.head)
     }
 
     /// Logits `(1, V)` for one position while decoding (no gradient).

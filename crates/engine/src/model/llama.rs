@@ -501,18 +501,11 @@ impl Llama {
         }
     }
 
-    /// Mean cross-entropy of the head's logits against `targets`; a dense head forms gradients only
-    /// when `train` (a quantised head, never trained, goes through the plain cross-entropy).
-    pub(crate) fn head_loss(
-        &self,
-        hidden: &Tensor,
-        targets: &[u32],
-        train: bool,
-        scratch: &ops::HeadScratch,
-    ) -> candle_core::Result<Tensor> {
+    /// The head `(V, C)` as a plain matrix, `None` when it is quantised.
+    pub(crate) fn dense_head(&self) -> Option<&Tensor> {
         match &self.head {
-            Proj::Dense(w) => ops::head_cross_entropy(hidden, w, targets, train, scratch),
-            _ => ops::cross_entropy(&self.logits(hidden)?, targets),
+            Proj::Dense(w) => Some(w),
+            _ => None,
         }
     }
 
