@@ -56,6 +56,20 @@ pub fn configure_cpu_pool() {
     }
 }
 
+/// Runs `f`, for work on `device`, on a worker thread of the CPU's global thread pool while the
+/// caller waits. A decode step starts several parallel kernels per layer; started from outside the
+/// pool, each hands its work in and puts the caller to sleep until the workers are done (two
+/// thread wake-ups per kernel, a few hundred per token), while on a worker it starts at once and
+/// the other workers join it. Other devices run `f` where it is (a GPU context belongs to its
+/// thread). Not for training steps: there the worker's own malloc arena kept 0.6 GB more at peak
+/// on `small`, and the step was no faster.
+pub fn on_pool<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
+    match device {
+        Device::Cpu => rayon::scope(|_| f()),
+        _ => f(),
+    }
+}
+
 /// A short name for reports.
 pub fn describe(device: &Device) -> String {
     match device {

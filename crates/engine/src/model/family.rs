@@ -431,22 +431,24 @@ impl Model {
         if ids.len() != caches.len() {
             candle_core::bail!("step_rows: {} ids for {} caches", ids.len(), caches.len());
         }
-        match &self.net {
+        crate::device::on_pool(self.device(), || match &self.net {
             Net::Gpt2(m) => m.step_rows(ids, caches),
             Net::Llama(m) => m.step_rows(ids, caches),
-        }?
+        })?
         .to_dtype(DType::F32)
     }
 
     /// Feeds `ids` (one sequence) through the cache and returns the logits of the last position (V).
     pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
-        let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
-        let h = self.hidden(&t, Some(cache), None)?;
-        let last = h.narrow(0, ids.len() - 1, 1)?;
-        let logits = match &self.net {
-            Net::Gpt2(m) => m.next_logits(&last)?,
-            Net::Llama(m) => m.next_logits(&last)?,
-        };
-        logits.squeeze(0)?.to_dtype(DType::F32)
+        crate::device::on_pool(self.device(), || {
+            let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
+            let h = self.hidden(&t, Some(cache), None)?;
+            let last = h.narrow(0, ids.len() - 1, 1)?;
+            let logits = match &self.net {
+                Net::Gpt2(m) => m.next_logits(&last)?,
+                Net::Llama(m) => m.next_logits(&last)?,
+            };
+            logits.squeeze(0)?.to_dtype(DType::F32)
+        })
     }
 }

@@ -50,6 +50,22 @@ impl Proj {
         Ok(Proj::Dense(get(w, name, shape)?))
     }
 
+    /// [`Proj::forward_t`] of each of `projs` on the same `x`: a decode step's single row through
+    /// dense weights goes through them together ([`super::ops::matvec_rows_many`]).
+    pub(crate) fn forward_t_many(projs: &[&Proj], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let dense: Option<Vec<&Tensor>> = projs
+            .iter()
+            .map(|p| match p {
+                Proj::Dense(w) if !w.track_op() => Some(w),
+                _ => None,
+            })
+            .collect();
+        match dense {
+            Some(ws) if x.dim(0)? == 1 && !x.track_op() => super::ops::matvec_rows_many(x, &ws),
+            _ => projs.iter().map(|p| p.forward_t(x)).collect(),
+        }
+    }
+
     /// `x @ Wᵀ` for `x: (N, in)`.
     pub(crate) fn forward_t(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {

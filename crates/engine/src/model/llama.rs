@@ -119,6 +119,28 @@ impl Linear {
         Adapter::add(&self.lora, self.forward_base(x)?, x, rng)
     }
 
+    /// [`Linear::forward`] of each of `ls` on the same `x`. Without adapters the projections go
+    /// through [`Proj::forward_t_many`] (a decode step's row reads all of them in one pass of the
+    /// thread pool).
+    fn forward_many(
+        ls: &[&Linear],
+        x: &Tensor,
+        rng: &mut Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Vec<Tensor>> {
+        if ls.iter().any(|l| l.lora.is_some()) {
+            return ls.iter().map(|l| l.forward(x, rng)).collect();
+        }
+        let projs: Vec<&Proj> = ls.iter().map(|l| &l.w).collect();
+        Proj::forward_t_many(&projs, x)?
+            .into_iter()
+            .zip(ls)
+            .map(|(y, l)| match &l.b {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            })
+            .collect()
+    }
+
     fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.w.forward_t(x)?;
         match &self.b {
@@ -153,9 +175,12 @@ impl Attention {
         let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
         // (B·T, heads·D) -> (B, heads, T, D)
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
-        let q = ops::rope(&heads(self.q.forward(x, rng)?, h)?, cos, sin)?;
-        let k = ops::rope(&heads(self.k.forward(x, rng)?, kv)?, cos, sin)?;
-        let v = heads(self.v.forward(x, rng)?, kv)?;
+        let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&self.q, &self.k, &self.v], x, rng)?
+            .try_into()
+            .expect("three projections");
+        let q = ops::rope(&heads(q, h)?, cos, sin)?;
+        let k = ops::rope(&heads(k, kv)?, cos, sin)?;
+        let v = heads(v, kv)?;
         let y = self.attend(q, k, v, (b, t), cache, rng)?;
         let out = self.o.forward(&y, rng)?;
         dropout(&out, self.resid_pdrop, rng)
@@ -172,11 +197,10 @@ impl Attention {
     ) -> candle_core::Result<Tensor> {
         let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
         let mut none: Option<&mut DropoutRng> = None;
-        let (qs, ks, vs) = (
-            self.q.forward(x, &mut none)?,
-            self.k.forward(x, &mut none)?,
-            self.v.forward(x, &mut none)?,
-        );
+        let [qs, ks, vs]: [Tensor; 3] =
+            Linear::forward_many(&[&self.q, &self.k, &self.v], x, &mut none)?
+                .try_into()
+                .expect("three projections");
         let mut ys = Vec::with_capacity(caches.len());
         for (i, cache) in caches.iter_mut().enumerate() {
             let heads = |y: &Tensor, n: usize| {
@@ -238,7 +262,10 @@ impl Mlp {
         x: &Tensor,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let hidden = ops::swiglu(&self.gate.forward(x, rng)?, &self.up.forward(x, rng)?)?;
+        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&self.gate, &self.up], x, rng)?
+            .try_into()
+            .expect("two projections");
+        let hidden = ops::swiglu(&gate, &up)?;
         let out = self.down.forward(&hidden, rng)?;
         dropout(&out, self.resid_pdrop, rng)
     }

@@ -1,32 +1,76 @@
 //! Decoding kernels: one position times a weight matrix, streamed (no gradient).
 
-use candle_core::Tensor;
+use candle_core::{bail, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::{fused, simd_run, with_data, SEQUENTIAL_BELOW};
+use super::{fused, simd_run, slice, with_data, SEQUENTIAL_BELOW};
 
-/// `x: (1, C)` times `w: (V, C)` transposed → `(1, V)`: the LM head for a single decoding position.
-/// A decode step is bound by reading the `V × C` embedding, so this streams each row once, in
-/// parallel, instead of a general matmul. No gradient (inference only).
+/// `x: (1, C)` times `w: (V, C)` transposed → `(1, V)`: a projection (or the LM head) for a single
+/// decoding position. A decode step is bound by reading the weights, so this streams each row
+/// once: the rows are split into equal bands, a few per thread (a 512-row band apiece left one
+/// thread with 512 rows of a 576-row projection and the other with 64), and each band is read four
+/// rows at a time against one load of `x`. No gradient (inference only).
 pub fn matvec_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let mut out = matvec_rows_many(x, &[w])?;
+    Ok(out.remove(0))
+}
+
+/// [`matvec_rows`] for several weights `(V_i, C)` that take the same `x` (a layer's query, key and
+/// value projections, or its gate and up projections), with the bands of all of them handed to
+/// the threads at once: one wake-up of the thread pool instead of one per weight, which is a large
+/// part of a small model's decode step. Each weight is read as [`matvec_rows`] reads it alone, so
+/// the results are the same to the bit.
+pub fn matvec_rows_many(x: &Tensor, ws: &[&Tensor]) -> candle_core::Result<Vec<Tensor>> {
     let (n, c) = x.dims2()?;
-    let (v, c2) = w.dims2()?;
-    if n != 1 || c != c2 || c == 0 || !fused(x) || !fused(w) || !w.is_contiguous() {
-        return x.matmul(&w.t()?);
+    let mut shapes = Vec::with_capacity(ws.len());
+    for w in ws {
+        shapes.push(w.dims2()?);
     }
-    let out = with_data(x, |x| {
-        with_data(w, |w| {
-            let mut out = vec![0f32; v];
-            out.par_chunks_mut(512)
-                .enumerate()
-                .for_each(|(chunk, out)| {
-                    let rows = &w[chunk * 512 * c..(chunk * 512 + out.len()) * c];
-                    simd_run(DotRows(x, rows, out));
-                });
-            out
+    let streams = n == 1
+        && c > 0
+        && fused(x)
+        && ws
+            .iter()
+            .zip(&shapes)
+            .all(|(w, &(v, c2))| c2 == c && v > 0 && fused(w) && w.is_contiguous());
+    if !streams {
+        return ws.iter().map(|w| x.matmul(&w.t()?)).collect();
+    }
+    let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
+    let weights = guards
+        .iter()
+        .map(|(storage, layout)| match &**storage {
+            Storage::Cpu(s) => slice(s, layout),
+            _ => bail!("expected a CPU tensor"),
         })
-    })??;
-    Tensor::from_vec(out, (1, v), x.device())
+        .collect::<candle_core::Result<Vec<&[f32]>>>()?;
+    let mut outs: Vec<Vec<f32>> = shapes.iter().map(|&(v, _)| vec![0f32; v]).collect();
+    with_data(x, |x| {
+        let mut bands: Vec<(&[f32], &mut [f32])> = Vec::new();
+        for ((out, w), &(v, _)) in outs.iter_mut().zip(&weights).zip(&shapes) {
+            let band = band_rows(v, c);
+            bands.extend(w.chunks(band * c).zip(out.chunks_mut(band)));
+        }
+        bands
+            .into_par_iter()
+            .for_each(|(rows, out)| simd_run(DotRows(x, rows, out)));
+    })?;
+    outs.into_iter()
+        .map(|out| {
+            let v = out.len();
+            Tensor::from_vec(out, (1, v), x.device())
+        })
+        .collect()
+}
+
+/// Rows per band of [`matvec_rows_many`] for `v` rows of `c` columns: four bands per thread (so a
+/// thread that starts late still gets a share), a multiple of the kernel's four rows, and none
+/// smaller than [`SEQUENTIAL_BELOW`] weights (below that, handing a band to another thread costs
+/// more than reading it).
+fn band_rows(v: usize, c: usize) -> usize {
+    let bands = rayon::current_num_threads() * 4;
+    let least = (SEQUENTIAL_BELOW / c).max(1);
+    v.div_ceil(bands).max(least).next_multiple_of(4)
 }
 
 /// `x: (1, K)` times `w: (K, N)` → `(1, N)` for one decoding position through a HF Conv1D. The
@@ -91,9 +135,33 @@ simd_kernel!(
 );
 
 simd_kernel!(
-    /// `out[r] = x · rows[r]` for the row-major `rows` (one per output).
+    /// `out[r] = x · rows[r]` for the row-major `rows` (one per output): four rows per pass, each
+    /// with its own sixteen sums, so one load of `x` serves four rows and no sum waits on another.
     DotRows<'a>(x: &'a [f32], rows: &'a [f32], out: &'a mut [f32]) -> () {
-        for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
+        let c = x.len();
+        let body = c / 16 * 16;
+        let mut quads = out.chunks_exact_mut(4);
+        let mut groups = rows.chunks_exact(4 * c);
+        for (o, w) in (&mut quads).zip(&mut groups) {
+            let (w0, rest) = w.split_at(c);
+            let (w1, rest) = rest.split_at(c);
+            let (w2, w3) = rest.split_at(c);
+            let mut acc = [[0f32; 16]; 4];
+            for j in (0..body).step_by(16) {
+                let xs = &x[j..j + 16];
+                let (r0, r1, r2, r3) = (&w0[j..j + 16], &w1[j..j + 16], &w2[j..j + 16], &w3[j..j + 16]);
+                for l in 0..16 {
+                    acc[0][l] += xs[l] * r0[l];
+                    acc[1][l] += xs[l] * r1[l];
+                    acc[2][l] += xs[l] * r2[l];
+                    acc[3][l] += xs[l] * r3[l];
+                }
+            }
+            for (k, (o, r)) in o.iter_mut().zip([w0, w1, w2, w3]).enumerate() {
+                *o = acc[k].iter().sum::<f32>() + dot(&x[body..], &r[body..]);
+            }
+        }
+        for (o, row) in quads.into_remainder().iter_mut().zip(groups.remainder().chunks_exact(c)) {
             *o = dot(x, row);
         }
     }

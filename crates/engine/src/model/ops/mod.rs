@@ -96,7 +96,7 @@ mod softmax;
 
 pub use activation::{gelu_tanh, swiglu};
 pub use cross_entropy::cross_entropy;
-pub use decode::{matvec_rows, vecmat};
+pub use decode::{matvec_rows, matvec_rows_many, vecmat};
 pub use dropout::dropout_seeded;
 pub use frozen_matmul::{frozen_matmul, linear_bias};
 pub use head_loss::{head_cross_entropy, HeadScratch};
@@ -483,9 +483,40 @@ pub(crate) mod tests {
 
     #[test]
     fn matvec_matches_matmul() {
-        let (x, w) = (rand(&[1, 37], 6), rand(&[1100, 37], 7));
-        let want = x.matmul(&w.t().unwrap()).unwrap();
-        assert!(max_diff(&matvec_rows(&x, &w).unwrap(), &want) < 1e-4);
+        // Widths below, at and past the kernel's sixteen columns (with a tail); row counts that
+        // are and are not whole groups of four, in one band and in several.
+        for (c, v, seed) in [(37, 1100, 6), (16, 3, 20), (5, 2, 22), (576, 1538, 24)] {
+            let (x, w) = (rand(&[1, c], seed), rand(&[v, c], seed + 1));
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            assert!(max_diff(&matvec_rows(&x, &w).unwrap(), &want) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn matvec_many_is_each_matvec() {
+        let x = rand(&[1, 72], 30);
+        let ws = [
+            rand(&[576, 72], 31),
+            rand(&[3, 72], 32),
+            rand(&[1021, 72], 33),
+        ];
+        let refs: Vec<&Tensor> = ws.iter().collect();
+        let many = matvec_rows_many(&x, &refs).unwrap();
+        assert_eq!(many.len(), 3);
+        for (y, w) in many.iter().zip(&ws) {
+            // Bit for bit what the weight gives alone, and the product it stands for.
+            let alone = matvec_rows(&x, w).unwrap();
+            assert_eq!(y.to_vec2::<f32>().unwrap(), alone.to_vec2::<f32>().unwrap());
+            assert!(max_diff(y, &x.matmul(&w.t().unwrap()).unwrap()) < 1e-4);
+        }
+        // A strided weight or several rows of x take the plain matmul, with the same answer.
+        let strided = rand(&[72, 40], 34).t().unwrap();
+        let y = matvec_rows_many(&x, &[&ws[1], &strided]).unwrap();
+        assert!(max_diff(&y[1], &x.matmul(&strided.t().unwrap()).unwrap()) < 1e-4);
+        let x2 = rand(&[2, 72], 35);
+        let y = matvec_rows_many(&x2, &refs).unwrap();
+        assert!(max_diff(&y[2], &x2.matmul(&ws[2].t().unwrap()).unwrap()) < 1e-4);
+        assert!(matvec_rows_many(&x, &[]).unwrap().is_empty());
     }
 
     #[test]
