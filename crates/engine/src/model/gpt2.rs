@@ -218,6 +218,12 @@ impl Attention {
         if let Some(cache) = cache {
             (k, v) = LayerKv::append(cache, &k, &v)?;
         }
+        if (b, t) == (1, 1) && rng.is_none() {
+            // A decode step: one kernel over the cache as it lies.
+            if let Some(y) = ops::decode_attention(&q, &k, &v, self.scale)? {
+                return Ok(y);
+            }
+        }
         // scores: (B, H, T, Tk)
         // The scale goes on q rather than on the (T, Tk) scores.
         let scores = (q * self.scale)?.matmul(&k.t()?)?;

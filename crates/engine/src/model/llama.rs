@@ -232,13 +232,19 @@ impl Attention {
         if let Some(cache) = cache {
             (k, v) = LayerKv::append(cache, &k, &v)?;
         }
+        let scale = 1.0 / (d as f64).sqrt();
+        if (b, t) == (1, 1) && rng.is_none() {
+            // A decode step: one kernel over the cache as it lies.
+            if let Some(y) = ops::decode_attention(&q, &k, &v, scale)? {
+                return Ok(y);
+            }
+        }
         let tk = k.dim(2)?;
         let rep = h / kv;
         // Grouped-query attention without copying k and v: the `rep` query heads that share a
         // key/value head are stacked along the time axis, (B, KV, rep·T, D).
         let q = q.reshape((b, kv, rep * t, d))?;
         // The scale goes on q, (rep·T, D), rather than on the (rep·T, Tk) scores.
-        let scale = 1.0 / (d as f64).sqrt();
         let scores = (q * scale)?.matmul(&k.t()?)?.reshape((b, h, t, tk))?;
         let att = dropout(&ops::causal_softmax(&scores)?, self.attn_pdrop, rng)?;
         att.reshape((b, kv, rep * t, tk))?

@@ -84,6 +84,7 @@ pub(super) fn last_dim(shape: &Shape) -> candle_core::Result<usize> {
 pub(crate) mod activation;
 mod cross_entropy;
 mod decode;
+mod decode_attention;
 mod dropout;
 mod frozen_matmul;
 pub(crate) mod head_loss;
@@ -97,6 +98,7 @@ mod softmax;
 pub use activation::{gelu_tanh, swiglu};
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, matvec_rows_many, vecmat};
+pub use decode_attention::decode_attention;
 pub use dropout::dropout_seeded;
 pub use frozen_matmul::{frozen_matmul, linear_bias};
 pub use head_loss::{head_cross_entropy, HeadScratch};

@@ -61,7 +61,7 @@ pub fn causal_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
 
 /// `y = softmax(x)` for one row.
 #[inline(always)]
-fn softmax_row(y: &mut [f32], x: &[f32]) {
+pub(super) fn softmax_row(y: &mut [f32], x: &[f32]) {
     let max = activation::max(x);
     for (y, &x) in y.iter_mut().zip(x) {
         *y = activation::exp(x - max);
