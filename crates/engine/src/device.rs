@@ -61,8 +61,9 @@ pub fn configure_cpu_pool() {
 /// pool, each hands its work in and puts the caller to sleep until the workers are done (two
 /// thread wake-ups per kernel, a few hundred per token), while on a worker it starts at once and
 /// the other workers join it. Other devices run `f` where it is (a GPU context belongs to its
-/// thread). Not for training steps: there the worker's own malloc arena kept 0.6 GB more at peak
-/// on `small`, and the step was no faster.
+/// thread). Only for small steps: `f`'s allocations come from the worker's own malloc arena, which
+/// keeps what it frees (`tunesmith-malloc`), so large ones would pile up per worker; a training
+/// step run this way kept 0.6 GB more at peak on `small`, and was no faster.
 pub fn on_pool<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
     match device {
         Device::Cpu => rayon::scope(|_| f()),

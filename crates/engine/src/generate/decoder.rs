@@ -158,7 +158,9 @@ impl<'a> Decoder<'a> {
         let n_ctx = self.model.config().context();
         if self.cache.len() + self.pending.len() > n_ctx {
             self.cache.clear();
-            self.pending = self.context[self.context.len() - n_ctx / 2..].to_vec();
+            // At least the newest token (a context of 1 keeps just it).
+            let keep = (n_ctx / 2).max(1);
+            self.pending = self.context[self.context.len() - keep..].to_vec();
         }
         Some(self.pending.len())
     }

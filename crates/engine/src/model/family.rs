@@ -440,15 +440,26 @@ impl Model {
 
     /// Feeds `ids` (one sequence) through the cache and returns the logits of the last position (V).
     pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
-        crate::device::on_pool(self.device(), || {
-            let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
-            let h = self.hidden(&t, Some(cache), None)?;
-            let last = h.narrow(0, ids.len() - 1, 1)?;
-            let logits = match &self.net {
-                Net::Gpt2(m) => m.next_logits(&last)?,
-                Net::Llama(m) => m.next_logits(&last)?,
-            };
-            logits.squeeze(0)?.to_dtype(DType::F32)
-        })
+        if ids.is_empty() {
+            candle_core::bail!("step: no token to feed");
+        }
+        // A decoded token's many small kernels start from a pool worker; a prompt's few large ones
+        // stay on the caller's thread (and its memory in the caller's malloc arena, see `on_pool`).
+        if ids.len() == 1 {
+            crate::device::on_pool(self.device(), || self.step_here(ids, cache))
+        } else {
+            self.step_here(ids, cache)
+        }
+    }
+
+    fn step_here(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
+        let h = self.hidden(&t, Some(cache), None)?;
+        let last = h.narrow(0, ids.len() - 1, 1)?;
+        let logits = match &self.net {
+            Net::Gpt2(m) => m.next_logits(&last)?,
+            Net::Llama(m) => m.next_logits(&last)?,
+        };
+        logits.squeeze(0)?.to_dtype(DType::F32)
     }
 }

@@ -3,7 +3,7 @@
 use candle_core::{bail, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::{fused, simd_run, slice, with_data, SEQUENTIAL_BELOW};
+use super::{dot, fused, simd_run, slice, with_data, SEQUENTIAL_BELOW};
 
 /// `x: (1, C)` times `w: (V, C)` transposed → `(1, V)`: a projection (or the LM head) for a single
 /// decoding position. A decode step is bound by reading the weights, so this streams each row
@@ -19,7 +19,7 @@ pub fn matvec_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
 /// value projections, or its gate and up projections), with the bands of all of them handed to
 /// the threads at once: one wake-up of the thread pool instead of one per weight, which is a large
 /// part of a small model's decode step. Each weight is read as [`matvec_rows`] reads it alone, so
-/// the results are the same to the bit.
+/// the results are the same to the bit. No gradient: tracked tensors take the plain matmul.
 pub fn matvec_rows_many(x: &Tensor, ws: &[&Tensor]) -> candle_core::Result<Vec<Tensor>> {
     let (n, c) = x.dims2()?;
     let mut shapes = Vec::with_capacity(ws.len());
@@ -29,6 +29,8 @@ pub fn matvec_rows_many(x: &Tensor, ws: &[&Tensor]) -> candle_core::Result<Vec<T
     let streams = n == 1
         && c > 0
         && fused(x)
+        && !x.track_op()
+        && ws.iter().all(|w| !w.track_op())
         && ws
             .iter()
             .zip(&shapes)
@@ -149,7 +151,8 @@ simd_kernel!(
             let mut acc = [[0f32; 16]; 4];
             for j in (0..body).step_by(16) {
                 let xs = &x[j..j + 16];
-                let (r0, r1, r2, r3) = (&w0[j..j + 16], &w1[j..j + 16], &w2[j..j + 16], &w3[j..j + 16]);
+                let (r0, r1) = (&w0[j..j + 16], &w1[j..j + 16]);
+                let (r2, r3) = (&w2[j..j + 16], &w3[j..j + 16]);
                 for l in 0..16 {
                     acc[0][l] += xs[l] * r0[l];
                     acc[1][l] += xs[l] * r1[l];
@@ -161,7 +164,8 @@ simd_kernel!(
                 *o = acc[k].iter().sum::<f32>() + dot(&x[body..], &r[body..]);
             }
         }
-        for (o, row) in quads.into_remainder().iter_mut().zip(groups.remainder().chunks_exact(c)) {
+        let rest = groups.remainder().chunks_exact(c);
+        for (o, row) in quads.into_remainder().iter_mut().zip(rest) {
             *o = dot(x, row);
         }
     }
@@ -190,21 +194,47 @@ simd_kernel!(
     }
 );
 
-/// Dot product with eight independent accumulators so the compiler vectorises it.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{max_diff, rand};
+    use super::*;
+
+    #[test]
+    fn matvec_matches_matmul() {
+        // Widths below, at and past the kernel's sixteen columns (with a tail); row counts that
+        // are and are not whole groups of four, in one band and in several.
+        for (c, v, seed) in [(37, 1100, 6), (16, 3, 20), (5, 2, 22), (576, 1538, 24)] {
+            let (x, w) = (rand(&[1, c], seed), rand(&[v, c], seed + 1));
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            assert!(max_diff(&matvec_rows(&x, &w).unwrap(), &want) < 1e-4);
         }
     }
-    acc.iter().sum::<f32>() + tail
+
+    #[test]
+    fn matvec_many_is_each_matvec() {
+        let x = rand(&[1, 72], 30);
+        let ws = [
+            rand(&[576, 72], 31),
+            rand(&[3, 72], 32),
+            rand(&[1021, 72], 33),
+        ];
+        let refs: Vec<&Tensor> = ws.iter().collect();
+        let many = matvec_rows_many(&x, &refs).unwrap();
+        assert_eq!(many.len(), 3);
+        for (y, w) in many.iter().zip(&ws) {
+            assert!(max_diff(y, &x.matmul(&w.t().unwrap()).unwrap()) < 1e-4);
+        }
+        // A strided weight, several rows of x or a tracked weight take the plain matmul, with the
+        // same answer (and a gradient for the tracked one).
+        let strided = rand(&[72, 40], 34).t().unwrap();
+        let y = matvec_rows_many(&x, &[&ws[1], &strided]).unwrap();
+        assert!(max_diff(&y[1], &x.matmul(&strided.t().unwrap()).unwrap()) < 1e-4);
+        let x2 = rand(&[2, 72], 35);
+        let y = matvec_rows_many(&x2, &refs).unwrap();
+        assert!(max_diff(&y[2], &x2.matmul(&ws[2].t().unwrap()).unwrap()) < 1e-4);
+        let var = candle_core::Var::from_tensor(&ws[0]).unwrap();
+        let y = matvec_rows_many(&x, &[var.as_tensor()]).unwrap().remove(0);
+        assert!(y.track_op());
+        assert!(matvec_rows_many(&x, &[]).unwrap().is_empty());
+    }
 }

@@ -8,14 +8,14 @@ use candle_core::{Storage, Tensor};
 use rayon::prelude::*;
 
 use super::softmax::softmax_row;
-use super::{fused, simd_run, with_data, SEQUENTIAL_BELOW};
+use super::{dot, fused, simd_run, with_data, SEQUENTIAL_BELOW};
 
 /// `softmax(q·kᵀ·scale)·v` for one query position: `q: (1, H, 1, D)`, and the keys and values of
 /// every position so far `k`, `v: (1, KV, Tk, D)` (`H` a multiple of `KV`; query head `h` reads
 /// key/value head `h / (H / KV)`), which may be views of a larger cache buffer. Returns
 /// `(1, H·D)`, the heads side by side, as the output projection takes them. `None` (nothing done)
-/// off the CPU, for other dtypes, other shapes, or views whose rows are not contiguous. No
-/// gradient: for decoding only.
+/// off the CPU, for other dtypes, other shapes, views whose rows are not contiguous, and tensors
+/// that track gradients: it has no backward pass, so training keeps the candle ops.
 pub fn decode_attention(
     q: &Tensor,
     k: &Tensor,
@@ -39,7 +39,7 @@ pub fn decode_attention(
     if !applies {
         return Ok(None);
     }
-    // (offset of head g's first row, its stride) within each buffer.
+    // How far apart the key/value heads lie in each buffer (a cache buffer's capacity × D).
     let (ks, vs) = (k.stride()[1], v.stride()[1]);
     let (k_guard, k_layout) = k.storage_and_layout();
     let (v_guard, v_layout) = v.storage_and_layout();
@@ -64,6 +64,8 @@ pub fn decode_attention(
             let values = &v_all[g * vs..g * vs + tk * d];
             simd_run(OneQuery(&q[i * d..(i + 1) * d], keys, values, scale, out));
         };
+        // Each element is read twice (key and value) with little arithmetic: the pool pays
+        // only for long contexts.
         if h * tk * d < SEQUENTIAL_BELOW * 4 {
             out.chunks_mut(d).enumerate().for_each(head);
         } else {
@@ -74,8 +76,15 @@ pub fn decode_attention(
 }
 
 simd_kernel!(
-    /// One head: `out = softmax(keys·(q·scale))·values` over the `keys.len() / q.len()` positions.
-    OneQuery<'a>(q: &'a [f32], keys: &'a [f32], values: &'a [f32], scale: f32, out: &'a mut [f32]) -> () {
+    /// One head: `out = softmax(keys·(q·scale))·values` over the `keys.len() / q.len()`
+    /// positions.
+    OneQuery<'a>(
+        q: &'a [f32],
+        keys: &'a [f32],
+        values: &'a [f32],
+        scale: f32,
+        out: &'a mut [f32],
+    ) -> () {
         let d = q.len();
         let qs: Vec<f32> = q.iter().map(|&x| x * scale).collect();
         let scores: Vec<f32> = keys.chunks_exact(d).map(|k| dot(&qs, k)).collect();
@@ -90,40 +99,10 @@ simd_kernel!(
     }
 );
 
-/// Σ a·b with sixteen running sums (vectorises).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let rest: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in ca.zip(cb) {
-        for i in 0..16 {
-            lanes[i] += a[i] * b[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + rest
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{max_diff, rand};
     use super::*;
-    use candle_core::Device;
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let mut r = crate::rng::Rng::new(seed);
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(
-            (0..n).map(|_| r.normal()).collect::<Vec<f32>>(),
-            shape,
-            &Device::Cpu,
-        )
-        .unwrap()
-    }
 
     /// The candle composition it replaces: scores, softmax, weighted values, heads side by side.
     fn composed(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Tensor {
@@ -159,22 +138,45 @@ mod tests {
                 .unwrap()
                 .expect("applies");
             let want = composed(&q, &k, &v, scale);
-            let diff = ours
-                .sub(&want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_diff(&ours, &want);
             assert!(diff < 1e-5, "h {h} kv {kv} len {len}: {diff}");
+        }
+    }
+
+    /// What the KV cache hands attention (views of its buffers) is taken as it is, and gives
+    /// what the composition gives.
+    #[test]
+    fn reads_the_kv_cache_views() {
+        use crate::model::layers::LayerKv;
+        let mut slot = None;
+        for (pos, seed) in [(0usize, 20u64), (1, 23), (2, 26)] {
+            let (k, v) = (rand(&[1, 2, 1, 16], seed), rand(&[1, 2, 1, 16], seed + 1));
+            let (keys, values) = LayerKv::append(&mut slot, &k, &v).unwrap();
+            assert_eq!(keys.dims(), [1, 2, pos + 1, 16]);
+            let q = rand(&[1, 4, 1, 16], seed + 2);
+            let ours = decode_attention(&q, &keys, &values, 0.25)
+                .unwrap()
+                .expect("applies");
+            let want = composed(&q, &keys, &values, 0.25);
+            assert!(max_diff(&ours, &want) < 1e-5);
         }
     }
 
     #[test]
     fn declines_what_it_does_not_handle() {
+        // Tracked tensors (training) keep the differentiable ops.
+        let q = candle_core::Var::from_tensor(&rand(&[1, 2, 1, 8], 11)).unwrap();
         let k = rand(&[1, 2, 5, 8], 4);
+        assert!(decode_attention(q.as_tensor(), &k, &k, 1.0)
+            .unwrap()
+            .is_none());
+        let f64_q = rand(&[1, 2, 1, 8], 12)
+            .to_dtype(candle_core::DType::F64)
+            .unwrap();
+        let f64_k = k.to_dtype(candle_core::DType::F64).unwrap();
+        assert!(decode_attention(&f64_q, &f64_k, &f64_k, 1.0)
+            .unwrap()
+            .is_none());
         // Two queries, two sequences, heads that do not group, a transposed cache.
         assert!(decode_attention(&rand(&[1, 2, 2, 8], 5), &k, &k, 1.0)
             .unwrap()
