@@ -7,8 +7,9 @@ use common::fixtures;
 use tunesmith_engine::data::tokenizer;
 use tunesmith_engine::generate::stream::TextStream;
 use tunesmith_engine::generate::{generate, generate_one, FinishReason, GenerateConfig};
+use tunesmith_engine::model::config::Gpt2Config;
 use tunesmith_engine::model::load::{load_dir, LoadedModel};
-use tunesmith_engine::model::KvCache;
+use tunesmith_engine::model::{KvCache, Model, ModelConfig};
 use tunesmith_engine::{CancelToken, Event, NullSink};
 
 fn model() -> LoadedModel {
@@ -66,6 +67,31 @@ fn kv_cache_gives_the_same_logits_as_recomputing() {
             assert!(d < 1e-4, "{name}, position {}: {d}", k + 4);
         }
     }
+}
+
+#[test]
+fn an_empty_step_is_an_error_and_a_one_token_context_still_generates() {
+    let m = model();
+    assert!(m.model.step(&[], &mut KvCache::default()).is_err());
+    // A context of one position: each new token restarts the cache on itself (restarting on
+    // half the context, none, had panicked).
+    let vocab = m.model.config().vocab_size();
+    let config: ModelConfig = Gpt2Config::preset("tiny", vocab, 1).unwrap().into();
+    let weights = config.init_weights(0, &Device::Cpu).unwrap();
+    let one = Model::new(&weights, &config).unwrap();
+    let out = generate_one(
+        &one,
+        &m.tokenizer,
+        &GenerateConfig {
+            max_new_tokens: 5,
+            ..cfg("The invoice")
+        },
+        0,
+        &CancelToken::new(),
+        &mut NullSink,
+    )
+    .unwrap();
+    assert_eq!(out.tokens.len(), 5);
 }
 
 #[test]

@@ -438,7 +438,8 @@ impl Model {
         .to_dtype(DType::F32)
     }
 
-    /// Feeds `ids` (one sequence) through the cache and returns the logits of the last position (V).
+    /// Feeds `ids` (one sequence) through the cache and returns the logits of the last position (V);
+    /// an error when `ids` is empty.
     pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
         if ids.is_empty() {
             candle_core::bail!("step: no token to feed");
@@ -452,6 +453,7 @@ impl Model {
         }
     }
 
+    /// [`Model::step`] on the calling thread.
     fn step_here(&self, ids: &[u32], cache: &mut KvCache) -> candle_core::Result<Tensor> {
         let t = Tensor::from_slice(ids, (1, ids.len()), self.device())?;
         let h = self.hidden(&t, Some(cache), None)?;
