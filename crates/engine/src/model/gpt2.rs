@@ -218,8 +218,9 @@ impl Attention {
         if let Some(cache) = cache {
             (k, v) = LayerKv::append(cache, &k, &v)?;
         }
-        if (b, t) == (1, 1) && rng.is_none() {
-            // A decode step: one kernel over the cache as it lies.
+        if rng.is_none() {
+            // A decode step (one position of one sequence; `decode_attention` declines anything
+            // else): one kernel over the cache as it lies.
             if let Some(y) = ops::decode_attention(&q, &k, &v, self.scale)? {
                 return Ok(y);
             }

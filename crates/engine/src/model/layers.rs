@@ -56,12 +56,12 @@ impl Proj {
         let dense: Option<Vec<&Tensor>> = projs
             .iter()
             .map(|p| match p {
-                Proj::Dense(w) if !w.track_op() => Some(w),
-                _ => None,
+                Proj::Dense(w) => Some(w),
+                Proj::Quant(_) => None,
             })
             .collect();
         match dense {
-            Some(ws) if x.dim(0)? == 1 && !x.track_op() => super::ops::matvec_rows_many(x, &ws),
+            Some(ws) if decode_row(x, &ws)? => super::ops::matvec_rows_many(x, &ws),
             _ => projs.iter().map(|p| p.forward_t(x)).collect(),
         }
     }
@@ -70,9 +70,7 @@ impl Proj {
     pub(crate) fn forward_t(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             // One row (a decode step, no gradient) streams the weight rows; batches take the matmul.
-            Proj::Dense(w) if x.dim(0)? == 1 && !w.track_op() && !x.track_op() => {
-                super::ops::matvec_rows(x, w)
-            }
+            Proj::Dense(w) if decode_row(x, &[w])? => super::ops::matvec_rows(x, w),
             Proj::Dense(w) => super::ops::frozen_matmul(x, w, true),
             // A prompt's many rows: expanding the weight to f32 for this call and taking the f32
             // matrix kernel is 3–4× faster than candle's row-by-row quantised dot products (the
@@ -90,6 +88,12 @@ impl Proj {
             Proj::Quant(q) => q.forward(x),
         }
     }
+}
+
+/// Whether `x` is a decode step's single row through the dense `ws` without gradients, which the
+/// streamed matrix-vector product serves (anything else takes the matmul).
+fn decode_row(x: &Tensor, ws: &[&Tensor]) -> candle_core::Result<bool> {
+    Ok(x.dim(0)? == 1 && !x.track_op() && ws.iter().all(|w| !w.track_op()))
 }
 
 /// Named weight tensors in HF layout, prefix-free (`h.0.attn.c_attn.weight`, `wte.weight`, …).

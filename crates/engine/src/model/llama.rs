@@ -233,8 +233,9 @@ impl Attention {
             (k, v) = LayerKv::append(cache, &k, &v)?;
         }
         let scale = 1.0 / (d as f64).sqrt();
-        if (b, t) == (1, 1) && rng.is_none() {
-            // A decode step: one kernel over the cache as it lies.
+        if rng.is_none() {
+            // A decode step (one position of one sequence; `decode_attention` declines anything
+            // else): one kernel over the cache as it lies.
             if let Some(y) = ops::decode_attention(&q, &k, &v, scale)? {
                 return Ok(y);
             }
