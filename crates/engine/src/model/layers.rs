@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 use crate::rng::Rng;
@@ -51,7 +51,8 @@ impl Proj {
     }
 
     /// [`Proj::forward_t`] of each of `projs` on the same `x`: a decode step's single row through
-    /// dense weights goes through them together ([`super::ops::matvec_rows_many`]).
+    /// dense weights goes through them together ([`super::ops::matvec_rows_many`]), and so do
+    /// decoding's few rows through Q8_0 weights ([`super::ops::q8_0_matvec_many`]).
     pub(crate) fn forward_t_many(projs: &[&Proj], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let dense: Option<Vec<&Tensor>> = projs
             .iter()
@@ -60,10 +61,25 @@ impl Proj {
                 Proj::Quant(_) => None,
             })
             .collect();
-        match dense {
-            Some(ws) if decode_row(x, &ws)? => super::ops::matvec_rows_many(x, &ws),
-            _ => projs.iter().map(|p| p.forward_t(x)).collect(),
+        if let Some(ws) = dense {
+            if decode_row(x, &ws)? {
+                return super::ops::matvec_rows_many(x, &ws);
+            }
         }
+        let quantised: Option<Vec<&QTensor>> = projs
+            .iter()
+            .map(|p| match p {
+                Proj::Quant(QMatMul::QTensor(q)) => Some(&**q),
+                _ => None,
+            })
+            .collect();
+        // A prompt's many rows take the expanded weights, one projection at a time.
+        if let Some(qs) = quantised.filter(|_| x.dim(0).is_ok_and(|n| n < DEQUANTIZE_FROM_ROWS)) {
+            if let Some(ys) = super::ops::q8_0_matvec_many(x, &qs)? {
+                return Ok(ys);
+            }
+        }
+        projs.iter().map(|p| p.forward_t(x)).collect()
     }
 
     /// `x @ Wᵀ` for `x: (N, in)`.
@@ -85,6 +101,13 @@ impl Proj {
                 };
                 super::ops::frozen_matmul(x, &w, true)
             }
+            // Decoding's few rows through Q8_0 blocks: our integer kernel (see
+            // `ops::q8_0_matvec_many`); other block types and shapes take candle's.
+            Proj::Quant(m @ QMatMul::QTensor(q)) => match super::ops::q8_0_matvec_many(x, &[&**q])?
+            {
+                Some(mut y) => Ok(y.remove(0)),
+                None => m.forward(x),
+            },
             Proj::Quant(q) => q.forward(x),
         }
     }

@@ -69,7 +69,7 @@ pub fn matvec_rows_many(x: &Tensor, ws: &[&Tensor]) -> candle_core::Result<Vec<T
 /// thread that starts late still gets a share), a multiple of the kernel's four rows, and none
 /// smaller than [`SEQUENTIAL_BELOW`] weights (below that, handing a band to another thread costs
 /// more than reading it).
-fn band_rows(v: usize, c: usize) -> usize {
+pub(super) fn band_rows(v: usize, c: usize) -> usize {
     let bands = rayon::current_num_threads() * 4;
     let least = (SEQUENTIAL_BELOW / c).max(1);
     v.div_ceil(bands).max(least).next_multiple_of(4)

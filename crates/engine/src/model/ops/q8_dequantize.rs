@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use super::simd_run;
 
 /// Values per Q8_0 block, and its bytes: an f16 scale, then 32 signed 8-bit values.
-const BLOCK: usize = 32;
-const BLOCK_BYTES: usize = 2 + BLOCK;
+pub(super) const BLOCK: usize = 32;
+pub(super) const BLOCK_BYTES: usize = 2 + BLOCK;
 
 /// The Q8_0 matrix `q: (M, K)` expanded to f32, in parallel (candle's `dequantize` runs on one
 /// thread). `None` for other block types, other devices, or rows that are not whole blocks.
@@ -53,7 +53,7 @@ simd_kernel!(
 
 /// An IEEE half-precision value's bits as f32 (exact; GGUF's scales are finite).
 #[inline(always)]
-fn f16_to_f32(h: u16) -> f32 {
+pub(super) fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h & 0x8000) << 16;
     let exp = u32::from(h >> 10) & 0x1f;
     let mantissa = u32::from(h) & 0x3ff;
