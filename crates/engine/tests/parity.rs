@@ -727,4 +727,28 @@ fn the_real_smollm2_gguf_matches_transformers_when_present() {
     assert_eq!(enc(&rendered), ids(&r["chat_ids"]));
     let g = greedy(&m, r["prompt"].as_str().unwrap(), 32);
     assert_eq!(g.tokens, ids(&r["greedy"]));
+
+    // Kept quantised (its Q4_1 blocks through our integer kernel where the CPU has AVX2, else
+    // re-quantised to Q8_0): a decode step's logits stay the f32 expansion's to within the
+    // 8-bit rounding of the activations, with the same most likely token.
+    use tunesmith_engine::model::KvCache;
+    let q = load_dir_with(&path, None, false, &Device::Cpu).unwrap();
+    let mut prompt = enc(r["prompt"].as_str().unwrap());
+    prompt.push(g.tokens[0]);
+    let last = |m: &LoadedModel| {
+        let mut cache = KvCache::default();
+        let (head, tail) = prompt.split_at(prompt.len() - 1);
+        m.model.step(head, &mut cache).unwrap();
+        m.model.step(tail, &mut cache).unwrap().to_vec1::<f32>().unwrap()
+    };
+    let (f32_logits, quantised) = (last(&m), last(&q));
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    assert_eq!(argmax(&quantised), argmax(&f32_logits));
+    let spread = f32_logits.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = quantised
+        .iter()
+        .zip(&f32_logits)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("quantised decode step: logits within {worst} of the f32 ones (up to {spread})");
+    assert!(worst < 0.05 * spread, "{worst} against logits up to {spread}");
 }

@@ -508,20 +508,24 @@ fn meta_heads(meta: &Meta, arch: &str, name: &str) -> Result<Option<usize>> {
     })
 }
 
-/// `q` in a type candle multiplies with SIMD kernels. Q4_1, Q5_0 and Q5_1 have only scalar ones
-/// in candle (decoding the SmolLM2 Q4_1 file ran at 0.12× llama.cpp's pace): they are re-quantised
-/// to Q8_0, whose 8-bit blocks hold their 4/5-bit values to within 1/254 of each block's largest
-/// value (the activations are rounded to 8 bits for the product anyway). Such a tensor takes
-/// 8.5 bits per weight instead of 5–6, still a quarter of f32.
+/// `q` in a type with SIMD kernels (ours for Q8_0, Q4_0 and Q4_1, see
+/// `ops::quantized_matvec_many`; candle's for the k-quants). Q5_0 and Q5_1 have only scalar
+/// ones in candle: they are re-quantised to Q8_0, whose 8-bit blocks hold their 5-bit values to
+/// within 1/254 of each block's largest value (the activations are rounded to 8 bits for the
+/// product anyway). Such a tensor takes 8.5 bits per weight instead of 6, still a quarter of f32.
+/// Q4_1 is re-quantised too where our kernels have no vector instructions (they have AVX2's):
+/// elsewhere its 5 bits per weight stay 5.
 fn fast_kernel(q: QTensor, device: &Device) -> Result<QTensor> {
-    if !matches!(
-        q.dtype(),
-        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
-    ) || q
-        .shape()
-        .dims()
-        .last()
-        .is_none_or(|k| k % GgmlDType::Q8_0.block_size() != 0)
+    let slow = match q.dtype() {
+        GgmlDType::Q5_0 | GgmlDType::Q5_1 => true,
+        GgmlDType::Q4_1 => !crate::model::ops::has_vector_quantized_kernels(),
+        _ => false,
+    };
+    if !slow
+        || q.shape()
+            .dims()
+            .last()
+            .is_none_or(|k| k % GgmlDType::Q8_0.block_size() != 0)
     {
         return Ok(q);
     }
@@ -708,17 +712,17 @@ fn special_tokens(meta: &Meta) -> serde_json::Map<String, serde_json::Value> {
 mod tests {
     use super::*;
 
-    /// Q4_1 (no SIMD kernel in candle) is re-quantised to Q8_0 without losing its values; types
-    /// with fast kernels are kept as they are.
+    /// Q5_0 (no SIMD kernel in candle) is re-quantised to Q8_0 without losing its values; types
+    /// with fast kernels (Q4_1 where ours have AVX2) are kept as they are.
     #[test]
     fn slow_quantisations_become_q8_0_to_within_its_step() {
         let dev = Device::Cpu;
         let mut rng = crate::rng::Rng::new(5);
         let data: Vec<f32> = (0..8 * 64).map(|_| rng.normal()).collect();
         let t = Tensor::from_vec(data, (8, 64), &dev).unwrap();
-        let q41 = QTensor::quantize(&t, GgmlDType::Q4_1).unwrap();
-        let want = q41.dequantize(&dev).unwrap();
-        let fast = fast_kernel(q41, &dev).unwrap();
+        let q50 = QTensor::quantize(&t, GgmlDType::Q5_0).unwrap();
+        let want = q50.dequantize(&dev).unwrap();
+        let fast = fast_kernel(q50, &dev).unwrap();
         assert_eq!(fast.dtype(), GgmlDType::Q8_0);
         let got = fast.dequantize(&dev).unwrap();
         let err: f32 = (&got - &want)
@@ -731,6 +735,13 @@ mod tests {
             .unwrap();
         let top: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         assert!(err <= top / 254.0 + 1e-6, "{err} of {top}");
+        let q41 = QTensor::quantize(&t, GgmlDType::Q4_1).unwrap();
+        let kept = if crate::model::ops::has_vector_quantized_kernels() {
+            GgmlDType::Q4_1
+        } else {
+            GgmlDType::Q8_0
+        };
+        assert_eq!(fast_kernel(q41, &dev).unwrap().dtype(), kept);
         let q80 = QTensor::quantize(&t, GgmlDType::Q8_0).unwrap();
         assert_eq!(fast_kernel(q80, &dev).unwrap().dtype(), GgmlDType::Q8_0);
         let q4k = QTensor::quantize(

@@ -52,7 +52,8 @@ impl Proj {
 
     /// [`Proj::forward_t`] of each of `projs` on the same `x`: a decode step's single row through
     /// dense weights goes through them together ([`super::ops::matvec_rows_many`]), and so do
-    /// decoding's few rows through Q8_0 weights ([`super::ops::q8_0_matvec_many`]).
+    /// decoding's few rows through Q8_0, Q4_0 and Q4_1 weights
+    /// ([`super::ops::quantized_matvec_many`]).
     pub(crate) fn forward_t_many(projs: &[&Proj], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let dense: Option<Vec<&Tensor>> = projs
             .iter()
@@ -75,7 +76,7 @@ impl Proj {
             .collect();
         // A prompt's many rows take the expanded weights, one projection at a time.
         if let Some(qs) = quantised.filter(|_| x.dim(0).is_ok_and(|n| n < DEQUANTIZE_FROM_ROWS)) {
-            if let Some(ys) = super::ops::q8_0_matvec_many(x, &qs)? {
+            if let Some(ys) = super::ops::quantized_matvec_many(x, &qs)? {
                 return Ok(ys);
             }
         }
@@ -95,19 +96,20 @@ impl Proj {
                 if x.dim(0)? >= DEQUANTIZE_FROM_ROWS
                     && q.shape().elem_count() <= DEQUANTIZE_UP_TO =>
             {
-                let w = match super::ops::q8_0_dequantize(q)? {
+                let w = match super::ops::dequantize_parallel(q)? {
                     Some(w) => w,
                     None => q.dequantize(x.device())?,
                 };
                 super::ops::frozen_matmul(x, &w, true)
             }
-            // Decoding's few rows through Q8_0 blocks: our integer kernel (see
-            // `ops::q8_0_matvec_many`); other block types and shapes take candle's.
-            Proj::Quant(m @ QMatMul::QTensor(q)) => match super::ops::q8_0_matvec_many(x, &[&**q])?
-            {
-                Some(mut y) => Ok(y.remove(0)),
-                None => m.forward(x),
-            },
+            // Decoding's few rows through Q8_0, Q4_0 or Q4_1 blocks: our integer kernels (see
+            // `ops::quantized_matvec_many`); other block types and shapes take candle's.
+            Proj::Quant(m @ QMatMul::QTensor(q)) => {
+                match super::ops::quantized_matvec_many(x, &[&**q])? {
+                    Some(mut y) => Ok(y.remove(0)),
+                    None => m.forward(x),
+                }
+            }
             Proj::Quant(q) => q.forward(x),
         }
     }
