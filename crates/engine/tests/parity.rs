@@ -739,7 +739,11 @@ fn the_real_smollm2_gguf_matches_transformers_when_present() {
         let mut cache = KvCache::default();
         let (head, tail) = prompt.split_at(prompt.len() - 1);
         m.model.step(head, &mut cache).unwrap();
-        m.model.step(tail, &mut cache).unwrap().to_vec1::<f32>().unwrap()
+        m.model
+            .step(tail, &mut cache)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     };
     let (f32_logits, quantised) = (last(&m), last(&q));
     let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
@@ -750,5 +754,8 @@ fn the_real_smollm2_gguf_matches_transformers_when_present() {
         .zip(&f32_logits)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     eprintln!("quantised decode step: logits within {worst} of the f32 ones (up to {spread})");
-    assert!(worst < 0.05 * spread, "{worst} against logits up to {spread}");
+    assert!(
+        worst < 0.05 * spread,
+        "{worst} against logits up to {spread}"
+    );
 }

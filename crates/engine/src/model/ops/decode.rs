@@ -53,9 +53,10 @@ pub fn matvec_rows_many(x: &Tensor, ws: &[&Tensor]) -> candle_core::Result<Vec<T
             let band = band_rows(v, c);
             bands.extend(w.chunks(band * c).zip(out.chunks_mut(band)));
         }
+        let fetch = Prefetch::new();
         bands
             .into_par_iter()
-            .for_each(|(rows, out)| simd_run(DotRows(x, rows, out)));
+            .for_each(|(rows, out)| simd_run(DotRows(fetch, x, rows, out)));
     })?;
     outs.into_iter()
         .map(|out| {
@@ -138,8 +139,9 @@ simd_kernel!(
 
 simd_kernel!(
     /// `out[r] = x · rows[r]` for the row-major `rows` (one per output): four rows per pass, each
-    /// with its own sixteen sums, so one load of `x` serves four rows and no sum waits on another.
-    DotRows<'a>(x: &'a [f32], rows: &'a [f32], out: &'a mut [f32]) -> () {
+    /// with its own sixteen sums, so one load of `x` serves four rows and no sum waits on another;
+    /// each row's bytes are asked for ahead of reading them ([`Prefetch`]).
+    DotRows<'a>(fetch: Prefetch, x: &'a [f32], rows: &'a [f32], out: &'a mut [f32]) -> () {
         let c = x.len();
         let body = c / 16 * 16;
         let mut quads = out.chunks_exact_mut(4);
@@ -150,6 +152,9 @@ simd_kernel!(
             let (w2, w3) = rest.split_at(c);
             let mut acc = [[0f32; 16]; 4];
             for j in (0..body).step_by(16) {
+                for w in [w0, w1, w2, w3] {
+                    fetch.ahead(&w[j..]);
+                }
                 let xs = &x[j..j + 16];
                 let (r0, r1) = (&w0[j..j + 16], &w1[j..j + 16]);
                 let (r2, r3) = (&w2[j..j + 16], &w3[j..j + 16]);
@@ -193,6 +198,43 @@ simd_kernel!(
         }
     }
 );
+
+/// Asks for memory a little ahead of a streaming read (`prefetcht0` on x86-64; nothing
+/// elsewhere), so that the cores do not wait on each line's first touch. For the quantised
+/// products (`quant_matvec`), streaming 145 MB of Q8_0 weights on two cores: 6–9 GB/s without,
+/// 9–13 with 1 KB ahead, 9–15 with 2 or 4 KB; for the f32 one, SmolLM2-135M's decoding went from
+/// 35.4 to 36.9 tokens/s (medians of six interleaved runs). Made once per call (it holds the
+/// CPU-feature token) and copied into the kernels.
+#[derive(Clone, Copy)]
+pub(super) struct Prefetch {
+    #[cfg(target_arch = "x86_64")]
+    sse: Option<pulp::x86::V1>,
+}
+
+impl Prefetch {
+    /// Bytes ahead of the reading position.
+    pub(super) const AHEAD: usize = 2048;
+
+    pub(super) fn new() -> Self {
+        Prefetch {
+            #[cfg(target_arch = "x86_64")]
+            sse: pulp::x86::V1::try_new(),
+        }
+    }
+
+    /// Asks for the line [`Prefetch::AHEAD`] bytes past the start of `at` (which may lie past its
+    /// end: a prefetch never faults).
+    #[inline(always)]
+    pub(super) fn ahead<T>(self, at: &[T]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = self.sse {
+            let p = at.as_ptr().cast::<i8>().wrapping_add(Self::AHEAD);
+            simd.sse._mm_prefetch::<3>(p);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = at;
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -226,12 +226,8 @@ mod avx2 {
     use pulp::x86::V3;
     use std::arch::x86_64::{__m128, __m128i, __m256, __m256i};
 
+    use super::super::decode::Prefetch;
     use super::{half_bits_scaled, RoundedRow, BLOCK, HALF_RESCALE};
-
-    /// Bytes ahead of each row's reading position that are asked for (`prefetcht0`): the cores
-    /// otherwise waited on each line's first read. On two cores, streaming 145 MB of Q8_0
-    /// weights: 6–9 GB/s without, 9–13 with 1 KB ahead, 9–15 with 2 or 4 KB.
-    const PREFETCH: usize = 2048;
 
     /// What differs between the block formats.
     pub(super) trait Kind {
@@ -408,8 +404,8 @@ mod avx2 {
                     .collect();
             let each_x = || xq.iter().zip(x.d.iter().zip(x.s));
             let fetch = |b: &[u8]| {
-                simd.sse
-                    ._mm_prefetch::<3>(b.as_ptr().wrapping_add(PREFETCH).cast())
+                let ahead = b.as_ptr().wrapping_add(Prefetch::AHEAD);
+                simd.sse._mm_prefetch::<3>(ahead.cast());
             };
             let mut quads = out.chunks_exact_mut(4);
             let mut groups = rows.chunks_exact(4 * row_bytes);
