@@ -513,12 +513,12 @@ fn meta_heads(meta: &Meta, arch: &str, name: &str) -> Result<Option<usize>> {
 /// ones in candle: they are re-quantised to Q8_0, whose 8-bit blocks hold their 5-bit values to
 /// within 1/254 of each block's largest value (the activations are rounded to 8 bits for the
 /// product anyway). Such a tensor takes 8.5 bits per weight instead of 6, still a quarter of f32.
-/// Q4_1 is re-quantised too where our kernels have no vector instructions (they have AVX2's):
-/// elsewhere its 5 bits per weight stay 5.
+/// Q4_1 is re-quantised too, except on a CPU with AVX2, where our kernel reads it and its 5
+/// bits per weight stay 5.
 fn fast_kernel(q: QTensor, device: &Device) -> Result<QTensor> {
     let slow = match q.dtype() {
         GgmlDType::Q5_0 | GgmlDType::Q5_1 => true,
-        GgmlDType::Q4_1 => !crate::model::ops::has_vector_quantized_kernels(),
+        GgmlDType::Q4_1 => !(device.is_cpu() && crate::model::ops::has_vector_quantized_kernels()),
         _ => false,
     };
     if !slow

@@ -21,8 +21,8 @@ const DEQUANTIZE_FROM_ROWS: usize = 32;
 /// takes 4-bit memory.
 const DEQUANTIZE_UP_TO: usize = 16 << 20;
 
-/// A projection's weight `(out, in)`: dense, or quantised (multiplied by candle's quantised matmul,
-/// no gradient).
+/// A projection's weight `(out, in)`: dense, or quantised (multiplied by our integer kernels for
+/// Q8_0, Q4_0 and Q4_1 on an AVX2 CPU, else by candle's quantised matmul; no gradient).
 pub(crate) enum Proj {
     Dense(Tensor),
     Quant(candle_core::quantized::QMatMul),
@@ -102,8 +102,9 @@ impl Proj {
                 };
                 super::ops::frozen_matmul(x, &w, true)
             }
-            // Decoding's few rows through Q8_0, Q4_0 or Q4_1 blocks: our integer kernels (see
-            // `ops::quantized_matvec_many`); other block types and shapes take candle's.
+            // Decoding's few rows (or any number through a weight too large to expand) through
+            // Q8_0, Q4_0 or Q4_1 blocks: our integer kernels (see `ops::quantized_matvec_many`);
+            // other block types, shapes and CPUs without AVX2 take candle's.
             Proj::Quant(m @ QMatMul::QTensor(q)) => {
                 match super::ops::quantized_matvec_many(x, &[&**q])? {
                     Some(mut y) => Ok(y.remove(0)),
@@ -430,8 +431,8 @@ mod tests {
     }
 
     /// A prompt's rows through a quantised projection: the f32 path gives the product with the
-    /// expanded weight, and stays within quantisation error of candle's quantised kernel (what a
-    /// single decoded row takes).
+    /// expanded weight; fewer rows (our integer kernel) and the f32 path both stay within
+    /// quantisation error of candle's quantised kernel.
     #[test]
     fn many_rows_through_a_quantised_projection() {
         use candle_core::quantized::{GgmlDType, QTensor};

@@ -135,6 +135,7 @@ pub(super) fn f16_to_f32(h: u16) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::rand;
     use super::*;
 
     /// Every f16 bit pattern as a Q8_0 scale times 1, expanded by candle (through the `half`
@@ -170,7 +171,7 @@ mod tests {
     #[test]
     fn dequantises_as_candle_does() {
         let dev = Device::Cpu;
-        let w = Tensor::randn(0f32, 1.0, (37, 2048), &dev).unwrap();
+        let w = rand(&[37, 2048], 80);
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q4_1] {
             let q = QTensor::quantize(&w, dtype).unwrap();
             let ours = dequantize_parallel(&q).unwrap().expect("applies");
@@ -185,8 +186,7 @@ mod tests {
 
     #[test]
     fn other_block_types_are_left_to_candle() {
-        let dev = Device::Cpu;
-        let w = Tensor::randn(0f32, 1.0, (4, 256), &dev).unwrap();
+        let w = rand(&[4, 256], 81);
         let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
         assert!(dequantize_parallel(&q).unwrap().is_none());
     }
