@@ -104,7 +104,7 @@ fn spin_until(done: &AtomicBool, home: Option<usize>) {
             idle = idle.wrapping_add(1);
             // Now and then the core goes to whoever else wants it: with more threads than
             // cores, a spinner must not hold up the step it waits for.
-            if idle % 64 == 0 {
+            if idle.is_multiple_of(64) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
