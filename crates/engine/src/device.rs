@@ -1,6 +1,7 @@
 //! Choosing the compute device: CUDA or Metal when built in and present, otherwise the CPU.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub use candle_core::Device;
 
@@ -67,31 +68,41 @@ pub fn configure_cpu_pool() {
 /// keeps what it frees (`tunesmith-malloc`), so large ones would pile up per worker; a training
 /// step run this way kept 0.6 GB more at peak on `small`, and was no faster.
 ///
-/// While `f` runs, the pool's other workers wait for its kernels' work spinning instead of
-/// sleeping: a decode step starts a few products per layer with short single-threaded work
-/// between them, and a worker that had gone to sleep in between was woken for each (rayon's
-/// sleeping, waking and yielding took about 15 % of a quantised decode profile on 2 cores).
-/// llama.cpp's threads spin through a step in the same way.
-pub fn on_pool<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
+/// With `spin` (for a step whose products all run on this pool: see `Model`), the pool's other
+/// workers spin while `f` runs instead of sleeping between its kernels: a decode step starts a few
+/// products per layer with short single-threaded work between them, and a worker that had gone
+/// to sleep in between was woken for each (rayon's sleeping, waking and yielding took about 15 %
+/// of a quantised decode profile on 2 cores). llama.cpp's threads spin through a step in the same
+/// way. A spinning worker runs whatever pool job appears, the step's or another's; the step does
+/// not wait for it (the spinners are not part of the scope) and it stops at its next look after
+/// the step ends. Without `spin` (candle's own thread pool does some of the products, as for
+/// k-quants or without AVX2), spinning would take the cores its threads need.
+///
+/// No deadlock: the spinners are pushed onto the step's worker's queue before any of the step's
+/// kernels, and other workers steal the oldest job first, so a worker that picks up a spinner is
+/// never inside a wait of that step; the step's own worker, which could pop one while it waits
+/// on a kernel, drops it at once.
+pub fn on_pool<R: Send>(device: &Device, spin: bool, f: impl FnOnce() -> R + Send) -> R {
     match device {
-        Device::Cpu => {
-            let done = &AtomicBool::new(false);
-            rayon::scope(|s| {
+        Device::Cpu => rayon::scope(|_| {
+            let done = Arc::new(AtomicBool::new(false));
+            if spin {
                 let home = rayon::current_thread_index();
                 for _ in 1..rayon::current_num_threads() {
-                    s.spawn(move |_| spin_until(done, home));
+                    let done = done.clone();
+                    rayon::spawn(move || spin_until(&done, home));
                 }
-                let _finish = SetOnDrop(done);
-                f()
-            })
-        }
+            }
+            let _finish = SetOnDrop(done);
+            f()
+        }),
         _ => f(),
     }
 }
 
-/// A worker of [`on_pool`]'s that runs the pool's jobs as they appear until `done`. Not on the
-/// thread running the step (`home`): that one could pick this job up while it waits inside the
-/// step, and would then wait for its own step to end.
+/// A job of [`on_pool`]'s that spins on a worker, running the pool's jobs as they appear, until
+/// `done`. Not on the thread running the step (`home`): that one could pick this job up while it
+/// waits inside the step, and would then wait for its own step to end.
 fn spin_until(done: &AtomicBool, home: Option<usize>) {
     if rayon::current_thread_index() == home {
         return;
@@ -102,8 +113,7 @@ fn spin_until(done: &AtomicBool, home: Option<usize>) {
             idle = 0;
         } else {
             idle = idle.wrapping_add(1);
-            // Now and then the core goes to whoever else wants it: with more threads than
-            // cores, a spinner must not hold up the step it waits for.
+            // Now and then the core goes to whoever else wants it (more threads than cores).
             if idle.is_multiple_of(64) {
                 std::thread::yield_now();
             } else {
@@ -115,9 +125,9 @@ fn spin_until(done: &AtomicBool, home: Option<usize>) {
 
 /// Sets its flag when dropped, so that [`on_pool`]'s spinning workers stop even when the step
 /// panics.
-struct SetOnDrop<'a>(&'a AtomicBool);
+struct SetOnDrop(Arc<AtomicBool>);
 
-impl Drop for SetOnDrop<'_> {
+impl Drop for SetOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Release);
     }
@@ -137,33 +147,70 @@ mod tests {
     use super::*;
     use rayon::prelude::*;
 
-    /// Steps run on the pool from many places at once (callers outside it, jobs inside it, a
-    /// step inside a step) all finish with their own answers: no worker is left spinning on
-    /// a step that cannot end.
-    #[test]
-    fn steps_on_the_pool_finish_from_anywhere() {
-        let sum = |n: u64| (0..n).into_par_iter().map(|i| i * i).sum::<u64>();
-        let want = |n: u64| (0..n).map(|i| i * i).sum::<u64>();
-        let inside: Vec<u64> = (0..16u64)
-            .into_par_iter()
-            .map(|i| on_pool(&Device::Cpu, || sum(1000 + i)))
-            .collect();
-        assert_eq!(inside, (0..16).map(|i| want(1000 + i)).collect::<Vec<_>>());
-        let nested = on_pool(&Device::Cpu, || on_pool(&Device::Cpu, || sum(5000)));
-        assert_eq!(nested, want(5000));
-        let callers: Vec<_> = (0..4u64)
-            .map(|i| std::thread::spawn(move || on_pool(&Device::Cpu, || sum(20_000 + i))))
-            .collect();
-        for (i, c) in callers.into_iter().enumerate() {
-            assert_eq!(c.join().unwrap(), want(20_000 + i as u64));
+    /// Runs `f` on its own thread and fails if it has not finished within two minutes: a
+    /// deadlock fails the test instead of hanging the suite.
+    fn within_time(f: impl FnOnce() + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("steps did not finish"),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("a step panicked"),
         }
+    }
+
+    /// Spinning steps run on a pool of four workers from many places at once (callers outside
+    /// it, jobs inside it, a step inside a step), many times over, all finish with their own
+    /// answers: no worker is left spinning on a step that cannot end.
+    #[test]
+    fn spinning_steps_finish_from_anywhere() {
+        within_time(|| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(4)
+                .build()
+                .unwrap();
+            let sum = |n: u64| (0..n).into_par_iter().map(|i| i * i).sum::<u64>();
+            let want = |n: u64| (0..n).map(|i| i * i).sum::<u64>();
+            let step = |n: u64| on_pool(&Device::Cpu, true, || sum(n));
+            for round in 0..50u64 {
+                pool.install(|| {
+                    let inside: Vec<u64> =
+                        (0..16u64).into_par_iter().map(|i| step(100 + i)).collect();
+                    assert_eq!(inside, (0..16).map(|i| want(100 + i)).collect::<Vec<_>>());
+                    let nested = on_pool(&Device::Cpu, true, || step(500 + round));
+                    assert_eq!(nested, want(500 + round));
+                });
+                let pool = &pool;
+                std::thread::scope(|s| {
+                    let callers: Vec<_> = (0..4u64)
+                        .map(|i| s.spawn(move || pool.install(|| step(2_000 + i))))
+                        .collect();
+                    for (i, c) in callers.into_iter().enumerate() {
+                        assert_eq!(c.join().unwrap(), want(2_000 + i as u64));
+                    }
+                });
+            }
+        });
     }
 
     /// A step that panics still stops the spinning workers, and the panic reaches the caller.
     #[test]
     fn a_step_that_panics_stops_the_spinning() {
-        let caught = std::panic::catch_unwind(|| on_pool(&Device::Cpu, || panic!("step failed")));
-        assert!(caught.is_err());
-        assert_eq!(on_pool(&Device::Cpu, || 7), 7);
+        within_time(|| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(4)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let caught = std::panic::catch_unwind(|| {
+                    on_pool(&Device::Cpu, true, || panic!("step failed"))
+                });
+                assert!(caught.is_err());
+                assert_eq!(on_pool(&Device::Cpu, true, || 7), 7);
+            });
+        });
     }
 }

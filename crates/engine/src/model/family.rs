@@ -261,6 +261,9 @@ pub struct Model {
     net: Net,
     /// The loss's logits buffer, reused from step to step.
     head_scratch: ops::HeadScratch,
+    /// Whether a decode step's products all run on rayon's pool (f32 weights, or quantised ones
+    /// that our kernels read), so that its workers may spin through a step (`device::on_pool`).
+    spin_decode: bool,
 }
 
 impl Model {
@@ -298,10 +301,13 @@ impl Model {
             ModelConfig::Gpt2(c) => Net::Gpt2(Gpt2::new(weights, c, lora)?),
             ModelConfig::Llama(c) => Net::Llama(Llama::new(weights, c, lora, quantized)?),
         };
+        let spin_decode =
+            quantized.is_none_or(|q| q.values().all(|t| ops::quantized_kernels_read(t.dtype())));
         Ok(Model {
             cfg: cfg.clone(),
             net,
             head_scratch: Default::default(),
+            spin_decode,
         })
     }
 
@@ -431,7 +437,7 @@ impl Model {
         if ids.len() != caches.len() {
             candle_core::bail!("step_rows: {} ids for {} caches", ids.len(), caches.len());
         }
-        crate::device::on_pool(self.device(), || match &self.net {
+        crate::device::on_pool(self.device(), self.spin_decode, || match &self.net {
             Net::Gpt2(m) => m.step_rows(ids, caches),
             Net::Llama(m) => m.step_rows(ids, caches),
         })?
@@ -447,7 +453,9 @@ impl Model {
         // A decoded token's many small kernels start from a pool worker; a prompt's few large ones
         // stay on the caller's thread (and its memory in the caller's malloc arena, see `on_pool`).
         if ids.len() == 1 {
-            crate::device::on_pool(self.device(), || self.step_here(ids, cache))
+            crate::device::on_pool(self.device(), self.spin_decode, || {
+                self.step_here(ids, cache)
+            })
         } else {
             self.step_here(ids, cache)
         }

@@ -125,7 +125,9 @@ pub use frozen_matmul::{frozen_matmul, linear_bias};
 pub use head_loss::{head_cross_entropy, HeadScratch};
 pub use layer_norm::layer_norm;
 pub use lora_linear::{lora_linear, FrozenBase};
-pub use quant_matvec::{has_vector_quantized_kernels, quantized_matvec_many};
+pub use quant_matvec::{
+    has_vector_quantized_kernels, quantized_kernels_read, quantized_matvec_many,
+};
 pub use rms_norm::rms_norm;
 pub use rope::rope;
 pub use softmax::{causal_softmax, softmax_last_dim};

@@ -110,6 +110,11 @@ pub fn has_vector_quantized_kernels() -> bool {
     false
 }
 
+/// Whether [`quantized_matvec_many`] multiplies blocks of `dtype` on this CPU.
+pub fn quantized_kernels_read(dtype: candle_core::quantized::GgmlDType) -> bool {
+    Format::of(dtype).is_some() && has_vector_quantized_kernels()
+}
+
 /// A band of one weight's rows (its format and bytes) with its outputs for each row of x.
 type Band<'a> = (Format, &'a [u8], Vec<&'a mut [f32]>);
 
