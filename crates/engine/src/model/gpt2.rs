@@ -483,7 +483,7 @@ impl Gpt2 {
 
     /// Logits `(N, V)` for hidden states `(N, C)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        ops::frozen_matmul(hidden, &self.head, true)
+        ops::linear(hidden, &self.head, true)
     }
 
     /// The head `(V, C)` as a plain matrix (the fused loss multiplies by it).

@@ -88,7 +88,7 @@ impl Proj {
         match self {
             // One row (a decode step, no gradient) streams the weight rows; batches take the matmul.
             Proj::Dense(w) if decode_row(x, &[w])? => super::ops::matvec_rows(x, w),
-            Proj::Dense(w) => super::ops::frozen_matmul(x, w, true),
+            Proj::Dense(w) => super::ops::linear(x, w, true),
             // A prompt's many rows: expanding the weight to f32 for this call and taking the f32
             // matrix kernel is 3–4× faster than candle's row-by-row quantised dot products (the
             // expansion is read once per call; decoding's single rows keep the quantised kernel).
@@ -100,7 +100,7 @@ impl Proj {
                     Some(w) => w,
                     None => q.dequantize(x.device())?,
                 };
-                super::ops::frozen_matmul(x, &w, true)
+                super::ops::linear(x, &w, true)
             }
             // Decoding's few rows (or any number through a weight too large to expand) through
             // Q8_0, Q4_0 or Q4_1 blocks: our integer kernels (see `ops::quantized_matvec_many`);

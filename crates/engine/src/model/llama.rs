@@ -530,7 +530,7 @@ impl Llama {
     /// Logits `(N, V)` for hidden states `(N, C)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         match &self.head {
-            Proj::Dense(w) => ops::frozen_matmul(hidden, w, true),
+            Proj::Dense(w) => ops::linear(hidden, w, true),
             q => q.forward_t(hidden),
         }
     }

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use tunesmith_gemm::{matmul, Mat, MatMut};
 
 use super::{
-    activation, cross_entropy, frozen_matmul, fused, shape_err, simd_run, slice, IGNORE_INDEX,
+    activation, cross_entropy, fused, linear, shape_err, simd_run, slice, IGNORE_INDEX,
 };
 
 /// Bytes of logits computed at once: up to 667 rows of GPT-2's vocabulary.
@@ -26,7 +26,7 @@ const CHUNK_BYTES: usize = 128 << 20;
 /// Mean next-token cross-entropy of the logits `hidden · headᵀ` (`hidden: (N, C)`, `head: (V, C)`,
 /// a tied or untied LM head) against `targets` (one per row; [`IGNORE_INDEX`] rows left out).
 /// Gradients reach `hidden` and `head` where they are tracked and `train` is set; with `train`
-/// unset (evaluation) none are computed. Equal to `cross_entropy(&frozen_matmul(hidden, head,
+/// unset (evaluation) none are computed. Equal to `cross_entropy(&linear(hidden, head,
 /// true)?, targets)`, which it falls back to off the CPU or in other dtypes.
 pub fn head_cross_entropy(
     hidden: &Tensor,
@@ -76,7 +76,7 @@ pub(super) fn head_cross_entropy_chunked(
         bail!("LM head: hidden states are {c} wide but the head's rows are {c2}");
     }
     if !fused(hidden) || !fused(head) || n == 0 || c == 0 {
-        return cross_entropy(&frozen_matmul(hidden, head, true)?, targets);
+        return cross_entropy(&linear(hidden, head, true)?, targets);
     }
     let count = super::cross_entropy::check_targets(n, v, targets)?;
     hidden.contiguous()?.apply_op2(

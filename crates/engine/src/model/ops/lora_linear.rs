@@ -99,7 +99,7 @@ impl CustomOp3 for LoraLinear {
         let Storage::Cpu(ws) = &*w_storage else {
             bail!("lora linear: W is not on the CPU");
         };
-        let (y, y_shape) = super::frozen_matmul::cpu_matmul(sx, lx, ws, w_layout, self.transposed)?;
+        let (y, y_shape) = super::linear::cpu_matmul(sx, lx, ws, w_layout, self.transposed)?;
         drop(w_storage);
         if y_shape.dims2()?.1 != out {
             bail!("lora linear: W gives {y_shape:?} but B has {out} outputs");
@@ -138,7 +138,7 @@ impl CustomOp3 for LoraLinear {
                     b.len()
                 );
             }
-            super::frozen_matmul::add_bias(&mut y, b);
+            super::linear::add_bias(&mut y, b);
         }
         Ok((CpuStorage::F32(y), Shape::from((n, out))))
     }

@@ -106,7 +106,7 @@ mod decode;
 mod decode_attention;
 mod dequantize;
 mod dropout;
-mod frozen_matmul;
+mod linear;
 pub(crate) mod head_loss;
 mod layer_norm;
 pub(crate) mod lora_linear;
@@ -121,7 +121,7 @@ pub use decode::{matvec_rows, matvec_rows_many, vecmat};
 pub use decode_attention::decode_attention;
 pub use dequantize::dequantize_parallel;
 pub use dropout::dropout_seeded;
-pub use frozen_matmul::{frozen_matmul, linear_bias};
+pub use linear::{linear, linear_bias};
 pub use head_loss::{head_cross_entropy, HeadScratch};
 pub use layer_norm::layer_norm;
 pub use lora_linear::{lora_linear, FrozenBase};
@@ -200,33 +200,46 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn frozen_matmul_matches_matmul_and_keeps_no_weight_gradient() {
+    fn linear_matches_matmul_with_the_gradients_asked_for() {
         let (x, w) = (rand(&[7, 5], 20), rand(&[3, 5], 21));
+        let w_in_out = w.t().unwrap().contiguous().unwrap();
+        // Frozen weight: x's gradient only.
         check_grads(
             std::slice::from_ref(&x),
-            |t| frozen_matmul(&t[0], &w, true).unwrap(),
+            |t| linear(&t[0], &w, true).unwrap(),
             |t| t[0].matmul(&w.t().unwrap()).unwrap(),
         );
-        let w_in_out = w.t().unwrap().contiguous().unwrap();
         check_grads(
             std::slice::from_ref(&x),
-            |t| frozen_matmul(&t[0], &w_in_out, false).unwrap(),
+            |t| linear(&t[0], &w_in_out, false).unwrap(),
             |t| t[0].matmul(&w_in_out).unwrap(),
         );
-        // Only x's gradient is kept; candle's matmul also keeps one for the frozen weight.
+        // Trained weight, in either layout: both gradients, as candle's matmul gives them.
+        check_grads(
+            &[x.clone(), w.clone()],
+            |t| linear(&t[0], &t[1], true).unwrap(),
+            |t| t[0].matmul(&t[1].t().unwrap()).unwrap(),
+        );
+        check_grads(
+            &[x.clone(), w_in_out.clone()],
+            |t| linear(&t[0], &t[1], false).unwrap(),
+            |t| t[0].matmul(&t[1]).unwrap(),
+        );
+        // Only x's gradient is kept for a frozen weight; candle's matmul also keeps one for it.
         let v = Var::from_tensor(&x).unwrap();
         let kept = |y: Tensor| y.sum_all().unwrap().backward().unwrap().get_ids().count();
-        assert_eq!(kept(frozen_matmul(v.as_tensor(), &w, true).unwrap()), 1);
+        assert_eq!(kept(linear(v.as_tensor(), &w, true).unwrap()), 1);
         assert!(kept(v.as_tensor().matmul(&w.t().unwrap()).unwrap()) > 1);
-        // A trained weight gets its gradient as before.
+        // A trained weight under a constant input: the weight's gradient alone, in its layout.
         let wv = Var::from_tensor(&w).unwrap();
-        let g = frozen_matmul(v.as_tensor(), wv.as_tensor(), true)
+        let g = linear(&x, wv.as_tensor(), true)
             .unwrap()
             .sum_all()
             .unwrap()
             .backward()
             .unwrap();
-        assert!(g.get(&wv).is_some());
+        assert_eq!(g.get(&wv).unwrap().dims(), &[3, 5]);
+        assert!(g.get(&x).is_none());
     }
 
     #[test]

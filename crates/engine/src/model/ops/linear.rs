@@ -1,10 +1,13 @@
-//! A matmul by a frozen weight: the gradient flows to the activations only.
+//! Products by a weight matrix, recorded as one op each with the backward passes they need.
 //!
-//! candle's `matmul` backward always computes and keeps the gradient of both sides. With LoRA (or,
-//! where the fused head and loss fall back to this op, a frozen token table under a tied head) that
-//! is a weight-sized gradient per projection that no one
-//! reads: a third of the backward pass's matmul work, and the whole model's size again in memory
-//! until the step ends. This op records `x` alone as differentiable.
+//! candle's `x.matmul(&w.t())` records two ops, a transpose and a matmul, and its backward pass
+//! always computes both sides' gradients. For a trained `(out, in)` weight the matmul's gradient
+//! arrives as `xᵀ·g`, `(in, out)`, which the transpose's backward pass adds, strided, into a
+//! zeroed `(out, in)` tensor: an element at a time, and one more weight-sized buffer per
+//! projection. [`linear`] computes `gᵀ·x` in the weight's own layout. With LoRA (or, where the
+//! fused head and loss fall back to this op, a frozen token table under a tied head) the weight is
+//! frozen, and no weight-sized gradient is computed or kept at all: a third of the backward pass's
+//! matmul work, and the whole model's size again in memory until the step ends.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape, Tensor};
@@ -12,8 +15,8 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use super::fused;
 
 /// `x @ Wᵀ` (`transposed`, `W: (out, in)`, nn.Linear) or `x @ W` (`W: (in, out)`, Conv1D) for
-/// `x: (N, in)`. When `W` is not being trained, only `x` gets a gradient.
-pub fn frozen_matmul(x: &Tensor, w: &Tensor, transposed: bool) -> candle_core::Result<Tensor> {
+/// `x: (N, in)`, with gradients to whichever of `x` and `W` are tracked (a frozen `W` gets none).
+pub fn linear(x: &Tensor, w: &Tensor, transposed: bool) -> candle_core::Result<Tensor> {
     let plain = || {
         if transposed {
             x.matmul(&w.t()?)
@@ -21,12 +24,13 @@ pub fn frozen_matmul(x: &Tensor, w: &Tensor, transposed: bool) -> candle_core::R
             x.matmul(w)
         }
     };
-    // Without a gradient to x, or with one wanted for W, candle's own matmul is the right op.
-    if w.track_op() || !x.track_op() || !fused(x) || !fused(w) || x.rank() != 2 || w.rank() != 2 {
+    // Without any gradient, candle's own matmul is the right op.
+    if !(w.track_op() || x.track_op()) || !fused(x) || !fused(w) || x.rank() != 2 || w.rank() != 2
+    {
         return plain();
     }
     x.contiguous()?
-        .apply_op2(&w.contiguous()?, FrozenMatmul { transposed })
+        .apply_op2(&w.contiguous()?, Linear { transposed })
 }
 
 /// `x·Wᵀ` (`transposed`, `W: (out, in)`) or `x·W` (`W: (in, out)`) on CPU storage: `(N, out)`.
@@ -55,14 +59,14 @@ pub(super) fn cpu_matmul(
     Ok((y, Shape::from((m, n))))
 }
 
-/// The matmul, recorded with a backward for `x` alone.
-struct FrozenMatmul {
+/// The matmul, recorded with a backward for whichever of `x` and `W` are tracked.
+struct Linear {
     transposed: bool,
 }
 
-impl CustomOp2 for FrozenMatmul {
+impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
-        "tunesmith-frozen-matmul"
+        "tunesmith-linear"
     }
 
     fn cpu_fwd(
@@ -77,17 +81,38 @@ impl CustomOp2 for FrozenMatmul {
 
     fn bwd(
         &self,
-        _x: &Tensor,
+        x: &Tensor,
         w: &Tensor,
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = if self.transposed {
-            g.matmul(w)?
-        } else {
-            g.matmul(&w.t()?)?
-        };
-        Ok((Some(dx), None))
+        let wanted = (x.track_op(), w.track_op());
+        // Detached: a gradient computed from a tracked tensor would record the product, and the
+        // gradient store's sum would then keep both of its terms (the zeros it starts from and
+        // this gradient) until the step ends: three buffers per weight instead of one.
+        let (x, w) = (&x.detach(), &w.detach());
+        let dx = wanted
+            .0
+            .then(|| {
+                if self.transposed {
+                    g.matmul(w)
+                } else {
+                    g.matmul(&w.t()?)
+                }
+            })
+            .transpose()?;
+        // In W's own layout: gᵀ·x is (out, in), xᵀ·g is (in, out).
+        let dw = wanted
+            .1
+            .then(|| {
+                if self.transposed {
+                    g.t()?.matmul(x)
+                } else {
+                    x.t()?.matmul(g)
+                }
+            })
+            .transpose()?;
+        Ok((dx, dw))
     }
 }
 
@@ -105,7 +130,7 @@ pub fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Te
         || x.dim(0)? == 0
         || w.dim(1)? == 0
     {
-        return frozen_matmul(x, w, false)?.broadcast_add(b);
+        return linear(x, w, false)?.broadcast_add(b);
     }
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &b.contiguous()?, LinearBias)
@@ -148,9 +173,12 @@ impl candle_core::CustomOp3 for LinearBias {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dx = x.track_op().then(|| g.matmul(&w.t()?)).transpose()?;
-        let dw = w.track_op().then(|| x.t()?.matmul(g)).transpose()?;
-        let db = if b.track_op() {
+        let wanted = (x.track_op(), w.track_op(), b.track_op());
+        // Detached, as in `Linear::bwd`.
+        let (x, w) = (&x.detach(), &w.detach());
+        let dx = wanted.0.then(|| g.matmul(&w.t()?)).transpose()?;
+        let dw = wanted.1.then(|| x.t()?.matmul(g)).transpose()?;
+        let db = if wanted.2 {
             let out = b.dim(0)?;
             let sums = super::with_data(g, |g| column_sums(g, out))?;
             Some(Tensor::from_vec(sums, out, b.device())?)
