@@ -146,6 +146,30 @@ pub fn matmul(
     accumulate: bool,
     scale: f32,
 ) -> Result<(), ShapeError> {
+    let threads = rayon::current_num_threads();
+    product(dst, a, b, accumulate, scale, threads)
+}
+
+/// [`matmul`] on the calling thread alone: for small products that are themselves one of many
+/// parallel tasks (a head's attention), where splitting each again costs more than it gains.
+pub fn matmul_here(
+    dst: MatMut<'_>,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    accumulate: bool,
+    scale: f32,
+) -> Result<(), ShapeError> {
+    product(dst, a, b, accumulate, scale, 1)
+}
+
+fn product(
+    dst: MatMut<'_>,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    accumulate: bool,
+    scale: f32,
+    threads: usize,
+) -> Result<(), ShapeError> {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     if k != k2 || dst.rows != m || dst.cols != n {
@@ -166,7 +190,6 @@ pub fn matmul(
         }
         return Ok(());
     }
-    let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
@@ -267,6 +290,12 @@ mod tests {
                 let got = out[i * wide + 3 + j] as f64;
                 assert!((got - 1.5 * want[i * n + j]).abs() < 1e-4, "({i}, {j})");
             }
+        }
+        // The same product on this thread alone.
+        let mut here = vec![0f32; m * n];
+        matmul_here(MatMut::rows(&mut here, m, n).unwrap(), va, vb, false, 1.0).unwrap();
+        for (got, want) in here.iter().zip(&want) {
+            assert!((*got as f64 - want).abs() < 1e-4);
         }
     }
 

@@ -178,6 +178,23 @@ impl Attention {
         let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&self.q, &self.k, &self.v], x, rng)?
             .try_into()
             .expect("three projections");
+        if cache.is_none() && (rng.is_none() || self.attn_pdrop == 0.0) {
+            // Whole sequences (training, evaluation) with no dropout of the attention weights:
+            // one op over the heads where the projections put them (`ops::causal_attention`).
+            let shape = ops::Heads {
+                batch: b,
+                time: t,
+                q_heads: h,
+                kv_heads: kv,
+                dim: d,
+            };
+            let q = ops::rope_rows(&q, cos, sin, h)?;
+            let k = ops::rope_rows(&k, cos, sin, kv)?;
+            let scale = 1.0 / (d as f32).sqrt();
+            let y = ops::causal_attention(&q, &k, &v, shape, scale)?;
+            let out = self.o.forward(&y, rng)?;
+            return dropout(&out, self.resid_pdrop, rng);
+        }
         let q = ops::rope(&heads(q, h)?, cos, sin)?;
         let k = ops::rope(&heads(k, kv)?, cos, sin)?;
         let v = heads(v, kv)?;

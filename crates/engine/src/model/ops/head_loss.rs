@@ -16,9 +16,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use tunesmith_gemm::{matmul, Mat, MatMut};
 
-use super::{
-    activation, cross_entropy, fused, linear, shape_err, simd_run, slice, IGNORE_INDEX,
-};
+use super::{activation, cross_entropy, fused, linear, shape_err, simd_run, slice, IGNORE_INDEX};
 
 /// Bytes of logits computed at once: up to 667 rows of GPT-2's vocabulary.
 const CHUNK_BYTES: usize = 128 << 20;

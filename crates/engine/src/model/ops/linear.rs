@@ -25,8 +25,7 @@ pub fn linear(x: &Tensor, w: &Tensor, transposed: bool) -> candle_core::Result<T
         }
     };
     // Without any gradient, candle's own matmul is the right op.
-    if !(w.track_op() || x.track_op()) || !fused(x) || !fused(w) || x.rank() != 2 || w.rank() != 2
-    {
+    if !(w.track_op() || x.track_op()) || !fused(x) || !fused(w) || x.rank() != 2 || w.rank() != 2 {
         return plain();
     }
     x.contiguous()?

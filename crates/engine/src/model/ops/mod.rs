@@ -101,14 +101,15 @@ pub(super) fn last_dim(shape: &Shape) -> candle_core::Result<usize> {
 }
 
 pub(crate) mod activation;
+mod attention;
 mod cross_entropy;
 mod decode;
 mod decode_attention;
 mod dequantize;
 mod dropout;
-mod linear;
 pub(crate) mod head_loss;
 mod layer_norm;
+mod linear;
 pub(crate) mod lora_linear;
 mod quant_matvec;
 mod rms_norm;
@@ -116,20 +117,21 @@ mod rope;
 mod softmax;
 
 pub use activation::{gelu_tanh, swiglu};
+pub use attention::{causal_attention, Heads};
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, matvec_rows_many, vecmat};
 pub use decode_attention::decode_attention;
 pub use dequantize::dequantize_parallel;
 pub use dropout::dropout_seeded;
-pub use linear::{linear, linear_bias};
 pub use head_loss::{head_cross_entropy, HeadScratch};
 pub use layer_norm::layer_norm;
+pub use linear::{linear, linear_bias};
 pub use lora_linear::{lora_linear, FrozenBase};
 pub use quant_matvec::{
     has_vector_quantized_kernels, quantized_kernels_read, quantized_matvec_many,
 };
 pub use rms_norm::rms_norm;
-pub use rope::rope;
+pub use rope::{rope, rope_rows};
 pub use softmax::{causal_softmax, softmax_last_dim};
 
 #[cfg(test)]
@@ -165,7 +167,7 @@ pub(crate) mod tests {
     }
 
     /// Gradients of `loss(op(x))` for the fused op and the reference composition agree.
-    fn check_grads(
+    pub(super) fn check_grads(
         inputs: &[Tensor],
         fused: impl Fn(&[Tensor]) -> Tensor,
         reference: impl Fn(&[Tensor]) -> Tensor,
@@ -287,6 +289,66 @@ pub(crate) mod tests {
             let diff = (f - p).unwrap().abs().unwrap().flatten_all().unwrap();
             assert!(diff.max(0).unwrap().to_scalar::<f32>().unwrap() < 1e-4);
         }
+    }
+
+    #[test]
+    fn causal_attention_matches_the_composition_with_gradient() {
+        // 70 positions cross a block of queries; grouped heads (4 over 2) and plain ones (3 over 3).
+        for (b, t, h, kv, d) in [(2, 70, 4, 2, 8), (1, 5, 3, 3, 4), (2, 1, 2, 1, 6)] {
+            let heads = Heads {
+                batch: b,
+                time: t,
+                q_heads: h,
+                kv_heads: kv,
+                dim: d,
+            };
+            let inputs = [
+                rand(&[b * t, h * d], 40),
+                rand(&[b * t, kv * d], 41),
+                rand(&[b * t, kv * d], 42),
+            ];
+            let scale = 1.0 / (d as f32).sqrt();
+            check_grads(
+                &inputs,
+                |x| causal_attention(&x[0], &x[1], &x[2], heads, scale).unwrap(),
+                |x| attention::composed(&x[0], &x[1], &x[2], heads, scale).unwrap(),
+            );
+        }
+        // Shapes that do not fit are refused with what was expected.
+        let heads = Heads {
+            batch: 1,
+            time: 4,
+            q_heads: 3,
+            kv_heads: 2,
+            dim: 2,
+        };
+        let x = rand(&[4, 6], 1);
+        let err = causal_attention(&x, &rand(&[4, 4], 2), &rand(&[4, 4], 3), heads, 1.0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3 query heads cannot share 2"), "{err}");
+    }
+
+    #[test]
+    fn rope_rows_matches_rope_on_split_heads_with_gradient() {
+        let (b, t, n, d) = (2, 5, 3, 8);
+        let (cos, sin) = (rand(&[t, d / 2], 50), rand(&[t, d / 2], 51));
+        check_grads(
+            &[rand(&[b * t, n * d], 52)],
+            |x| rope_rows(&x[0], &cos, &sin, n).unwrap(),
+            |x| {
+                let split = x[0].reshape((b, t, n, d)).unwrap().transpose(1, 2).unwrap();
+                let split = split.contiguous().unwrap();
+                rope(&split, &cos, &sin)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .reshape((b * t, n * d))
+                    .unwrap()
+            },
+        );
+        let err = rope_rows(&rand(&[7, n * d], 1), &cos, &sin, n).unwrap_err();
+        assert!(err.to_string().contains("T dividing"), "{err}");
     }
 
     #[test]

@@ -66,12 +66,7 @@ impl CustomOp3 for Rope {
         let head = |(y, x): (&mut [f32], &[f32])| {
             for p in 0..t {
                 let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
-                let (x, y) = (&x[p * d..][..d], &mut y[p * d..][..d]);
-                for i in 0..half {
-                    let (a, b, si) = (x[i], x[i + half], sign * s[i]);
-                    y[i] = a * c[i] - b * si;
-                    y[i + half] = b * c[i] + a * si;
-                }
+                rotate(&mut y[p * d..][..d], &x[p * d..][..d], c, s, sign);
             }
         };
         if x.len() < SEQUENTIAL_BELOW {
@@ -97,6 +92,124 @@ impl CustomOp3 for Rope {
             sin,
             Rope {
                 inverse: !self.inverse,
+            },
+        )?;
+        Ok((Some(dx), None, None))
+    }
+}
+
+/// `y` = `x` (one head's vector at one position) rotated by the angles of `cos` and `sin`, or
+/// by the opposite angles when `sign` is −1.
+#[inline(always)]
+fn rotate(y: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], sign: f32) {
+    let half = cos.len();
+    for i in 0..half {
+        let (a, b, si) = (x[i], x[i + half], sign * sin[i]);
+        y[i] = a * cos[i] - b * si;
+        y[i + half] = b * cos[i] + a * si;
+    }
+}
+
+/// [`rope`] for `x: (B·T, n·D)`, `n` heads side by side in each row as a projection gives them
+/// (row `r` is position `r mod T`), so that attention can read the heads where they lie
+/// ([`super::causal_attention`]) with no split into `(B, n, T, D)` and no copy.
+pub fn rope_rows(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    heads: usize,
+) -> candle_core::Result<Tensor> {
+    let (rows, width) = x.dims2()?;
+    let (t, half) = cos.dims2()?;
+    if heads == 0 || width != heads * 2 * half || sin.dims() != [t, half] || t == 0 || rows % t != 0
+    {
+        bail!(
+            "rope: x {:?} of {heads} heads needs cos/sin tables of shape (T, D/2) with T dividing \
+             its rows, got {:?} and {:?}",
+            x.dims(),
+            cos.dims(),
+            sin.dims()
+        );
+    }
+    if fused(x) && fused(cos) && fused(sin) {
+        x.contiguous()?.apply_op3(
+            &cos.contiguous()?,
+            &sin.contiguous()?,
+            RopeRows {
+                inverse: false,
+                heads,
+            },
+        )
+    } else {
+        let d = 2 * half;
+        let split = x.reshape((rows / t, t, heads, d))?.transpose(1, 2)?;
+        rope(&split, cos, sin)?
+            .transpose(1, 2)?
+            .reshape((rows, width))
+    }
+}
+
+/// [`Rope`] over rows of `heads` heads.
+struct RopeRows {
+    inverse: bool,
+    heads: usize,
+}
+
+impl CustomOp3 for RopeRows {
+    fn name(&self) -> &'static str {
+        "tunesmith-rope-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, cos, sin) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (_, width) = l1.shape().dims2()?;
+        let (t, half) = l2.shape().dims2()?;
+        let d = width / self.heads;
+        let sign = if self.inverse { -1.0 } else { 1.0 };
+        let mut y = vec![0f32; x.len()];
+        let row = |(r, (y, x)): (usize, (&mut [f32], &[f32]))| {
+            let p = r % t;
+            let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
+            for (y, x) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                rotate(y, x, c, s, sign);
+            }
+        };
+        if x.len() < SEQUENTIAL_BELOW {
+            y.chunks_mut(width)
+                .zip(x.chunks(width))
+                .enumerate()
+                .for_each(row);
+        } else {
+            y.par_chunks_mut(width)
+                .zip(x.par_chunks(width))
+                .enumerate()
+                .for_each(row);
+        }
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = g.contiguous()?.apply_op3(
+            cos,
+            sin,
+            RopeRows {
+                inverse: !self.inverse,
+                heads: self.heads,
             },
         )?;
         Ok((Some(dx), None, None))

@@ -1,0 +1,360 @@
+//! Causal self-attention over whole sequences (training, evaluation) as one op, with its backward.
+//!
+//! As a composition of candle ops (split into heads, scale, `QKᵀ`, causal softmax, `·V`, merge the
+//! heads) a layer's attention is about twenty recorded ops. candle's backward pass gives each of
+//! them a zeroed gradient buffer and an add, several the size of the `(B·H, T, T)` scores, and
+//! keeps every layer's scores and weights until the step ends. This op reads `q`, `k` and `v` in
+//! the projections' own `(B·T, heads·D)` layout, writes its output in the layout the output
+//! projection reads, works a head at a time on the thread pool, skips the masked half of each
+//! head's products a block of queries at a time, and keeps nothing: the backward pass recomputes
+//! each head's weights (one more `QKᵀ` product, a small share of the layer's work).
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use tunesmith_gemm::{matmul_here, Mat, MatMut};
+
+use super::{activation, causal_softmax, dot, shape_err, simd_run, slice, with_data};
+
+/// Queries per product: the masked part of the scores is skipped a block at a time.
+const BLOCK: usize = 64;
+
+/// The shape of an attention call: `batch` sequences of `time` positions, `q_heads` query heads
+/// sharing `kv_heads` key/value heads (grouped-query attention; equal for GPT-2), each `dim` wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads {
+    pub batch: usize,
+    pub time: usize,
+    pub q_heads: usize,
+    pub kv_heads: usize,
+    pub dim: usize,
+}
+
+impl Heads {
+    fn check(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<()> {
+        let Heads {
+            batch: b,
+            time: t,
+            q_heads: h,
+            kv_heads: kv,
+            dim: d,
+        } = *self;
+        if kv == 0 || h % kv != 0 || d == 0 {
+            bail!("attention: {h} query heads cannot share {kv} key/value heads of width {d}");
+        }
+        let want_q = [b * t, h * d];
+        let want_kv = [b * t, kv * d];
+        if q.dims() != want_q || k.dims() != want_kv || v.dims() != want_kv {
+            bail!(
+                "attention over {self:?} needs q {want_q:?} and k, v {want_kv:?}, got {:?}, {:?}, {:?}",
+                q.dims(),
+                k.dims(),
+                v.dims()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Causal self-attention: `q: (B·T, H·D)` and `k, v: (B·T, KV·D)`, rows in (sequence, position)
+/// order as the projections give them; query head `h` reads key/value head `h / (H / KV)`, and
+/// position `i` sees positions `0..=i` of its own sequence. Returns `(B·T, H·D)`, the heads side
+/// by side per row. Differentiable in all three inputs.
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: Heads,
+    scale: f32,
+) -> candle_core::Result<Tensor> {
+    heads.check(q, k, v)?;
+    if super::fused(q) && super::fused(k) && super::fused(v) {
+        q.contiguous()?.apply_op3(
+            &k.contiguous()?,
+            &v.contiguous()?,
+            CausalAttention { heads, scale },
+        )
+    } else {
+        composed(q, k, v, heads, scale)
+    }
+}
+
+/// The same attention as a composition of candle ops (other devices, and the tests' reference).
+pub(super) fn composed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    s: Heads,
+    scale: f32,
+) -> candle_core::Result<Tensor> {
+    let (b, t, h, kv, d) = (s.batch, s.time, s.q_heads, s.kv_heads, s.dim);
+    let split = |x: &Tensor, n: usize| x.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
+    let rep = h / kv;
+    // The `rep` query heads that share a key/value head, stacked along the time axis.
+    let q = split(q, h)?.reshape((b, kv, rep * t, d))?;
+    let scores = (q * scale as f64)?
+        .matmul(&split(k, kv)?.t()?)?
+        .reshape((b, h, t, t))?;
+    causal_softmax(&scores)?
+        .reshape((b, kv, rep * t, t))?
+        .matmul(&split(v, kv)?)?
+        .reshape((b, h, t, d))?
+        .transpose(1, 2)?
+        .reshape((b * t, h * d))
+}
+
+struct CausalAttention {
+    heads: Heads,
+    scale: f32,
+}
+
+/// A key/value head's gradients: each of its query heads' `(T, D)` dQ, then its dK and dV.
+type GroupGrads = (Vec<Vec<f32>>, Vec<f32>, Vec<f32>);
+
+/// Rows `r0..r1` of head `j` (of `n`) of sequence `b` in a `(B·T, n·D)` buffer: `(r1 − r0, D)`.
+fn head_rows(
+    x: &[f32],
+    s: Heads,
+    (n, b, j): (usize, usize, usize),
+    r0: usize,
+    r1: usize,
+) -> candle_core::Result<Mat<'_>> {
+    let d = s.dim;
+    Mat::strided(&x[((b * s.time + r0) * n + j) * d..], r1 - r0, d, n * d, 1).map_err(shape_err)
+}
+
+/// Rows `i0..i1` of a row-major matrix `cols` wide, writable.
+fn rows_mut(x: &mut [f32], cols: usize, i0: usize, i1: usize) -> candle_core::Result<MatMut<'_>> {
+    MatMut::rows(&mut x[i0 * cols..i1 * cols], i1 - i0, cols).map_err(shape_err)
+}
+
+/// Block `(i0..i1, 0..i1)` of a `(T, T)` row-major matrix: a block of queries and the keys they
+/// see.
+fn block(x: &[f32], t: usize, i0: usize, i1: usize) -> candle_core::Result<Mat<'_>> {
+    Mat::strided(&x[i0 * t..], i1 - i0, i1, t, 1).map_err(shape_err)
+}
+
+/// [`block`], writable.
+fn block_mut(x: &mut [f32], t: usize, i0: usize, i1: usize) -> candle_core::Result<MatMut<'_>> {
+    MatMut::with_row_stride(&mut x[i0 * t..], i1 - i0, i1, t).map_err(shape_err)
+}
+
+/// The blocks of queries: `(i0, i1)` ranges of at most [`BLOCK`] positions.
+fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..t)
+        .step_by(BLOCK)
+        .map(move |i0| (i0, (i0 + BLOCK).min(t)))
+}
+
+impl CausalAttention {
+    /// Query head `j` of sequence `b`: its attention weights into `p: (T, T)`, row `i` the softmax
+    /// of its scores over positions `0..=i`. Entries right of the diagonal are never written but
+    /// zero (so a fresh buffer stays zero there).
+    fn weights(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        b: usize,
+        j: usize,
+        p: &mut [f32],
+    ) -> candle_core::Result<()> {
+        let s = self.heads;
+        let (t, h, kv) = (s.time, s.q_heads, s.kv_heads);
+        let g = j / (h / kv);
+        for (i0, i1) in blocks(t) {
+            let qb = head_rows(q, s, (h, b, j), i0, i1)?;
+            let kb = head_rows(k, s, (kv, b, g), 0, i1)?;
+            matmul_here(block_mut(p, t, i0, i1)?, qb, kb.t(), false, self.scale)
+                .map_err(shape_err)?;
+            for i in i0..i1 {
+                let (seen, masked) = p[i * t..i * t + i1].split_at_mut(i + 1);
+                simd_run(SoftmaxInPlace(seen));
+                masked.fill(0.0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Query head `j` of sequence `b`: its `(T, D)` output.
+    fn head_forward(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        b: usize,
+        j: usize,
+    ) -> candle_core::Result<Vec<f32>> {
+        let s = self.heads;
+        let (t, d, g) = (s.time, s.dim, j / (s.q_heads / s.kv_heads));
+        let mut p = vec![0f32; t * t];
+        self.weights(q, k, b, j, &mut p)?;
+        let mut y = vec![0f32; t * d];
+        for (i0, i1) in blocks(t) {
+            let vb = head_rows(v, s, (s.kv_heads, b, g), 0, i1)?;
+            matmul_here(
+                rows_mut(&mut y, d, i0, i1)?,
+                block(&p, t, i0, i1)?,
+                vb,
+                false,
+                1.0,
+            )
+            .map_err(shape_err)?;
+        }
+        Ok(y)
+    }
+
+    /// Key/value head `g` of sequence `b` and the query heads that read it: each query head's
+    /// `(T, D)` dQ, then the group's dK and dV (its query heads' contributions added in order).
+    fn group_backward(
+        &self,
+        (q, k, v, dy): (&[f32], &[f32], &[f32], &[f32]),
+        b: usize,
+        g: usize,
+    ) -> candle_core::Result<GroupGrads> {
+        let s = self.heads;
+        let (t, h, kv, d) = (s.time, s.q_heads, s.kv_heads, s.dim);
+        let rep = h / kv;
+        let (mut p, mut ds) = (vec![0f32; t * t], vec![0f32; t * t]);
+        let (mut dk, mut dv) = (vec![0f32; t * d], vec![0f32; t * d]);
+        let mut dqs = Vec::with_capacity(rep);
+        for j in g * rep..(g + 1) * rep {
+            self.weights(q, k, b, j, &mut p)?;
+            let mut dq = vec![0f32; t * d];
+            for (i0, i1) in blocks(t) {
+                let dyb = head_rows(dy, s, (h, b, j), i0, i1)?;
+                let qb = head_rows(q, s, (h, b, j), i0, i1)?;
+                let kb = head_rows(k, s, (kv, b, g), 0, i1)?;
+                let vb = head_rows(v, s, (kv, b, g), 0, i1)?;
+                // dV[..i1] += P[i0..i1, ..i1]ᵀ · dY[i0..i1]
+                let pb = block(&p, t, i0, i1)?;
+                matmul_here(rows_mut(&mut dv, d, 0, i1)?, pb.t(), dyb, true, 1.0)
+                    .map_err(shape_err)?;
+                // dP = dY · Vᵀ, then dS = P ⊙ (dP − Σ dP⊙P) row by row, in place.
+                matmul_here(block_mut(&mut ds, t, i0, i1)?, dyb, vb.t(), false, 1.0)
+                    .map_err(shape_err)?;
+                for i in i0..i1 {
+                    let (seen, masked) = ds[i * t..i * t + i1].split_at_mut(i + 1);
+                    simd_run(SoftmaxBackwardInPlace(seen, &p[i * t..i * t + i + 1]));
+                    masked.fill(0.0);
+                }
+                // dQ[i0..i1] = scale · dS · K[..i1];  dK[..i1] += scale · dSᵀ · Q[i0..i1]
+                let dsb = block(&ds, t, i0, i1)?;
+                matmul_here(rows_mut(&mut dq, d, i0, i1)?, dsb, kb, false, self.scale)
+                    .map_err(shape_err)?;
+                matmul_here(rows_mut(&mut dk, d, 0, i1)?, dsb.t(), qb, true, self.scale)
+                    .map_err(shape_err)?;
+            }
+            dqs.push(dq);
+        }
+        Ok((dqs, dk, dv))
+    }
+
+    /// dQ, dK and dV as `(B·T, n·D)` buffers.
+    fn backward(
+        &self,
+        tensors: (&[f32], &[f32], &[f32], &[f32]),
+    ) -> candle_core::Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let s = self.heads;
+        let (b, t, h, kv, d) = (s.batch, s.time, s.q_heads, s.kv_heads, s.dim);
+        // One task per key/value head: its query heads add into its dK and dV.
+        let parts: Vec<GroupGrads> = (0..b * kv)
+            .into_par_iter()
+            .map(|u| self.group_backward(tensors, u / kv, u % kv))
+            .collect::<candle_core::Result<_>>()?;
+        let mut dqs = Vec::with_capacity(b * h);
+        let (mut dks, mut dvs) = (Vec::with_capacity(b * kv), Vec::with_capacity(b * kv));
+        for (dq, dk, dv) in parts {
+            dqs.extend(dq);
+            dks.push(dk);
+            dvs.push(dv);
+        }
+        Ok((
+            merge(&dqs, b, t, h, d),
+            merge(&dks, b, t, kv, d),
+            merge(&dvs, b, t, kv, d),
+        ))
+    }
+}
+
+impl CustomOp3 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "tunesmith-causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let s = self.heads;
+        let (b, t, h, d) = (s.batch, s.time, s.q_heads, s.dim);
+        let outs: Vec<Vec<f32>> = (0..b * h)
+            .into_par_iter()
+            .map(|u| self.head_forward(q, k, v, u / h, u % h))
+            .collect::<candle_core::Result<_>>()?;
+        Ok((
+            CpuStorage::F32(merge(&outs, b, t, h, d)),
+            l1.shape().clone(),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dq, dk, dv) = with_data(q, |q| {
+            with_data(k, |k| {
+                with_data(v, |v| with_data(g, |g| self.backward((q, k, v, g)))?)?
+            })?
+        })??;
+        let dev = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), dev)?),
+            Some(Tensor::from_vec(dk, k.shape(), dev)?),
+            Some(Tensor::from_vec(dv, v.shape(), dev)?),
+        ))
+    }
+}
+
+/// Per-head `(T, D)` matrices, ordered (sequence, head), side by side per row: `(B·T, n·D)`.
+fn merge(heads: &[Vec<f32>], b: usize, t: usize, n: usize, d: usize) -> Vec<f32> {
+    debug_assert_eq!(heads.len(), b * n);
+    let mut out = vec![0f32; b * t * n * d];
+    out.par_chunks_mut(n * d).enumerate().for_each(|(r, row)| {
+        let (bi, i) = (r / t, r % t);
+        for (j, part) in row.chunks_mut(d).enumerate() {
+            part.copy_from_slice(&heads[bi * n + j][i * d..(i + 1) * d]);
+        }
+    });
+    out
+}
+
+simd_kernel!(
+    /// `x = softmax(x)`.
+    SoftmaxInPlace<'a>(x: &'a mut [f32]) -> () {
+        let max = activation::max(x);
+        for x in x.iter_mut() {
+            *x = activation::exp(*x - max);
+        }
+        let inv = 1.0 / activation::sum(x);
+        x.iter_mut().for_each(|x| *x *= inv);
+    }
+);
+
+simd_kernel!(
+    /// `dp = p ⊙ (dp − Σ dp⊙p)`: a softmax's backward pass, in place.
+    SoftmaxBackwardInPlace<'a>(dp: &'a mut [f32], p: &'a [f32]) -> () {
+        let dot = dot(dp, p);
+        for (dp, p) in dp.iter_mut().zip(p) {
+            *dp = p * (*dp - dot);
+        }
+    }
+);
