@@ -75,7 +75,8 @@ fn layer_floats(cfg: &ModelConfig, s: &Shape, t: u64, lora: bool) -> u64 {
         // projection, rotation and the op's output (3), k's projection and rotation and v (3).
         // With dropout of the weights, the composition of candle ops: q's projection, head-major
         // copy, rotation, scaling, attention product and its copy (6); k and v projected and
-        // copied, k rotated (5); scores, weights, mask and dropped weights (4 × heads × T).
+        // copied, k rotated (5); scores and weights, and two more T² tensors for the dropout
+        // (4 × heads × T). Dropout after each residual branch keeps two more widths.
         ModelConfig::Llama(c) => {
             let bias = if c.qkv_bias() && !lora {
                 s.q_dim + 2 * s.kv_dim
@@ -87,7 +88,12 @@ fn layer_floats(cfg: &ModelConfig, s: &Shape, t: u64, lora: bool) -> u64 {
             } else {
                 3 * s.q_dim + 3 * s.kv_dim
             };
-            6 * s.width + 4 * s.inner + attention + bias
+            let drop = if c.tunesmith_resid_dropout > 0.0 {
+                2 * s.width
+            } else {
+                0
+            };
+            6 * s.width + 4 * s.inner + attention + bias + drop
         }
         // GPT-2: biased Conv1D projections (their pre-bias products too, without LoRA), the
         // q/k/v split, gelu_new's intermediates over the 4×-wide MLP, and dropout masks and
@@ -181,8 +187,14 @@ pub fn estimate_for(cfg: &crate::settings::TrainConfig) -> Option<MemoryEstimate
 
 /// [`estimate`] for a training config's settings on `model` (its [`model_config`]).
 pub fn estimate_of(cfg: &crate::settings::TrainConfig, model: &ModelConfig) -> MemoryEstimate {
+    // The run sets the config's dropout on the model, and dropout decides what the forward pass
+    // keeps (Llama's attention is one op only when its weights are not dropped out).
+    let mut model = model.clone();
+    if let Some(p) = cfg.dropout {
+        model.set_dropout(p);
+    }
     estimate(
-        model,
+        &model,
         cfg.batch_size,
         cfg.block_size,
         cfg.lora.as_ref(),
@@ -302,6 +314,14 @@ mod tests {
         let doubled = e(2, 512, true, false).activations_bytes;
         assert!(doubled > 17 * lora.activations_bytes / 10);
         assert!(doubled <= 2 * lora.activations_bytes);
+        // The run's dropout setting reaches the model: with the attention weights dropped out,
+        // attention keeps its T² scores again.
+        let dropped = estimate_for(&TrainConfig {
+            dropout: Some(0.1),
+            ..smollm2(2, 256, true, false)
+        })
+        .unwrap();
+        assert!(dropped.activations_bytes > 3 * lora.activations_bytes / 2);
     }
 
     /// Peaks `tunesmith bench --worker` measured on a 2-core CI machine with Llama's attention as

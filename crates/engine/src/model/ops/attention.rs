@@ -38,7 +38,7 @@ impl Heads {
             kv_heads: kv,
             dim: d,
         } = *self;
-        if kv == 0 || h % kv != 0 || d == 0 {
+        if h == 0 || kv == 0 || h % kv != 0 || d == 0 {
             bail!("attention: {h} query heads cannot share {kv} key/value heads of width {d}");
         }
         let want_q = [b * t, h * d];
@@ -147,8 +147,8 @@ fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
 
 impl CausalAttention {
     /// Query head `j` of sequence `b`: its attention weights into `p: (T, T)`, row `i` the softmax
-    /// of its scores over positions `0..=i`. Entries right of the diagonal are never written but
-    /// zero (so a fresh buffer stays zero there).
+    /// of its scores over positions `0..=i` and zero from there to the end of its block of
+    /// queries; what lies right of the block is neither written nor read.
     fn weights(
         &self,
         q: &[f32],

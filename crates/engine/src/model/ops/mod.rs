@@ -294,7 +294,13 @@ pub(crate) mod tests {
     #[test]
     fn causal_attention_matches_the_composition_with_gradient() {
         // 70 positions cross a block of queries; grouped heads (4 over 2) and plain ones (3 over 3).
-        for (b, t, h, kv, d) in [(2, 70, 4, 2, 8), (1, 5, 3, 3, 4), (2, 1, 2, 1, 6)] {
+        // 130 positions: three blocks, the last of two rows; nine heads over three as SmolLM2's.
+        for (b, t, h, kv, d) in [
+            (2, 70, 4, 2, 8),
+            (1, 5, 3, 3, 4),
+            (2, 1, 2, 1, 6),
+            (1, 130, 9, 3, 4),
+        ] {
             let heads = Heads {
                 batch: b,
                 time: t,

@@ -121,7 +121,12 @@ pub fn rope_rows(
 ) -> candle_core::Result<Tensor> {
     let (rows, width) = x.dims2()?;
     let (t, half) = cos.dims2()?;
-    if heads == 0 || width != heads * 2 * half || sin.dims() != [t, half] || t == 0 || rows % t != 0
+    if heads == 0
+        || half == 0
+        || width != heads * 2 * half
+        || sin.dims() != [t, half]
+        || t == 0
+        || rows % t != 0
     {
         bail!(
             "rope: x {:?} of {heads} heads needs cos/sin tables of shape (T, D/2) with T dividing \
