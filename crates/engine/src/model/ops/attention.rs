@@ -127,15 +127,20 @@ fn rows_mut(x: &mut [f32], cols: usize, i0: usize, i1: usize) -> candle_core::Re
     MatMut::rows(&mut x[i0 * cols..i1 * cols], i1 - i0, cols).map_err(shape_err)
 }
 
-/// Block `(i0..i1, 0..i1)` of a `(T, T)` row-major matrix: a block of queries and the keys they
-/// see.
-fn block(x: &[f32], t: usize, i0: usize, i1: usize) -> candle_core::Result<Mat<'_>> {
-    Mat::strided(&x[i0 * t..], i1 - i0, i1, t, 1).map_err(shape_err)
+/// The first `rows` rows and `cols` columns of a row-major matrix `stride` wide: a block of
+/// queries' weights over the keys they see.
+fn block(x: &[f32], stride: usize, rows: usize, cols: usize) -> candle_core::Result<Mat<'_>> {
+    Mat::strided(x, rows, cols, stride, 1).map_err(shape_err)
 }
 
 /// [`block`], writable.
-fn block_mut(x: &mut [f32], t: usize, i0: usize, i1: usize) -> candle_core::Result<MatMut<'_>> {
-    MatMut::with_row_stride(&mut x[i0 * t..], i1 - i0, i1, t).map_err(shape_err)
+fn block_mut(
+    x: &mut [f32],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+) -> candle_core::Result<MatMut<'_>> {
+    MatMut::with_row_stride(x, rows, cols, stride).map_err(shape_err)
 }
 
 /// The blocks of queries: `(i0, i1)` ranges of at most [`BLOCK`] positions.
@@ -146,30 +151,29 @@ fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 impl CausalAttention {
-    /// Query head `j` of sequence `b`: its attention weights into `p: (T, T)`, row `i` the softmax
-    /// of its scores over positions `0..=i` and zero from there to the end of its block of
-    /// queries; what lies right of the block is neither written nor read.
+    /// Queries `i0..i1` of head `j` of sequence `b`: their attention weights into the rows of
+    /// `p: (≥ i1 − i0, T)`, row `i − i0` the softmax of query `i`'s scores over positions `0..=i`
+    /// and zero from there to column `i1`; the columns beyond are neither written nor read. A
+    /// block at a time, so a task holds `BLOCK × T` weights, not `T × T`.
     fn weights(
         &self,
-        q: &[f32],
-        k: &[f32],
-        b: usize,
-        j: usize,
+        (q, k): (&[f32], &[f32]),
+        (b, j): (usize, usize),
+        (i0, i1): (usize, usize),
         p: &mut [f32],
     ) -> candle_core::Result<()> {
         let s = self.heads;
         let (t, h, kv) = (s.time, s.q_heads, s.kv_heads);
         let g = j / (h / kv);
-        for (i0, i1) in blocks(t) {
-            let qb = head_rows(q, s, (h, b, j), i0, i1)?;
-            let kb = head_rows(k, s, (kv, b, g), 0, i1)?;
-            matmul_here(block_mut(p, t, i0, i1)?, qb, kb.t(), false, self.scale)
-                .map_err(shape_err)?;
-            for i in i0..i1 {
-                let (seen, masked) = p[i * t..i * t + i1].split_at_mut(i + 1);
-                simd_run(SoftmaxInPlace(seen));
-                masked.fill(0.0);
-            }
+        let qb = head_rows(q, s, (h, b, j), i0, i1)?;
+        let kb = head_rows(k, s, (kv, b, g), 0, i1)?;
+        matmul_here(block_mut(p, t, i1 - i0, i1)?, qb, kb.t(), false, self.scale)
+            .map_err(shape_err)?;
+        for i in i0..i1 {
+            let row = (i - i0) * t;
+            let (seen, masked) = p[row..row + i1].split_at_mut(i + 1);
+            simd_run(SoftmaxInPlace(seen));
+            masked.fill(0.0);
         }
         Ok(())
     }
@@ -177,27 +181,19 @@ impl CausalAttention {
     /// Query head `j` of sequence `b`: its `(T, D)` output.
     fn head_forward(
         &self,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        (q, k, v): (&[f32], &[f32], &[f32]),
         b: usize,
         j: usize,
     ) -> candle_core::Result<Vec<f32>> {
         let s = self.heads;
         let (t, d, g) = (s.time, s.dim, j / (s.q_heads / s.kv_heads));
-        let mut p = vec![0f32; t * t];
-        self.weights(q, k, b, j, &mut p)?;
+        let mut p = vec![0f32; BLOCK.min(t) * t];
         let mut y = vec![0f32; t * d];
         for (i0, i1) in blocks(t) {
+            self.weights((q, k), (b, j), (i0, i1), &mut p)?;
             let vb = head_rows(v, s, (s.kv_heads, b, g), 0, i1)?;
-            matmul_here(
-                rows_mut(&mut y, d, i0, i1)?,
-                block(&p, t, i0, i1)?,
-                vb,
-                false,
-                1.0,
-            )
-            .map_err(shape_err)?;
+            let pb = block(&p, t, i1 - i0, i1)?;
+            matmul_here(rows_mut(&mut y, d, i0, i1)?, pb, vb, false, 1.0).map_err(shape_err)?;
         }
         Ok(y)
     }
@@ -213,31 +209,33 @@ impl CausalAttention {
         let s = self.heads;
         let (t, h, kv, d) = (s.time, s.q_heads, s.kv_heads, s.dim);
         let rep = h / kv;
-        let (mut p, mut ds) = (vec![0f32; t * t], vec![0f32; t * t]);
+        let (mut p, mut ds) = (vec![0f32; BLOCK.min(t) * t], vec![0f32; BLOCK.min(t) * t]);
         let (mut dk, mut dv) = (vec![0f32; t * d], vec![0f32; t * d]);
         let mut dqs = Vec::with_capacity(rep);
         for j in g * rep..(g + 1) * rep {
-            self.weights(q, k, b, j, &mut p)?;
             let mut dq = vec![0f32; t * d];
             for (i0, i1) in blocks(t) {
+                let rows = i1 - i0;
+                self.weights((q, k), (b, j), (i0, i1), &mut p)?;
                 let dyb = head_rows(dy, s, (h, b, j), i0, i1)?;
                 let qb = head_rows(q, s, (h, b, j), i0, i1)?;
                 let kb = head_rows(k, s, (kv, b, g), 0, i1)?;
                 let vb = head_rows(v, s, (kv, b, g), 0, i1)?;
                 // dV[..i1] += P[i0..i1, ..i1]ᵀ · dY[i0..i1]
-                let pb = block(&p, t, i0, i1)?;
+                let pb = block(&p, t, rows, i1)?;
                 matmul_here(rows_mut(&mut dv, d, 0, i1)?, pb.t(), dyb, true, 1.0)
                     .map_err(shape_err)?;
                 // dP = dY · Vᵀ, then dS = P ⊙ (dP − Σ dP⊙P) row by row, in place.
-                matmul_here(block_mut(&mut ds, t, i0, i1)?, dyb, vb.t(), false, 1.0)
+                matmul_here(block_mut(&mut ds, t, rows, i1)?, dyb, vb.t(), false, 1.0)
                     .map_err(shape_err)?;
                 for i in i0..i1 {
-                    let (seen, masked) = ds[i * t..i * t + i1].split_at_mut(i + 1);
-                    simd_run(SoftmaxBackwardInPlace(seen, &p[i * t..i * t + i + 1]));
+                    let row = (i - i0) * t;
+                    let (seen, masked) = ds[row..row + i1].split_at_mut(i + 1);
+                    simd_run(SoftmaxBackwardInPlace(seen, &p[row..row + i + 1]));
                     masked.fill(0.0);
                 }
                 // dQ[i0..i1] = scale · dS · K[..i1];  dK[..i1] += scale · dSᵀ · Q[i0..i1]
-                let dsb = block(&ds, t, i0, i1)?;
+                let dsb = block(&ds, t, rows, i1)?;
                 matmul_here(rows_mut(&mut dq, d, i0, i1)?, dsb, kb, false, self.scale)
                     .map_err(shape_err)?;
                 matmul_here(rows_mut(&mut dk, d, 0, i1)?, dsb.t(), qb, true, self.scale)
@@ -294,7 +292,7 @@ impl CustomOp3 for CausalAttention {
         let (b, t, h, d) = (s.batch, s.time, s.q_heads, s.dim);
         let outs: Vec<Vec<f32>> = (0..b * h)
             .into_par_iter()
-            .map(|u| self.head_forward(q, k, v, u / h, u % h))
+            .map(|u| self.head_forward((q, k, v), u / h, u % h))
             .collect::<candle_core::Result<_>>()?;
         Ok((
             CpuStorage::F32(merge(&outs, b, t, h, d)),
@@ -315,12 +313,13 @@ impl CustomOp3 for CausalAttention {
                 with_data(v, |v| with_data(g, |g| self.backward((q, k, v, g)))?)?
             })?
         })??;
-        let dev = q.device();
-        Ok((
-            Some(Tensor::from_vec(dq, q.shape(), dev)?),
-            Some(Tensor::from_vec(dk, k.shape(), dev)?),
-            Some(Tensor::from_vec(dv, v.shape(), dev)?),
-        ))
+        // An input that needs no gradient (a frozen first layer's keys, say) gets none kept.
+        let grad = |x: &Tensor, d: Vec<f32>| {
+            x.track_op()
+                .then(|| Tensor::from_vec(d, x.shape(), x.device()))
+                .transpose()
+        };
+        Ok((grad(q, dq)?, grad(k, dk)?, grad(v, dv)?))
     }
 }
 

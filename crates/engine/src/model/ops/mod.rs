@@ -242,6 +242,16 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(g.get(&wv).unwrap().dims(), &[3, 5]);
         assert!(g.get(&x).is_none());
+        // With both trained, the gradients are plain data: a gradient that recorded its product
+        // would keep the forward tensors it came from (and candle's zeros it was summed into).
+        let g = linear(v.as_tensor(), wv.as_tensor(), true)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(!g.get(&wv).unwrap().track_op());
+        assert!(!g.get(&v).unwrap().track_op());
     }
 
     #[test]

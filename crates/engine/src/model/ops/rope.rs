@@ -22,7 +22,10 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tenso
         x.contiguous()?.apply_op3(
             &cos.contiguous()?,
             &sin.contiguous()?,
-            Rope { inverse: false },
+            Rope {
+                inverse: false,
+                per_position: 1,
+            },
         )
     } else {
         let half = d / 2;
@@ -37,9 +40,11 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tenso
 }
 
 /// The rotation, or (`inverse`) the rotation by the opposite angles, which is its transpose and
-/// so its gradient.
+/// so its gradient. `x` is a sequence of `D`-wide vectors whose positions advance every
+/// `per_position` vectors (1 for `(B, H, T, D)`; the head count for rows of side-by-side heads).
 struct Rope {
     inverse: bool,
+    per_position: usize,
 }
 
 impl CustomOp3 for Rope {
@@ -56,25 +61,36 @@ impl CustomOp3 for Rope {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        /// Vectors per task on the pool.
+        const VECTORS: usize = 64;
         let (x, cos, sin) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let dims = l1.shape().dims();
-        let (t, d) = (dims[2], dims[3]);
-        let half = d / 2;
+        let (t, half) = l2.shape().dims2()?;
+        let (d, per) = (2 * half, self.per_position);
         let sign = if self.inverse { -1.0 } else { 1.0 };
         let mut y = vec![0f32; x.len()];
-        // One chunk is one head's (T, D) matrix.
-        let head = |(y, x): (&mut [f32], &[f32])| {
-            for p in 0..t {
-                let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
-                rotate(&mut y[p * d..][..d], &x[p * d..][..d], c, s, sign);
+        let chunk = |(c, (y, x)): (usize, (&mut [f32], &[f32]))| {
+            let vectors = y.chunks_exact_mut(d).zip(x.chunks_exact(d));
+            for (i, (y, x)) in vectors.enumerate() {
+                let p = ((c * VECTORS + i) / per) % t;
+                rotate(
+                    y,
+                    x,
+                    &cos[p * half..][..half],
+                    &sin[p * half..][..half],
+                    sign,
+                );
             }
         };
         if x.len() < SEQUENTIAL_BELOW {
-            y.chunks_mut(t * d).zip(x.chunks(t * d)).for_each(head);
+            y.chunks_mut(VECTORS * d)
+                .zip(x.chunks(VECTORS * d))
+                .enumerate()
+                .for_each(chunk);
         } else {
-            y.par_chunks_mut(t * d)
-                .zip(x.par_chunks(t * d))
-                .for_each(head);
+            y.par_chunks_mut(VECTORS * d)
+                .zip(x.par_chunks(VECTORS * d))
+                .enumerate()
+                .for_each(chunk);
         }
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -87,14 +103,15 @@ impl CustomOp3 for Rope {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dx = g.contiguous()?.apply_op3(
-            cos,
-            sin,
-            Rope {
-                inverse: !self.inverse,
-            },
-        )?;
-        Ok((Some(dx), None, None))
+        let inverse = Rope {
+            inverse: !self.inverse,
+            per_position: self.per_position,
+        };
+        Ok((
+            Some(g.contiguous()?.apply_op3(cos, sin, inverse)?),
+            None,
+            None,
+        ))
     }
 }
 
@@ -140,9 +157,9 @@ pub fn rope_rows(
         x.contiguous()?.apply_op3(
             &cos.contiguous()?,
             &sin.contiguous()?,
-            RopeRows {
+            Rope {
                 inverse: false,
-                heads,
+                per_position: heads,
             },
         )
     } else {
@@ -151,72 +168,5 @@ pub fn rope_rows(
         rope(&split, cos, sin)?
             .transpose(1, 2)?
             .reshape((rows, width))
-    }
-}
-
-/// [`Rope`] over rows of `heads` heads.
-struct RopeRows {
-    inverse: bool,
-    heads: usize,
-}
-
-impl CustomOp3 for RopeRows {
-    fn name(&self) -> &'static str {
-        "tunesmith-rope-rows"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, cos, sin) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let (_, width) = l1.shape().dims2()?;
-        let (t, half) = l2.shape().dims2()?;
-        let d = width / self.heads;
-        let sign = if self.inverse { -1.0 } else { 1.0 };
-        let mut y = vec![0f32; x.len()];
-        let row = |(r, (y, x)): (usize, (&mut [f32], &[f32]))| {
-            let p = r % t;
-            let (c, s) = (&cos[p * half..][..half], &sin[p * half..][..half]);
-            for (y, x) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                rotate(y, x, c, s, sign);
-            }
-        };
-        if x.len() < SEQUENTIAL_BELOW {
-            y.chunks_mut(width)
-                .zip(x.chunks(width))
-                .enumerate()
-                .for_each(row);
-        } else {
-            y.par_chunks_mut(width)
-                .zip(x.par_chunks(width))
-                .enumerate()
-                .for_each(row);
-        }
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        _y: &Tensor,
-        g: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dx = g.contiguous()?.apply_op3(
-            cos,
-            sin,
-            RopeRows {
-                inverse: !self.inverse,
-                heads: self.heads,
-            },
-        )?;
-        Ok((Some(dx), None, None))
     }
 }
