@@ -8,8 +8,8 @@ use candle_core::{Device, Tensor};
 
 use super::config::Gpt2Config;
 use super::layers::{
-    self, dropout, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache, LayerKv,
-    Weights,
+    self, dropout, dropout_seed, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache,
+    LayerKv, Weights,
 };
 use super::lora::{Adapter, LoraRuntime};
 use super::ops;
@@ -155,12 +155,24 @@ impl Attention {
     ) -> candle_core::Result<Tensor> {
         let c = x.dim(1)?;
         let (h, d) = (self.n_head, c / self.n_head);
+        let qkv = self.c_attn.forward(x, rng)?;
+        if cache.is_none() {
+            // Whole sequences (training, evaluation): one op over q, k and v where `c_attn` put
+            // them (`ops::causal_attention_packed`), the weights' dropout inside.
+            let shape = ops::Heads {
+                batch: b,
+                time: t,
+                q_heads: h,
+                kv_heads: h,
+                dim: d,
+            };
+            let drop = dropout_seed(self.attn_pdrop, rng);
+            let y = ops::causal_attention_packed(&qkv, shape, self.scale as f32, drop)?;
+            let out = self.c_proj.forward(&y, rng)?;
+            return dropout(&out, self.resid_pdrop, rng);
+        }
         // qkv: (B·T, 3C) -> (3, B, H, T, D)
-        let qkv = self
-            .c_attn
-            .forward(x, rng)?
-            .reshape((b, t, 3, h, d))?
-            .permute((2, 0, 3, 1, 4))?;
+        let qkv = qkv.reshape((b, t, 3, h, d))?.permute((2, 0, 3, 1, 4))?;
         let y = self.attend(
             qkv.get(0)?.contiguous()?,
             qkv.get(1)?.contiguous()?,

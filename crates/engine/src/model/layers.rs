@@ -135,14 +135,18 @@ pub(crate) fn dropout(
     p: f32,
     rng: &mut Option<&mut DropoutRng>,
 ) -> candle_core::Result<Tensor> {
-    let Some(rng) = rng.as_mut() else {
-        return Ok(x.clone());
-    };
-    if p <= 0.0 {
-        return Ok(x.clone());
+    match dropout_seed(p, rng) {
+        Some((p, seed)) => super::ops::dropout_seeded(x, p, seed),
+        None => Ok(x.clone()),
     }
-    // One draw from the stream seeds the whole mask (see `ops::dropout_seeded`).
-    super::ops::dropout_seeded(x, p, rng.0.next_u64())
+}
+
+/// The probability and seed of a dropout site that drops anything (training, `p > 0`): one draw
+/// from the stream seeds the whole mask (see `ops::dropout_seeded`), taken here, in the order of
+/// the sites; `None` draws nothing.
+pub(crate) fn dropout_seed(p: f32, rng: &mut Option<&mut DropoutRng>) -> Option<(f32, u64)> {
+    let rng = rng.as_mut()?;
+    (p > 0.0).then(|| (p, rng.0.next_u64()))
 }
 
 /// How [`init_weights`] fills one weight.

@@ -10,8 +10,8 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::layers::{
-    self, dropout, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache, LayerKv,
-    Proj, QWeights, Weights,
+    self, dropout, dropout_seed, get, start_positions, DropoutRng, EmbeddingForward, Init, KvCache,
+    LayerKv, Proj, QWeights, Weights,
 };
 use super::llama_config::LlamaConfig;
 use super::lora::{Adapter, LoraRuntime};
@@ -178,9 +178,9 @@ impl Attention {
         let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&self.q, &self.k, &self.v], x, rng)?
             .try_into()
             .expect("three projections");
-        if cache.is_none() && (rng.is_none() || self.attn_pdrop == 0.0) {
-            // Whole sequences (training, evaluation) with no dropout of the attention weights:
-            // one op over the heads where the projections put them (`ops::causal_attention`).
+        if cache.is_none() {
+            // Whole sequences (training, evaluation): one op over the heads where the projections
+            // put them (`ops::causal_attention`), the weights' dropout inside.
             let shape = ops::Heads {
                 batch: b,
                 time: t,
@@ -191,7 +191,8 @@ impl Attention {
             let q = ops::rope_rows(&q, cos, sin, h)?;
             let k = ops::rope_rows(&k, cos, sin, kv)?;
             let scale = 1.0 / (d as f32).sqrt();
-            let y = ops::causal_attention(&q, &k, &v, shape, scale)?;
+            let drop = dropout_seed(self.attn_pdrop, rng);
+            let y = ops::causal_attention(&q, &k, &v, shape, scale, drop)?;
             let out = self.o.forward(&y, rng)?;
             return dropout(&out, self.resid_pdrop, rng);
         }

@@ -9,10 +9,11 @@
 //! head's products a block of queries at a time, and keeps nothing: the backward pass recomputes
 //! each head's weights (one more `QKᵀ` product, a small share of the layer's work).
 
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use tunesmith_gemm::{matmul_here, Mat, MatMut};
 
+use super::dropout::Dropout;
 use super::{activation, causal_softmax, dot, shape_err, simd_run, slice, with_data};
 
 /// Queries per product: the masked part of the scores is skipped a block at a time.
@@ -55,36 +56,68 @@ impl Heads {
     }
 }
 
+/// Dropout of the attention weights: probability and seed, the mask being the one
+/// [`super::dropout_seeded`] draws over the `(B, H, T, T)` weights with that seed.
+pub type AttentionDropout = Option<(f32, u64)>;
+
 /// Causal self-attention: `q: (B·T, H·D)` and `k, v: (B·T, KV·D)`, rows in (sequence, position)
 /// order as the projections give them; query head `h` reads key/value head `h / (H / KV)`, and
-/// position `i` sees positions `0..=i` of its own sequence. Returns `(B·T, H·D)`, the heads side
-/// by side per row. Differentiable in all three inputs.
+/// position `i` sees positions `0..=i` of its own sequence. The weights are dropped out as
+/// `dropout` says. Returns `(B·T, H·D)`, the heads side by side per row. Differentiable in all
+/// three inputs.
 pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     heads: Heads,
     scale: f32,
+    dropout: AttentionDropout,
 ) -> candle_core::Result<Tensor> {
     heads.check(q, k, v)?;
-    if super::fused(q) && super::fused(k) && super::fused(v) {
-        q.contiguous()?.apply_op3(
-            &k.contiguous()?,
-            &v.contiguous()?,
-            CausalAttention { heads, scale },
-        )
-    } else {
-        composed(q, k, v, heads, scale)
+    match CausalAttention::new(heads, scale, dropout) {
+        Some(op) if super::fused(q) && super::fused(k) && super::fused(v) => q
+            .contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, op),
+        _ => composed(q, k, v, heads, scale, dropout),
     }
 }
 
-/// The same attention as a composition of candle ops (other devices, and the tests' reference).
+/// [`causal_attention`] of the three parts of one `(B·T, 3·H·D)` product, each row `[q | k | v]`
+/// (GPT-2's `c_attn`), read where they lie; its gradient comes back in the same layout.
+pub fn causal_attention_packed(
+    qkv: &Tensor,
+    heads: Heads,
+    scale: f32,
+    dropout: AttentionDropout,
+) -> candle_core::Result<Tensor> {
+    let c = heads.q_heads * heads.dim;
+    if heads.q_heads != heads.kv_heads || qkv.dims() != [heads.batch * heads.time, 3 * c] {
+        bail!(
+            "attention over {heads:?} needs q, k and v of as many heads side by side, \
+             ({}, {}), got {:?}",
+            heads.batch * heads.time,
+            3 * c,
+            qkv.dims()
+        );
+    }
+    match CausalAttention::new(heads, scale, dropout) {
+        Some(op) if super::fused(qkv) => qkv.contiguous()?.apply_op1(op),
+        _ => {
+            let part = |i: usize| qkv.narrow(1, i * c, c);
+            causal_attention(&part(0)?, &part(1)?, &part(2)?, heads, scale, dropout)
+        }
+    }
+}
+
+/// The same attention as a composition of candle ops (other devices, dropout probabilities of
+/// 1 or more, and the tests' reference).
 pub(super) fn composed(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     s: Heads,
     scale: f32,
+    dropout: AttentionDropout,
 ) -> candle_core::Result<Tensor> {
     let (b, t, h, kv, d) = (s.batch, s.time, s.q_heads, s.kv_heads, s.dim);
     let split = |x: &Tensor, n: usize| x.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
@@ -94,7 +127,11 @@ pub(super) fn composed(
     let scores = (q * scale as f64)?
         .matmul(&split(k, kv)?.t()?)?
         .reshape((b, h, t, t))?;
-    causal_softmax(&scores)?
+    let mut weights = causal_softmax(&scores)?;
+    if let Some((p, seed)) = dropout {
+        weights = super::dropout_seeded(&weights, p, seed)?;
+    }
+    weights
         .reshape((b, kv, rep * t, t))?
         .matmul(&split(v, kv)?)?
         .reshape((b, h, t, d))?
@@ -105,21 +142,57 @@ pub(super) fn composed(
 struct CausalAttention {
     heads: Heads,
     scale: f32,
+    dropout: Option<Dropout>,
 }
+
+impl CausalAttention {
+    /// `None` for a dropout probability the fused op does not take (1 or more, or not a
+    /// number: the composition handles them as `dropout_seeded` does); 0 or less drops nothing.
+    fn new(heads: Heads, scale: f32, dropout: AttentionDropout) -> Option<Self> {
+        let dropout = match dropout {
+            Some((p, _)) if p.is_nan() || p >= 1.0 => return None,
+            Some((p, seed)) if p > 0.0 => Some(Dropout::new(p, seed)),
+            _ => None,
+        };
+        Some(CausalAttention {
+            heads,
+            scale,
+            dropout,
+        })
+    }
+
+    /// Where row `i` of query head `j` of sequence `b` starts in the `(B, H, T, T)` weights: the
+    /// index the dropout mask is drawn at.
+    fn mask_start(&self, b: usize, j: usize, i: usize) -> usize {
+        let s = self.heads;
+        ((b * s.q_heads + j) * s.time + i) * s.time
+    }
+}
+
+/// Where q, k or v lies in its buffer: rows `stride` apart, head 0 of row 0 at `offset`.
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    data: &'a [f32],
+    stride: usize,
+    offset: usize,
+}
+
+/// q, k, v, and for the backward pass the output's gradient.
+type Srcs<'a> = (Src<'a>, Src<'a>, Src<'a>);
 
 /// A key/value head's gradients: each of its query heads' `(T, D)` dQ, then its dK and dV.
 type GroupGrads = (Vec<Vec<f32>>, Vec<f32>, Vec<f32>);
 
-/// Rows `r0..r1` of head `j` (of `n`) of sequence `b` in a `(B·T, n·D)` buffer: `(r1 − r0, D)`.
+/// Rows `r0..r1` of head `j` of sequence `b`: `(r1 − r0, D)`.
 fn head_rows(
-    x: &[f32],
+    x: Src<'_>,
     s: Heads,
-    (n, b, j): (usize, usize, usize),
+    (b, j): (usize, usize),
     r0: usize,
     r1: usize,
 ) -> candle_core::Result<Mat<'_>> {
-    let d = s.dim;
-    Mat::strided(&x[((b * s.time + r0) * n + j) * d..], r1 - r0, d, n * d, 1).map_err(shape_err)
+    let start = (b * s.time + r0) * x.stride + x.offset + j * s.dim;
+    Mat::strided(&x.data[start..], r1 - r0, s.dim, x.stride, 1).map_err(shape_err)
 }
 
 /// Rows `i0..i1` of a row-major matrix `cols` wide, writable.
@@ -157,16 +230,16 @@ impl CausalAttention {
     /// block at a time, so a task holds `BLOCK × T` weights, not `T × T`.
     fn weights(
         &self,
-        (q, k): (&[f32], &[f32]),
+        (q, k): (Src<'_>, Src<'_>),
         (b, j): (usize, usize),
         (i0, i1): (usize, usize),
         p: &mut [f32],
     ) -> candle_core::Result<()> {
         let s = self.heads;
-        let (t, h, kv) = (s.time, s.q_heads, s.kv_heads);
-        let g = j / (h / kv);
-        let qb = head_rows(q, s, (h, b, j), i0, i1)?;
-        let kb = head_rows(k, s, (kv, b, g), 0, i1)?;
+        let t = s.time;
+        let g = j / (s.q_heads / s.kv_heads);
+        let qb = head_rows(q, s, (b, j), i0, i1)?;
+        let kb = head_rows(k, s, (b, g), 0, i1)?;
         matmul_here(block_mut(p, t, i1 - i0, i1)?, qb, kb.t(), false, self.scale)
             .map_err(shape_err)?;
         for i in i0..i1 {
@@ -178,10 +251,22 @@ impl CausalAttention {
         Ok(())
     }
 
+    /// Multiplies rows `i0..i1` of head `j`'s block (laid out as [`Self::weights`] lays it
+    /// out) by the dropout mask, each over the positions its query sees.
+    fn drop_rows(&self, x: &mut [f32], (b, j): (usize, usize), (i0, i1): (usize, usize)) {
+        if let Some(mask) = &self.dropout {
+            let t = self.heads.time;
+            for i in i0..i1 {
+                let row = (i - i0) * t;
+                mask.scale_in_place(&mut x[row..row + i + 1], self.mask_start(b, j, i));
+            }
+        }
+    }
+
     /// Query head `j` of sequence `b`: its `(T, D)` output.
     fn head_forward(
         &self,
-        (q, k, v): (&[f32], &[f32], &[f32]),
+        (q, k, v): Srcs<'_>,
         b: usize,
         j: usize,
     ) -> candle_core::Result<Vec<f32>> {
@@ -191,7 +276,8 @@ impl CausalAttention {
         let mut y = vec![0f32; t * d];
         for (i0, i1) in blocks(t) {
             self.weights((q, k), (b, j), (i0, i1), &mut p)?;
-            let vb = head_rows(v, s, (s.kv_heads, b, g), 0, i1)?;
+            self.drop_rows(&mut p, (b, j), (i0, i1));
+            let vb = head_rows(v, s, (b, g), 0, i1)?;
             let pb = block(&p, t, i1 - i0, i1)?;
             matmul_here(rows_mut(&mut y, d, i0, i1)?, pb, vb, false, 1.0).map_err(shape_err)?;
         }
@@ -202,14 +288,18 @@ impl CausalAttention {
     /// `(T, D)` dQ, then the group's dK and dV (its query heads' contributions added in order).
     fn group_backward(
         &self,
-        (q, k, v, dy): (&[f32], &[f32], &[f32], &[f32]),
+        (q, k, v): Srcs<'_>,
+        dy: Src<'_>,
         b: usize,
         g: usize,
     ) -> candle_core::Result<GroupGrads> {
         let s = self.heads;
-        let (t, h, kv, d) = (s.time, s.q_heads, s.kv_heads, s.dim);
-        let rep = h / kv;
-        let (mut p, mut ds) = (vec![0f32; BLOCK.min(t) * t], vec![0f32; BLOCK.min(t) * t]);
+        let (t, d) = (s.time, s.dim);
+        let rep = s.q_heads / s.kv_heads;
+        let block_len = BLOCK.min(t) * t;
+        let (mut p, mut ds) = (vec![0f32; block_len], vec![0f32; block_len]);
+        // The dropped-out weights, when there is dropout (else `p` serves).
+        let mut dropped = vec![0f32; if self.dropout.is_some() { block_len } else { 0 }];
         let (mut dk, mut dv) = (vec![0f32; t * d], vec![0f32; t * d]);
         let mut dqs = Vec::with_capacity(rep);
         for j in g * rep..(g + 1) * rep {
@@ -217,17 +307,25 @@ impl CausalAttention {
             for (i0, i1) in blocks(t) {
                 let rows = i1 - i0;
                 self.weights((q, k), (b, j), (i0, i1), &mut p)?;
-                let dyb = head_rows(dy, s, (h, b, j), i0, i1)?;
-                let qb = head_rows(q, s, (h, b, j), i0, i1)?;
-                let kb = head_rows(k, s, (kv, b, g), 0, i1)?;
-                let vb = head_rows(v, s, (kv, b, g), 0, i1)?;
-                // dV[..i1] += P[i0..i1, ..i1]ᵀ · dY[i0..i1]
-                let pb = block(&p, t, rows, i1)?;
+                let dyb = head_rows(dy, s, (b, j), i0, i1)?;
+                let qb = head_rows(q, s, (b, j), i0, i1)?;
+                let kb = head_rows(k, s, (b, g), 0, i1)?;
+                let vb = head_rows(v, s, (b, g), 0, i1)?;
+                // dV[..i1] += P'[i0..i1, ..i1]ᵀ · dY[i0..i1], P' the dropped-out weights.
+                let pb = if self.dropout.is_some() {
+                    dropped[..rows * t].copy_from_slice(&p[..rows * t]);
+                    self.drop_rows(&mut dropped, (b, j), (i0, i1));
+                    block(&dropped, t, rows, i1)?
+                } else {
+                    block(&p, t, rows, i1)?
+                };
                 matmul_here(rows_mut(&mut dv, d, 0, i1)?, pb.t(), dyb, true, 1.0)
                     .map_err(shape_err)?;
-                // dP = dY · Vᵀ, then dS = P ⊙ (dP − Σ dP⊙P) row by row, in place.
+                // dP' = dY · Vᵀ, dP = dP' through the mask, then dS = P ⊙ (dP − Σ dP⊙P) row by
+                // row, in place.
                 matmul_here(block_mut(&mut ds, t, rows, i1)?, dyb, vb.t(), false, 1.0)
                     .map_err(shape_err)?;
+                self.drop_rows(&mut ds, (b, j), (i0, i1));
                 for i in i0..i1 {
                     let row = (i - i0) * t;
                     let (seen, masked) = ds[row..row + i1].split_at_mut(i + 1);
@@ -246,30 +344,46 @@ impl CausalAttention {
         Ok((dqs, dk, dv))
     }
 
-    /// dQ, dK and dV as `(B·T, n·D)` buffers.
+    /// Every head's `(T, D)` output, ordered (sequence, head).
+    fn forward(&self, srcs: Srcs<'_>) -> candle_core::Result<Vec<Vec<f32>>> {
+        let (b, h) = (self.heads.batch, self.heads.q_heads);
+        (0..b * h)
+            .into_par_iter()
+            .map(|u| self.head_forward(srcs, u / h, u % h))
+            .collect()
+    }
+
+    /// Every query head's dQ, ordered (sequence, head), and every key/value head's dK and dV,
+    /// ordered (sequence, key/value head).
+    #[allow(clippy::type_complexity)]
     fn backward(
         &self,
-        tensors: (&[f32], &[f32], &[f32], &[f32]),
-    ) -> candle_core::Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let s = self.heads;
-        let (b, t, h, kv, d) = (s.batch, s.time, s.q_heads, s.kv_heads, s.dim);
+        srcs: Srcs<'_>,
+        dy: Src<'_>,
+    ) -> candle_core::Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        let (b, kv) = (self.heads.batch, self.heads.kv_heads);
         // One task per key/value head: its query heads add into its dK and dV.
         let parts: Vec<GroupGrads> = (0..b * kv)
             .into_par_iter()
-            .map(|u| self.group_backward(tensors, u / kv, u % kv))
+            .map(|u| self.group_backward(srcs, dy, u / kv, u % kv))
             .collect::<candle_core::Result<_>>()?;
-        let mut dqs = Vec::with_capacity(b * h);
+        let mut dqs = Vec::with_capacity(b * self.heads.q_heads);
         let (mut dks, mut dvs) = (Vec::with_capacity(b * kv), Vec::with_capacity(b * kv));
         for (dq, dk, dv) in parts {
             dqs.extend(dq);
             dks.push(dk);
             dvs.push(dv);
         }
-        Ok((
-            merge(&dqs, b, t, h, d),
-            merge(&dks, b, t, kv, d),
-            merge(&dvs, b, t, kv, d),
-        ))
+        Ok((dqs, dks, dvs))
+    }
+}
+
+/// A contiguous `(B·T, n·D)` buffer as a source.
+fn plain(data: &[f32], n: usize, d: usize) -> Src<'_> {
+    Src {
+        data,
+        stride: n * d,
+        offset: 0,
     }
 }
 
@@ -287,17 +401,15 @@ impl CustomOp3 for CausalAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let s = self.heads;
-        let (b, t, h, d) = (s.batch, s.time, s.q_heads, s.dim);
-        let outs: Vec<Vec<f32>> = (0..b * h)
-            .into_par_iter()
-            .map(|u| self.head_forward((q, k, v), u / h, u % h))
-            .collect::<candle_core::Result<_>>()?;
-        Ok((
-            CpuStorage::F32(merge(&outs, b, t, h, d)),
-            l1.shape().clone(),
-        ))
+        let (h, kv, d) = (s.q_heads, s.kv_heads, s.dim);
+        let srcs = (
+            plain(slice(s1, l1)?, h, d),
+            plain(slice(s2, l2)?, kv, d),
+            plain(slice(s3, l3)?, kv, d),
+        );
+        let y = merge(&self.forward(srcs)?, s, h);
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
     fn bwd(
@@ -308,32 +420,90 @@ impl CustomOp3 for CausalAttention {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let s = self.heads;
+        let (h, kv, d) = (s.q_heads, s.kv_heads, s.dim);
         let (dq, dk, dv) = with_data(q, |q| {
             with_data(k, |k| {
-                with_data(v, |v| with_data(g, |g| self.backward((q, k, v, g)))?)?
+                with_data(v, |v| {
+                    with_data(g, |g| {
+                        let srcs = (plain(q, h, d), plain(k, kv, d), plain(v, kv, d));
+                        self.backward(srcs, plain(g, h, d))
+                    })?
+                })?
             })?
         })??;
         // An input that needs no gradient (a frozen first layer's keys, say) gets none kept.
-        let grad = |x: &Tensor, d: Vec<f32>| {
+        let grad = |x: &Tensor, parts: Vec<Vec<f32>>, n: usize| {
             x.track_op()
-                .then(|| Tensor::from_vec(d, x.shape(), x.device()))
+                .then(|| Tensor::from_vec(merge(&parts, s, n), x.shape(), x.device()))
                 .transpose()
         };
-        Ok((grad(q, dq)?, grad(k, dk)?, grad(v, dv)?))
+        Ok((grad(q, dq, h)?, grad(k, dk, kv)?, grad(v, dv, kv)?))
     }
 }
 
-/// Per-head `(T, D)` matrices, ordered (sequence, head), side by side per row: `(B·T, n·D)`.
-fn merge(heads: &[Vec<f32>], b: usize, t: usize, n: usize, d: usize) -> Vec<f32> {
-    debug_assert_eq!(heads.len(), b * n);
-    let mut out = vec![0f32; b * t * n * d];
-    out.par_chunks_mut(n * d).enumerate().for_each(|(r, row)| {
-        let (bi, i) = (r / t, r % t);
+impl CustomOp1 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "tunesmith-causal-attention-packed"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let s = self.heads;
+        let c = s.q_heads * s.dim;
+        let y = merge(&self.forward(packed(slice(s1, l1)?, c))?, s, s.q_heads);
+        Ok((CpuStorage::F32(y), Shape::from((s.batch * s.time, c))))
+    }
+
+    fn bwd(&self, qkv: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let s = self.heads;
+        let (h, c) = (s.q_heads, s.q_heads * s.dim);
+        let (dq, dk, dv) = with_data(qkv, |qkv| {
+            with_data(g, |g| self.backward(packed(qkv, c), plain(g, h, s.dim)))?
+        })??;
+        let mut out = vec![0f32; s.batch * s.time * 3 * c];
+        for (i, parts) in [dq, dk, dv].iter().enumerate() {
+            merge_into(&mut out, 3 * c, i * c, parts, s, h);
+        }
+        Ok(Some(Tensor::from_vec(out, qkv.shape(), qkv.device())?))
+    }
+}
+
+/// q, k and v side by side in each row of a `(B·T, 3·C)` buffer.
+fn packed(data: &[f32], c: usize) -> Srcs<'_> {
+    let part = |i: usize| Src {
+        data,
+        stride: 3 * c,
+        offset: i * c,
+    };
+    (part(0), part(1), part(2))
+}
+
+/// Per-head `(T, D)` matrices of `n` heads, ordered (sequence, head), side by side per row:
+/// `(B·T, n·D)`.
+fn merge(heads: &[Vec<f32>], s: Heads, n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; s.batch * s.time * n * s.dim];
+    merge_into(&mut out, n * s.dim, 0, heads, s, n);
+    out
+}
+
+/// [`merge`] into columns `offset..offset + n·D` of rows `stride` apart.
+fn merge_into(
+    out: &mut [f32],
+    stride: usize,
+    offset: usize,
+    heads: &[Vec<f32>],
+    s: Heads,
+    n: usize,
+) {
+    debug_assert_eq!(heads.len(), s.batch * n);
+    let (t, d) = (s.time, s.dim);
+    out.par_chunks_mut(stride).enumerate().for_each(|(r, row)| {
+        let (b, i) = (r / t, r % t);
+        let row = &mut row[offset..offset + n * d];
         for (j, part) in row.chunks_mut(d).enumerate() {
-            part.copy_from_slice(&heads[bi * n + j][i * d..(i + 1) * d]);
+            part.copy_from_slice(&heads[b * n + j][i * d..(i + 1) * d]);
         }
     });
-    out
 }
 
 simd_kernel!(

@@ -43,8 +43,10 @@ pub(super) fn masked(x: &[f32], p: f32, seed: u64) -> Vec<f32> {
     out
 }
 
+/// The mask of one seed: which elements are kept, by index. Also used inside
+/// [`super::causal_attention`], which drops out rows of its weights as it forms them.
 #[derive(Clone, Copy)]
-struct Dropout {
+pub(super) struct Dropout {
     /// An element is kept when its hash is at least this (p · 2³²).
     threshold: u32,
     scale: f32,
@@ -62,7 +64,8 @@ fn mix(mut h: u32) -> u32 {
 }
 
 impl Dropout {
-    fn new(p: f32, seed: u64) -> Self {
+    /// For `0 < p < 1` (callers handle the rest).
+    pub(super) fn new(p: f32, seed: u64) -> Self {
         Dropout {
             threshold: ((p as f64) * 4_294_967_296.0).min(u32::MAX as f64) as u32,
             scale: 1.0 / (1.0 - p),
@@ -88,6 +91,11 @@ impl Dropout {
         } else {
             0.0
         }
+    }
+
+    /// `x[j] ·= factor(start + j)`: a stretch of the elements from index `start`, in place.
+    pub(super) fn scale_in_place(&self, x: &mut [f32], start: usize) {
+        simd_run(MaskInPlace(x, self, start))
     }
 
     /// `out[j] = x[j] · factor(start + j)`.
@@ -116,6 +124,15 @@ simd_kernel!(
     ApplyMask<'a>(out: &'a mut [f32], x: &'a [f32], mask: &'a Dropout, start: usize) -> () {
         for (j, (o, &x)) in out.iter_mut().zip(x).enumerate() {
             *o = x * mask.factor(start + j);
+        }
+    }
+);
+
+simd_kernel!(
+    /// `x[j] ·= factor(start + j)`.
+    MaskInPlace<'a>(x: &'a mut [f32], mask: &'a Dropout, start: usize) -> () {
+        for (j, x) in x.iter_mut().enumerate() {
+            *x *= mask.factor(start + j);
         }
     }
 );

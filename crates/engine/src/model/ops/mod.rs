@@ -117,7 +117,7 @@ mod rope;
 mod softmax;
 
 pub use activation::{gelu_tanh, swiglu};
-pub use attention::{causal_attention, Heads};
+pub use attention::{causal_attention, causal_attention_packed, AttentionDropout, Heads};
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, matvec_rows_many, vecmat};
 pub use decode_attention::decode_attention;
@@ -303,8 +303,9 @@ pub(crate) mod tests {
 
     #[test]
     fn causal_attention_matches_the_composition_with_gradient() {
-        // 70 positions cross a block of queries; grouped heads (4 over 2) and plain ones (3 over 3).
-        // 130 positions: three blocks, the last of two rows; nine heads over three as SmolLM2's.
+        // 70 positions cross a block of queries, 130 make three (the last of two rows); grouped
+        // heads (4 over 2, nine over three as SmolLM2's) and plain ones (3 over 3); with and
+        // without dropout of the weights (the composition drops them out with `dropout_seeded`).
         for (b, t, h, kv, d) in [
             (2, 70, 4, 2, 8),
             (1, 5, 3, 3, 4),
@@ -324,11 +325,17 @@ pub(crate) mod tests {
                 rand(&[b * t, kv * d], 42),
             ];
             let scale = 1.0 / (d as f32).sqrt();
-            check_grads(
-                &inputs,
-                |x| causal_attention(&x[0], &x[1], &x[2], heads, scale).unwrap(),
-                |x| attention::composed(&x[0], &x[1], &x[2], heads, scale).unwrap(),
-            );
+            for drop in [None, Some((0.3, 7))] {
+                check_grads(
+                    &inputs,
+                    |x| causal_attention(&x[0], &x[1], &x[2], heads, scale, drop).unwrap(),
+                    |x| attention::composed(&x[0], &x[1], &x[2], heads, scale, drop).unwrap(),
+                );
+            }
+            // Every weight dropped: nothing comes through.
+            let [q, k, v] = &inputs;
+            let none = causal_attention(q, k, v, heads, scale, Some((1.0, 7))).unwrap();
+            assert_eq!(max_abs(&none), 0.0);
         }
         // Shapes that do not fit are refused with what was expected.
         let heads = Heads {
@@ -339,10 +346,37 @@ pub(crate) mod tests {
             dim: 2,
         };
         let x = rand(&[4, 6], 1);
-        let err = causal_attention(&x, &rand(&[4, 4], 2), &rand(&[4, 4], 3), heads, 1.0)
+        let err = causal_attention(&x, &rand(&[4, 4], 2), &rand(&[4, 4], 3), heads, 1.0, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("3 query heads cannot share 2"), "{err}");
+    }
+
+    #[test]
+    fn packed_attention_reads_q_k_v_side_by_side_with_gradient() {
+        let (b, t, h, d) = (2, 70, 3, 4);
+        let heads = Heads {
+            batch: b,
+            time: t,
+            q_heads: h,
+            kv_heads: h,
+            dim: d,
+        };
+        let c = h * d;
+        for drop in [None, Some((0.1, 11))] {
+            check_grads(
+                &[rand(&[b * t, 3 * c], 60)],
+                |x| causal_attention_packed(&x[0], heads, 0.5, drop).unwrap(),
+                |x| {
+                    let part = |i: usize| x[0].narrow(1, i * c, c).unwrap().contiguous().unwrap();
+                    attention::composed(&part(0), &part(1), &part(2), heads, 0.5, drop).unwrap()
+                },
+            );
+        }
+        let err = causal_attention_packed(&rand(&[b * t, 2 * c], 1), heads, 1.0, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("side by side"), "{err}");
     }
 
     #[test]
