@@ -508,3 +508,38 @@ impl Gpt2 {
         ops::matvec_rows(hidden, &self.head)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// Whole sequences take the one-op attention; a prompt with a KV cache still takes the
+    /// composition of candle ops. With dropout on, both give the same output and leave the
+    /// dropout stream in the same state (the same draws, in the same order).
+    #[test]
+    fn one_op_attention_matches_the_composition_with_dropout_and_draws_alike() {
+        let mut cfg = Gpt2Config::preset("tiny", 64, 80).unwrap();
+        (cfg.attn_pdrop, cfg.resid_pdrop) = (0.2, 0.1);
+        let model = Gpt2::new(&init_weights(&cfg, 3, &Device::Cpu).unwrap(), &cfg, None).unwrap();
+        let (b, t) = (2, 70);
+        let x = Tensor::randn(0f32, 1.0, (b * t, cfg.n_embd), &Device::Cpu).unwrap();
+        let attn = &model.blocks[1].attn;
+        let (mut one, mut composed) = (DropoutRng(Rng::new(5)), DropoutRng(Rng::new(5)));
+        let fused = attn.forward(&x, (b, t), None, &mut Some(&mut one)).unwrap();
+        let mut cache = None;
+        let plain = attn
+            .forward(&x, (b, t), Some(&mut cache), &mut Some(&mut composed))
+            .unwrap();
+        let diff = (fused - plain)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "outputs differ by {diff}");
+        assert_eq!(one.0.next_u64(), composed.0.next_u64());
+    }
+}

@@ -146,7 +146,8 @@ pub(crate) fn dropout(
 /// the sites; `None` draws nothing.
 pub(crate) fn dropout_seed(p: f32, rng: &mut Option<&mut DropoutRng>) -> Option<(f32, u64)> {
     let rng = rng.as_mut()?;
-    (p > 0.0).then(|| (p, rng.0.next_u64()))
+    // A NaN draws too and reaches `dropout_seeded`, which refuses it.
+    (p > 0.0 || p.is_nan()).then(|| (p, rng.0.next_u64()))
 }
 
 /// How [`init_weights`] fills one weight.

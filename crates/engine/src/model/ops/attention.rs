@@ -91,7 +91,8 @@ pub fn causal_attention_packed(
     dropout: AttentionDropout,
 ) -> candle_core::Result<Tensor> {
     let c = heads.q_heads * heads.dim;
-    if heads.q_heads != heads.kv_heads || qkv.dims() != [heads.batch * heads.time, 3 * c] {
+    if c == 0 || heads.q_heads != heads.kv_heads || qkv.dims() != [heads.batch * heads.time, 3 * c]
+    {
         bail!(
             "attention over {heads:?} needs q, k and v of as many heads side by side, \
              ({}, {}), got {:?}",
