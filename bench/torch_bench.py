@@ -90,11 +90,11 @@ def build_llama(preset: str, recompute: bool) -> tuple:
     return model, batch, block, config.vocab_size
 
 
-def build_model(preset: str) -> tuple:
+def build_model(preset: str, block: int = 0) -> tuple:
     n_layer, n_head, n_embd, batch, n_positions = PRESETS[preset]
     config = GPT2Config(
         vocab_size=VOCAB,
-        n_positions=n_positions,
+        n_positions=max(n_positions, block),
         n_embd=n_embd,
         n_layer=n_layer,
         n_head=n_head,
@@ -193,7 +193,7 @@ def bench_generate(model, steps: int, warmup: int, decode=None, vocab: int = VOC
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", required=True, help="a preset name, optionally ending in +recompute")
+    ap.add_argument("--preset", required=True, help="a preset name, optionally with @BLOCK (gpt2@1024) and ending in +recompute")
     ap.add_argument("--mode", choices=["train", "generate", "generate-nocache"], required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: train 3, generate 1)")
@@ -208,11 +208,16 @@ def main(argv=None):
     name = args.preset
     recompute = name.endswith("+recompute")
     base = name[: -len("+recompute")] if recompute else name
+    # `gpt2@1024`: another block, as `tunesmith bench` reads it.
+    base, _, at = base.partition("@")
+    if at and not (at.isdigit() and int(at) > 0):
+        ap.error(f"{name}: the block after @ must be a whole number above 0")
     if base in LLAMA_PRESETS:
         model, batch, block, vocab = build_llama(base, recompute)
+        block = int(at) if at else block
     elif base in PRESETS:
-        model, batch = build_model(base)
-        block, vocab = BLOCK, VOCAB
+        block, vocab = (int(at) if at else BLOCK), VOCAB
+        model, batch = build_model(base, block)
         if recompute:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use crate::data::batches::Batch;
 use crate::generate::sampling::argmax;
 use crate::model::lora::{self, LoraSettings};
-use crate::model::{Gpt2Config, KvCache, Model, ModelConfig};
+use crate::model::{ops, Gpt2Config, KvCache, Model, ModelConfig};
 use crate::rng::Rng;
 use crate::train::optim::{AdamW, AdamWParams};
 use crate::train::schedule::clip_factor;
@@ -41,23 +41,47 @@ impl BenchPreset {
 
 /// The preset names [`preset`] knows.
 pub const PRESETS: &str = "tiny, small, gpt2, smollm2-135m, smollm2-135m-lora, smollm2-360m-lora, \
-qwen2.5-0.5b-lora (each may end in +recompute)";
+qwen2.5-0.5b-lora (each may name another block, as in gpt2@1024, and end in +recompute)";
 
 /// `tiny` (4 layers, 4 heads, 256 wide), `small` (6, 6, 384), `gpt2` (12, 12, 768, batch 2): vocab
 /// 50257, block 256, dropout 0.1, f32. `smollm2-135m`: SmolLM2-135M's shape (30 layers, 9 heads
 /// over 3 key/value heads, 576 wide, vocab 49152, tied head), batch 2, block 256, no dropout;
 /// `-lora` trains LoRA adapters on it. `smollm2-360m-lora` and `qwen2.5-0.5b-lora`: those models'
-/// shapes, LoRA, batch 1, block 512 (issue 8's memory case). A `+recompute` suffix recomputes
+/// shapes, LoRA, batch 1, block 512 (issue 8's memory case). `@BLOCK` sets another block (GPT-2
+/// shapes get the positions for it), as in `gpt2@1024`; a `+recompute` suffix recomputes
 /// activations per block.
 pub fn preset(name: &str) -> Result<BenchPreset> {
     let (base, recompute) = match name.strip_suffix("+recompute") {
         Some(b) => (b, true),
         None => (name, false),
     };
-    let llama = |id: &str, batch, block, lora| {
+    let (base, block) = match base.split_once('@') {
+        Some((base, block)) => match block.parse::<usize>() {
+            Ok(b) if b > 0 => (base, Some(b)),
+            _ => {
+                return Err(Error::config(
+                    "presets",
+                    format!("`{name}`: the block after @ must be a whole number above 0"),
+                ))
+            }
+        },
+        None => (base, None),
+    };
+    let llama = |id: &str, batch, default_block: usize, lora| {
+        let config = published(id);
+        let block = block.unwrap_or(default_block);
+        if block > config.context() {
+            return Err(Error::config(
+                "presets",
+                format!(
+                    "`{name}`: the block exceeds the model's {} positions",
+                    config.context()
+                ),
+            ));
+        }
         Ok(BenchPreset {
             name: name.into(),
-            config: published(id),
+            config,
             batch,
             block,
             lora,
@@ -82,12 +106,13 @@ pub fn preset(name: &str) -> Result<BenchPreset> {
             ))
         }
     };
-    let config = Gpt2Config::preset(scratch, 50257, n_positions)?.into();
+    let block = block.unwrap_or(256);
+    let config = Gpt2Config::preset(scratch, 50257, n_positions.max(block))?.into();
     Ok(BenchPreset {
         name: name.into(),
         config,
         batch,
-        block: 256,
+        block,
         lora: false,
         recompute,
     })
@@ -214,6 +239,40 @@ pub fn decode_tokens_per_sec(model: &Model, new_tokens: usize, decode: Decode) -
     Ok(new_tokens as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Bytes of f32 weights one decode step reads: every weight except the embedding tables, which
+/// are only looked up (a row each), and the token embedding once more as the head when it is
+/// tied. Over [`read_bandwidth`], the fastest a bandwidth-bound decode can be.
+pub fn decode_weight_bytes(config: &ModelConfig) -> u64 {
+    let tied = match config {
+        ModelConfig::Gpt2(c) => c.tied(),
+        ModelConfig::Llama(c) => c.tie_word_embeddings,
+    };
+    let mut weights = 0;
+    for (name, shape) in config.weight_shapes() {
+        let size: usize = shape.iter().product();
+        let token_table = name == "wte.weight" || name == "model.embed_tokens.weight";
+        let looked_up = token_table || name == "wpe.weight";
+        if !looked_up || (token_table && tied) {
+            weights += size as u64;
+        }
+    }
+    4 * weights
+}
+
+/// How fast this machine streams memory to the thread pool, in bytes per second: the best of three
+/// sums over 1 GiB (far beyond the caches), after an untimed pass that also touches the pages.
+pub fn read_bandwidth() -> f64 {
+    let data = vec![1f32; 1 << 28];
+    std::hint::black_box(ops::sum_streamed(&data));
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(ops::sum_streamed(std::hint::black_box(&data)));
+            (data.len() * 4) as f64 / start.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
 /// Prompt processing speed (tokens per second): one forward pass of a `prompt_len`-token prompt
 /// into an empty KV cache, as the first step of a chat reply is (llama.cpp's `pp` figure).
 pub fn prefill_tokens_per_sec(model: &Model, prompt_len: usize) -> Result<f64> {
@@ -273,4 +332,42 @@ fn decode_times(model: &Model, n: usize) -> Result<Vec<f64>> {
         times.push(start.elapsed().as_secs_f64());
     }
     Ok(times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decode_step_reads_every_weight_but_the_looked_up_tables() {
+        // GPT-2 124M: 124,439,808 parameters, the 1024 × 768 position table only looked up, the
+        // token table read again as the tied head.
+        let gpt2 = preset("gpt2").unwrap();
+        assert_eq!(
+            decode_weight_bytes(&gpt2.config),
+            4 * (124_439_808 - 1024 * 768)
+        );
+        // SmolLM2-135M: tied, no position table: every parameter.
+        let smol = preset("smollm2-135m").unwrap();
+        assert_eq!(decode_weight_bytes(&smol.config), 4 * 134_515_008);
+        // Untied: the token table is only looked up, the separate head is read.
+        let mut untied = gpt2.config.clone();
+        if let ModelConfig::Gpt2(c) = &mut untied {
+            c.extra.insert("tie_word_embeddings".into(), false.into());
+        }
+        assert_eq!(decode_weight_bytes(&untied), 4 * (124_439_808 - 1024 * 768));
+    }
+
+    #[test]
+    fn a_preset_may_name_its_block() {
+        let p = preset("gpt2@1024+recompute").unwrap();
+        assert_eq!((p.block, p.batch, p.recompute), (1024, 2, true));
+        let p = preset("small@512").unwrap();
+        assert_eq!((p.block, p.config.context()), (512, 512));
+        assert_eq!(preset("smollm2-135m-lora@128").unwrap().block, 128);
+        for bad in ["gpt2@", "gpt2@0", "gpt2@x", "smollm2-135m@100000"] {
+            let e = preset(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
 }

@@ -194,7 +194,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         // Decoding depends on the shape alone: timed once per model, not per training mode.
         if !p.lora && !p.recompute {
             eprintln!("{name}: generation…");
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            let (mut ours, mut theirs, mut streams) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..args.rounds.max(1) {
                 ours.push(bench::generate_tokens_per_sec(
                     &p,
@@ -202,9 +202,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     Decode::Cached,
                     &dev,
                 )?);
+                // The machine's memory bandwidth beside each round's decodes: f32 decoding reads
+                // every weight once per token, so this bounds both sides.
+                streams.push(bench::read_bandwidth());
                 theirs.extend(torch_tps(&args, name, "generate"));
             }
             let cached = median(ours.into_iter());
+            let bandwidth = median(streams.into_iter());
+            let bytes = bench::decode_weight_bytes(&p.config) as f64;
+            let bound = bandwidth / bytes;
             let t_gen = (!theirs.is_empty()).then(|| median(theirs.into_iter()));
             let full = bench::generate_tokens_per_sec(&p, 128, Decode::FullForward, &dev)?;
             let t_full = torch_tps(&args, name, "generate-nocache");
@@ -219,6 +225,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 "torch_kv_cache_speedup": t_gen.zip(t_full).map(|(c, f)| c / f),
                 "last_position_recompute_tokens_per_sec": lean,
                 "kv_cache_speedup_vs_last_position": cached / lean,
+                "decode_weight_bytes": bytes,
+                "read_bandwidth_bytes_per_sec": bandwidth,
+                "decode_read_bytes_per_sec": cached * bytes,
+                "decode_bound_tokens_per_sec": bound,
+                "decode_bound_ratio": t_gen.map(|t| bound / t),
             });
             row.as_object_mut()
                 .expect("an object")
@@ -229,6 +240,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 ratio(cached, t_gen),
                 cached / full,
                 cached / lean
+            );
+            line += &format!(
+                "  decode reads {:.1} GB/s of the {:.1} GB/s memory streams: at most {bound:.1} tok/s (ratio {})",
+                cached * bytes / 1e9,
+                bandwidth / 1e9,
+                ratio(bound, t_gen),
             );
         }
         if args.json {

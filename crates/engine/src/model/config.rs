@@ -54,6 +54,20 @@ fn default_eps() -> f64 {
     1e-5
 }
 
+/// A dropout probability read from a `config.json`: from 0 up to, not including, 1. At 1 or more
+/// every activation would be dropped, and the memory estimate assumes attention's weights are
+/// never kept (`ops::causal_attention` handles any p below 1 inside the op).
+pub(crate) fn check_dropout(field: &str, p: f32) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::config(
+            field,
+            format!("is {p}; a dropout probability must be at least 0 and below 1"),
+        ))
+    }
+}
+
 /// Sizes offered for training from scratch.
 pub const SCRATCH_PRESETS: &[&str] = &["tiny", "small", "base"];
 
@@ -139,6 +153,9 @@ impl Gpt2Config {
                 format!("`{}` is not supported", self.activation_function),
             ));
         }
+        check_dropout("resid_pdrop", self.resid_pdrop)?;
+        check_dropout("embd_pdrop", self.embd_pdrop)?;
+        check_dropout("attn_pdrop", self.attn_pdrop)?;
         Ok(())
     }
 
@@ -181,6 +198,27 @@ mod tests {
         cfg.n_head = 3;
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("n_embd"), "{e}");
+    }
+
+    #[test]
+    fn dropout_probabilities_are_checked() {
+        for (field, p) in [
+            ("attn_pdrop", 1.0),
+            ("resid_pdrop", -0.1),
+            ("embd_pdrop", f32::NAN),
+        ] {
+            let mut cfg = Gpt2Config::preset("tiny", 100, 64).unwrap();
+            match field {
+                "attn_pdrop" => cfg.attn_pdrop = p,
+                "resid_pdrop" => cfg.resid_pdrop = p,
+                _ => cfg.embd_pdrop = p,
+            }
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("below 1"), "{e}");
+        }
+        let mut cfg = Gpt2Config::preset("tiny", 100, 64).unwrap();
+        cfg.attn_pdrop = 0.0;
+        cfg.validate().unwrap();
     }
 
     #[test]

@@ -178,6 +178,8 @@ impl LlamaConfig {
                 "is true; sliding-window attention is not supported".into(),
             );
         }
+        super::config::check_dropout("attention_dropout", self.attention_dropout)?;
+        super::config::check_dropout("tunesmith_resid_dropout", self.tunesmith_resid_dropout)?;
         self.rope()?;
         Ok(())
     }
@@ -365,5 +367,12 @@ mod tests {
         cfg.num_key_value_heads = Some(2);
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("num_key_value_heads"), "{e}");
+        let mut cfg = smollm2_135m();
+        cfg.attention_dropout = 1.0;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("attention_dropout") && e.contains("below 1"),
+            "{e}"
+        );
     }
 }

@@ -119,7 +119,7 @@ mod softmax;
 pub use activation::{gelu_tanh, swiglu};
 pub use attention::{causal_attention, causal_attention_packed, AttentionDropout, Heads};
 pub use cross_entropy::cross_entropy;
-pub use decode::{matvec_rows, matvec_rows_many, vecmat};
+pub use decode::{matvec_rows, matvec_rows_many, sum_streamed, vecmat};
 pub use decode_attention::decode_attention;
 pub use dequantize::dequantize_parallel;
 pub use dropout::dropout_seeded;
@@ -370,6 +370,19 @@ pub(crate) mod tests {
                 |x| {
                     let part = |i: usize| x[0].narrow(1, i * c, c).unwrap().contiguous().unwrap();
                     attention::composed(&part(0), &part(1), &part(2), heads, 0.37, drop).unwrap()
+                },
+            );
+            // The path other devices and dtypes take (q, k and v narrowed out, then the
+            // composition), here through f64: the same values, and the same mask, and the
+            // gradient comes back in the packed layout.
+            check_grads(
+                &[rand(&[b * t, 3 * c], 61)],
+                |x| causal_attention_packed(&x[0], heads, 0.37, drop).unwrap(),
+                |x| {
+                    let wide = x[0].to_dtype(DType::F64).unwrap();
+                    let y = causal_attention_packed(&wide, heads, 0.37, drop).unwrap();
+                    assert_eq!(y.dtype(), DType::F64);
+                    y.to_dtype(DType::F32).unwrap()
                 },
             );
         }

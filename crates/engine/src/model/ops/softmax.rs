@@ -35,7 +35,9 @@ pub fn causal_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
             .contiguous()?
             .apply_op1(Softmax { causal_t: Some(t) })
     } else {
-        let mask = crate::model::layers::causal_mask(t, tk, scores.device())?;
+        // In the scores' dtype: an f32 mask cannot be added to f16, bf16 or f64 scores.
+        let mask =
+            crate::model::layers::causal_mask(t, tk, scores.device())?.to_dtype(scores.dtype())?;
         candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)
     }
 }

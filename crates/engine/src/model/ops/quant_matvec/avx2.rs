@@ -6,7 +6,7 @@ use pulp::bytemuck::cast;
 use pulp::x86::V3;
 use std::arch::x86_64::{__m128, __m128i, __m256, __m256i};
 
-use super::super::decode::Prefetch;
+use super::super::decode::PREFETCH_AHEAD;
 use super::{half_bits_scaled, Format, RoundedRow, BLOCK, HALF_RESCALE};
 
 /// What differs between the block formats.
@@ -183,7 +183,7 @@ impl<K: Kind> pulp::WithSimd for DotRows<'_, K> {
                 .zip(x.d.iter().zip(x.s))
         };
         let fetch = |b: &[u8]| {
-            let ahead = b.as_ptr().wrapping_add(Prefetch::AHEAD);
+            let ahead = b.as_ptr().wrapping_add(PREFETCH_AHEAD);
             simd.sse._mm_prefetch::<3>(ahead.cast());
         };
         let mut quads = out.chunks_exact_mut(4);
