@@ -6,8 +6,8 @@
 
 PRESET: tiny, small, gpt2 (GPT2LMHeadModel), smollm2-135m (LlamaForCausalLM in SmolLM2-135M's
 shape), smollm2-135m-lora, smollm2-360m-lora, qwen2.5-0.5b-lora (PEFT LoRA r=8, alpha=16,
-dropout 0.05 on every attention and MLP projection); a `+recompute` suffix turns on
-transformers' gradient checkpointing. The same shapes, batches and blocks as `tunesmith bench`.
+dropout 0.05 on every attention and MLP projection); `@BLOCK` sets another block (gpt2@1024),
+and a `+recompute` suffix after it turns on transformers' gradient checkpointing. The same shapes, batches and blocks as `tunesmith bench`.
 
 Prints exactly one JSON line on stdout:
     {"preset": ..., "mode": ..., "tokens_per_sec": float, "steps": N, "torch": "...",
@@ -209,8 +209,8 @@ def main(argv=None):
     recompute = name.endswith("+recompute")
     base = name[: -len("+recompute")] if recompute else name
     # `gpt2@1024`: another block, as `tunesmith bench` reads it.
-    base, _, at = base.partition("@")
-    if at and not (at.isdigit() and int(at) > 0):
+    base, sep, at = base.partition("@")
+    if sep and not (at.isascii() and at.isdigit() and int(at) > 0):
         ap.error(f"{name}: the block after @ must be a whole number above 0")
     if base in LLAMA_PRESETS:
         model, batch, block, vocab = build_llama(base, recompute)

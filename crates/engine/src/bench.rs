@@ -56,15 +56,21 @@ pub fn preset(name: &str) -> Result<BenchPreset> {
         None => (name, false),
     };
     let (base, block) = match base.split_once('@') {
-        Some((base, block)) => match block.parse::<usize>() {
-            Ok(b) if b > 0 => (base, Some(b)),
-            _ => {
-                return Err(Error::config(
-                    "presets",
-                    format!("`{name}`: the block after @ must be a whole number above 0"),
-                ))
+        Some((base, block)) => {
+            let digits = !block.is_empty() && block.bytes().all(|b| b.is_ascii_digit());
+            match block.parse::<usize>() {
+                Ok(b) if digits && (1..=MAX_BLOCK).contains(&b) => (base, Some(b)),
+                _ => {
+                    return Err(Error::config(
+                        "presets",
+                        format!(
+                        "`{name}`: the block after @ must be a whole number from 1 to {MAX_BLOCK} \
+                             (a suffix such as +recompute comes after it)"
+                    ),
+                    ))
+                }
             }
-        },
+        }
         None => (base, None),
     };
     let llama = |id: &str, batch, default_block: usize, lora| {
@@ -99,10 +105,10 @@ pub fn preset(name: &str) -> Result<BenchPreset> {
         "tiny" => ("tiny", 4, 256),
         "small" => ("small", 4, 256),
         "gpt2" => ("base", 2, 1024),
-        other => {
+        _ => {
             return Err(Error::config(
                 "presets",
-                format!("`{other}` is not one of {PRESETS}"),
+                format!("`{name}` is not one of {PRESETS}"),
             ))
         }
     };
@@ -117,6 +123,9 @@ pub fn preset(name: &str) -> Result<BenchPreset> {
         recompute,
     })
 }
+
+/// The longest block a preset may name (`@BLOCK`).
+const MAX_BLOCK: usize = 1 << 17;
 
 const SMOLLM2_135M: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 
@@ -241,7 +250,8 @@ pub fn decode_tokens_per_sec(model: &Model, new_tokens: usize, decode: Decode) -
 
 /// Bytes of f32 weights one decode step reads: every weight except the embedding tables, which
 /// are only looked up (a row each), and the token embedding once more as the head when it is
-/// tied. Over [`read_bandwidth`], the fastest a bandwidth-bound decode can be.
+/// tied. Over [`ReadBandwidth::measure`], the fastest a decode step that streams its weights from
+/// memory can be (a model small enough for the caches can beat it).
 pub fn decode_weight_bytes(config: &ModelConfig) -> u64 {
     let tied = match config {
         ModelConfig::Gpt2(c) => c.tied(),
@@ -259,18 +269,31 @@ pub fn decode_weight_bytes(config: &ModelConfig) -> u64 {
     4 * weights
 }
 
-/// How fast this machine streams memory to the thread pool, in bytes per second: the best of three
-/// sums over 1 GiB (far beyond the caches), after an untimed pass that also touches the pages.
-pub fn read_bandwidth() -> f64 {
-    let data = vec![1f32; 1 << 28];
-    std::hint::black_box(ops::sum_streamed(&data));
-    (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(ops::sum_streamed(std::hint::black_box(&data)));
-            (data.len() * 4) as f64 / start.elapsed().as_secs_f64()
-        })
-        .fold(0.0, f64::max)
+/// How fast this machine streams memory to the thread pool: sums over 1 GiB, far beyond the
+/// caches (made once, and touched then, so each measurement reads pages already there).
+pub struct ReadBandwidth(Vec<f32>);
+
+impl ReadBandwidth {
+    pub fn new() -> Self {
+        ReadBandwidth(vec![1f32; 1 << 28])
+    }
+
+    /// Bytes per second: the best of three sums.
+    pub fn measure(&self) -> f64 {
+        (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(ops::sum_streamed(std::hint::black_box(&self.0)));
+                (self.0.len() * 4) as f64 / start.elapsed().as_secs_f64()
+            })
+            .fold(0.0, f64::max)
+    }
+}
+
+impl Default for ReadBandwidth {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Prompt processing speed (tokens per second): one forward pass of a `prompt_len`-token prompt
@@ -365,7 +388,15 @@ mod tests {
         let p = preset("small@512").unwrap();
         assert_eq!((p.block, p.config.context()), (512, 512));
         assert_eq!(preset("smollm2-135m-lora@128").unwrap().block, 128);
-        for bad in ["gpt2@", "gpt2@0", "gpt2@x", "smollm2-135m@100000"] {
+        for bad in [
+            "gpt2@",
+            "gpt2@0",
+            "gpt2@x",
+            "gpt2@+64",
+            "gpt2@18446744073709551615",
+            "gpt2+recompute@64",
+            "smollm2-135m@100000",
+        ] {
             let e = preset(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
         }

@@ -126,14 +126,14 @@ pub fn estimate(
     let logits =
         crate::model::ops::head_loss::logits_floats(tokens as usize, s.vocab as usize) as u64;
     let head = logits + tokens * s.width;
-    // GPT-2 fine-tuned in full peaks with about one more token table (vocab × width) than the
-    // counted tensors, whatever the number of tokens: the measured peaks at blocks 256 and 1024
-    // (tests below) leave 72 MB for `small` (its table is 77 MB) and 219 MB for `gpt2` (154 MB).
-    // Llama's peaks leave nothing of that kind.
-    let table = match cfg {
-        ModelConfig::Gpt2(_) if lora.is_none() => s.vocab * s.width,
-        _ => 0,
-    };
+    // A run that trains the head peaks with about one more token table (vocab × width) than the
+    // tensors counted here, whatever the number of tokens: the head's weight gradient is formed
+    // by the forward pass (`ops::head_cross_entropy`) and held until the backward one, and a tied
+    // table's two gradients are added into a fresh tensor. The measured peaks at two blocks
+    // (tests below) leave 72 MB for GPT-2 `small` (its table is 77 MB) and 219 MB for `gpt2`
+    // (154 MB); SmolLM2's leave less (its estimate is high elsewhere), and it is counted for both
+    // families so that a model with a large vocabulary is not underestimated.
+    let table = if lora.is_none() { s.vocab * s.width } else { 0 };
     let floats = table
         + if recompute {
             // Every block's input and the logits buffer (kept by the model from step to step); then
@@ -224,7 +224,7 @@ pub fn training_memory(cfg: &crate::settings::TrainConfig) -> TrainingMemory {
 }
 
 /// How far the estimate may exceed the free memory before a run is refused: the estimate was
-/// within −3 % … +15 % of the measured peaks (the tests below; README), so a run refused here
+/// within −5 % … +15 % of the measured peaks (the tests below; README), so a run refused here
 /// cannot fit, while one just over the free memory gets a warning instead.
 pub const REFUSE_ABOVE: f64 = 1.2;
 
@@ -323,7 +323,7 @@ mod tests {
 
     /// Peaks `tunesmith bench` measured on a 2-core CI machine with attention as one op (README,
     /// Performance): the estimate stays within a fifth of each, and within a tenth of GPT-2's
-    /// (at blocks 256 and 1024).
+    /// (at blocks 256 and 1024, with and without recomputation).
     #[test]
     fn estimates_are_near_the_measured_peaks() {
         let gib = |g: f64| g * (1u64 << 30) as f64;
@@ -378,6 +378,8 @@ mod tests {
             // Block 1024 (`gpt2@1024`, one worker run each): a longer block than the fit's.
             ("small@1024", gib(1.51)),
             ("gpt2@1024", gib(3.67)),
+            ("gpt2+recompute", gib(2.42)),
+            ("gpt2@1024+recompute", gib(2.56)),
         ] {
             let p = crate::bench::preset(name).unwrap();
             let e = crate::bench::estimated_peak_bytes(&p) as f64;

@@ -65,8 +65,9 @@ pub fn matvec_rows_many(x: &Tensor, ws: &[&Tensor]) -> candle_core::Result<Vec<T
         .collect()
 }
 
-/// Rows per band of [`matvec_rows_many`] for `v` rows of `c` columns: four bands per thread (so a
-/// thread that starts late still gets a share), a multiple of the kernel's four rows, and none
+/// Rows per band of [`matvec_rows_many`] (and of the quantised products) for `v` rows of `c`
+/// columns: four bands per thread (so a thread that starts late still gets a share), a multiple
+/// of four rows (the quantised kernels' pass), and none
 /// smaller than [`SEQUENTIAL_BELOW`] weights (below that, handing a band to another thread costs
 /// more than reading it).
 pub(super) fn band_rows(v: usize, c: usize) -> usize {
@@ -136,8 +137,8 @@ pub fn sum_streamed(data: &[f32]) -> f32 {
 }
 
 simd_kernel!(
-    /// Σ `x` in sixty-four lanes: four vectors' worth of independent sums, so that the loads,
-    /// not the adds, set the pace.
+    /// Σ `x` in sixty-four lanes (four AVX-512 vectors, eight AVX2 ones) of independent sums, so
+    /// that the loads, not the adds, set the pace.
     Sum<'a>(x: &'a [f32]) -> f32 {
         let mut lanes = [0f32; 64];
         let mut chunks = x.chunks_exact(64);

@@ -630,8 +630,8 @@ pub(crate) mod tests {
 
     #[test]
     fn vecmat_matches_matmul() {
-        // One band, and several on the thread pool with a last band of splits that are not
-        // whole blocks of four rows.
+        // One band, and several on the thread pool with a short last band (301 rows: four of
+        // 64, then 45).
         for (k, seed) in [(45, 8), (301, 10)] {
             let (x, w) = (rand(&[1, k], seed), rand(&[k, 700], seed + 1));
             assert!(max_diff(&vecmat(&x, &w).unwrap(), &x.matmul(&w).unwrap()) < 1e-4);
