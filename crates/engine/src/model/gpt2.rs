@@ -177,7 +177,6 @@ impl Attention {
             qkv.get(0)?.contiguous()?,
             qkv.get(1)?.contiguous()?,
             qkv.get(2)?.contiguous()?,
-            (b, t),
             cache,
             rng,
         )?;
@@ -207,7 +206,6 @@ impl Attention {
                 row.get(0)?.contiguous()?,
                 row.get(1)?.contiguous()?,
                 row.get(2)?.contiguous()?,
-                (1, 1),
                 Some(cache),
                 &mut none,
             )?);
@@ -222,11 +220,9 @@ impl Attention {
         q: Tensor,
         mut k: Tensor,
         mut v: Tensor,
-        (b, t): (usize, usize),
         cache: Option<&mut Option<LayerKv>>,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let c = q.dim(1)? * q.dim(3)?;
         if let Some(cache) = cache {
             (k, v) = LayerKv::append(cache, &k, &v)?;
         }
@@ -237,12 +233,8 @@ impl Attention {
                 return Ok(y);
             }
         }
-        // scores: (B, H, T, Tk)
-        // The scale goes on q rather than on the (T, Tk) scores.
-        let scores = (q * self.scale)?.matmul(&k.t()?)?;
-        let att = dropout(&ops::causal_softmax(&scores)?, self.attn_pdrop, rng)?;
-        // y: (B, H, T, D) -> (B, T, H, D) -> (B·T, C)
-        att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, c))
+        let drop = dropout_seed(self.attn_pdrop, rng);
+        ops::attention_of_heads(&q, &k, &v, self.scale, drop)
     }
 }
 

@@ -199,7 +199,7 @@ impl Attention {
         let q = ops::rope(&heads(q, h)?, cos, sin)?;
         let k = ops::rope(&heads(k, kv)?, cos, sin)?;
         let v = heads(v, kv)?;
-        let y = self.attend(q, k, v, (b, t), cache, rng)?;
+        let y = self.attend(q, k, v, cache, rng)?;
         let out = self.o.forward(&y, rng)?;
         dropout(&out, self.resid_pdrop, rng)
     }
@@ -230,7 +230,7 @@ impl Attention {
             let (cos, sin) = (&rot[i].0, &rot[i].1);
             let q = ops::rope(&heads(&qs, h)?, cos, sin)?;
             let k = ops::rope(&heads(&ks, kv)?, cos, sin)?;
-            ys.push(self.attend(q, k, heads(&vs, kv)?, (1, 1), Some(cache), &mut none)?);
+            ys.push(self.attend(q, k, heads(&vs, kv)?, Some(cache), &mut none)?);
         }
         self.o.forward(&Tensor::cat(&ys, 0)?, &mut none)
     }
@@ -242,11 +242,10 @@ impl Attention {
         q: Tensor,
         mut k: Tensor,
         mut v: Tensor,
-        (b, t): (usize, usize),
         cache: Option<&mut Option<LayerKv>>,
         rng: &mut Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let (h, kv, d) = (self.n_head, self.n_kv, self.head_dim);
+        let d = self.head_dim;
         if let Some(cache) = cache {
             (k, v) = LayerKv::append(cache, &k, &v)?;
         }
@@ -258,19 +257,8 @@ impl Attention {
                 return Ok(y);
             }
         }
-        let tk = k.dim(2)?;
-        let rep = h / kv;
-        // Grouped-query attention without copying k and v: the `rep` query heads that share a
-        // key/value head are stacked along the time axis, (B, KV, rep·T, D).
-        let q = q.reshape((b, kv, rep * t, d))?;
-        // The scale goes on q, (rep·T, D), rather than on the (rep·T, Tk) scores.
-        let scores = (q * scale)?.matmul(&k.t()?)?.reshape((b, h, t, tk))?;
-        let att = dropout(&ops::causal_softmax(&scores)?, self.attn_pdrop, rng)?;
-        att.reshape((b, kv, rep * t, tk))?
-            .matmul(&v)?
-            .reshape((b, h, t, d))?
-            .transpose(1, 2)?
-            .reshape((b * t, h * d))
+        let drop = dropout_seed(self.attn_pdrop, rng);
+        ops::attention_of_heads(&q, &k, &v, scale, drop)
     }
 }
 

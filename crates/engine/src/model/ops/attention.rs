@@ -120,21 +120,47 @@ pub(super) fn composed(
     scale: f32,
     dropout: AttentionDropout,
 ) -> candle_core::Result<Tensor> {
-    let (b, t, h, kv, d) = (s.batch, s.time, s.q_heads, s.kv_heads, s.dim);
+    let (b, t, d) = (s.batch, s.time, s.dim);
     let split = |x: &Tensor, n: usize| x.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
+    attention_of_heads(
+        &split(q, s.q_heads)?,
+        &split(k, s.kv_heads)?,
+        &split(v, s.kv_heads)?,
+        scale as f64,
+        dropout,
+    )
+}
+
+/// Causal attention of heads already apart, as a composition of candle ops: `q: (B, H, T, D)`
+/// (contiguous) over `k, v: (B, KV, Tk, D)`, the `T` queries being the last of the `Tk`
+/// positions (a prompt after a KV cache), query head `h` reading key/value head `h / (H / KV)`;
+/// `(B·T, H·D)`. The weights are dropped out with [`super::dropout_seeded`] when `dropout` says.
+/// The models' cached paths and [`composed`] share it.
+pub fn attention_of_heads(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    dropout: AttentionDropout,
+) -> candle_core::Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let (kv, tk) = (k.dim(1)?, k.dim(2)?);
+    if kv == 0 || h % kv != 0 {
+        bail!("{h} query heads cannot share {kv} key/value heads");
+    }
     let rep = h / kv;
-    // The `rep` query heads that share a key/value head, stacked along the time axis.
-    let q = split(q, h)?.reshape((b, kv, rep * t, d))?;
-    let scores = (q * scale as f64)?
-        .matmul(&split(k, kv)?.t()?)?
-        .reshape((b, h, t, t))?;
+    // Grouped-query attention without copying k and v: the `rep` query heads that share a
+    // key/value head are stacked along the time axis, (B, KV, rep·T, D). The scale goes on q,
+    // (rep·T, D), rather than on the (rep·T, Tk) scores.
+    let q = q.reshape((b, kv, rep * t, d))?;
+    let scores = (q * scale)?.matmul(&k.t()?)?.reshape((b, h, t, tk))?;
     let mut weights = causal_softmax(&scores)?;
     if let Some((p, seed)) = dropout {
         weights = super::dropout_seeded(&weights, p, seed)?;
     }
     weights
-        .reshape((b, kv, rep * t, t))?
-        .matmul(&split(v, kv)?)?
+        .reshape((b, kv, rep * t, tk))?
+        .matmul(v)?
         .reshape((b, h, t, d))?
         .transpose(1, 2)?
         .reshape((b * t, h * d))

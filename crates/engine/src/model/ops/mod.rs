@@ -117,7 +117,9 @@ mod rope;
 mod softmax;
 
 pub use activation::{gelu_tanh, swiglu};
-pub use attention::{causal_attention, causal_attention_packed, AttentionDropout, Heads};
+pub use attention::{
+    attention_of_heads, causal_attention, causal_attention_packed, AttentionDropout, Heads,
+};
 pub use cross_entropy::cross_entropy;
 pub use decode::{matvec_rows, matvec_rows_many, sum_streamed, vecmat};
 pub use decode_attention::decode_attention;
